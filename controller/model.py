@@ -1,0 +1,96 @@
+"""The planner's input and output: one home for the cluster model, a move and a plan.
+
+Nodes and guests are `pveapi.inventory` types; this module adds what the planner needs on
+top (demand figures with their source) and what it produces (moves, plans).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Literal
+
+from pveapi.inventory import Guest, GuestType, Node
+
+UsageSource = Literal["prometheus", "live"]
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Demand of one guest or node, as the planner counts it."""
+
+    cpu_cores: float
+    mem_bytes: int
+    source: UsageSource
+
+
+@dataclass(frozen=True)
+class ClusterModel:
+    """Everything the planner sees. Built by `observe`, never by the planner."""
+
+    nodes: tuple[Node, ...]
+    guests: tuple[Guest, ...]
+    guest_usage: Mapping[int, Usage]  # vmid -> demand; every guest has an entry
+    node_usage: Mapping[str, Usage]  # measured node totals (guests + host overhead)
+    maintenance: frozenset[str] = frozenset()  # nodes reported in HA maintenance
+    pinned_local: frozenset[int] = frozenset()  # guests the API would refuse to move (local disks/resources)
+    window: str = "1h"  # the history window the figures cover ("live" when none)
+
+
+class MoveKind(str, Enum):
+    MANDATORY = "mandatory"  # repairs a broken rule or evacuates a maintenance node
+    BALANCE = "balance"
+
+
+@dataclass(frozen=True)
+class Move:
+    vmid: int
+    name: str
+    type: GuestType
+    source: str
+    target: str
+    kind: MoveKind
+    reason: str  # one sentence a user can read: why this guest, why this target
+    mem_bytes: int
+    cpu_cores: float
+    est_seconds: float  # estimated migration time
+    gain: float = 0.0  # imbalance reduction this step brings
+
+
+@dataclass(frozen=True)
+class NodeLoad:
+    name: str
+    cpu_cores: float
+    maxcpu: int
+    mem_bytes: int
+    maxmem: int
+    load: float  # weighted CPU/memory utilisation, 0..1+
+
+    @property
+    def cpu_ratio(self) -> float:
+        return self.cpu_cores / self.maxcpu if self.maxcpu else 0.0
+
+    @property
+    def mem_ratio(self) -> float:
+        return self.mem_bytes / self.maxmem if self.maxmem else 0.0
+
+
+@dataclass(frozen=True)
+class Skipped:
+    vmid: int
+    name: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    moves: tuple[Move, ...]  # in execution order; feasible after every step
+    nodes_before: tuple[NodeLoad, ...]
+    nodes_after: tuple[NodeLoad, ...]
+    imbalance_before: float  # Proxmox CRS definition, 0..1
+    imbalance_after: float
+    skipped: tuple[Skipped, ...] = ()
+    problems: tuple[str, ...] = ()  # rules that cannot be satisfied, and why
+    sources: Mapping[str, int] = field(default_factory=dict)  # data source -> guest count
+    window: str = "1h"

@@ -1,0 +1,1 @@
+"""pvebalance-exporter: Proxmox VE gauges for Prometheus (reads the API through `pveapi`)."""

@@ -1,0 +1,68 @@
+"""Waiting for Proxmox tasks (migrations) to end."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from proxmoxer.tools import Tasks
+
+from .client import PveClient
+from .errors import ApiError, ErrorKind
+
+
+@dataclass(frozen=True)
+class TaskResult:
+    upid: str
+    node: str
+    type: str
+    finished: bool
+    exitstatus: str | None = None  # "OK", "WARNINGS: N" or the error text
+
+    @property
+    def ok(self) -> bool:
+        return self.finished and self.exitstatus is not None and (
+            self.exitstatus == "OK" or self.exitstatus.startswith("WARNINGS")
+        )
+
+
+def task_node(upid: str) -> str:
+    try:
+        return str(Tasks.decode_upid(upid)["node"])
+    except (IndexError, KeyError, AttributeError):
+        raise ApiError(ErrorKind.BAD_ANSWER, "/nodes/{node}/tasks/{upid}/status", f"not a UPID: {upid!r}") from None
+
+
+def task_status(client: PveClient, upid: str) -> TaskResult:
+    node = task_node(upid)
+    data = client.get(f"/nodes/{node}/tasks/{upid}/status")
+    finished = data.get("status") == "stopped"
+    return TaskResult(upid, node, str(data.get("type", "")), finished, data.get("exitstatus") if finished else None)
+
+
+def wait_for_task(
+    client: PveClient,
+    upid: str,
+    timeout: float,
+    poll_interval: float = 2.0,
+    should_stop: Callable[[], bool] = lambda: False,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], float] = time.monotonic,
+) -> TaskResult:
+    """Poll a task until it stops or `timeout` passes.
+
+    A node that is briefly unreachable (595/596, timeouts) while we poll does not end the wait:
+    the task keeps running on the node whatever happens to our connection.
+    """
+    deadline = clock() + timeout
+    last = TaskResult(upid, task_node(upid), "", False)
+    while True:
+        try:
+            last = task_status(client, upid)
+        except ApiError as exc:
+            if exc.kind not in (ErrorKind.UNREACHABLE, ErrorKind.TIMEOUT, ErrorKind.REFUSED):
+                raise
+        if last.finished or clock() >= deadline or should_stop():
+            return last
+        sleep(poll_interval)

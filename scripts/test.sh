@@ -1,0 +1,7 @@
+#!/usr/bin/env bash
+# The test command: sets up everything on a fresh machine and runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh test
+bash scripts/ensure-prometheus.sh
+exec .venv/bin/python -m pytest "$@"

@@ -51,7 +51,6 @@ class ApplySettings:
     max_in_flight_per_node: int = 1  # counted on both the source and the target node
     max_consecutive_failures: int = 3
     task_timeout: float = 1800.0
-    with_local_disks: bool = False
     lxc_shutdown_timeout: int = 180  # seconds a container gets to stop before it restarts elsewhere
     poll_interval: float = 2.0
 
@@ -98,7 +97,7 @@ _PROM_KEYS = {
 }
 _APPLY_KEYS = {
     "max_in_flight", "max_in_flight_per_node", "max_consecutive_failures", "task_timeout",
-    "with_local_disks", "lxc_shutdown_timeout", "poll_interval",
+    "lxc_shutdown_timeout", "poll_interval",
 }
 _RUN_KEYS = {
     "interval", "automation", "hold_time", "cooldown", "state_file", "listen",
@@ -222,7 +221,6 @@ def _apply(data: Mapping[str, Any], where: str) -> ApplySettings:
         max_in_flight_per_node=_positive_int(data, "max_in_flight_per_node", d.max_in_flight_per_node, where),
         max_consecutive_failures=_positive_int(data, "max_consecutive_failures", d.max_consecutive_failures, where),
         task_timeout=parse_duration(data.get("task_timeout", d.task_timeout), f"{where}.task_timeout"),
-        with_local_disks=_bool(data, "with_local_disks", d.with_local_disks, where),
         lxc_shutdown_timeout=int(
             parse_duration(data.get("lxc_shutdown_timeout", d.lxc_shutdown_timeout), f"{where}.lxc_shutdown_timeout")
         ),

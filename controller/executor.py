@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import structlog
 
+from controller.config import ApplySettings
 from controller.model import ClusterModel, Move, Plan, Usage
 from controller.planner import check_plan
 from controller.policy import Policy
@@ -31,17 +32,6 @@ log = structlog.get_logger("pvebalance.executor")
 Result = Literal["succeeded", "failed", "dropped", "not_started"]
 # Poll errors that mean "ask again": the task keeps running on its node whatever our connection does.
 _TRANSIENT = (ErrorKind.UNREACHABLE, ErrorKind.TIMEOUT, ErrorKind.REFUSED)
-
-
-@dataclass(frozen=True)
-class ExecutorSettings:
-    max_in_flight: int = 2
-    max_in_flight_per_node: int = 1
-    max_consecutive_failures: int = 3
-    task_timeout: float = 1800.0
-    poll_interval: float = 2.0
-    lxc_shutdown_timeout: int = 180
-    dry_run: bool = False
 
 
 @dataclass(frozen=True)
@@ -86,8 +76,9 @@ class Executor:
         client: PveClient,
         rules: RuleSet,
         policy: Policy,
-        settings: ExecutorSettings,
+        settings: ApplySettings,
         *,
+        dry_run: bool = False,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
         should_stop: Callable[[], bool] = lambda: False,
@@ -98,6 +89,7 @@ class Executor:
         self.rules = rules
         self.policy = policy
         self.settings = settings
+        self.dry_run = dry_run
         self.clock = clock
         self.sleep = sleep
         self.should_stop = should_stop
@@ -208,7 +200,7 @@ class Executor:
             params["restart"] = 1
             params["timeout"] = self.settings.lxc_shutdown_timeout
         bound = log.bind(vmid=move.vmid, node=move.source, target=move.target)
-        if self.settings.dry_run:
+        if self.dry_run:
             bound.info("migration.dry_run", params=params)
             return Outcome(move, "succeeded", "dry run: not started")
         try:
@@ -253,7 +245,7 @@ class Executor:
     def _record(self, report: ApplyReport, outcome: Outcome) -> None:
         report.outcomes.append(outcome)
         move = outcome.move
-        if outcome.result in ("succeeded", "failed") and not self.settings.dry_run:
+        if outcome.result in ("succeeded", "failed") and not self.dry_run:
             self.on_moved(move.vmid, self.clock())
         event = f"migration.{outcome.result}"
         fields = {"vmid": move.vmid, "node": move.source, "target": move.target, "task": outcome.upid,

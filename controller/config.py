@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 import yaml
 
+from controller import values
 from controller.policy import Policy
 from controller.promql import PrometheusSettings, Statistic
 from controller.rules import RuleSet, load_rules
@@ -118,7 +119,7 @@ def parse_config(
     env = os.environ if env is None else env
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: expected a mapping with proxmox, prometheus, policy, rules, apply and run")
-    _no_unknown(data, _TOP_KEYS, source)
+    values.reject_unknown(data, _TOP_KEYS, source)
     if "proxmox" not in data:
         raise ConfigError(f"{source}: the proxmox block is required (host, user, token_name, token_value_file)")
     rules = load_rules(data.get("rules") or {}, f"{source}: rules")
@@ -126,14 +127,21 @@ def parse_config(
         rules_path = base / str(data["rules_file"])
         rules = rules.merge(load_rules(_read_yaml(rules_path, "rules file") or {}, str(rules_path)))
     return Config(
-        proxmox=ConnectionSettings.from_mapping(data["proxmox"], f"{source}: proxmox", env=env),
-        prometheus=_prometheus(data.get("prometheus"), f"{source}: prometheus", env),
+        proxmox=ConnectionSettings.from_mapping(_files_from(data["proxmox"], base), f"{source}: proxmox", env=env),
+        prometheus=_prometheus(_files_from(data.get("prometheus"), base), f"{source}: prometheus", env),
         policy=Policy.from_mapping(data.get("policy") or {}, f"{source}: policy"),
         rules=rules,
-        apply=_apply(_block(data, "apply", source), f"{source}: apply"),
-        run=_run(_block(data, "run", source), f"{source}: run", base, env),
+        apply=_apply(values.mapping(data.get("apply"), f"{source}: apply"), f"{source}: apply"),
+        run=_run(_files_from(values.mapping(data.get("run"), f"{source}: run"), base), f"{source}: run", base, env),
         source=source,
     )
+
+
+def _files_from(block: Any, base: Path) -> Any:
+    """Secret files named relative to the config file's directory, like rules_file and state_file."""
+    if not isinstance(block, Mapping):
+        return block
+    return {k: str(base / v) if k.endswith("_file") and isinstance(v, str) else v for k, v in block.items()}
 
 
 def _read_yaml(path: Path, what: str, hint: str = "") -> Any:
@@ -150,17 +158,6 @@ def _read_yaml(path: Path, what: str, hint: str = "") -> Any:
         raise ConfigError(f"{what} {path}{line}: {problem}") from None
 
 
-def _block(data: Mapping[str, Any], key: str, source: str) -> Mapping[str, Any]:
-    value = data.get(key) or {}
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{source}: {key}: expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _no_unknown(data: Mapping[str, Any], known: set[str], where: str) -> None:
-    unknown = sorted(str(k) for k in set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(sorted(known))}")
 
 
 def _prometheus(data: Any, where: str, env: Mapping[str, str]) -> PrometheusSettings | None:
@@ -168,7 +165,7 @@ def _prometheus(data: Any, where: str, env: Mapping[str, str]) -> PrometheusSett
         return None
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping with at least url")
-    _no_unknown(data, _PROM_KEYS, where)
+    values.reject_unknown(data, _PROM_KEYS, where)
     url = data.get("url")
     if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
         raise ConfigError(f"{where}.url: expected http(s)://host:port of a Prometheus-compatible query API, got {url!r}")
@@ -199,27 +196,15 @@ def _prometheus(data: Any, where: str, env: Mapping[str, str]) -> PrometheusSett
     )
 
 
-def _positive_int(data: Mapping[str, Any], key: str, default: int, where: str) -> int:
-    value = data.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigError(f"{where}.{key}: must be a whole number >= 1, got {value!r}")
-    return value
-
-
-def _bool(data: Mapping[str, Any], key: str, default: bool, where: str) -> bool:
-    value = data.get(key, default)
-    if not isinstance(value, bool):
-        raise ConfigError(f"{where}.{key}: must be true or false, got {value!r}")
-    return value
 
 
 def _apply(data: Mapping[str, Any], where: str) -> ApplySettings:
-    _no_unknown(data, _APPLY_KEYS, where)
+    values.reject_unknown(data, _APPLY_KEYS, where)
     d = ApplySettings()
     return ApplySettings(
-        max_in_flight=_positive_int(data, "max_in_flight", d.max_in_flight, where),
-        max_in_flight_per_node=_positive_int(data, "max_in_flight_per_node", d.max_in_flight_per_node, where),
-        max_consecutive_failures=_positive_int(data, "max_consecutive_failures", d.max_consecutive_failures, where),
+        max_in_flight=values.count(data.get("max_in_flight", d.max_in_flight), f"{where}.max_in_flight", low=1),
+        max_in_flight_per_node=values.count(data.get("max_in_flight_per_node", d.max_in_flight_per_node), f"{where}.max_in_flight_per_node", low=1),
+        max_consecutive_failures=values.count(data.get("max_consecutive_failures", d.max_consecutive_failures), f"{where}.max_consecutive_failures", low=1),
         task_timeout=parse_duration(data.get("task_timeout", d.task_timeout), f"{where}.task_timeout"),
         lxc_shutdown_timeout=int(
             parse_duration(data.get("lxc_shutdown_timeout", d.lxc_shutdown_timeout), f"{where}.lxc_shutdown_timeout")
@@ -229,7 +214,7 @@ def _apply(data: Mapping[str, Any], where: str) -> ApplySettings:
 
 
 def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]) -> RunSettings:
-    _no_unknown(data, _RUN_KEYS, where)
+    values.reject_unknown(data, _RUN_KEYS, where)
     d = RunSettings()
     automation = data.get("automation", d.automation)
     if automation not in ("manual", "automatic"):
@@ -246,7 +231,7 @@ def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]
         state_file=state_file if state_file.is_absolute() else base / state_file,
         listen=listen,
         webhook_token=read_secret(data, "webhook_token", where, env, "PVEBALANCE_WEBHOOK_TOKEN"),
-        fallback_to_live=_bool(data, "fallback_to_live", d.fallback_to_live, where),
+        fallback_to_live=values.flag(data.get("fallback_to_live", d.fallback_to_live), f"{where}.fallback_to_live"),
     )
 
 

@@ -14,7 +14,7 @@ import responses
 from controller.promql import History, PrometheusError, PrometheusSettings, PromQL, Statistic
 from pveapi.settings import Secret
 from tests.controller.history import GIB, exporter_samples
-from tests.support.prometheus import PrometheusServer, free_port, running_prometheus, write_history
+from tests.support.prometheus import RunningPrometheus, free_port, running_prometheus, write_history
 
 NOW = time.time()
 # 10 samples a minute apart in the last hour, alternating so avg, quantile and stddev differ.
@@ -32,7 +32,7 @@ def _mem(resource_id: str, i: int) -> float:
 
 
 @pytest.fixture(scope="module")
-def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrometheusServer]:
+def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPrometheus]:
     data = tmp_path_factory.mktemp("promql") / "tsdb"
     fresh = {**GUESTS, **NODES}
     samples = list(exporter_samples(fresh, _cpu, _mem, NOW - 9 * 60 - 30, NOW - 30))
@@ -50,7 +50,7 @@ def _promql(url: str, statistic: str = "avg", **kwargs: object) -> PromQL:
     return PromQL(PrometheusSettings(url=url, statistic=Statistic.parse(statistic, "statistic"), **kwargs))  # type: ignore[arg-type]
 
 
-def _query_requests(prom: PrometheusServer) -> float:
+def _query_requests(prom: RunningPrometheus) -> float:
     text = requests.get(prom.url + "/metrics", timeout=5).text
     for line in text.splitlines():
         if line.startswith('prometheus_http_requests_total{code="200",handler="/api/v1/query"}'):
@@ -58,7 +58,7 @@ def _query_requests(prom: PrometheusServer) -> float:
     return 0.0
 
 
-def test_average_cpu_in_cores_and_memory_for_guests_and_nodes(prom: PrometheusServer) -> None:
+def test_average_cpu_in_cores_and_memory_for_guests_and_nodes(prom: RunningPrometheus) -> None:
     history = _promql(prom.url).history(at=NOW)
     cores, mem = history.usage("qemu/100") or (None, None)
     assert cores == pytest.approx(4 * statistics.mean(CPU_PATTERN))
@@ -67,7 +67,7 @@ def test_average_cpu_in_cores_and_memory_for_guests_and_nodes(prom: PrometheusSe
     assert history.fresh and history.data_age == pytest.approx(30, abs=1)
 
 
-def test_quantile_and_mean_plus_k_stddev(prom: PrometheusServer) -> None:
+def test_quantile_and_mean_plus_k_stddev(prom: RunningPrometheus) -> None:
     p90 = _promql(prom.url, "quantile(0.9)").history(at=NOW).usage("qemu/101")
     spread = _promql(prom.url, "mean_stddev(2)").history(at=NOW).usage("qemu/101")
     assert p90 is not None and spread is not None
@@ -76,7 +76,7 @@ def test_quantile_and_mean_plus_k_stddev(prom: PrometheusServer) -> None:
     assert spread[0] == pytest.approx(4 * expected)
 
 
-def test_stale_and_missing_series_give_no_figures(prom: PrometheusServer) -> None:
+def test_stale_and_missing_series_give_no_figures(prom: RunningPrometheus) -> None:
     history = _promql(prom.url, max_data_age=300).history(at=NOW)
     assert history.usage("lxc/300") is None  # last sample 40 minutes old
     assert history.usage("qemu/999") is None  # never exported
@@ -84,20 +84,20 @@ def test_stale_and_missing_series_give_no_figures(prom: PrometheusServer) -> Non
     assert not later.fresh and later.usage("qemu/100") is None
 
 
-def test_a_fixed_number_of_queries_whatever_the_cluster_size(prom: PrometheusServer) -> None:
+def test_a_fixed_number_of_queries_whatever_the_cluster_size(prom: RunningPrometheus) -> None:
     before = _query_requests(prom)
     history = _promql(prom.url).history(at=NOW)
     assert _query_requests(prom) - before == history.queries == 3
     assert len(history.cpu_cores) == len(GUESTS) + len(NODES) + 1  # every guest and node at once
 
 
-def test_series_present_counts_each_needed_metric(prom: PrometheusServer) -> None:
+def test_series_present_counts_each_needed_metric(prom: RunningPrometheus) -> None:
     present = _promql(prom.url).series_present(at=NOW)
     assert present["pve_cpu_usage_ratio"] == len(GUESTS) + len(NODES) + 1  # two exporters for qemu/100
     assert _promql(prom.url).series_present(at=NOW + 86400) == dict.fromkeys(present, 0)
 
 
-def test_a_bad_query_is_one_line_naming_prometheus(prom: PrometheusServer) -> None:
+def test_a_bad_query_is_one_line_naming_prometheus(prom: RunningPrometheus) -> None:
     with pytest.raises(PrometheusError, match=r"^Prometheus http://127\.0\.0\.1:\d+: query failed \(HTTP 400\): .*parse error"):
         _promql(prom.url).query("sum(")
 

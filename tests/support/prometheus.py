@@ -1,24 +1,28 @@
-"""A real Prometheus (/usr/bin/prometheus) for tests, and history written with promtool.
+"""Start a real Prometheus (`/usr/bin/prometheus`, Debian package) for a test, on a free port.
 
-    with running_prometheus(tmp_path / "tsdb") as prom:
-        requests.get(prom.url + "/api/v1/query", params={"query": "up"})
+    with running_prometheus(tmp_path / "data") as prom:            # empty config
+        prom.query('pve_up{id="node/pve1"}', at=1763700000)
+    with running_prometheus(tmp_path / "data", scrape_configs=[...]) as prom: ...
 
-History is written before start-up as TSDB blocks (`write_history`), exactly as a backfill
-would, so tests query real PromQL over hours of samples without waiting for scrapes.
+The data directory may already hold TSDB blocks (backfill, or `write_history` below for
+hand-written samples); Prometheus loads them at start.
+The process is stopped (SIGTERM, then SIGKILL) when the block ends.
 """
 
 from __future__ import annotations
 
-import contextlib
 import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import requests
+import yaml
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
@@ -33,71 +37,87 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-@dataclass
-class PrometheusServer:
+@dataclass(frozen=True)
+class RunningPrometheus:
     url: str
     data_dir: Path
-    process: subprocess.Popen[bytes]
     log_path: Path
 
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
+    def query(self, expr: str, at: float | None = None) -> list[dict[str, Any]]:
+        """Instant query; the `result` list of /api/v1/query."""
+        params: dict[str, Any] = {"query": expr}
+        if at is not None:
+            params["time"] = at
+        response = requests.get(f"{self.url}/api/v1/query", params=params, timeout=30)
+        body = response.json()
+        if body.get("status") != "success":
+            raise AssertionError(f"query {expr!r} failed: {body.get('error')}")
+        return list(body["data"]["result"])
+
+    def value(self, expr: str, at: float | None = None) -> float | None:
+        """The single value of an instant query, or None when it returns nothing."""
+        result = self.query(expr, at)
+        if not result:
+            return None
+        if len(result) != 1:
+            raise AssertionError(f"query {expr!r} returned {len(result)} series, expected one")
+        return float(result[0]["value"][1])
 
 
-def start_prometheus(
+@contextmanager
+def running_prometheus(
     data_dir: Path,
-    config: str = "global:\n  scrape_interval: 15s\n",
-    extra_args: Iterable[str] = (),
+    scrape_configs: Sequence[dict[str, Any]] = (),
+    scrape_interval: str = "15s",
+    extra_args: Sequence[str] = (),
     ready_timeout: float = 60.0,
-) -> PrometheusServer:
-    """Start Prometheus on a free port over `data_dir`; return once /-/ready answers 200."""
+) -> Iterator[RunningPrometheus]:
     data_dir.mkdir(parents=True, exist_ok=True)
-    config_path = data_dir.parent / f"{data_dir.name}-prometheus.yml"
-    config_path.write_text(config, encoding="utf-8")
-    log_path = data_dir.parent / f"{data_dir.name}-prometheus.log"
-    last_error = ""
-    for _attempt in range(3):  # another process may grab the free port before Prometheus binds it
-        port = free_port()
-        log = log_path.open("ab")
+    work = data_dir.parent
+    config_path = work / f"prometheus-{data_dir.name}.yml"
+    config_path.write_text(
+        yaml.safe_dump({"global": {"scrape_interval": scrape_interval}, "scrape_configs": list(scrape_configs)})
+    )
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = work / f"prometheus-{data_dir.name}.log"
+    with log_path.open("wb") as log_file:
         process = subprocess.Popen(
             [
                 PROMETHEUS,
                 f"--config.file={config_path}",
                 f"--storage.tsdb.path={data_dir}",
                 f"--web.listen-address=127.0.0.1:{port}",
-                "--storage.tsdb.retention.time=30d",
-                "--log.level=warn",
                 *extra_args,
             ],
-            stdout=log,
+            stdout=log_file,
             stderr=subprocess.STDOUT,
         )
-        log.close()
-        server = PrometheusServer(f"http://127.0.0.1:{port}", data_dir, process, log_path)
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline and process.poll() is None:
-            with contextlib.suppress(requests.RequestException):
-                if requests.get(server.url + "/-/ready", timeout=2).status_code == 200:
-                    return server
-            time.sleep(0.2)
-        server.stop()
-        last_error = log_path.read_text(encoding="utf-8", errors="replace")[-2000:]
-    raise RuntimeError(f"Prometheus did not become ready:\n{last_error}")
+        try:
+            _wait_ready(url, process, log_path, ready_timeout)
+            yield RunningPrometheus(url=url, data_dir=data_dir, log_path=log_path)
+        finally:
+            process.terminate()
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
 
 
-@contextlib.contextmanager
-def running_prometheus(data_dir: Path, **kwargs: object) -> Iterator[PrometheusServer]:
-    server = start_prometheus(data_dir, **kwargs)  # type: ignore[arg-type]
-    try:
-        yield server
-    finally:
-        server.stop()
+def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            tail = log_path.read_text(errors="replace").splitlines()[-5:]
+            raise RuntimeError(f"prometheus exited with {process.returncode}: " + " | ".join(tail))
+        try:
+            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"prometheus not ready at {url} after {timeout:.0f} s; see {log_path}")
 
 
 def openmetrics(samples: Iterable[Sample]) -> str:
@@ -116,7 +136,7 @@ def openmetrics(samples: Iterable[Sample]) -> str:
 
 
 def write_history(data_dir: Path, samples: Iterable[Sample]) -> None:
-    """Write samples as TSDB blocks into `data_dir` with promtool (Prometheus must not be running on it)."""
+    """Write hand-made samples as TSDB blocks into `data_dir` with promtool, before Prometheus starts on it."""
     data_dir.mkdir(parents=True, exist_ok=True)
     source = data_dir.parent / f"{data_dir.name}-history.om"
     source.write_text(openmetrics(samples), encoding="utf-8")

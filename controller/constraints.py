@@ -17,7 +17,7 @@ from .policy import Policy
 from .rules import NodeAffinityRule, RuleSet, tag_rules
 
 
-@dataclass
+@dataclass(eq=False)
 class Group:
     """One affinity or anti-affinity group with its members and where they are."""
 

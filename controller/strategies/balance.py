@@ -131,7 +131,6 @@ def _swap_allowed(ctx: Context, a: int, b: int, source: NodeState, target: NodeS
     return (
         rules.rules_allow(a, target.name, False)
         and rules.rules_allow(b, source.name, False)
-        and not (set(rules.apart_of.get(a, ())) & set(rules.apart_of.get(b, ())))
         and state.fits(a, target, db.mem, db.vcpus)
         and state.fits(b, source, da.mem, da.vcpus)
         and state.below_high_water(a, target, db.cpu, db.mem)

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from controller.model import ClusterModel, Usage
+from controller.model import ClusterModel, Plan, Usage
+from controller.plancheck import check_plan
+from controller.planner import plan
+from controller.policy import Policy
+from controller.rules import RuleSet
 from pveapi.inventory import Guest, Node
 
 GIB = 1024**3
@@ -67,3 +71,19 @@ def cluster(
         maintenance=frozenset(maintenance),
         pinned_local=frozenset(pinned_local),
     )
+
+
+def checked_plan(model: ClusterModel, rules: RuleSet | None = None, policy: Policy | None = None) -> Plan:
+    """Plan, and fail unless the independent checker accepts every step."""
+    rules = rules or RuleSet()
+    policy = policy or Policy()
+    result = plan(model, rules, policy)
+    assert check_plan(model, rules, policy, result) == []
+    return result
+
+
+def placement_after(model: ClusterModel, result: Plan) -> dict[int, str]:
+    where = {g.vmid: g.node for g in model.guests}
+    for move in result.moves:
+        where[move.vmid] = move.target
+    return where

@@ -23,7 +23,7 @@ from controller.loop import Controller
 from controller.metrics import ControllerMetrics
 from controller.model import Plan
 from controller.observe import observe
-from controller.planner import check_plan
+from controller.plancheck import check_plan
 from controller.promql import PromQL
 from controller.report import plan_from_dict, plan_to_dict, render_table
 from controller.server import ControllerServer, Endpoints

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import structlog
-from proxmoxer.tools import Tasks
 
 from controller.config import ApplySettings
 from controller.model import ClusterModel, Move, Plan, Usage
@@ -26,7 +25,7 @@ from controller.rules import RuleSet
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory
-from pveapi.tasks import TaskResult, task_status
+from pveapi.tasks import TaskResult, task_starttime, task_status
 
 log = structlog.get_logger("pvebalance.executor")
 
@@ -252,7 +251,7 @@ class Executor:
                 return Outcome(move, "succeeded", "HA moved it", item.upid, elapsed)
             if guest is not None and guest.hastate == "error":
                 return Outcome(move, "failed", "HA reports the guest in error state", item.upid, elapsed)
-            since = int(Tasks.decode_upid(item.upid)["starttime"])
+            since = task_starttime(item.upid)
             tasks = self.client.get(
                 f"/nodes/{move.source}/tasks", vmid=move.vmid, since=since, source="all",
                 typefilter="qmigrate" if move.type == "qemu" else "vzmigrate",

@@ -174,8 +174,8 @@ def _saved_plan(
         plan = plan_from_dict(json.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise ConfigError(f"--plan {path}: cannot read it ({exc.strerror})") from None
-    except ValueError as exc:
-        raise ConfigError(f"--plan {path}: not a saved pvebalance plan ({exc})") from None
+    except (ValueError, ConfigError) as exc:  # JSON syntax, or a field plan_from_dict names
+        raise ConfigError(f"--plan {path}: not a usable saved plan: {exc}") from None
     observation = observe(client, promql)
     rules = cycle_rules(config, observation, hold)
     problems = check_plan(observation.model, rules, config.policy, plan)

@@ -4,4 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
 bash scripts/ensure-prometheus.sh
+bash scripts/ensure-stack-tools.sh
 exec .venv/bin/python -m pytest "$@"

@@ -84,4 +84,4 @@ def test_webhook_token_comes_from_a_file_not_the_config() -> None:
     for hook in hooks:
         auth = hook["http_config"]["authorization"]
         assert auth["type"] == "Bearer" and "credentials" not in auth
-        assert auth["credentials_file"].startswith("/etc/alertmanager/secrets/")
+        assert auth["credentials_file"] == "/run/secrets/webhook_token"

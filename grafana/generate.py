@@ -293,7 +293,7 @@ def guest() -> dict[str, Any]:
               "Bytes per second (counters reset on migration).", unit="Bps"),
         Panel("Disk", "timeseries",
               (q(f"rate(pve_disk_read_bytes_total{{{sel}}}[$__rate_interval])", "read"),
-               q(f"rate(pve_disk_write_bytes_total{{{sel}}}[$__rate_interval])", "write")),
+               q(f"rate(pve_disk_written_bytes_total{{{sel}}}[$__rate_interval])", "write")),
               "Bytes per second.", unit="Bps"),
     ]
     # Shown by name, selected by id: names need not be unique, ids are.

@@ -23,7 +23,7 @@ from controller.loop import Controller
 from controller.metrics import ControllerMetrics
 from controller.model import Plan
 from controller.observe import observe
-from controller.planner import check_plan
+from controller.plancheck import check_plan
 from controller.promql import PromQL
 from controller.report import plan_from_dict, plan_to_dict, render_table
 from controller.server import ControllerServer, Endpoints
@@ -174,8 +174,8 @@ def _saved_plan(
         plan = plan_from_dict(json.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
         raise ConfigError(f"--plan {path}: cannot read it ({exc.strerror})") from None
-    except ValueError as exc:
-        raise ConfigError(f"--plan {path}: not a saved pvebalance plan ({exc})") from None
+    except (ValueError, ConfigError) as exc:  # JSON syntax, or a field plan_from_dict names
+        raise ConfigError(f"--plan {path}: not a usable saved plan: {exc}") from None
     observation = observe(client, promql)
     rules = cycle_rules(config, observation, hold)
     problems = check_plan(observation.model, rules, config.policy, plan)

@@ -77,7 +77,7 @@ def run_cycle(
 ) -> Cycle:
     observation = observe(client, promql, at)
     rules = cycle_rules(config, observation, hold or {})
-    model, plan, calls = _plan_movable(client, observation.model, rules, config)
+    model, plan, calls = _plan_movable(client, observation.model, rules, config, {**observation.leave_alone, **(hold or {})})
     fallback = config.run.fallback_to_live if fallback_to_live is None else fallback_to_live
     why_not = None
     if observation.data_problem is not None and not fallback:
@@ -85,7 +85,9 @@ def run_cycle(
     return Cycle(observation, rules, model, plan, calls, why_not)
 
 
-def _plan_movable(client: PveClient, model: ClusterModel, rules: RuleSet, config: Config) -> tuple[ClusterModel, Plan, int]:
+def _plan_movable(
+    client: PveClient, model: ClusterModel, rules: RuleSet, config: Config, held: Mapping[int, str]
+) -> tuple[ClusterModel, Plan, int]:
     refused: dict[int, str] = {}
     checked: set[tuple[int, str]] = set()
     calls = 0
@@ -105,8 +107,9 @@ def _plan_movable(client: PveClient, model: ClusterModel, rules: RuleSet, config
     else:
         model = replace(model, pinned_local=frozenset(refused))
         plan = make_plan(model, rules, config.policy)
-    # The API's own reason beats a generic "local disks" line from the planner.
+    # The API's own reason, or why the controller holds a guest, beats the planner's generic line.
+    reasons = {**held, **refused}
     listed = {s.vmid for s in plan.skipped}
-    skipped = tuple(replace(s, reason=refused[s.vmid]) if s.vmid in refused else s for s in plan.skipped)
+    skipped = tuple(replace(s, reason=reasons[s.vmid]) if s.vmid in reasons else s for s in plan.skipped)
     extra = tuple(Skipped(v, guests[v].name, r) for v, r in sorted(refused.items()) if v not in listed)
     return model, replace(plan, skipped=skipped + extra), calls

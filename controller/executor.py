@@ -19,13 +19,13 @@ import structlog
 
 from controller.config import ApplySettings
 from controller.model import ClusterModel, Move, Plan, Usage
-from controller.planner import check_plan
+from controller.plancheck import check_plan
 from controller.policy import Policy
 from controller.rules import RuleSet
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory
-from pveapi.tasks import TaskResult, task_status
+from pveapi.tasks import TaskResult, task_starttime, task_status
 
 log = structlog.get_logger("pvebalance.executor")
 
@@ -209,6 +209,7 @@ class Executor:
             return Outcome(move, "failed", f"refused: {exc}")
         if not isinstance(upid, str) or not upid.startswith("UPID:"):
             return Outcome(move, "failed", f"the API answered {upid!r} instead of a task id")
+        self.on_moved(move.vmid, self.clock())  # the cooldown starts now: a restart mid-migration keeps it
         bound.info("migration.started", task=upid, ha=guest.ha_managed, reason=move.reason)
         self.on_event({"event": "started", "vmid": move.vmid, "move": move, "upid": upid})
         return _Running(move, upid, self.clock(), guest.ha_managed)
@@ -216,11 +217,9 @@ class Executor:
     def _poll(self, item: _Running) -> Outcome | None:
         elapsed = self.clock() - item.started
         if item.phase == "placement":
-            guest = self.client.resources().guest(item.move.vmid)
-            if guest is not None and guest.node == item.move.target and not guest.lock:
-                return Outcome(item.move, "succeeded", "HA moved it", item.upid, elapsed)
-            if guest is not None and guest.hastate == "error":
-                return Outcome(item.move, "failed", "HA reports the guest in error state", item.upid, elapsed)
+            outcome = self._ha_outcome(item, elapsed)
+            if outcome is not None:
+                return outcome
         else:
             try:
                 status: TaskResult = task_status(self.client, item.upid)
@@ -240,6 +239,31 @@ class Executor:
                 item.move, "failed", f"not finished after {self.settings.task_timeout:.0f}s (apply.task_timeout)",
                 item.upid, elapsed,
             )
+        return None
+
+    def _ha_outcome(self, item: _Running, elapsed: float) -> Outcome | None:
+        """After `hamigrate`, the HA manager starts the real migration on the source later:
+        done when the guest shows on the target, failed when that follow-up task failed."""
+        move = item.move
+        try:
+            guest = self.client.resources().guest(move.vmid)
+            if guest is not None and guest.node == move.target and not guest.lock:
+                return Outcome(move, "succeeded", "HA moved it", item.upid, elapsed)
+            if guest is not None and guest.hastate == "error":
+                return Outcome(move, "failed", "HA reports the guest in error state", item.upid, elapsed)
+            since = task_starttime(item.upid)
+            tasks = self.client.get(
+                f"/nodes/{move.source}/tasks", vmid=move.vmid, since=since, source="all",
+                typefilter="qmigrate" if move.type == "qemu" else "vzmigrate",
+            )
+        except ApiError as exc:
+            if exc.kind in _TRANSIENT:
+                return None
+            return Outcome(move, "failed", f"HA migration not observable: {exc}", item.upid, elapsed)
+        for task in tasks if isinstance(tasks, list) else []:
+            status = task.get("status") if isinstance(task, Mapping) else None
+            if status is not None and status != "OK" and not str(status).startswith("WARNINGS"):
+                return Outcome(move, "failed", f"HA migration task ended: {status}", str(task.get("upid")), elapsed)
         return None
 
     def _record(self, report: ApplyReport, outcome: Outcome) -> None:

@@ -113,8 +113,9 @@ def _maintenance_nodes(client: PveClient, inventory: Inventory, warnings: list[s
         warnings.append(f"HA status not read, maintenance nodes only from /cluster/resources: {exc}")
         return nodes
     for entry in status if isinstance(status, list) else []:
-        if isinstance(entry, Mapping) and entry.get("type") == "node" and "maintenance" in str(entry.get("status", "")):
-            nodes.add(str(entry.get("node") or str(entry.get("id", "")).removeprefix("node/")))
+        # The LRM of a node in maintenance reports e.g. "pve1 (maintenance mode, Mon Jan  5 ...)".
+        if isinstance(entry, Mapping) and entry.get("type") in ("lrm", "node") and "maintenance" in str(entry.get("status", "")):
+            nodes.add(str(entry.get("node")))
     return nodes
 
 

@@ -145,7 +145,6 @@ class PromQL:
             self.session.headers["Authorization"] = f"Bearer {s.bearer_token.reveal()}"
         elif s.username is not None and s.password is not None:
             self.session.auth = (s.username, s.password.reveal())
-        self.session.verify = s.verify_ssl
         parts = urlsplit(s.url)
         if parts.username and self.session.auth is None and s.bearer_token is None:
             self.session.auth = (unquote(parts.username), unquote(parts.password or ""))
@@ -162,7 +161,8 @@ class PromQL:
             params["time"] = f"{at:.3f}"
         try:
             response = self.session.get(
-                f"{self.base}/api/v1/query", params=params, timeout=self.settings.timeout
+                f"{self.base}/api/v1/query", params=params, timeout=self.settings.timeout,
+                verify=self.settings.verify_ssl,  # per request: a session value loses to REQUESTS_CA_BUNDLE
             )
         except requests.Timeout:
             raise PrometheusError(f"{self.where}: no answer within {self.settings.timeout:g}s - check the server or raise prometheus.timeout") from None

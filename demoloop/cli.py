@@ -84,7 +84,8 @@ class Demo:
         if has_prometheus:
             self._start_prometheus(exporter_url.removeprefix("http://"))
             say("prometheus", f"{self.prometheus_url} (the exporter scraped every 5 s, alert and recording rules "
-                              f"from prometheus/rules); cluster imbalance now {self._imbalance()}")
+                              "from prometheus/rules)")
+            self._show_nodes("the cluster now")
         controller_file = self._write("controller.yml", controller_config(
             self.api_host, "root@pam", "demo-controller", self._token_file("controller"), sim.cert_path,
             self.prometheus_url, self.workdir / "state.json"))
@@ -98,11 +99,11 @@ class Demo:
             code = self._controller(controller_file, "apply")
             if code != 0:
                 print(f"(pvebalance apply exited with {code})", flush=True)
-            self._wait_for_fresh_figures(has_prometheus)
-            heading("after: pvebalance plan")
-            self._controller(controller_file, "plan")
             if has_prometheus:
-                say("prometheus", f"cluster imbalance now {self._imbalance()} (recording rule over live figures)")
+                time.sleep(12)  # two scrape and rule intervals, so Prometheus shows the new placement
+                self._show_nodes("the cluster after the moves")
+            heading("pvebalance plan again (its 1h averages still include the time before the moves)")
+            self._controller(controller_file, "plan")
         if self.args.stay:
             print(f"\nEverything is still running; configs and logs in {self.workdir}. Ctrl-C stops it all.", flush=True)
             signal.pause()
@@ -161,7 +162,7 @@ class Demo:
             f"--web.listen-address=127.0.0.1:{port}", "--storage.tsdb.retention.time=30d", "--log.level=warn"])
         wait_until(lambda: _http_ok(f"{self.prometheus_url}/-/ready"), "prometheus", 60, process)
         # The first live scrape and rule evaluation, so the plan sees fresh figures.
-        wait_until(lambda: self._query("pvebalance:cluster_imbalance:ratio") is not None,
+        wait_until(lambda: bool(self._query("pvebalance:cluster_imbalance:ratio")),
                    "prometheus: first scrape of the exporter and rule evaluation", 60, process)
 
     def _controller(self, config_file: Path, command: str) -> int:
@@ -169,23 +170,26 @@ class Demo:
         argv = [str(BIN / "pvebalance"), f"--config={config_file}", "--log-format=console", command]
         return subprocess.run(argv, env=env, check=False).returncode
 
-    def _wait_for_fresh_figures(self, has_prometheus: bool) -> None:
-        """After migrations: one more scrape and rule evaluation, so Prometheus shows the new placement."""
-        if has_prometheus:
-            time.sleep(12)  # two scrape and evaluation intervals of 5 s
-
     # -- helpers --------------------------------------------------------------------------
-    def _query(self, expr: str) -> float | None:
+    def _query(self, expr: str) -> dict[str, float]:
+        """Instant query -> value by `node` label ("" for a series without one); {} on any failure."""
         try:
             answer = requests.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=5).json()
-            result = answer["data"]["result"]
-            return float(result[0]["value"][1]) if result else None
-        except (requests.RequestException, ValueError, KeyError, IndexError):
-            return None
+            return {r["metric"].get("node", ""): float(r["value"][1]) for r in answer["data"]["result"]}
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return {}
 
-    def _imbalance(self) -> str:
-        value = self._query("pvebalance:cluster_imbalance:ratio")
-        return "unknown" if value is None else f"{value:.3f}"
+    def _show_nodes(self, title: str) -> None:
+        """Live node figures from the recording rules the dashboards use."""
+        cpu, mem = self._query("pvebalance:node_cpu:ratio"), self._query("pvebalance:node_memory:ratio")
+        guests = self._query("pvebalance:node_running_guests:count")
+        imbalance = self._query("pvebalance:cluster_imbalance:ratio").get("")
+        heading(f"{title} (live, from Prometheus)")
+        print(f"  {'node':<6} {'cpu':>5} {'memory':>7} {'guests':>7}")
+        for node in sorted(cpu):
+            print(f"  {node:<6} {cpu[node]:>5.0%} {mem.get(node, 0):>7.0%} {guests.get(node, 0):>7.0f}")
+        print(f"  imbalance {'unknown' if imbalance is None else f'{imbalance:.3f}'} (0 = even, 1 = all on one node)",
+              flush=True)
 
     def _write(self, name: str, text: str) -> Path:
         path = self.workdir / name

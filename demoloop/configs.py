@@ -23,7 +23,10 @@ def exporter_config(api_host: str, user: str, token_name: str, token_file: Path,
 def prometheus_config(product_config: Path, targets: Mapping[str, str], interval: str) -> str:
     """The product's prometheus.yml with local targets: the same jobs and rules, no Alertmanager.
 
-    `targets` maps job name -> host:port; jobs without a target are left out.
+    `targets` maps job name -> host:port; jobs without a target are left out. The exporter's
+    samples lose the `job` and `instance` labels Prometheus adds, because backfilled history
+    has none: live scrapes then continue the backfilled series instead of starting new ones,
+    so averages over a window that spans both are taken over one series.
     """
     try:
         config: dict[str, Any] = yaml.safe_load(product_config.read_text(encoding="utf-8"))
@@ -32,7 +35,10 @@ def prometheus_config(product_config: Path, targets: Mapping[str, str], interval
     jobs = []
     for job in config["scrape_configs"]:
         if job["job_name"] in targets:
-            jobs.append({**job, "static_configs": [{"targets": [targets[job["job_name"]]]}]})
+            job = {**job, "static_configs": [{"targets": [targets[job["job_name"]]]}]}
+            if job["job_name"] == EXPORTER_JOB:
+                job["metric_relabel_configs"] = [{"action": "labeldrop", "regex": "job|instance"}]
+            jobs.append(job)
     config["scrape_configs"] = jobs
     config["rule_files"] = [str(product_config.parent / pattern) for pattern in config.get("rule_files", [])]
     config.pop("alerting", None)

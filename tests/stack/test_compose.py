@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from controller.config import RunSettings
+from controller.config import parse_config as parse_controller_config
 from exporter.cli import DEFAULT_LISTEN as EXPORTER_LISTEN
 from exporter.config import parse_config as parse_exporter_config
 
@@ -102,8 +104,9 @@ def test_ports_agree_with_prometheus_alertmanager_and_the_programs(demo: dict[st
         "exporter": _port(next(a for a in exporter_args if a.startswith("--web.listen-address=")).split("=", 1)[1]),
         "controller": _port(controller["run"]["listen"]),
     }
-    # The exporter listens on its own default port, so the port is the same in and out of compose.
+    # Both listen on their own default ports, so a port is the same in and out of compose.
     assert listen["exporter"] == _port(EXPORTER_LISTEN)
+    assert listen["controller"] == _port(RunSettings().listen)
     for job, service in (("pvebalance-exporter", "exporter"), ("pvebalance-controller", "controller")):
         host, port = jobs[job].split(":")
         assert host == service and int(port) == listen[service], job
@@ -145,3 +148,14 @@ def test_the_exporter_accepts_the_config_compose_gives_it(tmp_path: Path, demo: 
     assert module.settings.host == "sim:8006" and module.settings.verify_ssl == str(tls)
     assert module.settings.token_value is not None
     assert module.settings.token_value.reveal() == (ROOT / "compose/demo/exporter.token").read_text().strip()
+
+
+def test_the_controller_accepts_the_config_compose_gives_it(tmp_path: Path, demo: dict[str, Any]) -> None:
+    tls = tmp_path / "sim.crt"
+    tls.write_text("placeholder: only its existence is checked when the config is read\n")
+    content = _with_local_paths(demo["configs"]["controller"]["content"], demo, tls)
+    config = parse_controller_config(yaml.safe_load(content), "compose controller config", env={})
+    assert config.run.automation == "manual" and config.run.listen == "0.0.0.0:9883"
+    assert config.run.webhook_token is not None
+    assert config.run.webhook_token.reveal() == (ROOT / "compose/demo/webhook.token").read_text().strip()
+    assert config.prometheus is not None and config.prometheus.url == "http://prometheus:9090"

@@ -15,6 +15,8 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
+import requests
+
 from pveapi.errors import PvebalanceError
 
 
@@ -43,6 +45,14 @@ class Children:
         self._running.append((name, process))
         return process
 
+    def signal(self, name: str, signum: int) -> None:
+        """Send `signum` to the running process started as `name`."""
+        for started, process in self._running:
+            if started == name and process.poll() is None:
+                process.send_signal(signum)
+                return
+        raise PvebalanceError(f"{name} is not running")
+
     def log_path(self, name: str) -> Path:
         return self.log_dir / f"{name}.log"
 
@@ -64,6 +74,14 @@ class Children:
             except subprocess.TimeoutExpired:
                 os.killpg(process.pid, signal.SIGKILL)
                 process.wait(timeout=timeout)
+
+
+def http_ok(url: str) -> bool:
+    """True once `url` answers 200 (a starting server refuses connections first)."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
 
 
 def wait_until(ready: Callable[[], bool], what: str, timeout: float,

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +23,7 @@ from simulator.scenario import ALL_PRIVILEGES, Credential
 from simulator.server import Simulator
 
 from .configs import CONTROLLER_JOB, EXPORTER_JOB, controller_config, exporter_config, prometheus_config
-from .processes import Children, free_port, wait_until
+from .processes import Children, free_port, http_ok, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCT_PROMETHEUS = ROOT / "prometheus" / "prometheus.yml"
@@ -95,8 +96,12 @@ class LocalStack:
         process = self.children.start("exporter", [
             str(BIN / "pvebalance-exporter"), f"--config.file={self.exporter_file}",
             f"--web.listen-address=127.0.0.1:{port}", "--collector.pressure", "--log.format=json"], self.env)
-        wait_until(lambda: _http_ok(f"{self.exporter_url}/health"), "exporter", 30, process)
+        wait_until(lambda: http_ok(f"{self.exporter_url}/health"), "exporter", 30, process)
         return self.exporter_url
+
+    def reload_prometheus(self) -> None:
+        """Re-read prometheus.yml and the rule files (Prometheus' SIGHUP)."""
+        self.children.signal("prometheus", signal.SIGHUP)
 
     def start_prometheus(self, interval: str = "5s", rule_files: list[Path] | None = None,
                          scrape_controller: bool = False) -> str:
@@ -113,17 +118,19 @@ class LocalStack:
             str(shutil.which("prometheus")), f"--config.file={self._write('prometheus.yml', config)}",
             f"--storage.tsdb.path={self.workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
             "--storage.tsdb.retention.time=30d", "--log.level=warn"])
-        wait_until(lambda: _http_ok(f"{self.prometheus_url}/-/ready"), "prometheus", 60, process)
+        wait_until(lambda: http_ok(f"{self.prometheus_url}/-/ready"), "prometheus", 60, process)
         # The first live scrape and rule evaluation, so what comes next sees fresh figures.
         wait_until(lambda: bool(self.query("pvebalance:cluster_imbalance:ratio")),
                    "prometheus: first scrape of the exporter and rule evaluation", 60, process)
         return self.prometheus_url
 
-    def write_controller_config(self, **run: Any) -> Path:
-        """The controller's config; `run` overrides the run block (automation, interval, hold_time...)."""
-        return self._write("controller.yml", controller_config(
+    def write_controller_config(self, name: str = "controller.yml", prometheus_url: str | None = None,
+                                **run: Any) -> Path:
+        """The controller's config, querying `prometheus_url` (default: the stack's Prometheus);
+        `run` overrides the run block (automation, interval, hold_time...)."""
+        return self._write(name, controller_config(
             f"127.0.0.1:{self.sim.port}", "root@pam", "stack-controller", self._token_file("controller"),
-            self.sim.cert_path, self.prometheus_url,
+            self.sim.cert_path, prometheus_url or self.prometheus_url,
             {"state_file": str(self.workdir / "state.json"), "listen": f"127.0.0.1:{self._controller_port}", **run}))
 
     def start_controller(self, **run: Any) -> str:
@@ -132,14 +139,15 @@ class LocalStack:
         self.controller_url = f"http://127.0.0.1:{self._controller_port}"
         process = self.children.start("controller", [
             str(BIN / "pvebalance"), f"--config={config}", "--log-format=json", "--log-level=info", "run"], self.env)
-        wait_until(lambda: _http_ok(f"{self.controller_url}/metrics"), "controller", 60, process)
+        wait_until(lambda: http_ok(f"{self.controller_url}/metrics"), "controller", 60, process)
         return self.controller_url
 
-    def pvebalance(self, *args: str, capture: bool = False) -> subprocess.CompletedProcess[str]:
-        """Run the `pvebalance` CLI with the controller config (written on first use)."""
-        config = self.workdir / "controller.yml"
-        if not config.exists():
-            self.write_controller_config()
+    def pvebalance(self, *args: str, capture: bool = False, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the `pvebalance` CLI with `config` (default: the stack's controller config, written on first use)."""
+        if config is None:
+            config = self.workdir / "controller.yml"
+            if not config.exists():
+                self.write_controller_config()
         return subprocess.run([str(BIN / "pvebalance"), f"--config={config}", "--log-format=console", *args],
                               env=self.env, capture_output=capture, text=True, check=False)
 
@@ -170,10 +178,3 @@ class LocalStack:
         if self.simulator is not None:
             self.simulator.stop()
             self.simulator = None
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        return requests.get(url, timeout=2).status_code == 200
-    except requests.RequestException:
-        return False

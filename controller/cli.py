@@ -26,7 +26,7 @@ from controller.observe import observe
 from controller.plancheck import check_plan
 from controller.promql import PromQL
 from controller.report import plan_from_dict, plan_to_dict, render_table
-from controller.server import ControllerServer, Endpoints
+from controller.server import ControllerServer
 from controller.state import ControllerLock, LoopState
 from pveapi.client import PveClient
 from pveapi.errors import ConfigError, PvebalanceError
@@ -221,10 +221,7 @@ def _run(args: argparse.Namespace) -> int:
         controller.lock.release()
         print(f"{summary.result}: {summary.reason}")
         return 0 if summary.result != "failed" else 1
-    server = ControllerServer(
-        config.run.listen_address,
-        Endpoints(metrics.render, controller.health, lambda: controller.current_plan, controller.trigger, config.run.webhook_token),
-    )
+    server = ControllerServer(config.run.listen_address, controller.endpoints())
     server.start()
     _on_signals(controller.stop)
     try:

@@ -203,13 +203,15 @@ class Executor:
         if self.dry_run:
             bound.info("migration.dry_run", params=params)
             return Outcome(move, "succeeded", "dry run: not started")
+        # The cooldown starts before the request: a controller killed right after it still
+        # remembers, on restart, that this guest may be moving.
+        self.on_moved(move.vmid, self.clock())
         try:
             upid = self.client.post(f"/nodes/{move.source}/{guest.type}/{move.vmid}/migrate", **params)
         except ApiError as exc:
             return Outcome(move, "failed", f"refused: {exc}")
         if not isinstance(upid, str) or not upid.startswith("UPID:"):
             return Outcome(move, "failed", f"the API answered {upid!r} instead of a task id")
-        self.on_moved(move.vmid, self.clock())  # the cooldown starts now: a restart mid-migration keeps it
         bound.info("migration.started", task=upid, ha=guest.ha_managed, reason=move.reason)
         self.on_event({"event": "started", "vmid": move.vmid, "move": move, "upid": upid})
         return _Running(move, upid, self.clock(), guest.ha_managed)

@@ -25,6 +25,7 @@ from controller.metrics import ControllerMetrics
 from controller.model import MoveKind, Plan
 from controller.promql import PromQL
 from controller.report import plan_to_dict
+from controller.server import Endpoints
 from controller.state import ControllerBusy, ControllerLock, LoopState
 from pveapi.client import PveClient
 from pveapi.errors import PvebalanceError
@@ -117,12 +118,17 @@ class Controller:
         return summary
 
     def _cycle(self, now: float) -> CycleSummary:
+        automatic = self.config.run.automation == "automatic"
+        # Taken before planning, so a second instance says at once why it will not migrate.
+        may_migrate = automatic and self._hold_lock()
         self.state.forget_before(now - self.config.run.cooldown)
         cycle = run_cycle(self.client, self.promql, self.config, hold_from_state(self.config, self.state, now), at=now)
         self._publish(cycle, now)
         balance_ready = self._hysteresis(cycle.plan, now)
-        if self.config.run.automation == "manual":
+        if not automatic:
             return CycleSummary("planned", "manual automation: plan published, nothing migrated", now, len(cycle.plan.moves))
+        if not may_migrate:
+            return CycleSummary("skipped", self.busy_reason or "", now)
         if not cycle.actionable:
             return CycleSummary("skipped", cycle.why_not or "", now)
         moves = cycle.plan.moves if balance_ready else _mandatory_prefix(cycle.plan)
@@ -131,8 +137,6 @@ class Controller:
                 f"imbalance above the trigger for less than run.hold_time ({self.config.run.hold_time:.0f}s)"
             )
             return CycleSummary("planned", why, now)
-        if not self._hold_lock():
-            return CycleSummary("skipped", self.busy_reason or "", now)
         report = self._executor().apply(replace(cycle.plan, moves=moves), cycle.model)
         for outcome in report.outcomes:
             self._count(outcome)
@@ -200,6 +204,16 @@ class Controller:
             "why_not": cycle.why_not,
             "warnings": list(cycle.warnings),
         }
+
+    def endpoints(self) -> Endpoints:
+        """What `ControllerServer` serves for this controller."""
+        return Endpoints(
+            metrics=self.metrics.render,
+            health=self.health,
+            plan=lambda: self.current_plan,
+            trigger=self.trigger,
+            webhook_token=self.config.run.webhook_token,
+        )
 
     # --- health ---------------------------------------------------------------------------
 

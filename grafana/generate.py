@@ -350,7 +350,7 @@ def balancer() -> dict[str, Any]:
         Panel("Ignored guests", "table",
               (q('pve_guest_tag_info{tag=~"ignore|plb_ignore.*"} * on (id) group_left (name, node) pve_guest_info',
                  instant=True),),
-              "Guests pvebalance never moves (tags ignore, plb_ignore_vm).", columns=("id", "name", "node", "tag")),
+              "Guests pvebalance never moves (tags ignore, plb_ignore).", columns=("id", "name", "node", "tag")),
         Panel("Anti-affinity groups", "table",
               (q("count by (group, node) (pvebalance:guest_anti_affinity_group:info)", instant=True),),
               "Running guests of each anti-affinity group per node; more than 1 breaks the group "

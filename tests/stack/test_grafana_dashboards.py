@@ -83,3 +83,11 @@ def test_dashboard_provider_points_where_compose_mounts_the_json() -> None:
     mounts = compose["services"]["grafana"]["volumes"]
     assert f"./grafana/dashboards:{path}:ro" in mounts
     assert DASHBOARDS.is_dir()
+
+
+def test_docs_explain_every_panel() -> None:
+    docs = (ROOT / "docs" / "stack.md").read_text()
+    for name, board in load_all().items():
+        assert f"### {board['title']}" in docs, name
+        for panel in board["panels"]:
+            assert panel["title"] in docs, (name, panel["title"])

@@ -62,6 +62,11 @@ def test_every_alert_says_how_bad_and_what_happened() -> None:
         assert rule["annotations"]["summary"] and rule["annotations"]["description"], name
 
 
+def test_docs_list_every_alert() -> None:
+    docs = (ROOT / "docs" / "stack.md").read_text()
+    assert [name for name in _alerts() if f"| {name} |" not in docs] == []
+
+
 def test_alertmanager_config_is_valid() -> None:
     result = _run(_tool("amtool"), "check-config", "alertmanager.yml")
     assert result.returncode == 0, result.stdout + result.stderr

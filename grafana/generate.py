@@ -222,6 +222,12 @@ def overview() -> dict[str, Any]:
 
 def node() -> dict[str, Any]:
     sel = 'id="node/$node"'
+
+    def metrics(title: str, description: str, *series: tuple[str, str], unit: str = "short") -> Panel:
+        """A graph of several of the exporter's per-node metrics, one line each."""
+        return Panel(title, "timeseries", tuple(q(f"{name}{{{sel}}}", legend) for name, legend in series),
+                     description, unit=unit)
+
     panels = [
         Panel("Status", "stat", (q(f"pve_up{{{sel}}}", instant=True),),
               "1 = online, 0 = offline.", width=4, height=4, options={"colorMode": "background"},
@@ -239,22 +245,16 @@ def node() -> dict[str, Any]:
                q("pvebalance:threshold_node_cpu:ratio", "alert threshold")),
               "Share of the node's CPU threads in use, against the PveNodeCpuHigh threshold.",
               unit="percentunit", max=1),
-        Panel("Memory", "timeseries",
-              (q(f"pve_memory_usage_bytes{{{sel}}}", "used"),
-               q(f"pve_node_memory_available_bytes{{{sel}}}", "available"),
-               q(f"pve_memory_size_bytes{{{sel}}}", "size")),
-              "Memory used and available (PVE 9 reports `available`; older nodes report free).", unit="bytes"),
-        Panel("Load average", "timeseries",
-              (q(f"pve_node_load1{{{sel}}}", "1m"), q(f"pve_node_load5{{{sel}}}", "5m"),
-               q(f"pve_node_load15{{{sel}}}", "15m")),
-              "Run-queue length averaged over 1, 5 and 15 minutes; compare with the CPU threads."),
-        Panel("IO wait", "timeseries", (q(f"pve_node_iowait_ratio{{{sel}}}", "iowait"),),
-              "Share of CPU time spent waiting for storage.", unit="percentunit"),
-        Panel("Swap and KSM", "timeseries",
-              (q(f"pve_node_swap_usage_bytes{{{sel}}}", "swap used"),
-               q(f"pve_node_swap_size_bytes{{{sel}}}", "swap size"),
-               q(f"pve_node_ksm_shared_bytes{{{sel}}}", "KSM shared")),
-              "Swap in use (a node under memory pressure swaps) and memory KSM deduplicates.", unit="bytes"),
+        metrics("Memory", "Memory used and available (PVE 9 reports `available`; older nodes report free).",
+                ("pve_memory_usage_bytes", "used"), ("pve_node_memory_available_bytes", "available"),
+                ("pve_memory_size_bytes", "size"), unit="bytes"),
+        metrics("Load average", "Run-queue length averaged over 1, 5 and 15 minutes; compare with the CPU threads.",
+                ("pve_node_load1", "1m"), ("pve_node_load5", "5m"), ("pve_node_load15", "15m")),
+        metrics("IO wait", "Share of CPU time spent waiting for storage.", ("pve_node_iowait_ratio", "iowait"),
+                unit="percentunit"),
+        metrics("Swap and KSM", "Swap in use (a node under memory pressure swaps) and memory KSM deduplicates.",
+                ("pve_node_swap_usage_bytes", "swap used"), ("pve_node_swap_size_bytes", "swap size"),
+                ("pve_node_ksm_shared_bytes", "KSM shared"), unit="bytes"),
         Panel("Pressure (PSI, PVE 9)", "timeseries",
               (q(f"pve_node_pressure_ratio{{{sel}}}", "{{resource}} {{kind}}"),),
               "Share of time tasks stalled on CPU, IO or memory. Needs PVE 9 and the exporter's "

@@ -59,6 +59,7 @@ class GuestState:
     placement: list[tuple[float, str]]  # (since, node), oldest first
     since: float  # when the I/O counters last reset (start, restart, migration)
     boot: float  # when the guest started (uptime)
+    rates: dict[str, float] | None = None  # constant I/O rates (figures.io_rates)
 
     def node_at(self, t: float) -> str:
         return _value_at(self.placement, t)
@@ -99,6 +100,7 @@ class SimCluster:
         self._rng = random.Random(seed)
         self.migration_failures: list[MigrationFailure] = []
         self.tasks: dict[str, Task] = {}
+        self.level_memo: dict[tuple[int, int, float], float] = {}  # see figures._level
         origin = clock.origin
         self.origin = origin
         self.nodes: dict[str, NodeState] = {}

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from datetime import datetime
 from typing import Any
 
 from pveapi.errors import ConfigError, PvebalanceError
@@ -13,6 +12,7 @@ from pveapi.logsetup import configure_logging
 
 from .faults import load_faults_file
 from .scenario import ALL_PRIVILEGES, Credential
+from .validation import parse_start
 from .server import Simulator
 
 
@@ -31,17 +31,6 @@ def parse_user(text: str) -> Credential:
     if not (sep and "@" in user and password):
         raise ConfigError(f"--user: expected USER@REALM=PASSWORD, e.g. root@pam=secret, got {user!r}")
     return Credential(user, password, {"/": ALL_PRIVILEGES})
-
-
-def parse_start(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ConfigError(f"--start: expected an epoch or an ISO time like 2026-01-05T08:00:00Z, got {text!r}") from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--cert needs --key (the certificate's private key)")
         options: dict[str, Any] = {
             "host": host, "port": port, "seed": args.seed, "time_scale": args.time_scale,
-            "start": parse_start(args.start) if args.start else None, "cert": args.cert, "key": args.key,
+            "start": parse_start(args.start, "--start"), "cert": args.cert, "key": args.key,
             "tokens": [parse_token(t) for t in args.token] + [parse_user(u) for u in args.user],
             "admin_token": args.admin_token,
             "auth_failure_delay": args.auth_failure_delay,

@@ -9,8 +9,11 @@ import structlog
 
 
 class _CurrentStderr:
-    """Writes to whatever sys.stderr is at write time, not at configure time: a CLI's main()
-    run in-process (tests) must not leave every later log line aimed at a closed stream."""
+    """Writes to whatever `sys.stderr` is at the time of writing.
+
+    Binding the stream object once would keep writing to a stream that was since replaced and
+    closed (a daemon's redirected stderr, pytest's capture), and every later log call would fail.
+    """
 
     def write(self, text: str) -> int:
         return sys.stderr.write(text)
@@ -34,6 +37,6 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=False,
     )

@@ -66,6 +66,8 @@ class NodeLoad:
     mem_bytes: int
     maxmem: int
     load: float  # weighted CPU/memory utilisation, 0..1+
+    state: str = "online"  # online, maintenance or offline: only online nodes count for imbalance
+    vcpus: float = 0.0  # vCPUs of the running guests placed on the node
 
     @property
     def cpu_ratio(self) -> float:
@@ -94,3 +96,4 @@ class Plan:
     problems: tuple[str, ...] = ()  # rules that cannot be satisfied, and why
     sources: Mapping[str, int] = field(default_factory=dict)  # data source -> guest count
     window: str = "1h"
+    notes: tuple[str, ...] = ()  # why balancing did or did not run, in a sentence each

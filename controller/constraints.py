@@ -1,0 +1,214 @@
+"""The rules resolved against one cluster: who may move, where each guest may go, which groups
+exist, and which rules cannot be satisfied at all.
+
+Built once per plan (and once per check): the rule types stay declarative in `rules.py`,
+this module answers the planner's and the checker's questions about them.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pveapi.inventory import Guest
+
+from .model import ClusterModel
+from .policy import Policy
+from .rules import NodeAffinityRule, RuleSet, tag_rules
+
+
+@dataclass(eq=False)
+class Group:
+    """One affinity or anti-affinity group with its members and where they are."""
+
+    label: str  # e.g. "anti-affinity group 'dns' (tag exclude_dns)"
+    members: tuple[int, ...]
+    strict: bool
+    excused: bool = False  # cannot be satisfied: reported once, only kept from getting worse
+    nodes: Counter[str] = field(default_factory=Counter)
+
+    def violation(self, together: bool) -> int:
+        """How far the group is from satisfied: extra members sharing a node (apart), or
+        members away from the group's fullest node (together)."""
+        if together:
+            return len(self.members) - max(self.nodes.values(), default=0)
+        return sum(c - 1 for c in self.nodes.values() if c > 1)
+
+
+class Constraints:
+    def __init__(self, model: ClusterModel, rules: RuleSet, policy: Policy) -> None:
+        rules = rules.merge(tag_rules(model.guests))
+        self.guests: dict[int, Guest] = {g.vmid: g for g in model.guests}
+        self.where: dict[int, str] = {g.vmid: g.node for g in model.guests}  # kept current by `moved`
+        node_names = {n.name for n in model.nodes}
+        self.by_lower = {n.name.lower(): n.name for n in model.nodes}
+        self.maintenance = frozenset(
+            {n for r in rules.maintenance for n in r.nodes if n in node_names}
+            | (model.maintenance & node_names)
+            | {n.name for n in model.nodes if n.hastate == "maintenance"}
+        )
+        self.usable = frozenset(n.name for n in model.nodes if n.online and n.name not in self.maintenance)
+        self.problems: list[str] = []
+        self.reservations: dict[str, tuple[float, int]] = {}
+        for r in rules.reservations:
+            cpu, mem = self.reservations.get(r.node, (0.0, 0))
+            self.reservations[r.node] = (cpu + r.cpu_cores, mem + r.mem_bytes)
+        unknown_maintenance = sorted({n for r in rules.maintenance for n in r.nodes} - node_names)
+        if unknown_maintenance:
+            self.problems.append(f"maintenance names unknown node(s) {', '.join(unknown_maintenance)}: ignored")
+
+        ignored = {g.vmid for g in model.guests for r in rules.ignore if r.selector.matches(g)}
+        self.skip_reason: dict[int, str] = {}
+        online = {n.name for n in model.nodes if n.online}
+        for guest in model.guests:
+            reason = _skip_reason(guest, guest.vmid in ignored, guest.vmid in model.pinned_local, policy, online)
+            if reason:
+                self.skip_reason[guest.vmid] = reason
+
+        self.allowed: dict[int, frozenset[str]] = {}  # strict node affinity; absent = anywhere
+        self.allowed_by: dict[int, str] = {}
+        self.preferred: dict[int, frozenset[str]] = {}  # soft node affinity
+        for rule in rules.node_affinity:
+            self._add_node_rule(rule)
+
+        self.apart = self._groups(rules.anti_affinity, "anti-affinity")
+        self.together = self._groups(rules.affinity, "affinity")
+        self.apart_of = _index(self.apart)
+        self.together_of = _index(self.together)
+        self._check_satisfiable()
+
+    # --- building -------------------------------------------------------------------------
+
+    def _add_node_rule(self, rule: NodeAffinityRule) -> None:
+        listed = [(self.by_lower[n.lower()], p) for n, p in rule.nodes if n.lower() in self.by_lower]
+        label = f"node affinity '{rule.name}' ({rule.source})"
+        if not listed:
+            self.problems.append(f"{label} names no node of this cluster: ignored")
+            return
+        if rule.negative:
+            effective = self.usable - {n for n, _ in listed}
+        else:
+            available = [(n, p) for n, p in listed if n in self.usable]
+            if available:
+                # Like PVE HA: only the highest-priority group of available nodes counts.
+                top = max(p for _, p in available)
+                effective = frozenset(n for n, p in available if p == top)
+            else:
+                effective = frozenset(n for n, _ in listed)
+        target = self.allowed if rule.strict else self.preferred
+        for vmid, guest in self.guests.items():
+            if rule.selector.matches(guest):
+                previous = target.get(vmid)
+                target[vmid] = effective if previous is None else previous & effective
+                if rule.strict:
+                    self.allowed_by[vmid] = label if previous is None else f"{self.allowed_by[vmid]} and {label}"
+
+    def _groups(self, group_rules, kind: str) -> list[Group]:  # type: ignore[no-untyped-def]
+        groups = []
+        for rule in group_rules:
+            members = tuple(sorted(v for v, g in self.guests.items() if rule.selector.matches(g)))
+            if len(members) < 2:
+                continue
+            group = Group(f"{kind} group '{rule.name}' ({rule.source})", members, rule.strict)
+            group.nodes.update(self.guests[v].node for v in members)
+            groups.append(group)
+        return groups
+
+    def _check_satisfiable(self) -> None:
+        for vmid, nodes in sorted(self.allowed.items()):
+            if not nodes:
+                self.problems.append(
+                    f"guest {vmid}: {self.allowed_by[vmid]} leave no node it may run on; it is not moved"
+                )
+                self.skip_reason.setdefault(vmid, "node affinity rules contradict each other")
+        for group in self.apart:
+            if not group.strict:
+                continue
+            room = set().union(*(self.allowed.get(v, self.usable) for v in group.members)) & self.usable
+            if len(group.members) > len(room):
+                group.excused = True
+                self.problems.append(
+                    f"{group.label} has {len(group.members)} guests but only {len(room)} usable node(s) "
+                    "they may run on: cannot be satisfied; it is only kept from getting worse"
+                )
+        for group in self.together:
+            if not group.strict:
+                continue
+            common = self.usable
+            for v in group.members:
+                common = common & self.allowed.get(v, self.usable)
+            fixed = {self.guests[v].node for v in group.members if v in self.skip_reason}
+            clash = [a.label for a in self.apart if a.strict and len(set(a.members) & set(group.members)) > 1]
+            why = (
+                f"its guests share no node they may all run on" if not common
+                else f"guests that cannot move sit on different nodes ({', '.join(sorted(fixed))})" if len(fixed) > 1
+                else f"it overlaps {clash[0]}" if clash
+                else ""
+            )
+            if why:
+                group.excused = True
+                self.problems.append(f"{group.label} cannot be satisfied: {why}; it is only kept from getting worse")
+
+    # --- questions ------------------------------------------------------------------------
+
+    def rules_allow(self, vmid: int, target: str, mandatory: bool) -> bool:
+        """May this guest move to `target` without breaking or worsening a rule?
+
+        Balancing (`mandatory` False) also keeps soft rules from getting worse and never moves a
+        member of an affinity group away from its group.
+        """
+        if target not in self.usable:
+            return False
+        allowed = self.allowed.get(vmid)
+        if allowed is not None and target not in allowed:
+            return False
+        for group in self.apart_of.get(vmid, ()):
+            if (group.strict or not mandatory) and group.nodes[target] > 0:
+                return False
+        for group in self.together_of.get(vmid, ()):
+            if (group.strict or not mandatory) and not self._joins(group, vmid, target):
+                return False
+        if not mandatory:
+            preferred = self.preferred.get(vmid)
+            if preferred is not None and self.where[vmid] in preferred and target not in preferred:
+                return False
+        return True
+
+    def _joins(self, group: Group, vmid: int, target: str) -> bool:
+        """Moving a member is fine only if it ends where more of its group is than where it was."""
+        return group.nodes[target] > group.nodes[self.where[vmid]] - 1
+
+    def moved(self, vmid: int, target: str) -> None:
+        source = self.where[vmid]
+        for group in self.apart_of.get(vmid, ()) + self.together_of.get(vmid, ()):
+            group.nodes[source] -= 1
+            group.nodes[target] += 1
+        self.where[vmid] = target
+
+    def violations(self) -> dict[str, int]:
+        """Current violation size of every hard rule (0 = satisfied)."""
+        out = {g.label: g.violation(False) for g in self.apart if g.strict}
+        out.update({g.label: g.violation(True) for g in self.together if g.strict})
+        return out
+
+
+def _index(groups: list[Group]) -> dict[int, tuple[Group, ...]]:
+    index: dict[int, tuple[Group, ...]] = {}
+    for group in groups:
+        for vmid in group.members:
+            index[vmid] = index.get(vmid, ()) + (group,)
+    return index
+
+
+def _skip_reason(guest: Guest, ignored: bool, local: bool, policy: Policy, online: set[str]) -> str | None:
+    if guest.node not in online:
+        return f"its node {guest.node} is offline: Proxmox cannot migrate it until the node is back"
+    if ignored:
+        return "ignored by rule or tag"
+    if guest.template:
+        return "template: not balanced"
+    if guest.lock:
+        return f"locked ({guest.lock}): Proxmox refuses to migrate a locked guest"
+    if local and not policy.allow_local_disks:
+        return "has local disks or local resources (set policy allow_local_disks to move it)"
+    return None

@@ -1,0 +1,77 @@
+"""The independent validator: replays a plan step by step on the observed cluster and lists
+every step that would break a limit or a rule.
+
+The planner must produce plans this accepts; the executor re-runs it on fresh observations
+before each migration. It deliberately recomputes node totals from scratch at every step
+instead of sharing the planner's incremental bookkeeping, so a bookkeeping bug cannot hide.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from .constraints import Constraints
+from .model import ClusterModel, Move, Plan
+from .placement import Limits, demand_of
+from .policy import GIB, Policy
+from .rules import RuleSet
+
+
+def check_plan(model: ClusterModel, rules: RuleSet, policy: Policy, plan: Plan) -> list[str]:
+    """One line per problem, `step N: ...`; an empty list means every step is safe."""
+    return check_moves(model, rules, policy, plan.moves)
+
+
+def check_moves(model: ClusterModel, rules: RuleSet, policy: Policy, moves: Sequence[Move]) -> list[str]:
+    constraints = Constraints(model, rules, policy)
+    demand = {g.vmid: demand_of(g, model) for g in model.guests}
+    nodes = {n.name: n for n in model.nodes}
+    limits = {
+        n.name: Limits.of(n, policy, *constraints.reservations.get(n.name, (0.0, 0))) for n in model.nodes
+    }
+    where = dict(constraints.where)
+    # Host overhead: what the node uses beyond its guests, carried along unchanged.
+    overhead = {name: 0 for name in nodes}
+    for name in nodes:
+        measured = model.node_usage.get(name)
+        if measured is not None:
+            guests_mem = sum(demand[v].mem for v, n in where.items() if n == name)
+            overhead[name] = max(0, measured.mem_bytes - guests_mem)
+    errors: list[str] = []
+    for step, move in enumerate(moves, 1):
+        at = f"step {step} ({move.vmid} {move.source} -> {move.target})"
+        guest = constraints.guests.get(move.vmid)
+        if guest is None:
+            errors.append(f"{at}: guest {move.vmid} is not in the cluster")
+            continue
+        if where[move.vmid] != move.source:
+            errors.append(f"{at}: guest {move.vmid} is on {where[move.vmid]}, not {move.source}")
+            continue
+        if move.vmid in constraints.skip_reason:
+            errors.append(f"{at}: guest {move.vmid} must not be moved: {constraints.skip_reason[move.vmid]}")
+        if move.type != guest.type:
+            errors.append(f"{at}: guest {move.vmid} is {guest.type}, the plan says {move.type}")
+        if move.target not in constraints.usable:
+            errors.append(f"{at}: target {move.target} is unknown, offline or in maintenance")
+            continue
+        mem = overhead[move.target] + demand[move.vmid].mem + sum(
+            demand[v].mem for v, n in where.items() if n == move.target
+        )
+        vcpus = demand[move.vmid].vcpus + sum(demand[v].vcpus for v, n in where.items() if n == move.target)
+        limit = limits[move.target]
+        if mem > limit.mem:
+            errors.append(
+                f"{at}: {move.target} would hold {mem / GIB:.1f} GiB, above its limit of {limit.mem / GIB:.1f} GiB"
+            )
+        if vcpus > limit.vcpus:
+            errors.append(f"{at}: {move.target} would run {vcpus:g} vCPUs, above its overcommit limit {limit.vcpus:g}")
+        allowed = constraints.allowed.get(move.vmid)
+        if allowed and move.target not in allowed:
+            errors.append(f"{at}: {constraints.allowed_by[move.vmid]} does not allow {move.target}")
+        before = constraints.violations()
+        constraints.moved(move.vmid, move.target)
+        for label, size in constraints.violations().items():
+            if size > before[label]:
+                errors.append(f"{at}: breaks {label}")
+        where[move.vmid] = move.target
+    return errors

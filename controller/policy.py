@@ -1,0 +1,133 @@
+"""The balance policy: how load is weighed, when balancing starts, what a move must be worth,
+and the limits no plan may cross. Read from the `policy:` block of the config.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+from typing import Any
+
+from pveapi.errors import ConfigError
+
+from . import values
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class Headroom:
+    """Memory a node keeps free: the larger of a fraction of its RAM and a byte amount."""
+
+    fraction: float = 0.1
+    bytes: int = 0
+
+    def reserved(self, maxmem: int) -> int:
+        return max(int(maxmem * self.fraction), self.bytes)
+
+
+@dataclass(frozen=True)
+class Policy:
+    # Node load = (cpu_weight * CPU utilisation + memory_weight * memory utilisation) / (sum of weights).
+    cpu_weight: float = 0.5
+    memory_weight: float = 0.5
+    # Balancing moves are planned only when the imbalance (Proxmox CRS definition, 0..1) is above
+    # `trigger`, or a node is above a high-water mark; they stop once it is at or below
+    # `target_imbalance` (default: half the trigger), so a balanced cluster stays still.
+    trigger: float = 0.05
+    target_imbalance: float | None = None
+    # A balancing move must reduce the imbalance by at least `min_gain` (a fraction of the
+    # current imbalance) plus its cost: `cost_per_gib` per GiB of memory copied, plus
+    # `container_restart_cost` for a running container (restart migration means downtime).
+    min_gain: float = 0.02
+    cost_per_gib: float = 0.002
+    container_restart_cost: float = 0.05
+    # Memory is a hard limit: no node ever goes above RAM minus its headroom, at any step.
+    memory_headroom: Headroom = Headroom()
+    node_headroom: Mapping[str, Headroom] = field(default_factory=lambda: MappingProxyType({}))
+    # Running vCPUs per host CPU thread a move may bring a target to.
+    cpu_overcommit: float = 4.0
+    # Soft limits: balancing never takes a target above them, and a node above them is relieved
+    # even when the imbalance is under the trigger.
+    cpu_high_water: float = 0.85
+    memory_high_water: float = 0.85
+    # Budgets for balancing moves (mandatory moves are never cut short by them).
+    max_moves: int = 20
+    max_moves_per_node: int = 4
+    # Estimated migration time = memory / bandwidth (+ restart time for a running container).
+    migration_bandwidth: int = 125_000_000  # bytes/s (1 Gbit/s)
+    container_restart_seconds: float = 10.0
+    # Guests with local disks or local resources need `with-local-disks` copies; off by default.
+    allow_local_disks: bool = False
+
+    @property
+    def stop_below(self) -> float:
+        return self.trigger / 2 if self.target_imbalance is None else self.target_imbalance
+
+    def headroom_for(self, node: str) -> Headroom:
+        return self.node_headroom.get(node, self.memory_headroom)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any] | None, where: str) -> Policy:
+        """Build a policy from the `policy:` block; every key is optional.
+
+        Raises ConfigError naming the key and the expected value on the first bad entry.
+        """
+        data = values.mapping(data, where)
+        known = {f.name for f in fields(cls)}
+        values.reject_unknown(data, known, where)
+        kwargs: dict[str, Any] = {}
+        for key, raw in data.items():
+            at = f"{where}.{key}"
+            if key in _FRACTIONS:
+                kwargs[key] = values.number(raw, at, 0.0, 1.0)
+            elif key in _POSITIVE:
+                kwargs[key] = values.number(raw, at, 0.0)
+            elif key in ("max_moves", "max_moves_per_node"):
+                kwargs[key] = values.count(raw, at)
+            elif key == "target_imbalance":
+                kwargs[key] = None if raw is None else values.number(raw, at, 0.0, 1.0)
+            elif key == "migration_bandwidth":
+                kwargs[key] = values.size_bytes(raw, at)
+                if kwargs[key] <= 0:
+                    raise ConfigError(f"{at}: must be above zero, e.g. 125MB (bytes per second)")
+            elif key == "allow_local_disks":
+                kwargs[key] = values.flag(raw, at)
+            elif key == "memory_headroom":
+                kwargs[key] = _headroom(raw, at, Headroom())
+            elif key == "node_headroom":
+                base = kwargs.get("memory_headroom") or _headroom(data.get("memory_headroom"), where, Headroom())
+                per_node = values.mapping(raw, at)
+                kwargs[key] = MappingProxyType(
+                    {str(n): _headroom(v, f"{at}.{n}", base) for n, v in sorted(per_node.items())}
+                )
+        policy = cls(**kwargs)
+        if policy.cpu_weight + policy.memory_weight <= 0:
+            raise ConfigError(f"{where}: cpu_weight and memory_weight cannot both be 0")
+        if policy.stop_below > policy.trigger:
+            raise ConfigError(f"{where}.target_imbalance: must not be above trigger ({policy.trigger:g})")
+        return policy
+
+
+_FRACTIONS = frozenset(
+    {"cpu_weight", "memory_weight", "trigger", "min_gain", "cost_per_gib", "container_restart_cost",
+     "cpu_high_water", "memory_high_water"}
+)
+_POSITIVE = frozenset({"cpu_overcommit", "container_restart_seconds"})
+
+
+def _headroom(raw: Any, where: str, base: Headroom) -> Headroom:
+    """`0.1` (fraction), `8GiB` (bytes), or `{fraction: 0.1, bytes: 8GiB}`; unset parts come from `base`."""
+    if raw is None:
+        return base
+    if isinstance(raw, float) or raw == 0:
+        return Headroom(fraction=values.number(raw, where, 0.0, 0.9), bytes=0)
+    if isinstance(raw, (str, int)) and not isinstance(raw, bool):
+        return Headroom(fraction=0.0, bytes=values.size_bytes(raw, where))
+    block = values.mapping(raw, where)
+    values.reject_unknown(block, {"fraction", "bytes"}, where)
+    return Headroom(
+        fraction=values.number(block["fraction"], f"{where}.fraction", 0.0, 0.9) if "fraction" in block else base.fraction,
+        bytes=values.size_bytes(block["bytes"], f"{where}.bytes") if "bytes" in block else base.bytes,
+    )

@@ -1,0 +1,61 @@
+"""Repairs of hard rules the current placement breaks: node affinity, then anti-affinity,
+then affinity. Each repair is a mandatory move; one that cannot be made is a problem."""
+
+from __future__ import annotations
+
+from ..model import MoveKind
+from .context import Context
+
+
+def repair_node_affinity(ctx: Context) -> None:
+    for vmid, allowed in sorted(ctx.rules.allowed.items()):
+        where = ctx.state.where[vmid]
+        if not allowed or where in allowed or not _can_repair(ctx, vmid, ctx.rules.allowed_by[vmid]):
+            continue
+        ctx.place(vmid, f"{ctx.rules.allowed_by[vmid]} requires {', '.join(sorted(allowed))}")
+
+
+def repair_anti_affinity(ctx: Context) -> None:
+    for group in ctx.rules.apart:
+        if not group.strict or group.excused:
+            continue
+        for node in sorted(n for n, c in group.nodes.items() if c > 1):
+            here = [v for v in group.members if ctx.state.where[v] == node]
+            # Keep the guest that cannot move (or the biggest) and move the rest, smallest first.
+            here.sort(key=lambda v: (ctx.movable(v), -ctx.state.demand[v].mem, v))
+            for vmid in sorted(here[1:], key=lambda v: (ctx.state.demand[v].mem, v)):
+                if _can_repair(ctx, vmid, group.label):
+                    ctx.place(vmid, f"{group.label}: shares {node} with {here[0]}")
+
+
+def repair_affinity(ctx: Context) -> None:
+    for group in ctx.rules.together:
+        if not group.strict or group.excused or group.violation(True) == 0:
+            continue
+        fixed = {ctx.state.where[v] for v in group.members if not ctx.movable(v)}
+        anchor = (
+            next(iter(fixed))
+            if fixed
+            else min(group.nodes, key=lambda n: (-group.nodes[n], -ctx.state.nodes[n].mem, n))
+        )
+        for vmid in sorted(group.members, key=lambda v: (ctx.state.demand[v].mem, v)):
+            if ctx.state.where[vmid] == anchor or not _can_repair(ctx, vmid, group.label):
+                continue
+            target = ctx.state.nodes[anchor]
+            reason = f"{group.label}: joins the group on {anchor}"
+            if ctx.feasible(vmid, target, mandatory=True) or (
+                ctx.make_room(vmid, reason) is target and ctx.feasible(vmid, target, mandatory=True)
+            ):
+                ctx.commit(vmid, anchor, MoveKind.MANDATORY, reason)
+            else:
+                ctx.problems.append(f"{group.label}: guest {vmid} cannot join the group on {anchor}: no room there")
+
+
+def _can_repair(ctx: Context, vmid: int, label: str) -> bool:
+    if ctx.movable(vmid):
+        return True
+    ctx.problems.append(
+        f"{label} is broken by guest {vmid} ({ctx.rules.guests[vmid].name}), which cannot move: "
+        f"{ctx.rules.skip_reason[vmid]}"
+    )
+    return False

@@ -1,0 +1,64 @@
+import pytest
+
+from controller.policy import GIB, Headroom, Policy
+from pveapi.errors import ConfigError
+
+
+def test_an_empty_block_gives_the_documented_defaults():
+    assert Policy.from_mapping(None, "policy") == Policy()
+    assert Policy().stop_below == Policy().trigger / 2
+
+
+def test_values_sizes_and_per_node_headroom_are_read():
+    policy = Policy.from_mapping(
+        {
+            "cpu_weight": 0.7,
+            "memory_weight": 0.3,
+            "trigger": 0.1,
+            "target_imbalance": 0.02,
+            "max_moves": 5,
+            "migration_bandwidth": "1GiB",
+            "memory_headroom": {"fraction": 0.15, "bytes": "4GiB"},
+            "node_headroom": {"pve1": "16GiB", "pve2": {"fraction": 0.3}},
+            "allow_local_disks": True,
+        },
+        "policy",
+    )
+    assert policy.cpu_weight == 0.7 and policy.max_moves == 5 and policy.stop_below == 0.02
+    assert policy.migration_bandwidth == GIB
+    assert policy.memory_headroom == Headroom(0.15, 4 * GIB)
+    assert policy.headroom_for("pve1") == Headroom(0.0, 16 * GIB)
+    # unset parts of an override come from the cluster-wide headroom
+    assert policy.headroom_for("pve2") == Headroom(0.3, 4 * GIB)
+    assert policy.headroom_for("pve3") == policy.memory_headroom
+    assert policy.allow_local_disks is True
+
+
+def test_headroom_reserves_the_larger_of_fraction_and_bytes():
+    assert Headroom(0.1, 8 * GIB).reserved(64 * GIB) == 8 * GIB
+    assert Headroom(0.25, 8 * GIB).reserved(64 * GIB) == 16 * GIB
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"triger": 0.1}, "policy: unknown key(s) triger; allowed:"),
+        ({"trigger": 2}, "policy.trigger: expected a number from 0 to 1, got 2"),
+        ({"trigger": "high"}, "policy.trigger: expected a number from 0 to 1, got 'high'"),
+        ({"max_moves": -1}, "policy.max_moves: expected a whole number >= 0, got -1"),
+        ({"max_moves": True}, "policy.max_moves: expected a whole number >= 0, got True"),
+        ({"migration_bandwidth": "fast"}, "policy.migration_bandwidth: expected a size such as 8GiB"),
+        ({"migration_bandwidth": 0}, "policy.migration_bandwidth: must be above zero"),
+        ({"allow_local_disks": "yes"}, "policy.allow_local_disks: expected true or false, got 'yes'"),
+        ({"cpu_weight": 0, "memory_weight": 0}, "policy: cpu_weight and memory_weight cannot both be 0"),
+        ({"trigger": 0.1, "target_imbalance": 0.2}, "policy.target_imbalance: must not be above trigger"),
+        ({"node_headroom": {"pve1": {"fraction": 0.95}}}, "policy.node_headroom.pve1.fraction: expected a number from 0 to 0.9"),
+        ({"memory_headroom": {"percent": 5}}, "policy.memory_headroom: unknown key(s) percent"),
+        ("aggressive", "policy: expected a mapping, got str"),
+    ],
+)
+def test_bad_values_give_one_line_naming_the_key(data, message):
+    with pytest.raises(ConfigError) as err:
+        Policy.from_mapping(data, "policy")
+    assert str(err.value).startswith(message)
+    assert "\n" not in str(err.value)

@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client.metrics_core import Metric
-
 from pveapi.errors import ApiError
 from pveapi.inventory import Inventory, parse_resources
 
@@ -52,14 +50,10 @@ RESOURCES = Call("resources", "", "/cluster/resources", parse=parse_resources)
 
 
 class Concern(Protocol):
-    """A collector class: declares the calls it needs, then is built on the result."""
-
-    def __init__(self, result: ScrapeResult) -> None: ...
+    """What `scrape()` asks of a collector class: the calls it needs once the inventory is known."""
 
     @staticmethod
     def calls(inventory: Inventory) -> Iterable[Call]: ...
-
-    def collect(self) -> Iterable[Metric]: ...
 
 
 @dataclass(frozen=True)

@@ -6,8 +6,9 @@ from dataclasses import dataclass
 
 from prometheus_client.registry import CollectorRegistry
 
-from ..scrape import Concern, ScrapeResult
+from ..scrape import ScrapeResult
 from ..target import TargetStats
+from .base import ResultCollector
 from .cluster import ClusterCollector
 from .guest_config import GuestConfigCollector
 from .node_status import NodeStatusCollector
@@ -22,8 +23,8 @@ class CollectorOptions:
     pressure: bool = False  # one rrddata call per node
     config: bool = False  # one config call per guest
 
-    def concerns(self) -> list[type[Concern]]:
-        enabled: list[type[Concern]] = [StatusCollector, ResourcesCollector, NodeStatusCollector, ClusterCollector]
+    def concerns(self) -> list[type[ResultCollector]]:
+        enabled: list[type[ResultCollector]] = [StatusCollector, ResourcesCollector, NodeStatusCollector, ClusterCollector]
         if self.pressure:
             enabled.append(PressureCollector)
         if self.config:

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 from prometheus_client.registry import CollectorRegistry
 
+from pveapi.inventory import Inventory
+
 from ..scrape import ScrapeResult
 from ..target import TargetStats
 from .base import ResultCollector
@@ -32,16 +34,26 @@ class CollectorOptions:
         return enabled
 
 
-def cluster_registry(result: ScrapeResult, options: CollectorOptions) -> CollectorRegistry:
-    """The PVE metrics of one scrape (what backfill writes)."""
+def cluster_registry(
+    result: ScrapeResult, options: CollectorOptions, exclude: tuple[type[ResultCollector], ...] = ()
+) -> CollectorRegistry:
+    """The PVE metrics of one scrape (what backfill writes), less the `exclude`d collectors."""
     registry = CollectorRegistry(auto_describe=False)
     for concern in options.concerns():
-        registry.register(concern(result))
+        if concern not in exclude:
+            registry.register(concern(result))
     return registry
 
 
-def scrape_registry(result: ScrapeResult, options: CollectorOptions, stats: TargetStats) -> CollectorRegistry:
-    """What one HTTP scrape answers: the PVE metrics plus the exporter's own."""
-    registry = cluster_registry(result, options)
+def resources_registry(inventory: Inventory) -> CollectorRegistry:
+    """The families that need /cluster/resources alone: most samples, ready before the rest."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResourcesCollector(ScrapeResult(cluster="", inventory=inventory, error=None)))
+    return registry
+
+
+def rest_registry(result: ScrapeResult, options: CollectorOptions, stats: TargetStats) -> CollectorRegistry:
+    """What an HTTP scrape answers besides `resources_registry`: other PVE metrics, self-metrics."""
+    registry = cluster_registry(result, options, exclude=(ResourcesCollector,))
     registry.register(SelfCollector(result, stats))
     return registry

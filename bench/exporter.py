@@ -231,7 +231,7 @@ class Row:
     rss_mib: float
     samples: int
     ok: bool
-    api_wait_s: float | None = None  # pvebalance-exporter's own scrape_duration: time spent on API calls
+    api_wait_s: float | None = None  # median of pvebalance-exporter's own scrape_duration
 
 
 @dataclass
@@ -247,6 +247,7 @@ class Cell:
     sim_cpu: float = 0.0
     ok: bool = True
     body: bytes = b""
+    api_waits: list[float] = field(default_factory=list)
 
 
 def start_exporter(exporter: Exporter, work: Path) -> Cell:
@@ -312,6 +313,9 @@ def scrape_once(cell: Cell, sim: Sim, floor_session: Any, record: bool) -> None:
     cell.calls += sim.calls() - calls
     cell.ok = cell.ok and response.status_code == 200
     cell.body = response.content
+    wait = api_wait(response.content) if cell.process is not None else None
+    if wait is not None:
+        cell.api_waits.append(wait)
 
 
 def row_for(cell: Cell, label: str, scrapes: int) -> Row:
@@ -322,14 +326,16 @@ def row_for(cell: Cell, label: str, scrapes: int) -> Row:
         samples = sum(1 for line in cell.body.splitlines() if line and not line.startswith(b"#"))
         rss = peak_rss_mib(cell.process.pid)
     return Row(label, cell.name, cell.calls / scrapes, statistics.median(cell.times), cell.cpu / scrapes,
-               cell.sim_cpu / scrapes, rss, samples, cell.ok, api_wait(cell.body))
+               cell.sim_cpu / scrapes, rss, samples, cell.ok,
+               statistics.median(cell.api_waits) if cell.api_waits else None)
 
 
 def api_wait(body: bytes) -> float | None:
-    for line in body.decode().splitlines():
-        if line.startswith("pvebalance_exporter_scrape_duration_seconds{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
+    start = body.find(b"\npvebalance_exporter_scrape_duration_seconds{")
+    if start < 0:
+        return None
+    line = body[start + 1:body.index(b"\n", start + 1)]
+    return float(line.rsplit(b" ", 1)[1])
 
 
 # --- report ----------------------------------------------------------------------------------
@@ -341,7 +347,7 @@ def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrap
         f"`.venv/bin/python bench/exporter.py` ({scrapes} rounds after two warm-up rounds; in each round the floor "
         "and every exporter are scraped in turn, so background load on this shared 2-core machine falls on all "
         f"alike; the simulator and every exporter run as separate processes; {seconds:.0f} s in all). "
-        "`of which API calls` is pvebalance-exporter's own `pvebalance_exporter_scrape_duration_seconds` in the last answer (the rest is building and rendering the metrics). CPU and RSS are the exporter's whole process tree (gunicorn's master and worker for "
+        "`of which API calls` is the median of pvebalance-exporter's own `pvebalance_exporter_scrape_duration_seconds` (first call to last answer; it renders the /cluster/resources families meanwhile; the rest is rendering the others and sending). CPU and RSS are the exporter's whole process tree (gunicorn's master and worker for "
         "prometheus-pve-exporter). `sim CPU` is what the simulator spent per scrape. `samples` = sample "
         "lines in one answer (for the floor: entries in /cluster/resources).",
         "",

@@ -4,7 +4,8 @@
         prom.query('pve_up{id="node/pve1"}', at=1763700000)
     with running_prometheus(tmp_path / "data", scrape_configs=[...]) as prom: ...
 
-The data directory may already hold TSDB blocks (backfill); Prometheus loads them at start.
+The data directory may already hold TSDB blocks (backfill, or `write_history` below for
+hand-written samples); Prometheus loads them at start.
 The process is stopped (SIGTERM, then SIGKILL) when the block ends.
 """
 
@@ -13,7 +14,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,10 @@ import yaml
 from tests.support.processes import free_port, stop_process
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
+PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
+
+# One sample: metric name, labels, unix time in seconds, value.
+Sample = tuple[str, Mapping[str, str], float, float]
 
 
 @dataclass(frozen=True)
@@ -103,3 +108,30 @@ def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, time
             pass
         time.sleep(0.2)
     raise RuntimeError(f"prometheus not ready at {url} after {timeout:.0f} s; see {log_path}")
+
+
+def openmetrics(samples: Iterable[Sample]) -> str:
+    """Samples as OpenMetrics text, grouped by family and series, oldest first (promtool needs both)."""
+    families: dict[str, dict[tuple[tuple[str, str], ...], list[tuple[float, float]]]] = {}
+    for name, labels, ts, value in samples:
+        families.setdefault(name, {}).setdefault(tuple(sorted(labels.items())), []).append((ts, value))
+    lines: list[str] = []
+    for name, series in families.items():
+        lines.append(f"# TYPE {name} gauge")
+        for labels, points in series.items():
+            label_text = ",".join(f'{k}="{v}"' for k, v in labels)
+            lines.extend(f"{name}{{{label_text}}} {value!r} {ts:.3f}" for ts, value in sorted(points))
+    lines.append("# EOF")
+    return "\n".join(lines) + "\n"
+
+
+def write_history(data_dir: Path, samples: Iterable[Sample]) -> None:
+    """Write hand-made samples as TSDB blocks into `data_dir` with promtool, before Prometheus starts on it."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    source = data_dir.parent / f"{data_dir.name}-history.om"
+    source.write_text(openmetrics(samples), encoding="utf-8")
+    subprocess.run(
+        [PROMTOOL, "tsdb", "create-blocks-from", "openmetrics", str(source), str(data_dir)],
+        check=True,
+        capture_output=True,
+    )

@@ -8,7 +8,8 @@ One stack serves the module; the fixture runs its story in order:
    covered by promtool unit tests) and the CPU threshold set between the two busiest nodes,
    so exactly one node is overloaded;
 3. the same history copied into VictoriaMetrics, and `pvebalance plan` against both;
-4. `pvebalance run` in automatic mode, scraped by Prometheus, balancing the cluster.
+4. `pvebalance run` in automatic mode, scraped by Prometheus, balancing the cluster, and
+   reached by Alertmanager (Debian's, with the product's routes) through its webhook.
 """
 
 from __future__ import annotations
@@ -99,6 +100,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
         stack.backfill(HISTORY_HOURS, 120)
         stack.start_exporter()
         rules = _fast_rules(workdir / "rules", cpu_threshold=1.0)  # nothing overloaded until we say so
+        stack.start_alertmanager()
         stack.start_prometheus(interval="2s", rule_files=rules, scrape_controller=True)
         cpu = {r["metric"]["node"]: float(r["value"][1]) for r in stack.query("pvebalance:node_cpu:ratio")}
         ranked = sorted(cpu, key=cpu.__getitem__, reverse=True)
@@ -196,6 +198,19 @@ def test_applied_moves_are_visible_in_prometheus(story: Story) -> None:
         vmid = int(task["id"])
         series = stack.query(f'pve_guest_info{{id="{kinds[task["type"]]}/{vmid}"}}')
         assert [s["metric"]["node"] for s in series] == [placement[vmid]], vmid
+
+
+def test_alertmanager_delivers_the_load_alert_to_the_controllers_webhook(story: Story) -> None:
+    log = story.stack.children.log_path("controller")
+
+    def received() -> list[dict[str, Any]]:
+        events = [json.loads(line) for line in log.read_text().splitlines() if line.startswith("{")]
+        return [e for e in events if e.get("event", "").startswith("webhook.")]
+
+    wait_until(lambda: any(e["event"] == "webhook.received" for e in received()), "a webhook call", 180)
+    events = received()
+    assert all(e["event"] == "webhook.received" for e in events), events  # never refused: the token matches
+    assert any("PveNodeCpuHigh" in e.get("names", []) for e in events), events
 
 
 def _substitute(expr: str) -> str:

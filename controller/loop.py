@@ -185,7 +185,7 @@ class Controller:
         )
 
     def _count(self, outcome: Outcome) -> None:
-        if outcome.result == "not_started":
+        if outcome.result == "not_started" or self.dry_run:
             return
         if outcome.upid is not None:
             self.metrics.migrations.labels("started").inc()

@@ -113,9 +113,11 @@ class ClusterState:
             self.nodes[node.name] = NodeState(
                 node, state, Limits.of(node, policy, cpu_r, mem_r), policy.cpu_weight, policy.memory_weight
             )
-        self.demand: dict[int, Demand] = {g.vmid: demand_of(g, model) for g in model.guests}
-        self.where: dict[int, str] = {g.vmid: g.node for g in model.guests}
-        for guest in model.guests:
+        # vmid order makes the float sums (and so the plan) independent of the input order
+        guests = sorted(model.guests, key=lambda g: g.vmid)
+        self.demand: dict[int, Demand] = {g.vmid: demand_of(g, model) for g in guests}
+        self.where: dict[int, str] = {g.vmid: g.node for g in guests}
+        for guest in guests:
             node_state = self.nodes.get(guest.node)
             if node_state is not None:
                 d = self.demand[guest.vmid]

@@ -25,7 +25,7 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import generate_latest
 from prometheus_client.registry import Collector
 
-from pveapi.errors import ApiError, ConfigError, ErrorKind, PvebalanceError
+from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import ConnectionSettings, Secret
 
 from .collectors import CollectorOptions, cluster_registry
@@ -52,25 +52,27 @@ class SimClock:
 
     def __init__(self, admin_url: str, verify: bool | str, token: Secret | None = None) -> None:
         self._url = admin_url.rstrip("/") + "/clock"
+        self._verify = verify  # per request: a session's verify loses to REQUESTS_CA_BUNDLE
         self._session = requests.Session()
-        self._session.verify = verify
         if token is not None:
             self._session.headers["Authorization"] = f"Bearer {token.reveal()}"
 
     def _request(self, method: str, body: dict[str, Any] | None = None) -> tuple[float, float]:
         try:
-            response = self._session.request(method, self._url, json=body, timeout=10)
+            response = self._session.request(method, self._url, json=body, timeout=10, verify=self._verify)
             response.raise_for_status()
             data = response.json()
             return float(data["time"]), float(data["time_scale"])
         except requests.HTTPError as exc:
-            raise ApiError(ErrorKind.REFUSED, "/_sim/clock", f"simulator admin API answered HTTP {exc.response.status_code}") from None
-        except requests.RequestException:
-            raise ApiError(
-                ErrorKind.UNREACHABLE, "/_sim/clock", f"cannot reach the simulator admin API at {self._url}"
+            status = exc.response.status_code
+            hint = " - pass the simulator's admin token with --sim-admin-token-env" if status in (401, 403) else ""
+            raise PvebalanceError(f"simulator admin API {self._url}: HTTP {status}{hint}") from None
+        except requests.RequestException as exc:
+            raise PvebalanceError(
+                f"simulator admin API {self._url}: cannot connect ({type(exc).__name__}) - check --sim-admin-url"
             ) from None
         except (ValueError, KeyError, TypeError):
-            raise ApiError(ErrorKind.BAD_ANSWER, "/_sim/clock", "the simulator admin API answered no clock") from None
+            raise PvebalanceError(f"simulator admin API {self._url}: the answer is not a clock - is this a pvebalance-sim?") from None
 
     def get(self) -> tuple[float, float]:
         """(virtual epoch now, time scale)."""

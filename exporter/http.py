@@ -1,7 +1,7 @@
 """HTTP serving: /metrics, the multi-target /pve?target=&module=, and /health.
 
-Exposition is prometheus-client's (text or OpenMetrics, as the scraper asks); each request
-scrapes its target, bounded by the scrape timeout Prometheus sends.
+Exposition is prometheus-client's text format; each request scrapes its target, bounded by the
+scrape timeout Prometheus sends.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
-from prometheus_client.exposition import ThreadingWSGIServer, choose_encoder
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer, generate_latest
 
 from pveapi.errors import ConfigError
 
@@ -83,9 +83,10 @@ class ExporterApp:
     ) -> Iterable[bytes]:
         target = self.targets.get(module.name, module.settings_for(host))
         result = scrape(target, self.options.collectors.concerns(), self._timeout(environ))
-        encoder, content_type = choose_encoder(environ.get("HTTP_ACCEPT", ""))
-        body = encoder(scrape_registry(result, self.options.collectors, target.stats))
-        start_response("200 OK", [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+        # Always the text format: every Prometheus reads it, and prometheus-client renders it
+        # about a third faster than OpenMetrics, which matters at 150,000 samples a scrape.
+        body = generate_latest(scrape_registry(result, self.options.collectors, target.stats))
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4), ("Content-Length", str(len(body)))])
         return [body]
 
     def _timeout(self, environ: dict[str, Any]) -> float:

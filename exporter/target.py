@@ -15,7 +15,7 @@ from concurrent.futures import Future, ThreadPoolExecutor, wait
 from typing import Any
 
 import structlog
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Histogram, disable_created_metrics
 from prometheus_client.metrics_core import Metric
 
 from pveapi.client import PveClient, endpoint_template
@@ -25,6 +25,8 @@ from pveapi.settings import ConnectionSettings
 from .scrape import NODE_STATUS, Call, CallKey, ScrapeResult
 
 log = structlog.get_logger("pvebalance.exporter")
+# `*_created` series double every self-metric and no dashboard or rule here reads them.
+disable_created_metrics()
 
 _CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 

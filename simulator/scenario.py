@@ -202,6 +202,16 @@ def load_scenario(source: str | Path | Mapping[str, Any] | list[Any]) -> Scenari
 
 
 def _from_data(data: Any, where: str, default_name: str = "scenario") -> Scenario:
+    """Build and validate; every problem names the scenario it is in."""
+    try:
+        return _build(data, where, default_name)
+    except ConfigError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _build(data: Any, where: str, default_name: str) -> Scenario:
     if isinstance(data, Mapping) and "data" in data and isinstance(data["data"], list):
         data = data["data"]
     if isinstance(data, list):
@@ -217,7 +227,7 @@ def _from_data(data: Any, where: str, default_name: str = "scenario") -> Scenari
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(known))}")
     data = expand_generated(data, where)
     cluster = _mapping(data.get("cluster") or {}, f"{where}.cluster")
-    nodes = tuple(_node(n, f"{where}.nodes[{i}]") for i, n in enumerate(_list(data.get("nodes"), f"{where}.nodes")))
+    nodes = tuple(_node(n, f"{where}.nodes[{i}]") for i, n in enumerate(_list(data.get("nodes") or [], f"{where}.nodes")))
     if not nodes:
         raise ConfigError(f"{where}: needs at least one node under `nodes`")
     _unique([n.name for n in nodes], where, "node name")

@@ -102,8 +102,8 @@ def _best_swap(ctx: Context, current: float, budget: int) -> int:
     state, policy = ctx.state, ctx.policy
     nodes = _open_nodes(ctx, room=2)
     targets = sorted(nodes, key=lambda n: (n.load, n.name))[:SWAP_TARGETS]
-    best_score = 2 * policy.min_gain
-    best: tuple[int, int, NodeState, NodeState, float] | None = None
+    best_score = 0.0
+    best: tuple[list[tuple[int, str, str]], NodeState, NodeState, float] | None = None
     for source in _sources(ctx, nodes, SWAP_SOURCES):
         big = sorted(_candidates(ctx, source), key=lambda v: (-state.contribution(v, source), v))[:SWAP_GUESTS]
         for target in targets:
@@ -115,17 +115,29 @@ def _best_swap(ctx: Context, current: float, budget: int) -> int:
                     delta_s = state.contribution(b, source) - state.contribution(a, source)
                     delta_t = state.contribution(a, target) - state.contribution(b, target)
                     after = state.imbalance_after(((source, delta_s), (target, delta_t)))
-                    score = (current - after) / current - ctx.cost(a) - ctx.cost(b)
-                    if score <= best_score or not _swap_allowed(ctx, a, b, source, target):
+                    gain = (current - after) / current - ctx.cost(a) - ctx.cost(b)
+                    # every move must pay its own margin; a staged swap moves `b` twice
+                    if gain - 3 * policy.min_gain - ctx.cost(b) <= best_score and gain - 2 * policy.min_gain <= best_score:
                         continue
-                    best_score, best = score, (a, b, source, target, after)
+                    if not _swap_allowed(ctx, a, b, source, target):
+                        continue
+                    steps = _swap_order(ctx, a, b, source, target, budget)
+                    if steps is None:
+                        continue
+                    score = gain - len(steps) * policy.min_gain - (len(steps) - 2) * ctx.cost(b)
+                    if score > best_score:
+                        best_score, best = score, (steps, source, target, after)
     if best is None:
         return 0
-    a, b, source, target, after = best
-    return _commit_swap(ctx, a, b, source, target, current, after, budget)
+    steps, source, target, after = best
+    reason = _reason(source, target, current, after)
+    for vmid, node, why in steps:
+        ctx.commit(vmid, node, MoveKind.BALANCE, why.format(reason=reason))
+    return len(steps)
 
 
 def _swap_allowed(ctx: Context, a: int, b: int, source: NodeState, target: NodeState) -> bool:
+    """The end state of the swap: rules hold, hard limits hold, targets stay below high water."""
     state, rules = ctx.state, ctx.rules
     da, db = state.demand[a], state.demand[b]
     return (
@@ -137,30 +149,25 @@ def _swap_allowed(ctx: Context, a: int, b: int, source: NodeState, target: NodeS
     )
 
 
-def _commit_swap(
-    ctx: Context, a: int, b: int, source: NodeState, target: NodeState, current: float, after: float, budget: int
-) -> int:
+def _swap_order(
+    ctx: Context, a: int, b: int, source: NodeState, target: NodeState, budget: int
+) -> list[tuple[int, str, str]] | None:
+    """The order of moves that keeps every step within hard limits, or None."""
     state = ctx.state
-    reason = _reason(source, target, current, after)
+    there = f"{{reason}} (swap with {b})"
+    back = f"swap with {a}: {{reason}}"
     if state.fits(a, target):
-        ctx.commit(a, target.name, MoveKind.BALANCE, f"{reason} (swap with {b})")
-        ctx.commit(b, source.name, MoveKind.BALANCE, f"swap with {a}: {reason}")
-        return 2
+        return [(a, target.name, there), (b, source.name, back)]
     if state.fits(b, source):
-        ctx.commit(b, source.name, MoveKind.BALANCE, f"swap with {a}: makes room on {target.name}")
-        ctx.commit(a, target.name, MoveKind.BALANCE, f"{reason} (swap with {b})")
-        return 2
+        return [(b, source.name, back), (a, target.name, there)]
     if budget < 3:
-        return 0
+        return None
     # Neither node can take its newcomer first: park `b` on a third node, then trade.
     for stage in sorted(_open_nodes(ctx, room=2), key=lambda n: (n.load, n.name)):
-        if stage is source or stage is target or not ctx.feasible(b, stage, mandatory=True):
-            continue
-        ctx.commit(b, stage.name, MoveKind.BALANCE, f"parks {b} on {stage.name} so {a} and {b} can trade places")
-        ctx.commit(a, target.name, MoveKind.BALANCE, f"{reason} (swap with {b})")
-        ctx.commit(b, source.name, MoveKind.BALANCE, f"swap with {a}: {reason}")
-        return 3
-    return 0
+        if stage is not source and stage is not target and ctx.feasible(b, stage, mandatory=True):
+            parks = f"parks {b} on {stage.name} so {a} and {b} can trade places"
+            return [(b, stage.name, parks), (a, target.name, there), (b, source.name, back)]
+    return None
 
 
 def _reason(source: NodeState, target: NodeState, current: float, after: float) -> str:

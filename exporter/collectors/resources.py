@@ -10,7 +10,7 @@ from prometheus_client.registry import Collector
 from pveapi.inventory import Inventory
 
 from ..scrape import Call, ScrapeResult
-from .families import counter, gauge, node_id
+from .families import add, add_total, counter, gauge, node_id
 
 
 class ResourcesCollector(Collector):
@@ -44,51 +44,51 @@ class ResourcesCollector(Collector):
         lock_state = gauge("pve_lock_state", "1 for the guest's current config lock", ["id", "state"])
 
         for node in inventory.nodes:
-            labels = [node_id(node.name)]
-            cpu_limit.add_metric(labels, node.maxcpu)
-            mem_size.add_metric(labels, node.maxmem)
-            disk_size.add_metric(labels, node.maxdisk)
+            labels = {"id": node_id(node.name)}
+            add(cpu_limit, labels, node.maxcpu)
+            add(mem_size, labels, node.maxmem)
+            add(disk_size, labels, node.maxdisk)
             if node.online:  # offline nodes report no usage; 0 would read as idle
-                cpu_ratio.add_metric(labels, node.cpu)
-                mem_used.add_metric(labels, node.mem)
-                disk_used.add_metric(labels, node.disk)
-                uptime.add_metric(labels, node.uptime)
+                add(cpu_ratio, labels, node.cpu)
+                add(mem_used, labels, node.mem)
+                add(disk_used, labels, node.disk)
+                add(uptime, labels, node.uptime)
             if node.hastate:
-                ha_state.add_metric([labels[0], node.hastate], 1)
+                add(ha_state, {"id": labels["id"], "state": node.hastate}, 1)
 
         for guest in inventory.guests:
             guest_id = f"{guest.type}/{guest.vmid}"
-            labels = [guest_id]
-            cpu_ratio.add_metric(labels, guest.cpu)
-            cpu_limit.add_metric(labels, guest.maxcpu)
-            mem_used.add_metric(labels, guest.mem)
-            mem_size.add_metric(labels, guest.maxmem)
+            labels = {"id": guest_id}
+            add(cpu_ratio, labels, guest.cpu)
+            add(cpu_limit, labels, guest.maxcpu)
+            add(mem_used, labels, guest.mem)
+            add(mem_size, labels, guest.maxmem)
             if guest.type == "lxc":  # qemu always reports disk 0
-                disk_used.add_metric(labels, guest.disk)
-            disk_size.add_metric(labels, guest.maxdisk)
-            uptime.add_metric(labels, guest.uptime)
-            net_in.add_metric(labels, guest.netin)
-            net_out.add_metric(labels, guest.netout)
-            disk_read.add_metric(labels, guest.diskread)
-            disk_written.add_metric(labels, guest.diskwrite)
+                add(disk_used, labels, guest.disk)
+            add(disk_size, labels, guest.maxdisk)
+            add(uptime, labels, guest.uptime)
+            add_total(net_in, labels, guest.netin)
+            add_total(net_out, labels, guest.netout)
+            add_total(disk_read, labels, guest.diskread)
+            add_total(disk_written, labels, guest.diskwrite)
             tags = sorted(guest.tags)
             guest_info.add_metric(
                 [guest_id, guest.node, guest.name, guest.type, "1" if guest.template else "0", ";".join(tags)], 1
             )
             for tag in tags:
-                tag_info.add_metric([guest_id, tag], 1)
+                add(tag_info, {"id": guest_id, "tag": tag}, 1)
             if guest.pool:
-                pool_info.add_metric([guest_id, guest.pool], 1)
+                add(pool_info, {"id": guest_id, "pool": guest.pool}, 1)
             if guest.hastate:
-                ha_state.add_metric([guest_id, guest.hastate], 1)
+                add(ha_state, {"id": guest_id, "state": guest.hastate}, 1)
             if guest.lock:
-                lock_state.add_metric([guest_id, guest.lock], 1)
+                add(lock_state, {"id": guest_id, "state": guest.lock}, 1)
 
         for storage in inventory.storages:
             storage_id = f"storage/{storage.node}/{storage.storage}"
-            labels = [storage_id]
-            disk_used.add_metric(labels, storage.disk)
-            disk_size.add_metric(labels, storage.maxdisk)
+            labels = {"id": storage_id}
+            add(disk_used, labels, storage.disk)
+            add(disk_size, labels, storage.maxdisk)
             storage_info.add_metric(
                 [storage_id, storage.node, storage.storage, ",".join(sorted(storage.content)), storage.plugintype], 1
             )

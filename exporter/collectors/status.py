@@ -11,7 +11,7 @@ from pveapi.inventory import Inventory
 
 from ..scrape import Call, ScrapeResult
 from .cluster import cluster_status
-from .families import gauge, node_id
+from .families import add, gauge, node_id
 from .node_status import CONCERN as NODE_STATUS
 
 
@@ -39,7 +39,7 @@ class StatusCollector(Collector):
             answered = node.online and not self._result.failed(NODE_STATUS, node.name)
             up.add_metric([node_id(node.name)], 1 if answered else 0)
         for guest in inventory.guests:
-            up.add_metric([f"{guest.type}/{guest.vmid}"], 1 if guest.running else 0)
+            add(up, {"id": f"{guest.type}/{guest.vmid}"}, 1 if guest.running else 0)
         for storage in inventory.storages:
             up.add_metric([f"storage/{storage.node}/{storage.storage}"], 1 if storage.status == "available" else 0)
         yield up

@@ -1,0 +1,98 @@
+"""Properties on random clusters: every plan is safe at every step, never makes a cluster
+less balanced without a mandatory reason, respects its budgets and is deterministic."""
+
+from collections import Counter
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from controller.model import MoveKind
+from controller.plancheck import check_plan
+from controller.planner import plan
+from controller.policy import Policy
+from controller.rules import RuleSet, ha_rules
+from tests.planner.builders import cluster, guest, node
+
+TAGS = ["exclude_a", "plb_anti_affinity_b", "plb_affinity_c", "plb_pin_n0", "plb_pin_n1", "ignore", "prod"]
+
+
+@st.composite
+def clusters(draw):
+    count = draw(st.integers(2, 6))
+    nodes = [
+        node(f"n{i}", cpus=draw(st.sampled_from([4, 8, 16])), mem_gib=draw(st.sampled_from([16, 32, 64])),
+             online=i == 0 or draw(st.integers(0, 9)) > 0)
+        for i in range(count)
+    ]
+    guests = []
+    for vmid in range(100, 100 + draw(st.integers(0, 24))):
+        guests.append(
+            guest(
+                vmid,
+                f"n{draw(st.integers(0, count - 1))}",
+                cpu=draw(st.floats(0, 4)),
+                mem_gib=draw(st.floats(0.25, 12)),
+                type=draw(st.sampled_from(["qemu", "lxc"])),
+                status=draw(st.sampled_from(["running"] * 8 + ["stopped"])),
+                tags=draw(st.lists(st.sampled_from(TAGS), max_size=2)),
+                lock=draw(st.sampled_from([None] * 15 + ["backup"])),
+                vcpus=draw(st.sampled_from([1, 2, 4, 8])),
+            )
+        )
+    maintenance = draw(st.lists(st.sampled_from([n.name for n in nodes]), max_size=1))
+    pinned = draw(st.lists(st.sampled_from([g.vmid for g, _ in guests]), max_size=3)) if guests else []
+    return cluster(nodes, guests, maintenance=maintenance, pinned_local=pinned, overhead_gib=draw(st.floats(0, 2)))
+
+
+policies = st.builds(
+    Policy,
+    cpu_weight=st.sampled_from([0.0, 0.5, 1.0]),
+    memory_weight=st.just(0.5),
+    trigger=st.sampled_from([0.0, 0.05, 0.2]),
+    min_gain=st.sampled_from([0.0, 0.02]),
+    max_moves=st.integers(0, 8),
+    max_moves_per_node=st.integers(1, 4),
+    cpu_overcommit=st.sampled_from([1.0, 4.0]),
+)
+
+
+def ha_pair(model):
+    """An HA negative resource-affinity rule on the first two guests, when there are two."""
+    vmids = [g.vmid for g in model.guests][:2]
+    if len(vmids) < 2:
+        return RuleSet()
+    return ha_rules([{"rule": "r", "type": "resource-affinity", "resources": f"vm:{vmids[0]},vm:{vmids[1]}", "affinity": "negative"}])
+
+
+SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@SETTINGS
+@given(clusters(), policies)
+def test_every_step_of_every_plan_is_within_limits_and_rules(model, policy):
+    rules = ha_pair(model)
+    result = plan(model, rules, policy)
+    assert check_plan(model, rules, policy, result) == []
+    online = {n.name for n in result.nodes_after if n.state == "online"}
+    skipped = {s.vmid for s in result.skipped}
+    assert all(m.target in online and m.vmid not in skipped for m in result.moves)
+
+
+@SETTINGS
+@given(clusters(), policies)
+def test_without_mandatory_moves_the_imbalance_never_gets_worse(model, policy):
+    result = plan(model, RuleSet(), policy)
+    if not any(m.kind is MoveKind.MANDATORY for m in result.moves):
+        assert result.imbalance_after <= result.imbalance_before + 1e-9
+
+
+@SETTINGS
+@given(clusters(), policies)
+def test_budgets_hold_and_plans_are_deterministic(model, policy):
+    result = plan(model, RuleSet(), policy)
+    balance = [m for m in result.moves if m.kind is MoveKind.BALANCE]
+    assert len(balance) <= policy.max_moves
+    if len(balance) == len(result.moves):
+        per_node = Counter([m.source for m in balance] + [m.target for m in balance])
+        assert all(count <= policy.max_moves_per_node for count in per_node.values())
+    assert plan(model, RuleSet(), policy) == result

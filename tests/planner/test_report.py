@@ -1,0 +1,79 @@
+"""The readable table and the JSON plan (docs/plan-schema.md)."""
+
+import copy
+import json
+
+import pytest
+
+from controller.model import MoveKind
+from controller.policy import Policy
+from controller.report import SCHEMA_VERSION, plan_from_dict, plan_to_dict, render_table
+from pveapi.errors import ConfigError
+from tests.planner.builders import checked_plan, cluster, guest, node
+
+THREE = [node("pve1"), node("pve2"), node("pve3")]
+
+
+@pytest.fixture(scope="module")
+def sample():
+    guests = [guest(100 + i, "pve1", 2, 6) for i in range(6)] + [
+        guest(200, "pve2", 1, 2, tags=["exclude_dns"], type="lxc"),
+        guest(201, "pve2", 1, 2, tags=["exclude_dns"]),
+        guest(300, "pve3", 1, 2, lock="backup"),
+    ]
+    return checked_plan(cluster(THREE, guests), policy=Policy(trigger=0.0))
+
+
+def test_the_table_shows_moves_nodes_imbalance_skipped_and_source(sample):
+    text = render_table(sample)
+    assert text.startswith("Data: window 1h; figures from prometheus: 9 guests")
+    assert f"Imbalance: {sample.imbalance_before:.3f} -> {sample.imbalance_after:.3f}" in text
+    first = sample.moves[0]
+    assert first.kind is MoveKind.MANDATORY
+    row = next(line for line in text.splitlines() if line.strip().startswith("1 "))
+    assert f"{first.vmid} {first.name}" in row and f"{first.source} -> {first.target}" in row
+    assert "mandatory" in row and first.reason in row
+    assert "pve1  online" in text and "->" in text.split("Nodes (before -> after):")[1]
+    assert "300 g300: locked (backup)" in text
+
+
+def test_json_round_trips_exactly(sample):
+    data = plan_to_dict(sample)
+    assert data["schema_version"] == SCHEMA_VERSION
+    assert [m["vmid"] for m in data["moves"]] == [m.vmid for m in sample.moves]
+    assert set(data["moves"][0]) >= {"vmid", "name", "type", "source", "target", "reason", "kind"}
+    assert plan_from_dict(json.loads(json.dumps(data))) == sample
+
+
+def _broken(sample, mutate):
+    data = copy.deepcopy(plan_to_dict(sample))
+    mutate(data)
+    return data
+
+
+@pytest.mark.parametrize(
+    ("mutate", "message"),
+    [
+        (lambda d: d.update(schema_version=99), "plan: schema_version 99 is not supported"),
+        (lambda d: d.pop("moves"), "plan.moves: expected a list, got NoneType"),
+        (lambda d: d["moves"][0].update(type="docker"), "plan.moves[0].type: expected qemu or lxc, got 'docker'"),
+        (lambda d: d["moves"][0].update(kind="urgent"), "plan.moves[0].kind: expected mandatory or balance"),
+        (lambda d: d["moves"][0].update(vmid="100"), "plan.moves[0].vmid: expected a whole number"),
+        (lambda d: d["moves"][0].update(target="pve9"), "plan.moves[0].target: node 'pve9' is not among the plan's nodes"),
+        (lambda d: d["moves"][0].update(target=d["moves"][0]["source"]), "plan.moves[0]: source and target are both"),
+        (lambda d: d["nodes"][0].update(state="sleeping"), "plan.nodes[0].state: expected online, maintenance or offline"),
+        (lambda d: d["nodes"][1].pop("after"), "plan.nodes[1].after: expected an object"),
+        (lambda d: d["imbalance"].update(after=None), "plan.imbalance.after: expected a number"),
+        (lambda d: d["skipped"].append("x"), "plan.skipped[1]: expected an object"),
+        (lambda d: d.update(problems=[1]), "plan.problems: expected a list of strings"),
+    ],
+)
+def test_a_bad_saved_plan_is_refused_with_one_line(sample, mutate, message):
+    with pytest.raises(ConfigError) as err:
+        plan_from_dict(_broken(sample, mutate))
+    assert str(err.value).startswith(message) and "\n" not in str(err.value)
+
+
+def test_something_that_is_not_a_plan_is_refused():
+    with pytest.raises(ConfigError, match="plan: expected an object, got list - is this a pvebalance plan"):
+        plan_from_dict([])

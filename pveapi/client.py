@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxmoxer import ProxmoxAPI
+from requests.adapters import HTTPAdapter
 
 from .errors import ApiError, translate
 from .inventory import Inventory, parse_resources
@@ -38,9 +39,14 @@ def endpoint_template(path: str) -> str:
 
 
 class PveClient:
-    def __init__(self, settings: ConnectionSettings, observer: CallObserver | None = None) -> None:
+    def __init__(
+        self, settings: ConnectionSettings, observer: CallObserver | None = None, pool_size: int = 10
+    ) -> None:
+        """`pool_size`: connections kept open to the API; at least the number of threads that
+        call this client at once, or requests opens and drops a connection per extra call."""
         self.settings = settings
         self._observer = observer
+        self._pool_size = pool_size
         self._api: ProxmoxAPI | None = None
         self._lock = threading.Lock()
 
@@ -55,7 +61,10 @@ class PveClient:
                     if s.token_name and s.token_value
                     else {"password": s.password.reveal() if s.password else ""}
                 )
-                self._api = ProxmoxAPI(s.host, user=s.user, verify_ssl=s.verify_ssl, timeout=s.timeout, **auth)
+                api = ProxmoxAPI(s.host, user=s.user, verify_ssl=s.verify_ssl, timeout=s.timeout, **auth)
+                adapter = HTTPAdapter(pool_connections=1, pool_maxsize=self._pool_size)
+                api._store["session"].mount("https://", adapter)  # proxmoxer has no option for it
+                self._api = api
             return self._api
 
     def _call(self, method: str, path: str, params: dict[str, Any]) -> Any:

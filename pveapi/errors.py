@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 
 import requests
-from proxmoxer.core import ResourceException
+from proxmoxer.core import AuthenticationError, ResourceException
 
 
 class PvebalanceError(Exception):
@@ -88,6 +88,10 @@ def translate(exc: Exception, endpoint: str) -> ApiError:
             status=exc.status_code,
             errors=exc.errors if isinstance(exc.errors, dict) else None,
         )
+    if isinstance(exc, AuthenticationError):
+        # Raised by the ticket login (password auth); its text names the URL, never the password,
+        # but the status line is all a user needs.
+        return ApiError(ErrorKind.AUTH, endpoint, "Authentication failed!", status=401)
     if isinstance(exc, requests.Timeout):
         return ApiError(ErrorKind.TIMEOUT, endpoint, "no answer before the timeout")
     if isinstance(exc, requests.exceptions.SSLError):

@@ -79,8 +79,8 @@ class ConnectionSettings:
         if "@" not in user:
             raise ConfigError(f"{where}.user: {user!r} must name a realm, e.g. root@pam or balancer@pve")
         token_name = data.get("token_name")
-        token_value = _secret(data, "token_value", where, env, "PVE_TOKEN_VALUE")
-        password = _secret(data, "password", where, env, "PVE_PASSWORD")
+        token_value = read_secret(data, "token_value", where, env, "PVE_TOKEN_VALUE")
+        password = read_secret(data, "password", where, env, "PVE_PASSWORD")
         if token_name is not None and token_value is None:
             raise ConfigError(
                 f"{where}: token_name is set but no token secret was found; set token_value_file, "
@@ -118,9 +118,10 @@ def _required_str(data: Mapping[str, Any], key: str, where: str) -> str:
     return value.strip()
 
 
-def _secret(
-    data: Mapping[str, Any], key: str, where: str, env: Mapping[str, str], fallback_env: str
+def read_secret(
+    data: Mapping[str, Any], key: str, where: str, env: Mapping[str, str], fallback_env: str | None = None
 ) -> Secret | None:
+    """The secret `key` of a config block: `<key>_file`, `<key>_env`, `<key>`, then `fallback_env`."""
     path = data.get(f"{key}_file")
     if path is not None:
         try:
@@ -137,6 +138,6 @@ def _secret(
         return Secret(env[str(var)])
     if data.get(key) is not None:
         return Secret(str(data[key]))
-    if env.get(fallback_env):
+    if fallback_env and env.get(fallback_env):
         return Secret(env[fallback_env])
     return None

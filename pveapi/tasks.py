@@ -34,6 +34,14 @@ def task_node(upid: str) -> str:
         raise ApiError(ErrorKind.BAD_ANSWER, "/nodes/{node}/tasks/{upid}/status", f"not a UPID: {upid!r}") from None
 
 
+def task_starttime(upid: str) -> int:
+    """The task's start as a unix time, from its UPID (for `since=` in task lists)."""
+    try:
+        return int(Tasks.decode_upid(upid)["starttime"])
+    except (IndexError, KeyError, AttributeError, ValueError):
+        raise ApiError(ErrorKind.BAD_ANSWER, "/nodes/{node}/tasks", f"not a UPID: {upid!r}") from None
+
+
 def task_status(client: PveClient, upid: str) -> TaskResult:
     node = task_node(upid)
     data = client.get(f"/nodes/{node}/tasks/{upid}/status")

@@ -3,5 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh test
+# The peers our contract tests run against the simulator (bench-only, see bench/requirements.txt).
+.venv/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 bash scripts/ensure-prometheus.sh
 exec .venv/bin/python -m pytest "$@"

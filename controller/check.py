@@ -1,0 +1,112 @@
+"""`pvebalance check`: is the config right, and can the controller see and do what it needs?
+
+Each problem is one line saying what is wrong and what to do; notes are things that are fine
+for planning but would stop `apply` or automatic `run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from controller.config import Config
+from controller.promql import NEEDED_SERIES, PrometheusError, PromQL
+from controller.rules import RuleSet
+from pveapi.client import PveClient
+from pveapi.errors import ApiError
+from pveapi.inventory import Inventory
+
+# Privilege -> (where it is needed, what for). Checked on `/` and `/vms` (propagated ACLs).
+READ_PRIVILEGES = {
+    "Sys.Audit": "read cluster, HA and datacenter status",
+    "VM.Audit": "see guests, their config and migrate preconditions",
+}
+MIGRATE_PRIVILEGE = "VM.Migrate"
+
+
+@dataclass
+class CheckResult:
+    problems: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    facts: list[str] = field(default_factory=list)  # what was found, for the closing line
+
+
+def check(config: Config, client: PveClient, promql: PromQL | None) -> CheckResult:
+    result = CheckResult()
+    inventory = _check_api(config, client, result)
+    if inventory is not None:
+        _check_rules(config.rules, inventory, result)
+    if promql is not None:
+        _check_prometheus(promql, result)
+    else:
+        result.notes.append("prometheus is not configured: plans use live API figures only")
+    return result
+
+
+def _check_api(config: Config, client: PveClient, result: CheckResult) -> Inventory | None:
+    try:
+        version = client.get("/version")
+        permissions = client.get("/access/permissions")
+        inventory = client.resources()
+    except ApiError as exc:
+        result.problems.append(str(exc))
+        return None
+    result.facts.append(f"Proxmox VE {version.get('version', '?') if isinstance(version, Mapping) else '?'}")
+    granted = _granted(permissions)
+    for privilege, purpose in READ_PRIVILEGES.items():
+        if privilege not in granted:
+            result.problems.append(f"the API token lacks {privilege} on / (needed to {purpose}); grant it, e.g. the PVEAuditor role")
+    if MIGRATE_PRIVILEGE not in granted:
+        line = f"the API token lacks {MIGRATE_PRIVILEGE} on /vms: apply and automatic run cannot migrate; grant PVEVMAdmin or a role with VM.Migrate"
+        (result.problems if config.run.automation == "automatic" else result.notes).append(line)
+    online = len(inventory.online_nodes)
+    if not inventory.guests:
+        result.problems.append("the API token sees no guests: grant VM.Audit on /vms (or check the cluster has guests)")
+    result.facts.append(f"{online}/{len(inventory.nodes)} nodes online, {len(inventory.guests)} guests")
+    return inventory
+
+
+def _granted(permissions: Any) -> set[str]:
+    if not isinstance(permissions, Mapping):
+        return set()
+    granted: set[str] = set()
+    for path in ("/", "/vms"):
+        privileges = permissions.get(path)
+        if isinstance(privileges, Mapping):
+            granted.update(str(p) for p, on in privileges.items() if on)
+    return granted
+
+
+def _check_rules(rules: RuleSet, inventory: Inventory, result: CheckResult) -> None:
+    nodes = {n.name for n in inventory.nodes}
+    named: list[tuple[str, str]] = [(n, "maintenance") for rule in rules.maintenance for n in rule.nodes]
+    named += [(n, f"node_affinity {rule.name!r}") for rule in rules.node_affinity for n, _ in rule.nodes]
+    named += [(rule.node, "reservations") for rule in rules.reservations]
+    for node, where in named:
+        if node not in nodes:
+            result.problems.append(f"rules: {where} names node {node!r}, which is not in the cluster ({', '.join(sorted(nodes))})")
+
+
+def _check_prometheus(promql: PromQL, result: CheckResult) -> None:
+    try:
+        present = promql.series_present()
+        history = promql.history()
+    except PrometheusError as exc:
+        result.problems.append(str(exc))
+        return
+    for name, count in present.items():
+        if not count:
+            result.problems.append(
+                f"{promql.where} has no current {name} series: is pvebalance-exporter (or prometheus-pve-exporter) scraped?"
+            )
+    if all(present.values()):
+        if history.data_age is None or not history.fresh:
+            age = "none" if history.data_age is None else f"{history.data_age:.0f}s"
+            result.problems.append(
+                f"{promql.where}: newest sample age {age} is over prometheus.max_data_age ({history.max_age:.0f}s): check scraping"
+            )
+        else:
+            result.facts.append(
+                f"Prometheus: {present[NEEDED_SERIES[0]]} series, newest sample {history.data_age:.0f}s old, window {history.window}"
+            )

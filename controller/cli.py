@@ -1,0 +1,235 @@
+"""`pvebalance`: plan, check, apply and run. Every error a user can fix is one line, exit 2."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from controller.check import check
+from controller.config import WINDOWS, Config, load_config
+from controller.cycle import Cycle, cycle_rules, hold_from_state, run_cycle
+from controller.executor import ApplyReport, Executor
+from controller.loop import Controller
+from controller.metrics import ControllerMetrics
+from controller.model import Plan
+from controller.observe import observe
+from controller.plancheck import check_plan
+from controller.promql import PromQL
+from controller.report import plan_from_dict, plan_to_dict, render_table
+from controller.server import ControllerServer
+from controller.state import ControllerLock, LoopState
+from pveapi.client import PveClient
+from pveapi.errors import ConfigError, PvebalanceError
+from pveapi.logsetup import configure_logging
+
+DEFAULT_CONFIG = "/etc/pvebalance/config.yaml"
+log = structlog.get_logger("pvebalance")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_format, args.log_level)
+    try:
+        return int(args.command(args))
+    except PvebalanceError as exc:
+        print(f"pvebalance: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("pvebalance: interrupted", file=sys.stderr)
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pvebalance", description="Rules-driven, history-aware balancer for Proxmox VE")
+    parser.add_argument(
+        "--config", default=os.environ.get("PVEBALANCE_CONFIG", DEFAULT_CONFIG),
+        help=f"config file (default: $PVEBALANCE_CONFIG or {DEFAULT_CONFIG})",
+    )
+    parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
+    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning")
+    commands = parser.add_subparsers(required=True, metavar="COMMAND")
+
+    plan = commands.add_parser("plan", help="show a balance plan; changes nothing")
+    plan.add_argument("--output", choices=("table", "json"), default="table")
+    plan.add_argument("--window", choices=WINDOWS, help="history window (overrides prometheus.window)")
+    plan.add_argument("--save", metavar="FILE", help="also write the plan as JSON, for `apply --plan FILE`")
+    plan.set_defaults(command=_plan)
+
+    chk = commands.add_parser("check", help="check the config, API token privileges and Prometheus series")
+    chk.set_defaults(command=_check)
+
+    apply = commands.add_parser("apply", help="carry out a fresh plan, or a saved one after re-validating it")
+    apply.add_argument("--plan", metavar="FILE", help="a plan saved with `plan --save`")
+    apply.add_argument("--window", choices=WINDOWS)
+    apply.add_argument("--dry-run", action="store_true", help="check every move against live state; migrate nothing")
+    apply.set_defaults(command=_apply)
+
+    run = commands.add_parser("run", help="the balancing loop, with /metrics, /health, /plan and POST /webhook")
+    run.add_argument("--dry-run", action="store_true", help="in automatic mode, check moves but migrate nothing")
+    run.add_argument("--once", action="store_true", help="run one cycle and exit")
+    run.set_defaults(command=_run)
+    return parser
+
+
+def _load(args: argparse.Namespace) -> tuple[Config, PveClient, PromQL | None]:
+    config = load_config(args.config)
+    window = getattr(args, "window", None)
+    if window is not None:
+        if config.prometheus is None:
+            raise ConfigError("--window needs a prometheus block in the config")
+        config = replace(config, prometheus=replace(config.prometheus, window=window))
+    promql = PromQL(config.prometheus) if config.prometheus is not None else None
+    return config, PveClient(config.proxmox), promql
+
+
+def _plan(args: argparse.Namespace) -> int:
+    config, client, promql = _load(args)
+    cycle = run_cycle(client, promql, config, hold_from_state(config), fallback_to_live=True)
+    document = _plan_document(cycle)
+    if args.save:
+        _write_json(Path(args.save), document)
+    if args.output == "json":
+        print(json.dumps(document, indent=2))
+    else:
+        print(render_table(cycle.plan))
+        for warning in cycle.warnings:
+            print(f"warning: {warning}")
+    return 0
+
+
+def _plan_document(cycle: Cycle) -> dict[str, Any]:
+    return {**plan_to_dict(cycle.plan), "warnings": list(cycle.warnings)}
+
+
+def _write_json(path: Path, document: Mapping[str, Any]) -> None:
+    try:
+        path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--save {path}: cannot write it ({exc.strerror})") from None
+
+
+def _check(args: argparse.Namespace) -> int:
+    try:
+        config, client, promql = _load(args)
+    except PvebalanceError as exc:
+        print(f"problem: {exc}")
+        return 1
+    result = check(config, client, promql)
+    for problem in result.problems:
+        print(f"problem: {problem}")
+    for note in result.notes:
+        print(f"note: {note}")
+    if result.problems:
+        print(f"{len(result.problems)} problem(s) found")
+        return 1
+    print("all checks passed: " + "; ".join(result.facts))
+    return 0
+
+
+def _apply(args: argparse.Namespace) -> int:
+    config, client, promql = _load(args)
+    lock = ControllerLock(config.run.state_file)
+    lock.acquire()  # one controller per cluster: a second apply or run says who holds it
+    try:
+        state = LoopState.load(config.run.state_file)
+        hold = hold_from_state(config, state)
+        if args.plan:
+            plan, base, rules = _saved_plan(Path(args.plan), config, client, promql, hold)
+        else:
+            cycle = run_cycle(client, promql, config, hold)
+            if not cycle.actionable:
+                print(f"not applying: {cycle.why_not}")
+                return 1
+            plan, base, rules = cycle.plan, cycle.model, cycle.rules
+        if not plan.moves:
+            print("nothing to do: the plan has no moves")
+            return 0
+        stop = threading.Event()
+        _on_signals(stop.set)
+        executor = Executor(
+            client, rules, config.policy, config.apply, dry_run=args.dry_run,
+            should_stop=stop.is_set, on_event=_Progress(len(plan.moves)), on_moved=state.record_move,
+        )
+        report = executor.apply(plan, base)
+        print(("dry run: " if args.dry_run else "") + report.summary)
+        return 0 if not report.stopped and not report.count("failed") else 1
+    finally:
+        lock.release()
+
+
+def _saved_plan(
+    path: Path, config: Config, client: PveClient, promql: PromQL | None, hold: Mapping[int, str]
+) -> tuple[Plan, Any, Any]:
+    try:
+        plan = plan_from_dict(json.loads(path.read_text(encoding="utf-8")))
+    except OSError as exc:
+        raise ConfigError(f"--plan {path}: cannot read it ({exc.strerror})") from None
+    except (ValueError, ConfigError) as exc:  # JSON syntax, or a field plan_from_dict names
+        raise ConfigError(f"--plan {path}: not a usable saved plan: {exc}") from None
+    observation = observe(client, promql)
+    rules = cycle_rules(config, observation, hold)
+    problems = check_plan(observation.model, rules, config.policy, plan)
+    if problems:
+        raise ConfigError(f"--plan {path} no longer fits the cluster: {'; '.join(problems)} - make a fresh plan")
+    return plan, observation.model, rules
+
+
+class _Progress:
+    """Terminal progress: each migration's state and a running summary."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.counts: dict[str, int] = {}
+
+    def __call__(self, event: Mapping[str, Any]) -> None:
+        move = event["move"]
+        kind = str(event["event"])
+        if kind != "started":
+            self.counts[kind] = self.counts.get(kind, 0) + 1
+        done = sum(self.counts.values())
+        detail = event["outcome"].detail if "outcome" in event else event.get("upid", "")
+        print(
+            f"[{done}/{self.total}] {kind:<11} {move.type}/{move.vmid} {move.name} {move.source} -> {move.target}: {detail}",
+            flush=True,
+        )
+
+
+def _on_signals(handler: Any) -> None:
+    """SIGTERM and SIGINT: start nothing new, let running migrations end, then exit."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _signum, _frame: handler())
+
+
+def _run(args: argparse.Namespace) -> int:
+    config, client, promql = _load(args)
+    metrics = ControllerMetrics()
+    controller = Controller(config, client, promql, metrics=metrics, dry_run=args.dry_run)
+    if args.once:
+        summary = controller.cycle("once")
+        controller.lock.release()
+        print(f"{summary.result}: {summary.reason}")
+        return 0 if summary.result != "failed" else 1
+    server = ControllerServer(config.run.listen_address, controller.endpoints())
+    server.start()
+    _on_signals(controller.stop)
+    try:
+        controller.run_forever()
+    finally:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

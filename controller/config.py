@@ -1,0 +1,240 @@
+"""The controller's one YAML configuration file, parsed and checked in one place.
+
+Every value is validated here so that a mistake is one line naming the key and what to do,
+before anything talks to the cluster. Secrets (API token, Prometheus credentials, webhook
+token) come from files or the environment and are kept as `Secret`s.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from controller import values
+from controller.policy import Policy
+from controller.promql import PrometheusSettings, Statistic
+from controller.rules import RuleSet, load_rules
+from pveapi.errors import ConfigError
+from pveapi.settings import ConnectionSettings, Secret, read_secret
+
+WINDOWS = ("1h", "6h", "24h", "7d")
+Automation = Literal["manual", "automatic"]
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def parse_duration(value: Any, where: str) -> float:
+    """`30`, `30s`, `5m`, `1h`, `7d` -> seconds (a plain number is seconds)."""
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a duration such as 30s, 5m or 1h, got {value!r}")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ConfigError(f"{where}: expected a duration such as 30s, 5m or 1h, got {value!r}")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds <= 0:
+        raise ConfigError(f"{where}: must be a positive duration, got {value!r}")
+    return seconds
+
+
+@dataclass(frozen=True)
+class ApplySettings:
+    max_in_flight: int = 2  # migrations running at once, cluster-wide
+    max_in_flight_per_node: int = 1  # counted on both the source and the target node
+    max_consecutive_failures: int = 3
+    task_timeout: float = 1800.0
+    lxc_shutdown_timeout: int = 180  # seconds a container gets to stop before it restarts elsewhere
+    poll_interval: float = 2.0
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    interval: float = 300.0
+    automation: Automation = "manual"
+    hold_time: float = 900.0  # the imbalance must stay above the trigger this long before balancing
+    cooldown: float = 3600.0  # no guest moves twice within this
+    state_file: Path = Path("/var/lib/pvebalance/state.json")
+    listen: str = "127.0.0.1:9883"
+    webhook_token: Secret | None = field(default=None, repr=False)
+    fallback_to_live: bool = False  # act on live API figures when Prometheus is down or stale
+
+    @property
+    def listen_address(self) -> tuple[str, int]:
+        host, _, port = self.listen.rpartition(":")
+        return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@dataclass(frozen=True)
+class Config:
+    proxmox: ConnectionSettings
+    prometheus: PrometheusSettings | None
+    policy: Policy
+    rules: RuleSet
+    apply: ApplySettings
+    run: RunSettings
+    source: str = "<config>"
+
+    def secrets(self) -> tuple[str, ...]:
+        """Every secret value, so tests and output checks can prove none leaks."""
+        extra = [self.run.webhook_token]
+        if self.prometheus is not None:
+            extra += [self.prometheus.bearer_token, self.prometheus.password]
+        return self.proxmox.secrets() + tuple(s.reveal() for s in extra if s is not None)
+
+
+_TOP_KEYS = {"proxmox", "prometheus", "policy", "rules", "rules_file", "apply", "run"}
+_PROM_KEYS = {
+    "url", "window", "statistic", "max_data_age", "bearer_token", "bearer_token_file", "bearer_token_env",
+    "username", "password", "password_file", "password_env", "headers", "verify_ssl", "timeout",
+}
+_APPLY_KEYS = {
+    "max_in_flight", "max_in_flight_per_node", "max_consecutive_failures", "task_timeout",
+    "lxc_shutdown_timeout", "poll_interval",
+}
+_RUN_KEYS = {
+    "interval", "automation", "hold_time", "cooldown", "state_file", "listen",
+    "webhook_token", "webhook_token_file", "webhook_token_env", "fallback_to_live",
+}
+
+
+def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
+    """Read and check the config file at `path`; raises ConfigError naming the first problem."""
+    path = Path(path)
+    data = _read_yaml(path, "config file", hint="pass --config or set PVEBALANCE_CONFIG")
+    return parse_config(data, str(path), base=path.parent, env=env)
+
+
+def parse_config(
+    data: Any, source: str, base: Path = Path("."), env: Mapping[str, str] | None = None
+) -> Config:
+    env = os.environ if env is None else env
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: expected a mapping with proxmox, prometheus, policy, rules, apply and run")
+    values.reject_unknown(data, _TOP_KEYS, source)
+    if "proxmox" not in data:
+        raise ConfigError(f"{source}: the proxmox block is required (host, user, token_name, token_value_file)")
+    rules = load_rules(data.get("rules") or {}, f"{source}: rules")
+    if data.get("rules_file") is not None:
+        rules_path = base / str(data["rules_file"])
+        rules = rules.merge(load_rules(_read_yaml(rules_path, "rules file") or {}, str(rules_path)))
+    return Config(
+        proxmox=ConnectionSettings.from_mapping(_files_from(data["proxmox"], base), f"{source}: proxmox", env=env),
+        prometheus=_prometheus(_files_from(data.get("prometheus"), base), f"{source}: prometheus", env),
+        policy=Policy.from_mapping(data.get("policy") or {}, f"{source}: policy"),
+        rules=rules,
+        apply=_apply(values.mapping(data.get("apply"), f"{source}: apply"), f"{source}: apply"),
+        run=_run(_files_from(values.mapping(data.get("run"), f"{source}: run"), base), f"{source}: run", base, env),
+        source=source,
+    )
+
+
+def _files_from(block: Any, base: Path) -> Any:
+    """Secret files named relative to the config file's directory, like rules_file and state_file."""
+    if not isinstance(block, Mapping):
+        return block
+    return {k: str(base / v) if k.endswith("_file") and isinstance(v, str) else v for k, v in block.items()}
+
+
+def _read_yaml(path: Path, what: str, hint: str = "") -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{what} {path}: cannot read it ({exc.strerror}){' - ' + hint if hint else ''}") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{what} {path}{line}: {problem}") from None
+
+
+
+
+def _prometheus(data: Any, where: str, env: Mapping[str, str]) -> PrometheusSettings | None:
+    if data is None:
+        return None
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with at least url")
+    values.reject_unknown(data, _PROM_KEYS, where)
+    url = data.get("url")
+    if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
+        raise ConfigError(f"{where}.url: expected http(s)://host:port of a Prometheus-compatible query API, got {url!r}")
+    window = str(data.get("window", "1h"))
+    if window not in WINDOWS:
+        raise ConfigError(f"{where}.window: must be one of {', '.join(WINDOWS)}, got {window!r}")
+    headers = data.get("headers") or {}
+    if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(f"{where}.headers: expected a mapping of header name to string value")
+    username = data.get("username")
+    password = read_secret(data, "password", where, env, "PVEBALANCE_PROMETHEUS_PASSWORD")
+    if username is not None and password is None:
+        raise ConfigError(f"{where}: username is set but no password; set password_file or password_env")
+    verify_ssl = data.get("verify_ssl", True)
+    if not isinstance(verify_ssl, (bool, str)):
+        raise ConfigError(f"{where}.verify_ssl: must be true, false or the path of a CA bundle")
+    return PrometheusSettings(
+        url=url.rstrip("/"),
+        window=window,
+        statistic=Statistic.parse(data.get("statistic", "avg"), f"{where}.statistic"),
+        max_data_age=parse_duration(data.get("max_data_age", 300), f"{where}.max_data_age"),
+        bearer_token=read_secret(data, "bearer_token", where, env, "PVEBALANCE_PROMETHEUS_TOKEN"),
+        username=str(username) if username is not None else None,
+        password=password if username is not None else None,
+        headers={str(k): v for k, v in headers.items()},
+        verify_ssl=verify_ssl,
+        timeout=parse_duration(data.get("timeout", 10), f"{where}.timeout"),
+    )
+
+
+
+
+def _apply(data: Mapping[str, Any], where: str) -> ApplySettings:
+    values.reject_unknown(data, _APPLY_KEYS, where)
+    d = ApplySettings()
+    return ApplySettings(
+        max_in_flight=values.count(data.get("max_in_flight", d.max_in_flight), f"{where}.max_in_flight", low=1),
+        max_in_flight_per_node=values.count(data.get("max_in_flight_per_node", d.max_in_flight_per_node), f"{where}.max_in_flight_per_node", low=1),
+        max_consecutive_failures=values.count(data.get("max_consecutive_failures", d.max_consecutive_failures), f"{where}.max_consecutive_failures", low=1),
+        task_timeout=parse_duration(data.get("task_timeout", d.task_timeout), f"{where}.task_timeout"),
+        lxc_shutdown_timeout=int(
+            parse_duration(data.get("lxc_shutdown_timeout", d.lxc_shutdown_timeout), f"{where}.lxc_shutdown_timeout")
+        ),
+        poll_interval=parse_duration(data.get("poll_interval", d.poll_interval), f"{where}.poll_interval"),
+    )
+
+
+def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]) -> RunSettings:
+    values.reject_unknown(data, _RUN_KEYS, where)
+    d = RunSettings()
+    automation = data.get("automation", d.automation)
+    if automation not in ("manual", "automatic"):
+        raise ConfigError(f"{where}.automation: must be manual (plan only) or automatic (migrate), got {automation!r}")
+    listen = str(data.get("listen", d.listen))
+    if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}", listen):
+        raise ConfigError(f"{where}.listen: expected host:port such as 127.0.0.1:9883, got {listen!r}")
+    state_file = Path(str(data.get("state_file", d.state_file)))
+    return RunSettings(
+        interval=parse_duration(data.get("interval", d.interval), f"{where}.interval"),
+        automation=automation,
+        hold_time=_duration_or_zero(data.get("hold_time", d.hold_time), f"{where}.hold_time"),
+        cooldown=_duration_or_zero(data.get("cooldown", d.cooldown), f"{where}.cooldown"),
+        state_file=state_file if state_file.is_absolute() else base / state_file,
+        listen=listen,
+        webhook_token=read_secret(data, "webhook_token", where, env, "PVEBALANCE_WEBHOOK_TOKEN"),
+        fallback_to_live=values.flag(data.get("fallback_to_live", d.fallback_to_live), f"{where}.fallback_to_live"),
+    )
+
+
+def _duration_or_zero(value: Any, where: str) -> float:
+    """Hold time and cooldown may be switched off with 0."""
+    return 0.0 if value in (0, "0", "0s") else parse_duration(value, where)

@@ -1,0 +1,115 @@
+"""One observe -> rules -> plan cycle, shared by `plan`, `apply` and `run`.
+
+The planner sees every rule the cluster has: the config's, PVE 9 HA rules, and guests the
+controller must leave alone this cycle (HA auto-rebalance owns them, a cooldown, a failed
+migration). Guests a plan wants to move are then checked with the API's migrate
+precondition; any it would refuse are pinned and the plan is made again (a few rounds at
+most, so API calls stay bounded by the plan size).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+
+from controller.config import Config
+from controller.model import ClusterModel, Plan, Skipped
+from controller.observe import Observation, movable, observe
+from controller.planner import plan as make_plan
+from controller.promql import PromQL
+from controller.rules import GuestSelector, IgnoreRule, RuleSet, ha_rules
+from controller.state import LoopState
+from pveapi.client import PveClient
+
+PRECONDITION_ROUNDS = 3
+
+
+@dataclass(frozen=True)
+class Cycle:
+    observation: Observation
+    rules: RuleSet  # every rule the plan honoured
+    model: ClusterModel  # what the plan was made from (with guests the API would refuse pinned)
+    plan: Plan
+    precondition_calls: int
+    why_not: str | None  # why acting on this plan would be unsafe (stale or missing data)
+
+    @property
+    def actionable(self) -> bool:
+        return self.why_not is None
+
+    @property
+    def warnings(self) -> tuple[str, ...]:
+        return self.observation.warnings
+
+
+def hold_rules(hold: Mapping[int, str]) -> RuleSet:
+    """Guests not to move this cycle, one ignore rule per reason so the report can say why."""
+    by_reason: dict[str, set[int]] = {}
+    for vmid, reason in hold.items():
+        by_reason.setdefault(reason, set()).add(vmid)
+    return RuleSet(
+        ignore=tuple(IgnoreRule(GuestSelector(vmids=frozenset(v)), reason) for reason, v in sorted(by_reason.items()))
+    )
+
+
+def hold_from_state(config: Config, state: LoopState | None = None, now: float | None = None) -> dict[int, str]:
+    """Guests in their cooldown, from the state file (none when it does not exist yet)."""
+    state = LoopState.load(config.run.state_file) if state is None else state
+    now = time.time() if now is None else now
+    cooldown = config.run.cooldown
+    return {vmid: f"cooldown: moved {cooldown - left:.0f}s ago" for vmid, left in state.cooling(now, cooldown).items()}
+
+
+def cycle_rules(config: Config, observation: Observation, hold: Mapping[int, str]) -> RuleSet:
+    """The config's rules, the cluster's HA rules and this cycle's guests to leave alone."""
+    ha = ha_rules([dict(e) for e in observation.ha_rule_entries])
+    return config.rules.merge(ha).merge(hold_rules({**observation.leave_alone, **hold}))
+
+
+def run_cycle(
+    client: PveClient,
+    promql: PromQL | None,
+    config: Config,
+    hold: Mapping[int, str] | None = None,
+    at: float | None = None,
+    fallback_to_live: bool | None = None,
+) -> Cycle:
+    observation = observe(client, promql, at)
+    rules = cycle_rules(config, observation, hold or {})
+    model, plan, calls = _plan_movable(client, observation.model, rules, config, {**observation.leave_alone, **(hold or {})})
+    fallback = config.run.fallback_to_live if fallback_to_live is None else fallback_to_live
+    why_not = None
+    if observation.data_problem is not None and not fallback:
+        why_not = f"{observation.data_problem}; not acting on it (set run.fallback_to_live: true to use live figures)"
+    return Cycle(observation, rules, model, plan, calls, why_not)
+
+
+def _plan_movable(
+    client: PveClient, model: ClusterModel, rules: RuleSet, config: Config, held: Mapping[int, str]
+) -> tuple[ClusterModel, Plan, int]:
+    refused: dict[int, str] = {}
+    checked: set[tuple[int, str]] = set()
+    calls = 0
+    guests = {g.vmid: g for g in model.guests}
+    for _round in range(PRECONDITION_ROUNDS):
+        model = replace(model, pinned_local=frozenset(refused))
+        plan = make_plan(model, rules, config.policy)
+        ask = [(guests[m.vmid], m.target) for m in plan.moves if (m.vmid, m.target) not in checked]
+        if not ask:
+            break
+        checked.update((g.vmid, target) for g, target in ask)
+        calls += len(ask)
+        blocked = movable(client, ask, config.policy.allow_local_disks)
+        if not blocked:
+            break
+        refused.update(blocked)
+    else:
+        model = replace(model, pinned_local=frozenset(refused))
+        plan = make_plan(model, rules, config.policy)
+    # The API's own reason, or why the controller holds a guest, beats the planner's generic line.
+    reasons = {**held, **refused}
+    listed = {s.vmid for s in plan.skipped}
+    skipped = tuple(replace(s, reason=reasons[s.vmid]) if s.vmid in reasons else s for s in plan.skipped)
+    extra = tuple(Skipped(v, guests[v].name, r) for v, r in sorted(refused.items()) if v not in listed)
+    return model, replace(plan, skipped=skipped + extra), calls

@@ -1,0 +1,301 @@
+"""Carrying out a plan: one migration after another, each re-validated against live state.
+
+The plan's order is kept: the next move starts only when the limits allow it (in flight
+cluster-wide and per node) and nothing it depends on is still running. Before each start
+the live placement is read again and the move is dropped if the guest moved, is locked, the
+target is offline, or the planner's own validator (`check_plan`) says the move would now
+overcommit a node or break a rule. Migrations are polled to their end; a failure is recorded
+and never retried in the same run, and N failures in a row stop the run.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+import structlog
+
+from controller.config import ApplySettings
+from controller.model import ClusterModel, Move, Plan, Usage
+from controller.plancheck import check_plan
+from controller.policy import Policy
+from controller.rules import RuleSet
+from pveapi.client import PveClient
+from pveapi.errors import ApiError, ErrorKind
+from pveapi.inventory import Guest, Inventory
+from pveapi.tasks import TaskResult, task_starttime, task_status
+
+log = structlog.get_logger("pvebalance.executor")
+
+Result = Literal["succeeded", "failed", "dropped", "not_started"]
+# Poll errors that mean "ask again": the task keeps running on its node whatever our connection does.
+_TRANSIENT = (ErrorKind.UNREACHABLE, ErrorKind.TIMEOUT, ErrorKind.REFUSED)
+
+
+@dataclass(frozen=True)
+class Outcome:
+    move: Move
+    result: Result
+    detail: str
+    upid: str | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class ApplyReport:
+    outcomes: list[Outcome] = field(default_factory=list)
+    stopped: str | None = None  # why the run ended before the last move, if it did
+
+    def count(self, result: Result) -> int:
+        return sum(1 for o in self.outcomes if o.result == result)
+
+    @property
+    def summary(self) -> str:
+        parts = [f"{self.count(r)} {r.replace('_', ' ')}" for r in ("succeeded", "failed", "dropped", "not_started")]
+        return ", ".join(parts) + (f" (stopped: {self.stopped})" if self.stopped else "")
+
+
+@dataclass
+class _Running:
+    move: Move
+    upid: str
+    started: float
+    ha: bool
+    phase: str = "task"  # task, then for HA guests "placement" (HA runs the real migration later)
+
+
+# Called with one event (a dict with at least "event" and "vmid") per action, for terminal progress.
+EventSink = Callable[[Mapping[str, Any]], None]
+
+
+class Executor:
+    def __init__(
+        self,
+        client: PveClient,
+        rules: RuleSet,
+        policy: Policy,
+        settings: ApplySettings,
+        *,
+        dry_run: bool = False,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_event: EventSink = lambda event: None,
+        on_moved: Callable[[int, float], None] = lambda vmid, at: None,
+    ) -> None:
+        self.client = client
+        self.rules = rules
+        self.policy = policy
+        self.settings = settings
+        self.dry_run = dry_run
+        self.clock = clock
+        self.sleep = sleep
+        self.should_stop = should_stop
+        self.on_event = on_event
+        self.on_moved = on_moved  # called for every attempted migration that ended (cooldown)
+
+    def apply(self, plan: Plan, base: ClusterModel) -> ApplyReport:
+        """Carry out `plan`, observed as `base` (usage figures and maintenance come from it)."""
+        report = ApplyReport()
+        pending = list(plan.moves)
+        running: list[_Running] = []
+        done: list[Move] = []  # moves that ended on their target in this run
+        failures_in_a_row = 0
+        while pending or running:
+            for item in list(running):
+                outcome = self._poll(item)
+                if outcome is None:
+                    continue
+                running.remove(item)
+                self._record(report, outcome)
+                if outcome.result == "succeeded":
+                    done.append(item.move)
+                    failures_in_a_row = 0
+                else:
+                    failures_in_a_row += 1
+            stop = self._stop_reason(failures_in_a_row)
+            if stop is not None and pending:
+                report.stopped = stop
+                for move in pending:
+                    self._record(report, Outcome(move, "not_started", stop))
+                pending.clear()
+            while pending and self._slot_free(pending[0], running):
+                move = pending[0]
+                inventory = self.client.resources()
+                verdict = self._recheck(move, inventory, running, done, plan, base)
+                if verdict == "wait":
+                    break
+                pending.pop(0)
+                if verdict is not None:
+                    self._record(report, Outcome(move, "dropped", verdict))
+                    continue
+                started = self._start(move, inventory.guest(move.vmid))
+                if isinstance(started, _Running):
+                    running.append(started)
+                    continue
+                self._record(report, started)
+                if started.result == "succeeded":  # a dry run: counted as done so later checks see it
+                    done.append(move)
+                    continue
+                failures_in_a_row += 1
+                if self._stop_reason(failures_in_a_row) is not None:
+                    break
+            if running or (pending and self._stop_reason(failures_in_a_row) is None):
+                self.sleep(self.settings.poll_interval)
+        return report
+
+    # --- deciding -------------------------------------------------------------------------
+
+    def _stop_reason(self, failures_in_a_row: int) -> str | None:
+        if self.should_stop():
+            return "stop requested: running migrations were left to finish"
+        if failures_in_a_row >= self.settings.max_consecutive_failures:
+            return f"{failures_in_a_row} migrations failed in a row (apply.max_consecutive_failures)"
+        return None
+
+    def _slot_free(self, move: Move, running: list[_Running]) -> bool:
+        if len(running) >= self.settings.max_in_flight:
+            return False
+        per_node = self.settings.max_in_flight_per_node
+        busy = [n for r in running for n in (r.move.source, r.move.target)]
+        return busy.count(move.source) < per_node and busy.count(move.target) < per_node
+
+    def _recheck(
+        self, move: Move, inventory: Inventory, running: list[_Running], done: list[Move], plan: Plan, base: ClusterModel
+    ) -> str | None:
+        """None to start, "wait" to try again later, or why the move is dropped."""
+        guest = inventory.guest(move.vmid)
+        if guest is None:
+            return "the guest no longer exists"
+        if guest.node != move.source:
+            return f"the guest is on {guest.node} now, not {move.source}"
+        if guest.lock:
+            return f"the guest is locked ({guest.lock})"
+        target = inventory.node(move.target)
+        if target is None or not target.online:
+            return f"target {move.target} is offline"
+        source = inventory.node(move.source)
+        if source is None or not source.online:
+            return f"source {move.source} is offline"
+        if any(r.move.source == move.target for r in running):
+            return "wait"  # the target frees memory only when its outgoing migration ends
+        model = _current_model(base, inventory, [r.move for r in running], done)
+        step = replace(plan, moves=(move,))
+        problems = check_plan(model, self.rules, self.policy, step)
+        return "no longer valid: " + "; ".join(problems) if problems else None
+
+    # --- acting ---------------------------------------------------------------------------
+
+    def _start(self, move: Move, guest: Guest | None) -> _Running | Outcome:
+        assert guest is not None  # _recheck dropped moves of vanished guests
+        params: dict[str, Any] = {"target": move.target}
+        if guest.type == "qemu":
+            if guest.running:
+                params["online"] = 1
+            if self.policy.allow_local_disks:
+                params["with-local-disks"] = 1
+        elif guest.running:
+            params["restart"] = 1
+            params["timeout"] = self.settings.lxc_shutdown_timeout
+        bound = log.bind(vmid=move.vmid, node=move.source, target=move.target)
+        if self.dry_run:
+            bound.info("migration.dry_run", params=params)
+            return Outcome(move, "succeeded", "dry run: not started")
+        # The cooldown starts before the request: a controller killed right after it still
+        # remembers, on restart, that this guest may be moving.
+        self.on_moved(move.vmid, self.clock())
+        try:
+            upid = self.client.post(f"/nodes/{move.source}/{guest.type}/{move.vmid}/migrate", **params)
+        except ApiError as exc:
+            return Outcome(move, "failed", f"refused: {exc}")
+        if not isinstance(upid, str) or not upid.startswith("UPID:"):
+            return Outcome(move, "failed", f"the API answered {upid!r} instead of a task id")
+        bound.info("migration.started", task=upid, ha=guest.ha_managed, reason=move.reason)
+        self.on_event({"event": "started", "vmid": move.vmid, "move": move, "upid": upid})
+        return _Running(move, upid, self.clock(), guest.ha_managed)
+
+    def _poll(self, item: _Running) -> Outcome | None:
+        elapsed = self.clock() - item.started
+        if item.phase == "placement":
+            outcome = self._ha_outcome(item, elapsed)
+            if outcome is not None:
+                return outcome
+        else:
+            try:
+                status: TaskResult = task_status(self.client, item.upid)
+            except ApiError as exc:
+                if exc.kind not in _TRANSIENT:
+                    return Outcome(item.move, "failed", f"task status unreadable: {exc}", item.upid, elapsed)
+            else:
+                if status.finished and not status.ok:
+                    return Outcome(item.move, "failed", f"task ended: {status.exitstatus}", item.upid, elapsed)
+                if status.finished and not item.ha:
+                    return Outcome(item.move, "succeeded", "task OK", item.upid, elapsed)
+                if status.finished:
+                    item.phase = "placement"  # hamigrate only queued the move with the HA manager
+                    return self._poll(item)
+        if elapsed > self.settings.task_timeout:
+            return Outcome(
+                item.move, "failed", f"not finished after {self.settings.task_timeout:.0f}s (apply.task_timeout)",
+                item.upid, elapsed,
+            )
+        return None
+
+    def _ha_outcome(self, item: _Running, elapsed: float) -> Outcome | None:
+        """After `hamigrate`, the HA manager starts the real migration on the source later:
+        done when the guest shows on the target, failed when that follow-up task failed."""
+        move = item.move
+        try:
+            guest = self.client.resources().guest(move.vmid)
+            if guest is not None and guest.node == move.target and not guest.lock:
+                return Outcome(move, "succeeded", "HA moved it", item.upid, elapsed)
+            if guest is not None and guest.hastate == "error":
+                return Outcome(move, "failed", "HA reports the guest in error state", item.upid, elapsed)
+            since = task_starttime(item.upid)
+            tasks = self.client.get(
+                f"/nodes/{move.source}/tasks", vmid=move.vmid, since=since, source="all",
+                typefilter="qmigrate" if move.type == "qemu" else "vzmigrate",
+            )
+        except ApiError as exc:
+            if exc.kind in _TRANSIENT:
+                return None
+            return Outcome(move, "failed", f"HA migration not observable: {exc}", item.upid, elapsed)
+        for task in tasks if isinstance(tasks, list) else []:
+            status = task.get("status") if isinstance(task, Mapping) else None
+            if status is not None and status != "OK" and not str(status).startswith("WARNINGS"):
+                return Outcome(move, "failed", f"HA migration task ended: {status}", str(task.get("upid")), elapsed)
+        return None
+
+    def _record(self, report: ApplyReport, outcome: Outcome) -> None:
+        report.outcomes.append(outcome)
+        move = outcome.move
+        if outcome.result in ("succeeded", "failed") and not self.dry_run:
+            self.on_moved(move.vmid, self.clock())
+        event = f"migration.{outcome.result}"
+        fields = {"vmid": move.vmid, "node": move.source, "target": move.target, "task": outcome.upid,
+                  "detail": outcome.detail, "seconds": round(outcome.seconds, 1)}
+        (log.warning if outcome.result == "failed" else log.info)(event, **fields)
+        self.on_event({"event": outcome.result, "vmid": move.vmid, "move": move, "outcome": outcome})
+
+
+def _current_model(base: ClusterModel, inventory: Inventory, running: list[Move], done: list[Move]) -> ClusterModel:
+    """The live placement, with running migrations counted on their target (the safe side for
+    rules and room), and node totals shifted by every move this run made."""
+    heading = {m.vmid: m for m in [*done, *running]}
+    guests = tuple(
+        replace(g, node=heading[g.vmid].target) if g.vmid in heading and g.node == heading[g.vmid].source else g
+        for g in inventory.guests
+    )
+    usage = {g.vmid: base.guest_usage.get(g.vmid) or Usage(g.cpu_cores_used, g.mem, "live") for g in guests}
+    node_usage = dict(base.node_usage)
+    for move in [*done, *running]:
+        moved = usage[move.vmid] if move.vmid in usage else Usage(move.cpu_cores, move.mem_bytes, "live")
+        for name, sign in ((move.source, -1), (move.target, 1)):
+            if name in node_usage:
+                old = node_usage[name]
+                node_usage[name] = Usage(
+                    max(0.0, old.cpu_cores + sign * moved.cpu_cores), max(0, old.mem_bytes + sign * moved.mem_bytes), old.source
+                )
+    return replace(base, nodes=inventory.nodes, guests=guests, guest_usage=usage, node_usage=node_usage)

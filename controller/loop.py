@@ -1,0 +1,241 @@
+"""`pvebalance run`: plan every interval (or at once on a webhook), publish, and in automatic
+mode carry the plan out, with hysteresis, per-guest cooldowns and one controller per cluster.
+
+Safety, in the order a cycle checks it: a cycle whose data is stale or missing never
+migrates; only the instance holding the controller lock migrates; balancing moves wait until
+the imbalance has stayed above the trigger for `hold_time` (moves that repair a broken rule
+or evacuate a maintenance node do not wait); a guest that moved (or failed to) within
+`cooldown` is left where it is, across restarts.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+
+from controller.config import Config
+from controller.cycle import Cycle, hold_from_state, run_cycle
+from controller.executor import ApplyReport, Executor, Outcome
+from controller.metrics import ControllerMetrics
+from controller.model import MoveKind, Plan
+from controller.promql import PromQL
+from controller.report import plan_to_dict
+from controller.server import Endpoints
+from controller.state import ControllerBusy, ControllerLock, LoopState
+from pveapi.client import PveClient
+from pveapi.errors import PvebalanceError
+
+log = structlog.get_logger("pvebalance.loop")
+
+
+@dataclass(frozen=True)
+class CycleSummary:
+    result: str  # planned, applied, skipped, failed
+    reason: str
+    at: float
+    moves: int = 0
+    report: ApplyReport | None = None
+
+
+class Controller:
+    def __init__(
+        self,
+        config: Config,
+        client: PveClient,
+        promql: PromQL | None,
+        *,
+        metrics: ControllerMetrics | None = None,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+        dry_run: bool = False,
+    ) -> None:
+        self.config = config
+        self.client = client
+        self.promql = promql
+        self.metrics = metrics or ControllerMetrics()
+        self.clock = clock
+        self.sleep = sleep
+        self.dry_run = dry_run
+        self.state = LoopState.load(config.run.state_file)
+        self.lock = ControllerLock(config.run.state_file)
+        self.stopping = threading.Event()
+        self._wake = threading.Event()
+        self._wake_reason = ""
+        self._started = clock()
+        self.last: CycleSummary | None = None
+        self.last_success: float | None = None
+        self.current_plan: Mapping[str, Any] | None = None
+        self.busy_reason: str | None = None
+
+    # --- triggers -------------------------------------------------------------------------
+
+    def trigger(self, reason: str) -> None:
+        """Start a cycle now (webhook); a cycle already running is not interrupted."""
+        self._wake_reason = reason
+        self._wake.set()
+
+    def stop(self) -> None:
+        """Start nothing new; running migrations are left to finish; the loop then returns."""
+        self.stopping.set()
+        self._wake.set()
+
+    def run_forever(self) -> None:
+        reason = "start"
+        try:
+            while not self.stopping.is_set():
+                self.cycle(reason)
+                self._wake.wait(timeout=self.config.run.interval)
+                reason = self._wake_reason or "interval"
+                self._wake.clear()
+                self._wake_reason = ""
+        finally:
+            self.state.save()
+            self.lock.release()
+            log.info("loop.stopped", last=self.last.result if self.last else None)
+
+    # --- one cycle ------------------------------------------------------------------------
+
+    def cycle(self, trigger: str = "interval") -> CycleSummary:
+        now = self.clock()
+        log.info("cycle.start", trigger=trigger, automation=self.config.run.automation)
+        try:
+            summary = self._cycle(now)
+        except PvebalanceError as exc:
+            summary = CycleSummary("failed", str(exc), now)
+        self.metrics.cycles.labels(summary.result).inc()
+        if summary.result in ("planned", "applied"):
+            self.last_success = self.clock()
+            self.metrics.last_success.set(self.last_success)
+        self.last = summary
+        (log.warning if summary.result == "failed" else log.info)(
+            "cycle.end", result=summary.result, reason=summary.reason, moves=summary.moves, trigger=trigger
+        )
+        return summary
+
+    def _cycle(self, now: float) -> CycleSummary:
+        automatic = self.config.run.automation == "automatic"
+        # Taken before planning, so a second instance says at once why it will not migrate.
+        may_migrate = automatic and self._hold_lock()
+        self.state.forget_before(now - self.config.run.cooldown)
+        cycle = run_cycle(self.client, self.promql, self.config, hold_from_state(self.config, self.state, now), at=now)
+        self._publish(cycle, now)
+        balance_ready = self._hysteresis(cycle.plan, now)
+        if not automatic:
+            return CycleSummary("planned", "manual automation: plan published, nothing migrated", now, len(cycle.plan.moves))
+        if not may_migrate:
+            return CycleSummary("skipped", self.busy_reason or "", now)
+        if not cycle.actionable:
+            return CycleSummary("skipped", cycle.why_not or "", now)
+        moves = cycle.plan.moves if balance_ready else _mandatory_prefix(cycle.plan)
+        if not moves:
+            why = "nothing to do" if not cycle.plan.moves else (
+                f"imbalance above the trigger for less than run.hold_time ({self.config.run.hold_time:.0f}s)"
+            )
+            return CycleSummary("planned", why, now)
+        report = self._executor().apply(replace(cycle.plan, moves=moves), cycle.model)
+        for outcome in report.outcomes:
+            self._count(outcome)
+        return CycleSummary("applied", report.summary, now, len(moves), report)
+
+    def _hysteresis(self, plan: Plan, now: float) -> bool:
+        """True once the imbalance has stayed above the trigger for hold_time."""
+        if plan.imbalance_before > self.config.policy.trigger:
+            if self.state.above_trigger_since is None:
+                self.state.above_trigger_since = now
+                self.state.save()
+            return now - self.state.above_trigger_since >= self.config.run.hold_time
+        if self.state.above_trigger_since is not None:
+            self.state.above_trigger_since = None
+            self.state.save()
+        # Under the trigger only high-water relief is planned; it needs no hold.
+        return True
+
+    def _hold_lock(self) -> bool:
+        if self.lock.held:
+            return True
+        try:
+            self.lock.acquire()
+        except ControllerBusy as exc:
+            self.busy_reason = str(exc)
+            self.metrics.lock_held.set(0)
+            log.warning("lock.busy", reason=str(exc))
+            return False
+        self.busy_reason = None
+        self.metrics.lock_held.set(1)
+        log.info("lock.acquired", path=str(self.lock.path))
+        return True
+
+    def _executor(self) -> Executor:
+        return Executor(
+            self.client,
+            self.config.rules,
+            self.config.policy,
+            self.config.apply,
+            dry_run=self.dry_run,
+            clock=self.clock,
+            sleep=self.sleep,
+            should_stop=self.stopping.is_set,
+            on_moved=self.state.record_move,
+        )
+
+    def _count(self, outcome: Outcome) -> None:
+        if outcome.result == "not_started":
+            return
+        if outcome.upid is not None:
+            self.metrics.migrations.labels("started").inc()
+        self.metrics.migrations.labels(outcome.result).inc()
+        if outcome.result == "succeeded" and outcome.seconds:
+            self.metrics.migration_duration.observe(outcome.seconds)
+
+    def _publish(self, cycle: Cycle, now: float) -> None:
+        self.metrics.publish_plan(cycle.plan)
+        history = cycle.observation.history
+        if history is not None and history.data_age is not None:
+            self.metrics.data_age.set(history.data_age)
+        self.current_plan = {
+            **plan_to_dict(cycle.plan),
+            "generated_at": now,
+            "actionable": cycle.actionable,
+            "why_not": cycle.why_not,
+            "warnings": list(cycle.warnings),
+        }
+
+    def endpoints(self) -> Endpoints:
+        """What `ControllerServer` serves for this controller."""
+        return Endpoints(
+            metrics=self.metrics.render,
+            health=self.health,
+            plan=lambda: self.current_plan,
+            trigger=self.trigger,
+            webhook_token=self.config.run.webhook_token,
+        )
+
+    # --- health ---------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, Mapping[str, Any]]:
+        now = self.clock()
+        limit = 3 * self.config.run.interval
+        reference = self.last_success if self.last_success is not None else self._started
+        ok = not self.stopping.is_set() and now - reference <= limit
+        return ok, {
+            "automation": self.config.run.automation,
+            "last_cycle": None if self.last is None else {"result": self.last.result, "reason": self.last.reason, "at": self.last.at},
+            "last_success": self.last_success,
+            "lock_held": self.lock.held,
+            "lock_busy": self.busy_reason,
+        }
+
+
+def _mandatory_prefix(plan: Plan) -> tuple:
+    """The leading mandatory moves: a prefix of a plan is feasible at every step, like the plan."""
+    prefix = []
+    for move in plan.moves:
+        if move.kind is not MoveKind.MANDATORY:
+            break
+        prefix.append(move)
+    return tuple(prefix)

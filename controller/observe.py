@@ -1,0 +1,194 @@
+"""Observing the cluster: placement, HA state and rules live from the Proxmox API, usage
+history from Prometheus, folded into the planner's `ClusterModel`.
+
+API cost per observation is fixed: /cluster/resources, /cluster/ha/status/current,
+/cluster/ha/rules and /cluster/options (4 calls whatever the size), plus one migrate
+precondition call per guest a plan wants to move (`movable`), never one per guest.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from controller.model import ClusterModel, Usage
+from controller.promql import History, PrometheusError, PromQL
+from pveapi.client import PveClient
+from pveapi.errors import ApiError, ErrorKind
+from pveapi.inventory import Guest, Inventory, Node
+
+log = structlog.get_logger("pvebalance.observe")
+
+
+@dataclass(frozen=True)
+class Observation:
+    inventory: Inventory
+    model: ClusterModel
+    ha_rule_entries: tuple[Mapping[str, Any], ...]  # PVE 9 /cluster/ha/rules, empty on PVE 8
+    leave_alone: Mapping[int, str]  # vmid -> why the controller must not move it this cycle
+    history: History | None  # None when Prometheus is not configured or did not answer
+    data_problem: str | None  # why Prometheus figures were not used (None: used, or not configured)
+    warnings: tuple[str, ...]
+    at: float
+
+    @property
+    def used_prometheus(self) -> bool:
+        return self.history is not None and self.data_problem is None
+
+
+def observe(client: PveClient, promql: PromQL | None, at: float | None = None) -> Observation:
+    """Read the cluster once. Raises ApiError only when /cluster/resources itself fails."""
+    at = time.time() if at is None else at
+    inventory = client.resources()
+    warnings: list[str] = []
+    maintenance = _maintenance_nodes(client, inventory, warnings)
+    ha_rules, rules_known = _ha_rules(client, warnings)
+    leave_alone: dict[int, str] = {}
+    if _ha_auto_rebalance(client, warnings):
+        warnings.append("Proxmox HA auto-rebalance is on (datacenter.cfg crs): HA guests are left to it")
+        leave_alone.update({g.vmid: "HA auto-rebalance manages it" for g in inventory.guests if g.ha_managed})
+    if not rules_known:
+        leave_alone.update(
+            {g.vmid: "HA rules could not be read" for g in inventory.guests if g.ha_managed and g.vmid not in leave_alone}
+        )
+    history, problem = _history(promql, at)
+    if problem is not None:
+        warnings.append(problem)
+    fresh = history if problem is None else None
+    model = ClusterModel(
+        nodes=inventory.nodes,
+        guests=inventory.guests,
+        guest_usage={g.vmid: _guest_usage(g, fresh) for g in inventory.guests},
+        node_usage={n.name: _node_usage(n, fresh) for n in inventory.nodes},
+        maintenance=frozenset(maintenance),
+        window=fresh.window if fresh is not None else "live",
+    )
+    for warning in warnings:
+        log.warning("observe.warning", message=warning)
+    return Observation(inventory, model, tuple(ha_rules), leave_alone, history, problem, tuple(warnings), at)
+
+
+def _history(promql: PromQL | None, at: float) -> tuple[History | None, str | None]:
+    if promql is None:
+        return None, None
+    try:
+        history = promql.history(at)
+    except PrometheusError as exc:
+        return None, str(exc)
+    if history.data_age is None:
+        return history, f"{promql.where} has no recent pve_* samples - is the exporter scraped?"
+    if not history.fresh:
+        return history, (
+            f"{promql.where}: newest sample is {history.data_age:.0f}s old, "
+            f"over prometheus.max_data_age ({history.max_age:.0f}s)"
+        )
+    return history, None
+
+
+def _guest_usage(guest: Guest, history: History | None) -> Usage:
+    # A stopped guest uses nothing now, whatever its history says.
+    if history is not None and guest.running:
+        figures = history.usage(f"{guest.type}/{guest.vmid}")
+        if figures is not None:
+            return Usage(figures[0], figures[1], "prometheus")
+    return Usage(guest.cpu_cores_used, guest.mem, "live")
+
+
+def _node_usage(node: Node, history: History | None) -> Usage:
+    figures = history.usage(f"node/{node.name}") if history is not None and node.online else None
+    if figures is not None:
+        return Usage(figures[0], figures[1], "prometheus")
+    return Usage(node.cpu_cores_used, node.mem, "live")
+
+
+def _maintenance_nodes(client: PveClient, inventory: Inventory, warnings: list[str]) -> set[str]:
+    nodes = {n.name for n in inventory.nodes if n.hastate == "maintenance"}
+    try:
+        status = client.get("/cluster/ha/status/current")
+    except ApiError as exc:
+        warnings.append(f"HA status not read, maintenance nodes only from /cluster/resources: {exc}")
+        return nodes
+    for entry in status if isinstance(status, list) else []:
+        # The LRM of a node in maintenance reports e.g. "pve1 (maintenance mode, Mon Jan  5 ...)".
+        if isinstance(entry, Mapping) and entry.get("type") in ("lrm", "node") and "maintenance" in str(entry.get("status", "")):
+            nodes.add(str(entry.get("node")))
+    return nodes
+
+
+def _ha_rules(client: PveClient, warnings: list[str]) -> tuple[list[Mapping[str, Any]], bool]:
+    """PVE 9 HA rules; ([], True) on PVE 8, where the path does not exist."""
+    try:
+        rules = client.get("/cluster/ha/rules")
+    except ApiError as exc:
+        if exc.kind is ErrorKind.NOT_IMPLEMENTED or exc.status == 404:
+            return [], True
+        warnings.append(f"HA rules not read, HA guests are left where they are: {exc}")
+        return [], False
+    if not isinstance(rules, list):
+        warnings.append("HA rules answer is not a list, HA guests are left where they are")
+        return [], False
+    return [r for r in rules if isinstance(r, Mapping)], True
+
+
+def _ha_auto_rebalance(client: PveClient, warnings: list[str]) -> bool:
+    """True when datacenter.cfg `crs` turns on PVE's own HA auto-rebalance (PVE 9.2+)."""
+    try:
+        options = client.get("/cluster/options")
+    except ApiError as exc:
+        warnings.append(f"datacenter options not read, cannot tell whether HA auto-rebalance is on: {exc}")
+        return False
+    crs = options.get("crs") if isinstance(options, Mapping) else None
+    return crs_auto_rebalance(crs)
+
+
+def crs_auto_rebalance(crs: Any) -> bool:
+    """Parse `crs` (a property string like `ha=dynamic,ha-auto-rebalance=1`, or its object form)."""
+    if isinstance(crs, Mapping):
+        items = {str(k): str(v) for k, v in crs.items()}
+    else:
+        items = dict(part.partition("=")[::2] for part in str(crs or "").split(",") if part)
+    return items.get("ha-auto-rebalance", "0").strip().lower() in ("1", "true", "yes", "on")
+
+
+def movable(
+    client: PveClient, guests: Iterable[tuple[Guest, str]], allow_local_disks: bool
+) -> dict[int, str]:
+    """Ask the API's migrate precondition check about (guest, target) pairs.
+
+    Returns vmid -> reason for each guest the API would refuse to move to that target. One
+    GET per pair; containers have the check only on PVE 9 (501 on PVE 8: PVE decides at
+    migrate time, and a refusal there is a dropped move, not a broken cluster).
+    """
+    blocked: dict[int, str] = {}
+    for guest, target in guests:
+        path = f"/nodes/{guest.node}/{guest.type}/{guest.vmid}/migrate"
+        try:
+            answer = client.get(path, target=target)
+        except ApiError as exc:
+            if exc.kind is not ErrorKind.NOT_IMPLEMENTED:
+                blocked[guest.vmid] = f"migrate check failed: {exc}"
+            continue
+        reason = _refusal(answer if isinstance(answer, Mapping) else {}, target, allow_local_disks)
+        if reason:
+            blocked[guest.vmid] = reason
+    return blocked
+
+
+def _refusal(answer: Mapping[str, Any], target: str, allow_local_disks: bool) -> str | None:
+    resources = answer.get("local_resources") or answer.get("local-resources") or []
+    if resources:
+        return f"local resources ({', '.join(map(str, resources))}): the API refuses to migrate it"
+    not_allowed = answer.get("not_allowed_nodes") or answer.get("not-allowed-nodes") or {}
+    if isinstance(not_allowed, Mapping) and target in not_allowed:
+        detail = not_allowed[target]
+        storages = detail.get("unavailable_storages") if isinstance(detail, Mapping) else None
+        return f"target {target} cannot take it" + (f" (storage {', '.join(storages)} missing)" if storages else "")
+    disks = answer.get("local_disks") or answer.get("local-disks") or []
+    if disks and not allow_local_disks:
+        names = ", ".join(str(d.get("volid", "?")) if isinstance(d, Mapping) else str(d) for d in disks)
+        return f"local disks ({names}); set policy.allow_local_disks: true to copy them"
+    return None

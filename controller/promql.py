@@ -1,0 +1,221 @@
+"""Usage history from any Prometheus-compatible query API, in a fixed number of queries.
+
+Three instant queries per plan, whatever the cluster size: CPU in cores, memory in bytes
+(both over the configured window and statistic, for every node and guest at once) and the
+newest sample time of every series (freshness). Only `/api/v1/query` is used, so
+Prometheus, VictoriaMetrics, Thanos and Mimir all answer it.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+from urllib.parse import unquote, urlsplit, urlunsplit
+
+import requests
+
+from pveapi.errors import ConfigError, PvebalanceError
+from pveapi.settings import Secret
+
+# Every series the exporter publishes per node and guest carries this `id` label.
+ID_SELECTOR = 'id=~"node/.+|qemu/.+|lxc/.+"'
+NEEDED_SERIES = ("pve_cpu_usage_ratio", "pve_cpu_usage_limit", "pve_memory_usage_bytes")
+
+
+class PrometheusError(PvebalanceError):
+    """Prometheus could not be asked, or answered something that is not a query result."""
+
+
+@dataclass(frozen=True)
+class Statistic:
+    """How a window of samples becomes one figure: `avg`, `quantile(q)` or `mean_stddev(k)`."""
+
+    kind: Literal["avg", "quantile", "mean_stddev"] = "avg"
+    param: float = 0.0
+
+    @classmethod
+    def parse(cls, value: Any, where: str) -> Statistic:
+        text = str(value).strip().replace(" ", "")
+        if text == "avg":
+            return cls()
+        match = re.fullmatch(r"(quantile|mean_stddev)\(([0-9.]+)\)", text)
+        if not match:
+            raise ConfigError(f"{where}: expected avg, quantile(Q) with 0<Q<=1 or mean_stddev(K), got {value!r}")
+        kind, param = match.group(1), float(match.group(2))
+        if kind == "quantile" and not 0 < param <= 1:
+            raise ConfigError(f"{where}: the quantile must be in (0, 1], got {param}")
+        return cls(kind, param)  # type: ignore[arg-type]
+
+    def __str__(self) -> str:
+        return "avg" if self.kind == "avg" else f"{self.kind}({self.param:g})"
+
+
+@dataclass(frozen=True)
+class PrometheusSettings:
+    url: str
+    window: str = "1h"
+    statistic: Statistic = Statistic()
+    max_data_age: float = 300.0  # seconds: newer data than this or the cycle does not act on it
+    bearer_token: Secret | None = field(default=None, repr=False)
+    username: str | None = None
+    password: Secret | None = field(default=None, repr=False)
+    headers: Mapping[str, str] = field(default_factory=dict)  # e.g. X-Scope-OrgID for Mimir
+    verify_ssl: bool | str = True
+    timeout: float = 10.0
+
+
+
+def _over_window(metric: str, window: str, statistic: Statistic) -> str:
+    selector = f"{metric}{{{ID_SELECTOR}}}[{window}]"
+    if statistic.kind == "quantile":
+        inner = f"quantile_over_time({statistic.param:g}, {selector})"
+    elif statistic.kind == "mean_stddev":
+        inner = f"avg_over_time({selector}) + {statistic.param:g} * stddev_over_time({selector})"
+    else:
+        inner = f"avg_over_time({selector})"
+    # `max by (id)` folds duplicate series (two exporters, HA Prometheus pairs) into one.
+    return f"max by (id) ({inner})"
+
+
+def history_queries(window: str, statistic: Statistic) -> dict[str, str]:
+    """The PromQL the controller runs, by what it measures."""
+    return {
+        "cpu_cores": (
+            f"{_over_window('pve_cpu_usage_ratio', window, statistic)} * on(id) "
+            f"max by (id) (max_over_time(pve_cpu_usage_limit{{{ID_SELECTOR}}}[{window}]))"
+        ),
+        "mem_bytes": _over_window("pve_memory_usage_bytes", window, statistic),
+        # timestamp() of a plain selector is the newest sample within the lookback (5 min by
+        # default): series without one count as stale, which is the safe side.
+        "last_seen": f"max by (id) (timestamp(pve_memory_usage_bytes{{{ID_SELECTOR}}}))",
+    }
+
+
+@dataclass(frozen=True)
+class History:
+    """What Prometheus knows, keyed by /cluster/resources id (`qemu/100`, `node/pve1`)."""
+
+    cpu_cores: Mapping[str, float]
+    mem_bytes: Mapping[str, float]
+    last_seen: Mapping[str, float]
+    at: float  # the evaluation time of the queries
+    max_age: float
+    window: str
+    statistic: str
+    queries: int = 0
+
+    @property
+    def newest_sample(self) -> float | None:
+        return max(self.last_seen.values(), default=None)
+
+    @property
+    def data_age(self) -> float | None:
+        """Seconds since the newest sample of any series, None when there is none."""
+        newest = self.newest_sample
+        return None if newest is None else max(0.0, self.at - newest)
+
+    @property
+    def fresh(self) -> bool:
+        age = self.data_age
+        return age is not None and age <= self.max_age
+
+    def usage(self, resource_id: str) -> tuple[float, int] | None:
+        """(cores, bytes) for one node or guest, or None when missing or stale."""
+        seen = self.last_seen.get(resource_id)
+        if seen is None or self.at - seen > self.max_age:
+            return None
+        if resource_id not in self.cpu_cores or resource_id not in self.mem_bytes:
+            return None
+        return self.cpu_cores[resource_id], int(self.mem_bytes[resource_id])
+
+
+@dataclass
+class PromQL:
+    settings: PrometheusSettings
+    session: requests.Session = field(default_factory=requests.Session)
+
+    def __post_init__(self) -> None:
+        s = self.settings
+        self.session.headers.update(s.headers)
+        if s.bearer_token is not None:
+            self.session.headers["Authorization"] = f"Bearer {s.bearer_token.reveal()}"
+        elif s.username is not None and s.password is not None:
+            self.session.auth = (s.username, s.password.reveal())
+        parts = urlsplit(s.url)
+        if parts.username and self.session.auth is None and s.bearer_token is None:
+            self.session.auth = (unquote(parts.username), unquote(parts.password or ""))
+        # Requests and error messages name the server without any credentials the URL carries.
+        host = f"[{parts.hostname}]" if parts.hostname and ":" in parts.hostname else parts.hostname
+        netloc = f"{host}{':' + str(parts.port) if parts.port else ''}"
+        self.where = f"Prometheus {parts.scheme}://{netloc}"
+        self.base = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+    def query(self, expr: str, at: float | None = None, key: str = "id") -> dict[str, float]:
+        """Run an instant query; returns value by the `key` label (series without one are ignored)."""
+        params: dict[str, Any] = {"query": expr}
+        if at is not None:
+            params["time"] = f"{at:.3f}"
+        try:
+            response = self.session.get(
+                f"{self.base}/api/v1/query", params=params, timeout=self.settings.timeout,
+                verify=self.settings.verify_ssl,  # per request: a session value loses to REQUESTS_CA_BUNDLE
+            )
+        except requests.Timeout:
+            raise PrometheusError(f"{self.where}: no answer within {self.settings.timeout:g}s - check the server or raise prometheus.timeout") from None
+        except requests.exceptions.SSLError:
+            raise PrometheusError(f"{self.where}: TLS verification failed - set prometheus.verify_ssl to the CA bundle") from None
+        except requests.RequestException as exc:
+            raise PrometheusError(f"{self.where}: unreachable ({type(exc).__name__}) - check prometheus.url") from None
+        return _vector(self.where, response, key)
+
+    def history(self, at: float | None = None) -> History:
+        at = time.time() if at is None else at
+        queries = history_queries(self.settings.window, self.settings.statistic)
+        results = {name: self.query(expr, at) for name, expr in queries.items()}
+        return History(
+            cpu_cores=results["cpu_cores"],
+            mem_bytes=results["mem_bytes"],
+            last_seen=results["last_seen"],
+            at=at,
+            max_age=self.settings.max_data_age,
+            window=self.settings.window,
+            statistic=str(self.settings.statistic),
+            queries=len(queries),
+        )
+
+    def series_present(self, at: float | None = None) -> dict[str, int]:
+        """How many series of each needed metric exist now (for `pvebalance check`)."""
+        names = "|".join(NEEDED_SERIES)
+        counts = self.query(f'count by (__name__) ({{__name__=~"{names}", {ID_SELECTOR}}})', at, key="__name__")
+        return {name: int(counts.get(name, 0)) for name in NEEDED_SERIES}
+
+
+def _vector(where: str, response: requests.Response, key: str) -> dict[str, float]:
+    if response.status_code in (401, 403):
+        raise PrometheusError(f"{where}: HTTP {response.status_code} - check prometheus.bearer_token or username/password")
+    try:
+        body = response.json()
+    except ValueError:
+        raise PrometheusError(
+            f"{where}: HTTP {response.status_code}, and the answer is not JSON - is prometheus.url a Prometheus query API?"
+        ) from None
+    if not isinstance(body, Mapping) or body.get("status") != "success":
+        error = body.get("error", "no error text") if isinstance(body, Mapping) else "not an object"
+        raise PrometheusError(f"{where}: query failed (HTTP {response.status_code}): {error}")
+    data = body.get("data")
+    if not isinstance(data, Mapping) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
+        raise PrometheusError(f"{where}: expected an instant vector result, got {str(data)[:80]!r}")
+    values: dict[str, float] = {}
+    for item in data["result"]:
+        try:
+            resource_id = item["metric"][key]
+            value = float(item["value"][1])
+        except (KeyError, TypeError, ValueError, IndexError):
+            continue  # a series we cannot use is treated as absent: the guest falls back to live figures
+        if math.isfinite(value):
+            values[str(resource_id)] = value
+    return values

@@ -1,0 +1,109 @@
+"""What the loop must remember across restarts, and the one-controller-per-cluster lock.
+
+The state file is small JSON, replaced atomically: when each guest last moved (its cooldown
+must survive a restart) and since when the imbalance has been above the trigger (the hold
+time). Next to it, `<state file>.lock` is held with flock(2) by the instance allowed to
+migrate; it also names the holder (pid, host, start) so a second instance can say who.
+flock works between processes of one host (and NFS v4 with working locks): two controllers
+on different hosts with different state files are not detected.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import socket
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+from pveapi.errors import ConfigError, PvebalanceError
+
+
+class ControllerBusy(PvebalanceError):
+    """Another controller holds the lock: this one must not migrate."""
+
+
+@dataclass
+class LoopState:
+    path: Path
+    moved: dict[int, float] = field(default_factory=dict)  # vmid -> unix time of its last migration
+    above_trigger_since: float | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> LoopState:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls(path)
+        except (OSError, ValueError) as exc:
+            # Refuse rather than forget cooldowns: guests could move again too soon.
+            raise ConfigError(
+                f"state file {path}: unreadable ({exc}); fix or remove it (cooldowns it holds are then lost)"
+            ) from None
+        try:
+            moved = {int(k): float(v) for k, v in dict(data.get("moved", {})).items()}
+            since = data.get("above_trigger_since")
+            return cls(path, moved, None if since is None else float(since))
+        except (TypeError, ValueError, AttributeError):
+            raise ConfigError(f"state file {path}: not a pvebalance state file; fix or remove it") from None
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(self.path.name + ".tmp")
+        payload = {"version": 1, "moved": {str(k): v for k, v in sorted(self.moved.items())},
+                   "above_trigger_since": self.above_trigger_since}
+        tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+        os.replace(tmp, self.path)
+
+    def record_move(self, vmid: int, at: float) -> None:
+        self.moved[vmid] = at
+        self.save()
+
+    def cooling(self, now: float, cooldown: float) -> Mapping[int, float]:
+        """vmid -> seconds left of its cooldown, for guests moved within `cooldown`."""
+        return {vmid: at + cooldown - now for vmid, at in self.moved.items() if now - at < cooldown}
+
+    def forget_before(self, cutoff: float) -> None:
+        """Drop records older than any cooldown could need, so the file stays small."""
+        self.moved = {vmid: at for vmid, at in self.moved.items() if at >= cutoff}
+
+
+class ControllerLock:
+    """An exclusive, non-blocking flock on `<state file>.lock`, released on close or process exit."""
+
+    def __init__(self, state_path: Path) -> None:
+        self.path = state_path.with_name(state_path.name + ".lock")
+        self._file: IO[str] | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._file is not None
+
+    def acquire(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "an unknown process"
+            handle.close()
+            raise ControllerBusy(
+                f"another pvebalance controller holds {self.path} ({holder}); only one may migrate "
+                "per cluster - stop it first, or run this one in manual mode"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime())}\n")
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        if self._file is not None:
+            fcntl.flock(self._file, fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None

@@ -1,0 +1,150 @@
+"""`pvebalance-exporter`: serve Proxmox VE metrics; `pvebalance-exporter backfill`: write history."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+
+import structlog
+
+from pveapi.errors import PvebalanceError
+from pveapi.logsetup import configure_logging
+from pveapi.settings import Secret
+
+from .backfill import SimClock, backfill
+from .collectors import CollectorOptions
+from .config import load_config
+from .http import ExporterApp, ServeOptions, make_http_server
+
+PROG = "pvebalance-exporter"
+DEFAULT_LISTEN = "0.0.0.0:19221"
+DEFAULT_CONFIG = Path("/etc/pvebalance/exporter.yml")
+
+log = structlog.get_logger("pvebalance.exporter")
+
+
+def _common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--config.file", dest="config_file", type=Path, default=None,
+        help=f"YAML modules of credentials (default {DEFAULT_CONFIG} if it exists, else the PVE_* environment)",
+    )
+    parser.add_argument("--log.format", dest="log_format", choices=("json", "console", "auto"), default="auto",
+                        help="json, console, or auto: console on a terminal, JSON otherwise (default auto)")
+    parser.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warning", "error"), default="info")
+    parser.add_argument("--collector.pressure", dest="collector_pressure", action=argparse.BooleanOptionalAction,
+                        default=False, help="PSI per node from rrddata (PVE 9): one more call per node (default off)")
+    parser.add_argument("--collector.config", dest="collector_config", action=argparse.BooleanOptionalAction,
+                        default=False, help="guest onboot from each guest's config: one more call per guest (default off)")
+
+
+def _serve_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=PROG,
+        description="Proxmox VE metrics for Prometheus. `pvebalance-exporter backfill --help` for history.",
+    )
+    parser.add_argument("--web.listen-address", dest="listen", default=DEFAULT_LISTEN,
+                        help=f"address to serve /metrics, /pve and /health on (default {DEFAULT_LISTEN})")
+    parser.add_argument("--scrape.timeout", dest="scrape_timeout", type=float, default=9.0,
+                        help="seconds a scrape may take; lowered to Prometheus' own timeout when it sends one (default 9)")
+    parser.add_argument("--scrape.max-workers", dest="max_workers", type=int, default=16,
+                        help="parallel API calls per target (default 16)")
+    _common_flags(parser)
+    return parser
+
+
+def _backfill_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog=f"{PROG} backfill",
+        description="Write TSDB blocks of simulated history for Prometheus (simulator only; see docs/exporter.md).",
+    )
+    parser.add_argument("--sim-admin-url", required=True, help="the simulator's admin API, e.g. https://127.0.0.1:8006/_sim")
+    parser.add_argument("--sim-admin-token-env", default=None,
+                        help="environment variable holding the simulator's --admin-token, if it has one")
+    parser.add_argument("--module", default=None, help="config module to connect with (default: the default module)")
+    parser.add_argument("--hours", type=float, default=24.0, help="history to write, ending at the simulator's now (default 24)")
+    parser.add_argument("--step", type=float, default=60.0, help="seconds between samples (default 60)")
+    parser.add_argument("--output", type=Path, required=True, help="Prometheus' data directory (--storage.tsdb.path)")
+    parser.add_argument("--promtool", default="promtool", help="promtool binary (default: promtool on the PATH)")
+    _common_flags(parser)
+    return parser
+
+
+def _config_path(given: Path | None) -> Path | None:
+    if given is not None:
+        return given
+    return DEFAULT_CONFIG if DEFAULT_CONFIG.exists() or not os.environ.get("PVE_USER") else None
+
+
+def _collector_options(args: argparse.Namespace) -> CollectorOptions:
+    return CollectorOptions(pressure=args.collector_pressure, config=args.collector_config)
+
+
+def serve(args: argparse.Namespace) -> int:
+    if args.scrape_timeout <= 0 or args.max_workers < 1:
+        raise PvebalanceError("--scrape.timeout must be > 0 and --scrape.max-workers >= 1")
+    config = load_config(_config_path(args.config_file))
+    app = ExporterApp(config, ServeOptions(_collector_options(args), args.scrape_timeout, args.max_workers))
+    server = make_http_server(args.listen, app)
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, stop)
+    log.info(
+        "exporter_started", listen=args.listen,
+        modules={name: module.settings.host for name, module in config.modules.items()},
+        pressure=args.collector_pressure, config=args.collector_config,
+    )
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+        app.close()
+        log.info("exporter_stopped")
+    return 0
+
+
+def run_backfill(args: argparse.Namespace) -> int:
+    config = load_config(_config_path(args.config_file))
+    settings = config.module(args.module).settings
+    token = None
+    if args.sim_admin_token_env:
+        value = os.environ.get(args.sim_admin_token_env)
+        if not value:
+            raise PvebalanceError(f"--sim-admin-token-env: environment variable {args.sim_admin_token_env} is not set")
+        token = Secret(value)
+    end, _ = SimClock(args.sim_admin_url, settings.verify_ssl, token).get()
+    report = backfill(
+        settings, args.sim_admin_url, end - args.hours * 3600, end, args.step, args.output,
+        _collector_options(args), args.promtool, token,
+    )
+    print(
+        f"wrote {report.samples} samples ({report.steps} steps from "
+        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(report.start))} to "
+        f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(report.end))} UTC) as TSDB blocks in {args.output}"
+    )
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    backfilling = bool(argv) and argv[0] == "backfill"
+    args = (_backfill_parser() if backfilling else _serve_parser()).parse_args(argv[1:] if backfilling else argv)
+    configure_logging(args.log_format, args.log_level)
+    try:
+        return run_backfill(args) if backfilling else serve(args)
+    except PvebalanceError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

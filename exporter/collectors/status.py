@@ -1,0 +1,45 @@
+"""pve_up for the cluster, every node, guest and storage."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from pveapi.inventory import Inventory
+
+from ..scrape import Call, ScrapeResult
+from .cluster import cluster_status
+from .families import add, gauge, node_id
+from .node_status import CONCERN as NODE_STATUS
+
+
+class StatusCollector(Collector):
+    def __init__(self, result: ScrapeResult) -> None:
+        self._result = result
+
+    @staticmethod
+    def calls(inventory: Inventory) -> Iterable[Call]:
+        return ()
+
+    def collect(self) -> Iterator[Metric]:
+        inventory = self._result.inventory
+        if inventory is None:
+            return
+        up = gauge(
+            "pve_up",
+            "1 if the node is online and answered its status call, the guest running, the storage "
+            "available, the cluster quorate",
+        )
+        status = cluster_status(self._result)
+        if status is not None and status.name is not None:
+            up.add_metric([f"cluster/{status.name}"], 1 if status.quorate else 0)
+        for node in inventory.nodes:
+            answered = node.online and not self._result.failed(NODE_STATUS, node.name)
+            up.add_metric([node_id(node.name)], 1 if answered else 0)
+        for guest in inventory.guests:
+            add(up, {"id": f"{guest.type}/{guest.vmid}"}, 1 if guest.running else 0)
+        for storage in inventory.storages:
+            up.add_metric([f"storage/{storage.node}/{storage.storage}"], 1 if storage.status == "available" else 0)
+        yield up

@@ -1,0 +1,138 @@
+"""HTTP serving: /metrics, the multi-target /pve?target=&module=, and /health.
+
+Exposition is prometheus-client's text format; each request scrapes its target, bounded by the
+scrape timeout Prometheus sends.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qs
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import structlog
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer, generate_latest
+
+from pveapi.errors import ConfigError
+
+from .collectors import CollectorOptions, scrape_registry
+from .config import ExporterConfig, Module
+from .scrape import scrape
+from .target import TargetCache
+
+log = structlog.get_logger("pvebalance.exporter")
+
+StartResponse = Callable[[str, list[tuple[str, str]]], Any]
+# Prometheus' scrape timeout header; we stop waiting a little before it so the answer arrives.
+_TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
+_TIMEOUT_MARGIN = 0.5
+
+INDEX = b"""<html><head><title>pvebalance-exporter</title></head><body>
+<h1>pvebalance-exporter</h1>
+<p><a href="/metrics">/metrics</a>: the default module's target</p>
+<p>/pve?target=HOST&amp;module=NAME: any configured target (multi-target)</p>
+<p><a href="/health">/health</a>: liveness</p>
+</body></html>
+"""
+
+
+@dataclass(frozen=True)
+class ServeOptions:
+    collectors: CollectorOptions
+    scrape_timeout: float = 9.0  # below Prometheus' default 10 s scrape timeout
+    max_workers: int = 16  # parallel API calls per target
+
+
+class ExporterApp:
+    def __init__(self, config: ExporterConfig, options: ServeOptions) -> None:
+        self.config = config
+        self.options = options
+        self.targets = TargetCache(options.max_workers)
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO", "/")
+        params = {key: values[0] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
+        if path == "/health":
+            return _plain(start_response, "200 OK", "OK\n")
+        if path == "/":
+            start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+            return [INDEX]
+        if path == "/metrics":
+            module = self.config.default_module
+            return self._scrape(environ, start_response, module, module.settings.host)
+        if path == "/pve":
+            try:
+                module = self.config.module(params.get("module"))
+            except ConfigError as exc:
+                return _plain(start_response, "400 Bad Request", f"{exc}\n")
+            target = params.get("target") or module.settings.host
+            if not module.allows(target):
+                return _plain(
+                    start_response,
+                    "400 Bad Request",
+                    f"target {target!r} is not allowed by module {module.name!r}; add it to the module's `targets`\n",
+                )
+            return self._scrape(environ, start_response, module, target)
+        return _plain(start_response, "404 Not Found", "not found: try /metrics, /pve?target=HOST or /health\n")
+
+    def _scrape(
+        self, environ: dict[str, Any], start_response: StartResponse, module: Module, host: str
+    ) -> Iterable[bytes]:
+        target = self.targets.get(module.name, module.settings_for(host))
+        result = scrape(target, self.options.collectors.concerns(), self._timeout(environ))
+        # Always the text format: every Prometheus reads it, and prometheus-client renders it
+        # about a third faster than OpenMetrics, which matters at 150,000 samples a scrape.
+        body = generate_latest(scrape_registry(result, self.options.collectors, target.stats))
+        start_response("200 OK", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4), ("Content-Length", str(len(body)))])
+        return [body]
+
+    def _timeout(self, environ: dict[str, Any]) -> float:
+        try:
+            asked = float(environ.get(_TIMEOUT_HEADER, "")) - _TIMEOUT_MARGIN
+        except ValueError:
+            return self.options.scrape_timeout
+        return max(0.5, min(self.options.scrape_timeout, asked))
+
+    def close(self) -> None:
+        self.targets.close()
+
+
+def _plain(start_response: StartResponse, status: str, text: str) -> Iterable[bytes]:
+    body = text.encode("utf-8")
+    start_response(status, [("Content-Type", "text/plain; charset=utf-8"), ("Content-Length", str(len(body)))])
+    return [body]
+
+
+class _QuietHandler(WSGIRequestHandler):
+    """Requests are logged as structlog events at debug level, not printed to stderr."""
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the stdlib's name
+        log.debug("http_request", client=self.address_string(), request=format % args)
+
+
+def parse_listen_address(address: str) -> tuple[str, int]:
+    """`0.0.0.0:19221`, `[::]:19221`, `:19221` -> (host, port)."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or int(port) > 65535:
+        raise ConfigError(f"--web.listen-address: {address!r} must be HOST:PORT, e.g. 0.0.0.0:19221 or [::]:19221")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+def make_http_server(address: str, app: ExporterApp) -> WSGIServer:
+    host, port = parse_listen_address(address)
+    try:
+        family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0][0]
+    except socket.gaierror as exc:
+        raise ConfigError(f"--web.listen-address: cannot resolve {host!r}: {exc.strerror}") from None
+
+    class Server(ThreadingWSGIServer):
+        address_family = family
+
+    try:
+        return make_server(host, port, app, Server, handler_class=_QuietHandler)
+    except OSError as exc:
+        raise ConfigError(f"--web.listen-address: cannot listen on {address}: {exc.strerror}") from None
+

@@ -1,0 +1,109 @@
+"""One scrape of one cluster: which API calls it makes and what came back.
+
+Collectors name the calls they need (`Call`) from the inventory; `scrape()` makes the one
+/cluster/resources call, then all the others in parallel on the target's bounded pool, and
+stops waiting at the deadline. Collectors then turn the `ScrapeResult` into metric families
+without any I/O of their own.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from prometheus_client.metrics_core import Metric
+
+from pveapi.errors import ApiError
+from pveapi.inventory import Inventory, parse_resources
+
+if TYPE_CHECKING:
+    from .target import Target
+
+CallKey = tuple[str, str]  # (concern, subject), e.g. ("node_status", "pve1")
+# The concern whose failures count as a node error (pve_up 0, node_errors_total).
+NODE_STATUS = "node_status"
+
+
+def _as_is(answer: Any) -> Any:
+    return answer
+
+
+@dataclass(frozen=True)
+class Call:
+    concern: str
+    subject: str
+    path: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    # Turns the answer into what the collector reads; KeyError/TypeError/ValueError from it
+    # count as a bad answer from that endpoint.
+    parse: Callable[[Any], Any] = _as_is
+    # Seconds an answer may be reused by later scrapes (slow-changing facts such as the
+    # cluster's name); 0 = ask every scrape.
+    max_age: float = 0.0
+
+    @property
+    def key(self) -> CallKey:
+        return (self.concern, self.subject)
+
+
+RESOURCES = Call("resources", "", "/cluster/resources", parse=parse_resources)
+
+
+class Concern(Protocol):
+    """A collector class: declares the calls it needs, then is built on the result."""
+
+    def __init__(self, result: ScrapeResult) -> None: ...
+
+    @staticmethod
+    def calls(inventory: Inventory) -> Iterable[Call]: ...
+
+    def collect(self) -> Iterable[Metric]: ...
+
+
+@dataclass(frozen=True)
+class ScrapeResult:
+    cluster: str  # the target host: the `cluster` label of self-metrics, known even when down
+    inventory: Inventory | None  # None when /cluster/resources failed
+    error: ApiError | None
+    answers: Mapping[CallKey, Any] = field(default_factory=dict)
+    failures: Mapping[CallKey, ApiError] = field(default_factory=dict)
+    duration: float = 0.0
+
+    @property
+    def success(self) -> bool:
+        return self.inventory is not None
+
+    def answer(self, concern: str, subject: str = "") -> Any:
+        return self.answers.get((concern, subject))
+
+    def failed(self, concern: str, subject: str = "") -> bool:
+        return (concern, subject) in self.failures
+
+
+def scrape(target: Target, concerns: Sequence[type[Concern]], timeout: float) -> ScrapeResult:
+    """Fetch everything `concerns` need from `target` within `timeout` seconds.
+
+    Never raises for API trouble: a failed /cluster/resources gives a result without inventory,
+    any other failed call is listed in `failures` and its subject is simply missing.
+    """
+    started = time.monotonic()
+    deadline = started + timeout
+    answers, failures = target.run_calls([RESOURCES], deadline)
+    inventory: Inventory | None = answers.get(RESOURCES.key)
+    if inventory is not None:
+        calls = [call for concern in concerns for call in concern.calls(inventory)]
+        more_answers, more_failures = target.run_calls(calls, deadline)
+        answers.update(more_answers)
+        failures.update(more_failures)
+    result = ScrapeResult(
+        cluster=target.host,
+        inventory=inventory,
+        error=failures.get(RESOURCES.key),
+        answers=answers,
+        failures=failures,
+        duration=time.monotonic() - started,
+    )
+    target.record(result)
+    return result

@@ -1,0 +1,172 @@
+"""What the exporter keeps per scraped cluster between scrapes.
+
+A `Target` (one per module + host) owns the API session (reused across scrapes), the bounded
+thread pool its calls run on, answers that may be reused (`Call.max_age`), and its own
+self-metrics, so /pve?target=a never reports b's API errors.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
+from typing import Any
+
+import structlog
+from prometheus_client import Counter, Histogram, disable_created_metrics
+from prometheus_client.metrics_core import Metric
+
+from pveapi.client import PveClient, endpoint_template
+from pveapi.errors import ApiError, ErrorKind
+from pveapi.settings import ConnectionSettings
+
+from .scrape import NODE_STATUS, Call, CallKey, ScrapeResult
+
+log = structlog.get_logger("pvebalance.exporter")
+# `*_created` series double every self-metric and no dashboard or rule here reads them.
+disable_created_metrics()
+
+_CALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+class TargetStats:
+    """The target's self-metrics, kept in unregistered prometheus-client objects."""
+
+    def __init__(self) -> None:
+        self.call_duration = Histogram(
+            "pvebalance_exporter_api_call_duration_seconds",
+            "Proxmox API call duration, by endpoint template",
+            ["endpoint"],
+            buckets=_CALL_BUCKETS,
+            registry=None,
+        )
+        self.api_errors = Counter(
+            "pvebalance_exporter_api_errors",
+            "Failed Proxmox API calls, by endpoint template and error kind",
+            ["endpoint", "kind"],
+            registry=None,
+        )
+        self.node_errors = Counter(
+            "pvebalance_exporter_node_errors",
+            "Scrapes in which a node's status call failed",
+            ["id"],
+            registry=None,
+        )
+
+    def observe(self, endpoint: str, seconds: float, error: ApiError | None) -> None:
+        self.call_duration.labels(endpoint).observe(seconds)
+        if error is not None:
+            self.count_error(endpoint, error.kind)
+
+    def count_error(self, endpoint: str, kind: ErrorKind) -> None:
+        self.api_errors.labels(endpoint, kind.value).inc()
+
+    def families(self) -> Iterator[Metric]:
+        for metric in (self.call_duration, self.api_errors, self.node_errors):
+            yield from metric.collect()
+
+
+class Target:
+    def __init__(self, settings: ConnectionSettings, max_workers: int) -> None:
+        self.host = settings.host
+        self.stats = TargetStats()
+        self.client = PveClient(settings, observer=self.stats.observe, pool_size=max_workers)
+        self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"pve-{self.host}")
+        self._cache: dict[CallKey, tuple[float, Any]] = {}
+        self._failing: set[CallKey] = set()
+        self._lock = threading.Lock()
+
+    def run_calls(self, calls: Sequence[Call], deadline: float) -> tuple[dict[CallKey, Any], dict[CallKey, ApiError]]:
+        answers: dict[CallKey, Any] = {}
+        failures: dict[CallKey, ApiError] = {}
+        pending: dict[Future[Any], Call] = {}
+        now = time.monotonic()
+        for call in calls:
+            cached = self._cache.get(call.key) if call.max_age else None
+            if cached is not None and now - cached[0] < call.max_age:
+                answers[call.key] = cached[1]
+            else:
+                pending[self._pool.submit(self._fetch, call)] = call
+        done, not_done = wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+        for future in done:
+            call = pending[future]
+            try:
+                answers[call.key] = future.result()
+                if call.max_age:
+                    self._cache[call.key] = (time.monotonic(), answers[call.key])
+            except ApiError as exc:
+                failures[call.key] = exc
+                if call.key in self._cache:  # a slow-changing fact: last known beats none
+                    answers[call.key] = self._cache[call.key][1]
+        for future in not_done:
+            call = pending[future]
+            template = endpoint_template(call.path)
+            if future.cancel():
+                # Never started, so the client's observer will not count it.
+                self.stats.count_error(template, ErrorKind.TIMEOUT)
+            failures[call.key] = ApiError(ErrorKind.TIMEOUT, template, "no answer before the scrape deadline")
+        return answers, failures
+
+    def _fetch(self, call: Call) -> Any:
+        answer = self.client.get(call.path, **call.params)
+        template = endpoint_template(call.path)
+        try:
+            return call.parse(answer)
+        except ApiError as exc:
+            self.stats.count_error(template, exc.kind)
+            raise
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            self.stats.count_error(template, ErrorKind.BAD_ANSWER)
+            raise ApiError(ErrorKind.BAD_ANSWER, template, f"unexpected answer: {exc!r}") from None
+
+    def record(self, result: ScrapeResult) -> None:
+        """Count node errors and log each failure once when it starts and once when it ends."""
+        for concern, subject in result.failures:
+            if concern == NODE_STATUS:
+                self.stats.node_errors.labels(f"node/{subject}").inc()
+        with self._lock:
+            started = set(result.failures) - self._failing
+            # A call not made this time (its node went offline, /cluster/resources failed)
+            # is not a recovery; only a call that answered is.
+            ended = {key for key in self._failing if key in result.answers and key not in result.failures}
+            self._failing = (self._failing - ended) | set(result.failures)
+        for key in sorted(started):
+            error = result.failures[key]
+            log.warning(
+                "api_call_failed", cluster=self.host, concern=key[0], subject=key[1] or None,
+                endpoint=error.endpoint, kind=error.kind.value, error=str(error),
+            )
+        for key in sorted(ended):
+            log.info("api_call_recovered", cluster=self.host, concern=key[0], subject=key[1] or None)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class TargetCache:
+    """Targets by (module, host), so sessions and pools live across scrapes; bounded LRU."""
+
+    def __init__(self, max_workers: int, max_targets: int = 64) -> None:
+        self._max_workers = max_workers
+        self._max_targets = max_targets
+        self._targets: OrderedDict[tuple[str, str], Target] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, module: str, settings: ConnectionSettings) -> Target:
+        key = (module, settings.host)
+        with self._lock:
+            target = self._targets.get(key)
+            if target is None:
+                target = self._targets[key] = Target(settings, self._max_workers)
+                while len(self._targets) > self._max_targets:
+                    self._targets.popitem(last=False)[1].close()
+            self._targets.move_to_end(key)
+            return target
+
+    def close(self) -> None:
+        with self._lock:
+            for target in self._targets.values():
+                target.close()
+            self._targets.clear()

@@ -1,0 +1,127 @@
+"""Node and guest figures at a virtual time, from the load model and the placement history.
+
+A node's figures are the sum of the guests that were on it at that time plus host overhead;
+load averages, iowait, swap, KSM and PSI are derived from those sums. The same functions
+serve the present (status, /cluster/resources) and the past (rrddata).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .cluster import GuestState, NodeState, SimCluster
+from .loadmodel import CPU, MEM, level, unit
+
+# Per-guest I/O rates (bytes/s) are constant while it runs, so cumulative counters and rrd
+# rates agree: counter = rate x seconds since the last reset.
+_IO_CHANNELS = {"netin": (11, 2e6), "netout": (12, 1e6), "diskread": (13, 4e6), "diskwrite": (14, 2e6)}
+_DISK_CAPACITY = 2e9  # bytes/s a node's disks move before iowait climbs steeply
+
+
+@dataclass(frozen=True)
+class GuestFigures:
+    running: bool
+    cpu: float  # fraction of the guest's vCPUs
+    mem: int
+    uptime: int
+    io: dict[str, int]  # cumulative counters
+    rates: dict[str, float]
+
+
+@dataclass(frozen=True)
+class NodeFigures:
+    cores_used: float
+    cpu: float  # fraction of host CPUs
+    mem: int
+    io_rate: float  # bytes/s of its guests' disks
+    wait: float
+    swap_used: int
+    ksm_shared: int
+
+    def pressure(self, maxmem: int) -> dict[str, float]:
+        """PVE 9 PSI (percent of time stalled, as /proc/pressure avg10) from CPU, memory and I/O load."""
+        mem_ratio = self.mem / maxmem if maxmem else 0.0
+        cpu_some = max(0.0, self.cpu - 0.7) / 0.3 * 40
+        mem_some = max(0.0, mem_ratio - 0.85) / 0.15 * 30
+        io_some = min(60.0, self.wait * 150)
+        return {
+            "pressurecpusome": round(cpu_some, 2),
+            "pressureiosome": round(io_some, 2),
+            "pressureiofull": round(io_some * 0.6, 2),
+            "pressurememorysome": round(mem_some, 2),
+            "pressurememoryfull": round(mem_some * 0.5, 2),
+        }
+
+
+def io_rate(cluster: SimCluster, vmid: int, channel: str) -> float:
+    key, scale = _IO_CHANNELS[channel]
+    return round(scale * (0.05 + unit(cluster.seed, vmid, key, 0)), 1)
+
+
+def guest_running_at(cluster: SimCluster, guest: GuestState, t: float, node: str | None = None) -> bool:
+    if guest.status == "stopped":
+        return False
+    return cluster.nodes[node or guest.node_at(t)].online_at(t)
+
+
+def guest_figures(cluster: SimCluster, guest: GuestState, t: float, node: str | None = None) -> GuestFigures:
+    spec = guest.spec
+    if not guest_running_at(cluster, guest, t, node):
+        return GuestFigures(False, 0.0, 0, 0, {k: 0 for k in _IO_CHANNELS}, {k: 0.0 for k in _IO_CHANNELS})
+    cpu = level(spec.cpu, cluster.seed, spec.vmid, CPU, t, cluster.origin)
+    mem = int(level(spec.mem, cluster.seed, spec.vmid, MEM, t, cluster.origin) * spec.memory)
+    rates = {k: io_rate(cluster, spec.vmid, k) for k in _IO_CHANNELS}
+    io = {k: int(r * max(0.0, t - guest.since)) for k, r in rates.items()}
+    return GuestFigures(True, round(cpu, 4), mem, int(max(0.0, t - guest.boot)), io, rates)
+
+
+def guest_load(cluster: SimCluster, guest: GuestState, t: float) -> tuple[float, int]:
+    """(CPU cores, memory bytes) the guest uses at `t`; 0 when not running there."""
+    spec = guest.spec
+    if guest.status == "stopped":
+        return 0.0, 0
+    cpu = level(spec.cpu, cluster.seed, spec.vmid, CPU, t, cluster.origin) * spec.cpus
+    mem = int(level(spec.mem, cluster.seed, spec.vmid, MEM, t, cluster.origin) * spec.memory)
+    return cpu, mem
+
+
+def node_guests_at(cluster: SimCluster, node: NodeState, t: float) -> list[GuestState]:
+    name = node.spec.name
+    return [g for vmid in node.ever if (g := cluster.guests[vmid]).node_at(t) == name]
+
+
+def node_figures(cluster: SimCluster, node: NodeState, t: float) -> NodeFigures | None:
+    """None when the node is offline at `t` (rrd rows then omit every value)."""
+    if not node.online_at(t):
+        return None
+    spec = node.spec
+    cores = spec.overhead_cpu
+    mem = spec.overhead_mem
+    io = 0.0
+    for guest in node_guests_at(cluster, node, t):
+        if guest.status == "stopped":
+            continue
+        c, m = guest_load(cluster, guest, t)
+        cores += c
+        mem += m
+        io += io_rate(cluster, guest.spec.vmid, "diskread") + io_rate(cluster, guest.spec.vmid, "diskwrite")
+    cpu = min(1.0, cores / spec.cores)
+    wait = min(0.5, 0.0005 + 0.02 * io / _DISK_CAPACITY + 0.04 * cpu * cpu)
+    # Past 90% of memory the host swaps; KSM (ksmtuned) starts sharing pages past 80%.
+    swap_used = min(spec.swap, max(0, int((mem - 0.9 * spec.memory) * 0.5)))
+    ksm = max(0, int((mem - 0.8 * spec.memory) * 0.25))
+    return NodeFigures(round(min(cores, spec.cores), 3), round(cpu, 4), min(mem, spec.memory), io,
+                       round(wait, 5), swap_used, ksm)
+
+
+def load_averages(cluster: SimCluster, node: NodeState, t: float) -> tuple[str, str, str]:
+    """1/5/15-minute load averages: runnable threads (busy cores plus I/O waiters), as strings."""
+    def runnable(at: float) -> float:
+        figures = node_figures(cluster, node, at)
+        return 0.0 if figures is None else figures.cores_used + figures.wait * node.spec.cores
+
+    averages = []
+    for window in (60, 300, 900):
+        samples = [runnable(t - window * i / 5) for i in range(5)]
+        averages.append(f"{sum(samples) / len(samples):.2f}")
+    return averages[0], averages[1], averages[2]

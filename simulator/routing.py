@@ -1,0 +1,56 @@
+"""The API's path table: `@route("GET", "/nodes/{node}/status", proxied=True)` on a view function."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from .auth import Caller
+
+if TYPE_CHECKING:
+    from .api import PveApi
+
+_PARAM_PATTERNS = {"vmid": r"\d+", "kind": r"qemu|lxc", "upid": r"[^/]+", "sid": r"[^/]+"}
+
+
+@dataclass
+class Call:
+    api: PveApi
+    caller: Caller
+    params: dict[str, str]
+    now: float
+    method: str
+    path: str
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str
+    pattern: re.Pattern[str]
+    handler: Callable[..., Any]
+    proxied: bool  # PVE proxies it to {node}: 595 while that node is offline
+
+
+ROUTES: list[Route] = []
+
+
+def route(method: str, template: str, proxied: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m.group(1)}>{_PARAM_PATTERNS.get(m.group(1), '[^/]+')})", template)
+
+    def register(handler: Callable[..., Any]) -> Callable[..., Any]:
+        ROUTES.append(Route(method, template, re.compile(f"^{regex}$"), handler, proxied))
+        return handler
+
+    return register
+
+
+def match(method: str, path: str) -> tuple[Route, dict[str, str]] | None:
+    for candidate in ROUTES:
+        if candidate.method == method:
+            found = candidate.pattern.match(path)
+            if found:
+                return candidate, found.groupdict()
+    return None

@@ -1,0 +1,90 @@
+"""rrddata rows for nodes and guests, computed from the same model as the live figures."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .cluster import GuestState, NodeState, SimCluster
+from .failure import param_error
+from .figures import guest_figures, node_figures, node_guests_at
+
+# timeframe -> (seconds per row, rows); `hour` is 60 one-minute rows, the rest as PVE 8 keeps them.
+TIMEFRAMES = {"hour": (60, 60), "day": (1800, 70), "week": (10800, 70), "month": (43200, 70), "year": (604800, 70)}
+_MAX_SAMPLES = 6  # model samples averaged (or maxed) into one row
+
+
+def _frame(params: dict[str, str]) -> tuple[int, int, str]:
+    timeframe = params.get("timeframe", "")
+    cf = params.get("cf", "AVERAGE")
+    errors = {}
+    if timeframe not in TIMEFRAMES:
+        errors["timeframe"] = f"value '{timeframe}' does not have a value in the enumeration 'hour, day, week, month, year'"
+    if cf not in ("AVERAGE", "MAX"):
+        errors["cf"] = f"value '{cf}' does not have a value in the enumeration 'AVERAGE, MAX'"
+    if errors:
+        raise param_error(errors)
+    step, rows = TIMEFRAMES[timeframe]
+    return step, rows, cf
+
+
+def _rows(now: float, params: dict[str, str], sample: Any) -> list[dict[str, Any]]:
+    """One row per step; each field is the average (or max) of the model sampled in the step."""
+    step, count, cf = _frame(params)
+    end = int(now // step) * step
+    samples = min(_MAX_SAMPLES, max(1, step // 60))
+    rows = []
+    for i in range(count):
+        t = end - step * (count - 1 - i)
+        values = [v for k in range(samples) if (v := sample(t - step * k / samples)) is not None]
+        row: dict[str, Any] = {"time": t}
+        if values:
+            for key in values[0]:
+                series = [v[key] for v in values]
+                row[key] = max(series) if cf == "MAX" else sum(series) / len(series)
+        rows.append(row)
+    return rows
+
+
+def node_rrd(cluster: SimCluster, node: NodeState, now: float, params: dict[str, str]) -> list[dict[str, Any]]:
+    spec = node.spec
+    pve9 = spec.major >= 9
+
+    def sample(t: float) -> dict[str, float] | None:
+        figures = node_figures(cluster, node, t)
+        if figures is None:
+            return None
+        net = sum(guest_figures(cluster, g, t, spec.name).rates["netin"] for g in node_guests_at(cluster, node, t))
+        row = {
+            "loadavg": figures.cores_used + figures.wait * spec.cores, "maxcpu": spec.cores, "cpu": figures.cpu,
+            "iowait": figures.wait, "memtotal": spec.memory, "memused": figures.mem, "swaptotal": spec.swap,
+            "swapused": figures.swap_used, "roottotal": spec.rootfs, "rootused": spec.rootfs // 4,
+            "netin": net, "netout": net * 0.6,
+        }
+        if pve9:
+            row["memavailable"] = spec.memory - figures.mem
+            row["arcsize"] = 0
+            row.update(figures.pressure(spec.memory))
+        return row
+
+    return _rows(now, params, sample)
+
+
+def guest_rrd(cluster: SimCluster, guest: GuestState, now: float, params: dict[str, str]) -> list[dict[str, Any]]:
+    spec = guest.spec
+    pve9 = cluster.node_major(guest.node) >= 9
+
+    def sample(t: float) -> dict[str, float] | None:
+        node = guest.node_at(t)
+        if not cluster.nodes[node].online_at(t):
+            return None
+        figures = guest_figures(cluster, guest, t, node)
+        row = {"cpu": figures.cpu, "maxcpu": spec.cpus, "mem": figures.mem, "maxmem": spec.memory,
+               "disk": spec.disk * 0.4 if spec.type == "lxc" else 0, "maxdisk": spec.disk, **figures.rates}
+        if pve9:
+            some = max(0.0, figures.cpu - 0.8) * 100
+            row.update({"memhost": figures.mem, "pressurecpusome": some, "pressurecpufull": some / 2,
+                        "pressureiosome": 0.0, "pressureiofull": 0.0, "pressurememorysome": 0.0,
+                        "pressurememoryfull": 0.0})
+        return row
+
+    return _rows(now, params, sample)

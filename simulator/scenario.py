@@ -1,0 +1,517 @@
+"""Scenarios: the simulated cluster as a user describes it (YAML, a dict, or a capture).
+
+Everything is validated here, once, into frozen specs; a problem is one `ConfigError` line
+naming the item and the fix. The running state lives in `cluster.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pveapi.errors import ConfigError
+from pveapi.tags import parse_tags
+
+from .generate import expand_generated
+
+BUILTIN_DIR = Path(__file__).parent / "scenarios"
+GUEST_TYPES = ("qemu", "lxc")
+GUEST_STATUSES = ("running", "stopped", "paused")
+PROFILE_KINDS = {
+    "constant": {"level": 0.1, "noise": 0.02},
+    "diurnal": {"mean": 0.3, "amplitude": 0.2, "peak_hour": 14.0, "noise": 0.02},
+    "bursty": {"base": 0.1, "peak": 0.9, "chance": 0.1, "noise": 0.02},
+    "trending": {"start": 0.2, "per_day": 0.05, "noise": 0.02},
+    "idle": {"noise": 0.01},
+}
+# Every privilege a full-access token holds (the Administrator role, abridged to what matters).
+ALL_PRIVILEGES = (
+    "Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.Audit", "Pool.Allocate", "Pool.Audit",
+    "Sys.Audit", "Sys.Console", "Sys.Modify", "Sys.PowerMgmt", "VM.Allocate", "VM.Audit",
+    "VM.Backup", "VM.Config.Options", "VM.Console", "VM.Migrate", "VM.Monitor", "VM.PowerMgmt",
+)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
+_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+_NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
+
+
+@dataclass(frozen=True)
+class Profile:
+    kind: str
+    params: Mapping[str, float]
+
+
+@dataclass(frozen=True)
+class NodeSpec:
+    name: str
+    cores: int
+    memory: int
+    version: str = "8.4.14"
+    online: bool = True
+    maintenance: bool = False
+    overhead_cpu: float = 0.5  # cores the host itself uses
+    overhead_mem: int = 2 * 1024**3
+    swap: int = 8 * 1024**3
+    rootfs: int = 100 * 1024**3
+    model: str = "AMD EPYC 7313 16-Core Processor"
+    ip: str = ""
+
+    @property
+    def major(self) -> int:
+        return int(self.version.split(".")[0])
+
+
+@dataclass(frozen=True)
+class HaSpec:
+    state: str = "started"
+    group: str | None = None
+    max_restart: int = 1
+    max_relocate: int = 1
+
+
+@dataclass(frozen=True)
+class GuestSpec:
+    vmid: int
+    type: str
+    name: str
+    node: str
+    cpus: int
+    memory: int
+    disk: int
+    storage: str
+    local_disks: bool = False
+    status: str = "running"
+    template: bool = False
+    tags: tuple[str, ...] = ()
+    pool: str | None = None
+    lock: str | None = None
+    ha: HaSpec | None = None
+    cpu: Profile = Profile("constant", {"level": 0.1, "noise": 0.02})
+    mem: Profile = Profile("constant", {"level": 0.5, "noise": 0.02})
+    uptime: int = 86400  # seconds already up when the simulation starts
+
+    @property
+    def sid(self) -> str:
+        return f"{'vm' if self.type == 'qemu' else 'ct'}:{self.vmid}"
+
+    @property
+    def volid(self) -> str:
+        return f"{self.storage}:{'vm' if self.type == 'qemu' else 'subvol'}-{self.vmid}-disk-0"
+
+
+@dataclass(frozen=True)
+class StorageSpec:
+    name: str
+    type: str = "lvmthin"
+    shared: bool = False
+    content: str = "images,rootdir"
+    size: int = 500 * 1024**3
+    nodes: tuple[str, ...] | None = None  # None: every node
+
+    def on(self, node: str) -> bool:
+        return self.nodes is None or node in self.nodes
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A token (`name` set) or a password user, with its ACL: path -> privileges."""
+
+    user: str
+    secret: str
+    acl: Mapping[str, tuple[str, ...]]
+    name: str | None = None
+
+    @property
+    def tokenid(self) -> str:
+        return f"{self.user}!{self.name}" if self.name else self.user
+
+
+@dataclass(frozen=True)
+class Migration:
+    bandwidth: int = 1024**3  # bytes per virtual second
+    overhead_s: float = 4.0
+    ha_delay_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    cluster_name: str
+    nodes: tuple[NodeSpec, ...]
+    guests: tuple[GuestSpec, ...]
+    storages: tuple[StorageSpec, ...] = ()
+    pools: Mapping[str, str] = field(default_factory=dict)  # id -> comment
+    credentials: tuple[Credential, ...] = ()
+    ha_groups: tuple[Mapping[str, Any], ...] = ()
+    ha_rules: tuple[Mapping[str, Any], ...] = ()
+    options: Mapping[str, Any] = field(default_factory=dict)
+    migration: Migration = Migration()
+    seed: int = 1
+    time_scale: float = 1.0
+    start: float | None = None
+
+    def node(self, name: str) -> NodeSpec | None:
+        return next((n for n in self.nodes if n.name == name), None)
+
+
+def parse_size(value: Any, where: str) -> int:
+    if isinstance(value, bool):
+        raise ConfigError(f"{where}: expected a size like 8GiB or a number of bytes, got {value!r}")
+    if isinstance(value, (int, float)) and value >= 0:
+        return int(value)
+    match = _SIZE.match(str(value))
+    if not match:
+        raise ConfigError(f"{where}: expected a size like 8GiB or a number of bytes, got {value!r}")
+    unit = (match.group(2) or "").upper()[:1]
+    return int(float(match.group(1)) * _UNITS[unit])
+
+
+def load_scenario(source: str | Path | Mapping[str, Any] | list[Any]) -> Scenario:
+    """A built-in name, a YAML/JSON file path, a scenario dict, or a capture list."""
+    if isinstance(source, (Mapping, list)):
+        return _from_data(source, "scenario")
+    text_source = str(source)
+    path = Path(text_source)
+    if not path.exists() and (BUILTIN_DIR / f"{text_source}.yaml").is_file():
+        path = BUILTIN_DIR / f"{text_source}.yaml"
+    if not path.is_file():
+        builtin = ", ".join(sorted(p.stem for p in BUILTIN_DIR.glob("*.yaml")))
+        raise ConfigError(f"scenario {text_source}: no such file or built-in scenario (built-in: {builtin})")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"scenario {path}: cannot read it: {exc}") from None
+    where = f"scenario {path.name}"
+    try:
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1} column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "not valid YAML"
+        raise ConfigError(f"{where}: invalid YAML{at}: {problem}") from None
+    return _from_data(data, where, default_name=path.stem)
+
+
+def _from_data(data: Any, where: str, default_name: str = "scenario") -> Scenario:
+    """Build and validate; every problem names the scenario it is in."""
+    try:
+        return _build(data, where, default_name)
+    except ConfigError as exc:
+        if str(exc).startswith(where):
+            raise
+        raise ConfigError(f"{where}: {exc}") from None
+
+
+def _build(data: Any, where: str, default_name: str) -> Scenario:
+    if isinstance(data, Mapping) and "data" in data and isinstance(data["data"], list):
+        data = data["data"]
+    if isinstance(data, list):
+        from .capture import scenario_from_capture  # the capture format builds on this module
+
+        return scenario_from_capture(data, where, default_name)
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{where}: expected a mapping with nodes and guests (or a /cluster/resources capture list)")
+    known = {"name", "cluster", "seed", "time_scale", "start", "migration", "options", "users", "tokens",
+             "nodes", "storages", "pools", "guests", "ha", "generate"}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(known))}")
+    data = expand_generated(data, where)
+    cluster = _mapping(data.get("cluster") or {}, f"{where}.cluster")
+    nodes = tuple(_node(n, f"{where}.nodes[{i}]") for i, n in enumerate(_list(data.get("nodes") or [], f"{where}.nodes")))
+    if not nodes:
+        raise ConfigError(f"{where}: needs at least one node under `nodes`")
+    _unique([n.name for n in nodes], where, "node name")
+    storages = tuple(
+        _storage(s, f"{where}.storages[{i}]", {n.name for n in nodes})
+        for i, s in enumerate(_list(data.get("storages") or [], f"{where}.storages"))
+    ) or (StorageSpec("local-lvm"),)
+    _unique([s.name for s in storages], where, "storage name")
+    pools = {str(_mapping(p, f"{where}.pools[{i}]").get("id")): str(p.get("comment", ""))
+             for i, p in enumerate(_list(data.get("pools") or [], f"{where}.pools"))}
+    guests = tuple(
+        _guest(g, f"{where}.guests[{i}]", nodes, storages, pools)
+        for i, g in enumerate(_list(data.get("guests") or [], f"{where}.guests"))
+    )
+    seen: set[int] = set()
+    for guest in guests:
+        if guest.vmid in seen:
+            raise ConfigError(f"{where}: duplicate vmid {guest.vmid}; every guest needs its own vmid")
+        seen.add(guest.vmid)
+    ha = _mapping(data.get("ha") or {}, f"{where}.ha")
+    return Scenario(
+        name=str(data.get("name") or default_name),
+        cluster_name=str(cluster.get("name") or data.get("name") or default_name),
+        nodes=nodes,
+        guests=guests,
+        storages=storages,
+        pools=pools,
+        credentials=_credentials(data, where),
+        ha_groups=tuple(_mapping(g, f"{where}.ha.groups") for g in _list(ha.get("groups") or [], f"{where}.ha.groups")),
+        ha_rules=tuple(_ha_rule(r, f"{where}.ha.rules[{i}]", guests, nodes)
+                       for i, r in enumerate(_list(ha.get("rules") or [], f"{where}.ha.rules"))),
+        options=_mapping(data.get("options") or {}, f"{where}.options"),
+        migration=_migration(data.get("migration") or {}, f"{where}.migration"),
+        seed=_int(data.get("seed", 1), f"{where}.seed"),
+        time_scale=_number(data.get("time_scale", 1), f"{where}.time_scale", minimum=0),
+        start=_start(data.get("start"), f"{where}.start"),
+    )
+
+
+def _node(data: Any, where: str) -> NodeSpec:
+    d = _mapping(data, where)
+    name = str(d.get("name") or "")
+    if not _NAME.match(name):
+        raise ConfigError(f"{where}.name: {name!r} is not a valid node name (letters, digits, '-')")
+    where = f"node {name}"
+    overhead = _mapping(d.get("overhead") or {}, f"{where}.overhead")
+    version = str(d.get("version", "8.4.14"))
+    if not re.match(r"^\d+\.\d+\.\d+$", version):
+        raise ConfigError(f"{where}.version: expected a PVE version like 8.4.14 or 9.0.10, got {version!r}")
+    return NodeSpec(
+        name=name,
+        cores=_int(d.get("cores"), f"{where}.cores", minimum=1),
+        memory=parse_size(_required(d, "memory", where), f"{where}.memory"),
+        version=version,
+        online=bool(d.get("online", True)),
+        maintenance=bool(d.get("maintenance", False)),
+        overhead_cpu=_number(overhead.get("cpu", 0.5), f"{where}.overhead.cpu", minimum=0),
+        overhead_mem=parse_size(overhead.get("memory", "2GiB"), f"{where}.overhead.memory"),
+        swap=parse_size(d.get("swap", "8GiB"), f"{where}.swap"),
+        rootfs=parse_size(d.get("rootfs", "100GiB"), f"{where}.rootfs"),
+        model=str(d.get("model", NodeSpec.model)),
+        ip=str(d.get("ip", "")),
+    )
+
+
+def _storage(data: Any, where: str, node_names: set[str]) -> StorageSpec:
+    d = _mapping(data, where)
+    name = str(_required(d, "name", where))
+    nodes = d.get("nodes")
+    if nodes is not None:
+        nodes = tuple(str(n) for n in _list(nodes, f"storage {name}.nodes"))
+        for n in nodes:
+            if n not in node_names:
+                raise ConfigError(f"storage {name}: unknown node {n!r}; known nodes: {', '.join(sorted(node_names))}")
+    return StorageSpec(
+        name=name,
+        type=str(d.get("type", "lvmthin")),
+        shared=bool(d.get("shared", False)),
+        content=str(d.get("content", "images,rootdir")),
+        size=parse_size(d.get("size", "500GiB"), f"storage {name}.size"),
+        nodes=nodes,
+    )
+
+
+def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[StorageSpec, ...],
+           pools: Mapping[str, str]) -> GuestSpec:
+    d = _mapping(data, where)
+    vmid = _int(_required(d, "vmid", where), f"{where}.vmid", minimum=100)
+    where = f"guest {vmid}"
+    kind = str(d.get("type", "qemu"))
+    if kind not in GUEST_TYPES:
+        raise ConfigError(f"{where}.type: {kind!r} is not qemu or lxc")
+    node = str(_required(d, "node", where))
+    by_name = {n.name: n for n in nodes}
+    if node not in by_name:
+        raise ConfigError(f"{where} is on unknown node {node!r}; known nodes: {', '.join(sorted(by_name))}")
+    memory = parse_size(d.get("memory", "2GiB"), f"{where}.memory")
+    largest = max(nodes, key=lambda n: n.memory)
+    if memory > largest.memory:
+        raise ConfigError(
+            f"{where} needs {memory / 1024**3:.0f} GiB of memory but the largest node ({largest.name}) has "
+            f"{largest.memory / 1024**3:.0f} GiB; shrink the guest or add a bigger node"
+        )
+    cpus = _int(d.get("cpus", 1), f"{where}.cpus", minimum=1)
+    if cpus > max(n.cores for n in nodes):
+        raise ConfigError(f"{where} has {cpus} vCPUs but the largest node has {max(n.cores for n in nodes)} cores")
+    status = str(d.get("status", "running"))
+    if status not in GUEST_STATUSES:
+        raise ConfigError(f"{where}.status: {status!r} is not one of {', '.join(GUEST_STATUSES)}")
+    local = bool(d.get("local_disks", False))
+    storage = _guest_storage(d, where, storages, local, node)
+    pool = d.get("pool")
+    if pool is not None and str(pool) not in pools:
+        raise ConfigError(f"{where}.pool: unknown pool {pool!r}; declare it under `pools`")
+    tags = d.get("tags") or []
+    tag_set = parse_tags(tags if isinstance(tags, str) else ";".join(map(str, _list(tags, f"{where}.tags"))))
+    ha = d.get("ha")
+    ha_spec = None
+    if ha:
+        ha_map = {} if ha is True else _mapping(ha, f"{where}.ha")
+        ha_spec = HaSpec(
+            state=str(ha_map.get("state", "started")),
+            group=ha_map.get("group"),
+            max_restart=_int(ha_map.get("max_restart", 1), f"{where}.ha.max_restart"),
+            max_relocate=_int(ha_map.get("max_relocate", 1), f"{where}.ha.max_relocate"),
+        )
+    return GuestSpec(
+        vmid=vmid,
+        type=kind,
+        name=str(d.get("name") or f"{'vm' if kind == 'qemu' else 'ct'}{vmid}"),
+        node=node,
+        cpus=cpus,
+        memory=memory,
+        disk=parse_size(d.get("disk", "16GiB"), f"{where}.disk"),
+        storage=storage,
+        local_disks=local,
+        status=status,
+        template=bool(d.get("template", False)),
+        tags=tuple(sorted(tag_set)),
+        pool=str(pool) if pool is not None else None,
+        lock=str(d["lock"]) if d.get("lock") else None,
+        ha=ha_spec,
+        cpu=_profile(d.get("cpu"), f"{where}.cpu", 0.1),
+        mem=_profile(d.get("mem"), f"{where}.mem", 0.5),
+        uptime=_int(d.get("uptime", 86400), f"{where}.uptime"),
+    )
+
+
+def _guest_storage(d: Mapping[str, Any], where: str, storages: tuple[StorageSpec, ...], local: bool, node: str) -> str:
+    if d.get("storage"):
+        name = str(d["storage"])
+        spec = next((s for s in storages if s.name == name), None)
+        if spec is None:
+            raise ConfigError(f"{where}.storage: unknown storage {name!r}; known: {', '.join(s.name for s in storages)}")
+        if not spec.on(node):
+            raise ConfigError(f"{where}: storage {name!r} is not available on its node {node!r}")
+        return name
+    candidates = [s for s in storages if s.shared != local and s.on(node)] or [s for s in storages if s.on(node)]
+    if not candidates:
+        raise ConfigError(f"{where}: no storage is available on node {node!r}; add one under `storages`")
+    return candidates[0].name
+
+
+def _profile(data: Any, where: str, default_level: float) -> Profile:
+    if data is None:
+        return Profile("constant", {"level": default_level, "noise": 0.02})
+    if isinstance(data, (int, float)) and not isinstance(data, bool):
+        return Profile("constant", {"level": float(data), "noise": 0.02})
+    d = _mapping(data, where)
+    kind = str(d.get("profile", "constant"))
+    if kind not in PROFILE_KINDS:
+        raise ConfigError(f"{where}.profile: {kind!r} is not one of {', '.join(PROFILE_KINDS)}")
+    defaults = PROFILE_KINDS[kind]
+    unknown = sorted(set(d) - set(defaults) - {"profile"})
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)} for profile {kind}; allowed: {', '.join(defaults)}")
+    return Profile(kind, {k: _number(d.get(k, v), f"{where}.{k}") for k, v in defaults.items()})
+
+
+def _credentials(data: Mapping[str, Any], where: str) -> tuple[Credential, ...]:
+    creds: list[Credential] = []
+    for i, t in enumerate(_list(data.get("tokens") or [], f"{where}.tokens")):
+        t = _mapping(t, f"{where}.tokens[{i}]")
+        user, name = str(_required(t, "user", f"{where}.tokens[{i}]")), str(_required(t, "name", f"{where}.tokens[{i}]"))
+        creds.append(Credential(user, str(_required(t, "value", f"token {user}!{name}")), _acl(t, f"token {user}!{name}"), name))
+    for i, u in enumerate(_list(data.get("users") or [], f"{where}.users")):
+        u = _mapping(u, f"{where}.users[{i}]")
+        user = str(_required(u, "user", f"{where}.users[{i}]"))
+        creds.append(Credential(user, str(_required(u, "password", f"user {user}")), _acl(u, f"user {user}")))
+    for cred in creds:
+        if "@" not in cred.user:
+            raise ConfigError(f"{where}: user {cred.user!r} must name a realm, e.g. root@pam")
+    return tuple(creds)
+
+
+def _acl(d: Mapping[str, Any], where: str) -> Mapping[str, tuple[str, ...]]:
+    if "acl" in d:
+        return {str(path): tuple(map(str, _list(privs, f"{where}.acl.{path}")))
+                for path, privs in _mapping(d["acl"], f"{where}.acl").items()}
+    if "privileges" in d:
+        return {"/": tuple(map(str, _list(d["privileges"], f"{where}.privileges")))}
+    return {"/": ALL_PRIVILEGES}
+
+
+def _ha_rule(data: Any, where: str, guests: tuple[GuestSpec, ...], nodes: tuple[NodeSpec, ...]) -> Mapping[str, Any]:
+    d = dict(_mapping(data, where))
+    for key in ("rule", "type", "resources"):
+        _required(d, key, where)
+    if d["type"] not in ("node-affinity", "resource-affinity"):
+        raise ConfigError(f"{where}.type: {d['type']!r} is not node-affinity or resource-affinity")
+    sids = {g.sid for g in guests}
+    resources = d["resources"] if isinstance(d["resources"], list) else str(d["resources"]).split(",")
+    for sid in resources:
+        if sid not in sids:
+            raise ConfigError(f"{where}: resource {sid!r} is not a guest of the scenario (write vm:100 or ct:101)")
+    d["resources"] = ",".join(resources)
+    if "nodes" in d:
+        listed = d["nodes"] if isinstance(d["nodes"], list) else str(d["nodes"]).split(",")
+        for entry in listed:
+            if str(entry).split(":")[0] not in {n.name for n in nodes}:
+                raise ConfigError(f"{where}: unknown node {entry!r} in nodes")
+        d["nodes"] = ",".join(map(str, listed))
+    return d
+
+
+def _migration(data: Any, where: str) -> Migration:
+    d = _mapping(data, where)
+    return Migration(
+        bandwidth=max(1, parse_size(d.get("bandwidth", "1GiB"), f"{where}.bandwidth")),
+        overhead_s=_number(d.get("overhead_s", 4), f"{where}.overhead_s", minimum=0),
+        ha_delay_s=_number(d.get("ha_delay_s", 5), f"{where}.ha_delay_s", minimum=0),
+    )
+
+
+def _start(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value.timestamp()
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise ConfigError(f"{where}: expected an epoch or an ISO time like 2026-01-05T08:00:00Z, got {value!r}") from None
+
+
+def _required(d: Mapping[str, Any], key: str, where: str) -> Any:
+    if d.get(key) is None:
+        raise ConfigError(f"{where}: `{key}` is required")
+    return d[key]
+
+
+def _mapping(value: Any, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, Mapping):
+        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def _int(value: Any, where: str, minimum: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{where}: must be at least {minimum}, got {value}")
+    return value
+
+
+def _number(value: Any, where: str, minimum: float | None = None) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    if minimum is not None and value < minimum:
+        raise ConfigError(f"{where}: must be at least {minimum}, got {value}")
+    return float(value)
+
+
+def _unique(names: list[str], where: str, what: str) -> None:
+    seen: set[str] = set()
+    for name in names:
+        if name in seen:
+            raise ConfigError(f"{where}: duplicate {what} {name!r}")
+        seen.add(name)

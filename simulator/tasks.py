@@ -1,0 +1,65 @@
+"""Proxmox worker tasks: UPIDs in the exact format and the records task endpoints serve."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+def format_upid(node: str, pid: int, pstart: int, starttime: int, kind: str, ident: str, user: str) -> str:
+    # pstart may need 9 hex digits on a host up for long enough; %08X widens as PVE's does.
+    return f"UPID:{node}:{pid:08X}:{pstart:08X}:{starttime:08X}:{kind}:{ident}:{user}:"
+
+
+def parse_upid(upid: str) -> dict[str, object] | None:
+    """The fields of a UPID, or None when it is not one (the API then answers 400)."""
+    parts = upid.split(":")
+    if len(parts) != 9 or parts[0] != "UPID" or parts[8] != "":
+        return None
+    try:
+        return {"node": parts[1], "pid": int(parts[2], 16), "pstart": int(parts[3], 16),
+                "starttime": int(parts[4], 16), "type": parts[5], "id": parts[6], "user": parts[7]}
+    except ValueError:
+        return None
+
+
+@dataclass
+class Task:
+    upid: str
+    node: str
+    pid: int
+    pstart: int
+    starttime: int
+    type: str
+    id: str
+    user: str
+    status: str = "running"
+    exitstatus: str | None = None
+    endtime: int | None = None
+    log: list[str] = field(default_factory=list)
+
+    def finish(self, at: float, exitstatus: str) -> None:
+        self.status = "stopped"
+        self.exitstatus = exitstatus
+        self.endtime = int(at)
+        self.log.append("TASK OK" if exitstatus == "OK" else f"TASK ERROR: {exitstatus}")
+
+    def status_entry(self) -> dict[str, object]:
+        entry: dict[str, object] = {
+            "upid": self.upid, "node": self.node, "pid": self.pid, "pstart": self.pstart,
+            "starttime": self.starttime, "type": self.type, "id": self.id, "user": self.user,
+            "status": self.status,
+        }
+        if self.exitstatus is not None:
+            entry["exitstatus"] = self.exitstatus
+        return entry
+
+    def list_entry(self) -> dict[str, object]:
+        """The /nodes/{n}/tasks row: `status` is the exit status once the task has ended."""
+        entry: dict[str, object] = {
+            "upid": self.upid, "node": self.node, "pid": self.pid, "pstart": self.pstart,
+            "starttime": self.starttime, "type": self.type, "id": self.id, "user": self.user,
+        }
+        if self.exitstatus is not None:
+            entry["status"] = self.exitstatus
+            entry["endtime"] = self.endtime
+        return entry

@@ -1,0 +1,216 @@
+"""Cluster-wide endpoints: version, status, resources, HA, pools, storage, access."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from typing import Any
+
+from .failure import PveFailure, not_implemented, param_error
+from .resources import TYPE_FILTER, guest_entry
+from .routing import Call, route
+
+
+def repoid(version: str) -> str:
+    return hashlib.sha1(version.encode()).hexdigest()[:16]
+
+
+def version_info(version: str) -> dict[str, str]:
+    return {"version": version, "release": ".".join(version.split(".")[:2]), "repoid": repoid(version)}
+
+
+def digest(data: Any) -> str:
+    return hashlib.sha1(repr(data).encode()).hexdigest()
+
+
+@route("GET", "/version")
+def get_version(call: Call) -> Any:
+    return version_info(call.api.cluster.api_node.spec.version)
+
+
+@route("GET", "/cluster/status")
+def cluster_status(call: Call) -> Any:
+    call.caller.require("/", "Sys.Audit")
+    cluster = call.api.cluster
+    entries: list[dict[str, Any]] = [{
+        "type": "cluster", "id": "cluster", "name": cluster.scenario.cluster_name, "nodes": len(cluster.nodes),
+        "version": 3 + len(cluster.nodes), "quorate": int(cluster.quorate),
+    }]
+    for index, (name, node) in enumerate(cluster.nodes.items()):
+        entries.append({
+            "type": "node", "id": f"node/{name}", "name": name, "nodeid": index + 1,
+            "ip": node.spec.ip or f"10.0.0.{11 + index}", "local": int(node is cluster.api_node),
+            "online": int(node.online), "level": "",
+        })
+    return entries
+
+
+@route("GET", "/cluster/resources")
+def cluster_resources(call: Call) -> Any:
+    kind = call.params.get("type")
+    if kind is not None and kind not in TYPE_FILTER:
+        raise param_error({"type": f"value '{kind}' does not have a value in the enumeration 'vm, storage, node, sdn'"})
+    return call.api.resources.answer(call.now, kind, call.caller)
+
+
+@route("GET", "/cluster/options")
+def cluster_options(call: Call) -> Any:
+    call.caller.require("/", "Sys.Audit")
+    return {"keyboard": "en-us", **call.api.cluster.scenario.options}
+
+
+@route("GET", "/cluster/backup-info/not-backed-up")
+def not_backed_up(call: Call) -> Any:
+    call.caller.require("/", "Sys.Audit")
+    return [{"type": g.spec.type, "vmid": g.spec.vmid, "name": g.spec.name}
+            for g in call.api.cluster.guests.values() if not g.spec.template]
+
+
+@route("GET", "/cluster/config/qdevice")
+def qdevice(call: Call) -> Any:
+    call.caller.require("/", "Sys.Audit")
+    return {}
+
+
+def _ha_guests(call: Call) -> list[Any]:
+    return [g for g in call.api.cluster.guests.values() if g.spec.ha is not None]
+
+
+@route("GET", "/cluster/ha/resources")
+def ha_resources(call: Call) -> Any:
+    call.caller.require("/", "Sys.Audit")
+    return [_ha_resource(call, g) for g in _ha_guests(call)]
+
+
+@route("GET", "/cluster/ha/resources/{sid}")
+def ha_resource(call: Call, sid: str) -> Any:
+    call.caller.require("/", "Sys.Audit")
+    for guest in _ha_guests(call):
+        if guest.spec.sid == sid or str(guest.spec.vmid) == sid:
+            return _ha_resource(call, guest)
+    raise PveFailure(500, f"no such resource '{sid}'")
+
+
+def _ha_resource(call: Call, guest: Any) -> dict[str, Any]:
+    ha = guest.spec.ha
+    entry = {"sid": guest.spec.sid, "type": "vm" if guest.spec.type == "qemu" else "ct", "state": ha.state,
+             "max_restart": ha.max_restart, "max_relocate": ha.max_relocate, "digest": digest(ha)}
+    if ha.group and call.api.cluster.api_node.spec.major < 9:
+        entry["group"] = ha.group
+    if call.api.cluster.api_node.spec.major >= 9:
+        entry["failback"] = 1
+    return entry
+
+
+def _ctime(t: float) -> str:
+    return time.strftime("%a %b %d %H:%M:%S %Y", time.gmtime(t))
+
+
+def _manager(call: Call) -> str:
+    online = [n for n, s in call.api.cluster.nodes.items() if s.online]
+    return online[0] if online else call.api.cluster.api_node.spec.name
+
+
+@route("GET", "/cluster/ha/status/current")
+def ha_status(call: Call) -> Any:
+    call.caller.require("/", "Sys.Audit")
+    cluster = call.api.cluster
+    now = call.now
+    entries: list[dict[str, Any]] = [{"id": "quorum", "type": "quorum", "node": cluster.api_node.spec.name,
+                                      "status": "OK" if cluster.quorate else "No quorum on node",
+                                      "quorate": int(cluster.quorate)}]
+    guests = _ha_guests(call)
+    if not guests:
+        return entries
+    master = _manager(call)
+    entries.append({"id": "master", "type": "master", "node": master, "status": f"{master} (active, {_ctime(now)})",
+                    "timestamp": int(now)})
+    for name, node in cluster.nodes.items():
+        mode = "maintenance mode" if node.spec.maintenance else "active"
+        status = f"{name} ({mode}, {_ctime(now)})" if node.online else f"{name} (old timestamp - dead?, {_ctime(now - 120)})"
+        entries.append({"id": f"lrm:{name}", "type": "lrm", "node": name, "status": status, "timestamp": int(now)})
+    for guest in guests:
+        state = guest.hastate or "started"
+        entries.append({
+            "id": f"service:{guest.spec.sid}", "type": "service", "sid": guest.spec.sid, "node": guest.node,
+            "state": state, "status": f"{guest.spec.sid} ({guest.node}, {state})", "crm_state": state,
+            "request_state": guest.spec.ha.state, "max_restart": guest.spec.ha.max_restart,
+            "max_relocate": guest.spec.ha.max_relocate, "failback": 1,
+        })
+    return entries
+
+
+@route("GET", "/cluster/ha/status/manager_status")
+def ha_manager_status(call: Call) -> Any:
+    call.caller.require("/", "Sys.Audit")
+    cluster = call.api.cluster
+    now = int(call.now)
+    master = _manager(call)
+    node_status = {n: ("maintenance" if s.spec.maintenance else "online") if s.online else "unknown"
+                   for n, s in cluster.nodes.items()}
+    services = {g.spec.sid: {"node": g.node, "state": g.hastate or "started", "uid": digest(g.spec.sid)[:22]}
+                for g in _ha_guests(call)}
+    return {
+        "manager_status": {"master_node": master, "node_status": node_status, "service_status": services,
+                           "timestamp": now},
+        "lrm_status": {n: {"mode": "maintenance" if s.spec.maintenance else "active",
+                           "state": "active" if s.online else "dead", "timestamp": now, "results": {}}
+                       for n, s in cluster.nodes.items()},
+        "quorum": {"node": cluster.api_node.spec.name, "quorate": str(int(cluster.quorate))},
+    }
+
+
+@route("GET", "/cluster/ha/rules")
+def ha_rules(call: Call) -> Any:
+    if call.api.cluster.api_node.spec.major < 9:
+        raise not_implemented(call.method, call.path)  # PVE 8 has groups, not rules
+    call.caller.require("/", "Sys.Audit")
+    return [{"order": i + 1, "digest": digest(rule), **rule} for i, rule in enumerate(call.api.cluster.scenario.ha_rules)]
+
+
+@route("GET", "/cluster/ha/groups")
+def ha_groups(call: Call) -> Any:
+    call.caller.require("/", "Sys.Audit")
+    return [{"type": "group", "digest": digest(g), **g} for g in call.api.cluster.scenario.ha_groups]
+
+
+@route("GET", "/pools")
+def pools(call: Call) -> Any:
+    poolid = call.params.get("poolid")
+    if poolid is not None:
+        return [{"poolid": poolid, **_pool(call, poolid)}]
+    return [{"poolid": p, "comment": c} for p, c in call.api.cluster.scenario.pools.items()
+            if call.caller.can(f"/pool/{p}", "Pool.Audit")]
+
+
+@route("GET", "/pools/{poolid}")
+def pool(call: Call, poolid: str) -> Any:
+    return _pool(call, poolid)
+
+
+def _pool(call: Call, poolid: str) -> dict[str, Any]:
+    cluster = call.api.cluster
+    if poolid not in cluster.scenario.pools:
+        raise PveFailure(500, f"pool '{poolid}' does not exist")
+    call.caller.require(f"/pool/{poolid}", "Pool.Audit")
+    members = [guest_entry(cluster, g, call.now) for g in cluster.guests.values() if g.spec.pool == poolid]
+    return {"comment": cluster.scenario.pools[poolid], "members": members}
+
+
+@route("GET", "/storage")
+def storage_config(call: Call) -> Any:
+    call.caller.require("/storage", "Datastore.Audit")
+    answer = []
+    for s in call.api.cluster.scenario.storages:
+        entry: dict[str, Any] = {"storage": s.name, "type": s.type, "content": s.content, "shared": int(s.shared),
+                                 "digest": digest(s)}
+        if s.nodes is not None:
+            entry["nodes"] = ",".join(s.nodes)
+        answer.append(entry)
+    return answer
+
+
+@route("GET", "/access/permissions")
+def permissions(call: Call) -> Any:
+    return call.caller.permissions(call.params.get("path"))
+

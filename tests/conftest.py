@@ -1,0 +1,16 @@
+"""Shared fixtures: a running simulator for any test that needs a Proxmox VE cluster."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from tests.support.sim import RunningSimulator, running_simulator
+
+
+@pytest.fixture
+def simulator() -> Iterator[RunningSimulator]:
+    """The `demo` scenario at 60x time on a free port (see tests/support/sim.py)."""
+    with running_simulator("demo", time_scale=60) as sim:
+        yield sim

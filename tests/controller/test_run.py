@@ -1,0 +1,179 @@
+"""`pvebalance run`: the loop, its HTTP endpoints, hysteresis, cooldowns and the lock, in-process
+against a simulator whose clock only the test moves."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import requests
+
+from controller.config import Config
+from controller.loop import Controller
+from controller.model import MoveKind
+from controller.promql import PromQL
+from controller.server import ControllerServer
+from pveapi.client import PveClient
+from tests.controller.conftest import Watch
+from tests.support.prometheus import free_port, running_prometheus
+from tests.support.sim import RunningSimulator
+
+AUTO = {"automation": "automatic", "hold_time": 0, "cooldown": "1h", "interval": "5m"}
+APPLY = {"poll_interval": 5}
+
+
+def _controller(sim: RunningSimulator, config: Config, watch: Watch | None = None) -> Controller:
+    promql = PromQL(config.prometheus) if config.prometheus is not None else None
+    return Controller(config, PveClient(config.proxmox), promql, clock=sim.clock,
+                      sleep=watch.sleep if watch is not None else sim.advance)
+
+
+def _metric(controller: Controller, line_start: str) -> float:
+    for line in controller.metrics.render().decode().splitlines():
+        if line.startswith(line_start):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"no metric line {line_start!r}")
+
+
+def test_manual_mode_publishes_the_plan_and_never_migrates(frozen_sim, make_config) -> None:
+    config = make_config(frozen_sim, run={"automation": "manual", "webhook_token": "hook-s3cret", "listen": "127.0.0.1:0"})
+    controller = _controller(frozen_sim, config)
+    server = ControllerServer(("127.0.0.1", 0), controller.endpoints())
+    server.start()
+    try:
+        assert requests.get(server.url + "/plan", timeout=5).status_code == 404  # before the first cycle
+        summary = controller.cycle()
+        assert summary.result == "planned" and summary.moves > 0
+        assert not [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]
+        plan = requests.get(server.url + "/plan", timeout=5).json()
+        assert len(plan["moves"]) == summary.moves and plan["actionable"] is True
+        health = requests.get(server.url + "/health", timeout=5)
+        assert health.status_code == 200 and health.json()["last_cycle"]["result"] == "planned"
+        metrics = requests.get(server.url + "/metrics", timeout=5).text
+        assert 'pvebalance_cycles_total{result="planned"} 1.0' in metrics
+        assert f'pvebalance_plan_move_info{{name="{plan["moves"][0]["name"]}"' in metrics
+        assert 'pvebalance_imbalance{when="predicted"}' in metrics
+        assert "hook-s3cret" not in metrics + str(plan) + health.text
+    finally:
+        server.stop()
+
+
+def test_the_webhook_needs_the_token_and_starts_a_cycle_at_once(frozen_sim, make_config) -> None:
+    config = make_config(frozen_sim, run={"automation": "manual", "webhook_token": "hook-s3cret", "interval": "1h"})
+    controller = _controller(frozen_sim, config)
+    server = ControllerServer(("127.0.0.1", 0), controller.endpoints())
+    server.start()
+    loop = threading.Thread(target=controller.run_forever)
+    loop.start()
+    alert = {"version": "4", "status": "firing", "receiver": "pvebalance",
+             "alerts": [{"status": "firing", "labels": {"alertname": "NodeCpuHigh", "node": "pve1"}}]}
+    try:
+        _wait(lambda: controller.last is not None)
+        assert requests.post(server.url + "/webhook", json=alert, timeout=5).status_code == 401
+        wrong = requests.post(server.url + "/webhook", json=alert, headers={"Authorization": "Bearer nope"}, timeout=5)
+        assert wrong.status_code == 401
+        bad = requests.post(server.url + "/webhook", json={"x": 1}, headers={"Authorization": "Bearer hook-s3cret"}, timeout=5)
+        assert bad.status_code == 400 and "alerts list" in bad.json()["error"]
+        ok = requests.post(server.url + "/webhook", json=alert, headers={"Authorization": "Bearer hook-s3cret"}, timeout=5)
+        assert ok.status_code == 202 and ok.json() == {"triggered": True, "firing": 1}
+        _wait(lambda: _metric(controller, 'pvebalance_cycles_total{result="planned"}') == 2)
+    finally:
+        controller.stop()
+        loop.join(timeout=30)
+        server.stop()
+    assert not loop.is_alive()
+
+
+def _wait(condition: Callable[[], bool], seconds: float = 30) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        time.sleep(0.05)
+
+
+def test_hysteresis_waits_for_the_hold_time_but_not_for_mandatory_moves(frozen_sim, make_config) -> None:
+    config = make_config(frozen_sim, run={**AUTO, "hold_time": "30m"}, apply=APPLY)
+    controller = _controller(frozen_sim, config)
+    first = controller.cycle()
+    assert first.result == "applied" and first.report is not None
+    assert {o.move.kind for o in first.report.outcomes} == {MoveKind.MANDATORY}  # web01 leaves web02 only
+    frozen_sim.advance(600)
+    assert controller.cycle().reason.startswith("imbalance above the trigger for less than run.hold_time")
+    frozen_sim.advance(1800)
+    later = controller.cycle()
+    assert later.result == "applied" and later.report is not None
+    assert {o.move.kind for o in later.report.outcomes} == {MoveKind.BALANCE}
+
+
+def test_cooldowns_hold_across_a_restart(frozen_sim, make_config) -> None:
+    config = make_config(frozen_sim, run=AUTO, apply=APPLY)
+    before = _controller(frozen_sim, config)
+    first = before.cycle()
+    assert first.report is not None
+    moved = {o.move.vmid for o in first.report.outcomes if o.result == "succeeded"}
+    assert moved
+    before.lock.release()  # the first instance exits
+    restarted = _controller(frozen_sim, config)  # reads the state file the first one left
+    frozen_sim.advance(600)
+    restarted.cycle()
+    plan = restarted.current_plan
+    assert plan is not None and not {m["vmid"] for m in plan["moves"]} & moved
+    held = {s["vmid"]: s["reason"] for s in plan["skipped"]}
+    assert all(held[v].startswith("cooldown: moved") for v in moved)
+
+
+def test_a_second_controller_refuses_to_migrate_and_says_why(frozen_sim, make_config) -> None:
+    config = make_config(frozen_sim, run=AUTO, apply=APPLY)
+    first = _controller(frozen_sim, config)
+    assert first.cycle().result == "applied" and first.lock.held
+    second = _controller(frozen_sim, config)
+    tasks = len(frozen_sim.tasks())
+    summary = second.cycle()
+    assert summary.result == "skipped" and "another pvebalance controller holds" in summary.reason
+    assert "pid " in summary.reason and len(frozen_sim.tasks()) == tasks
+    assert _metric(second, "pvebalance_lock_held") == 0 and second.health()[1]["lock_busy"]
+    first.lock.release()
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_stale_or_missing_prometheus_data_never_leads_to_a_migration(frozen_sim, make_config, tmp_path, fallback) -> None:
+    with running_prometheus(tmp_path / "empty") as prom:
+        config = make_config(frozen_sim, prometheus={"url": prom.url}, run={**AUTO, "fallback_to_live": fallback}, apply=APPLY)
+        summary = _controller(frozen_sim, config).cycle()
+    migrations = [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]
+    if fallback:
+        assert summary.result == "applied" and migrations
+    else:
+        assert summary.result == "skipped" and "no recent pve_* samples" in summary.reason and not migrations
+
+
+def test_prometheus_down_and_api_errors_keep_the_loop_running(frozen_sim, make_config) -> None:
+    config = make_config(frozen_sim, prometheus={"url": f"http://127.0.0.1:{free_port()}"}, run=AUTO, apply=APPLY)
+    controller = _controller(frozen_sim, config)
+    down = controller.cycle()
+    assert down.result == "skipped" and "unreachable" in down.reason
+    frozen_sim.inject_fault({"type": "error", "endpoint": "GET /cluster/resources", "status": 500, "message": "cluster not ready - no quorum?"})
+    failed = controller.cycle()
+    assert failed.result == "failed" and "no quorum" in failed.reason
+    frozen_sim.clear_faults()
+    assert controller.cycle().result == "skipped"
+    assert _metric(controller, 'pvebalance_cycles_total{result="failed"}') == 1
+    assert _metric(controller, 'pvebalance_cycles_total{result="skipped"}') == 2
+    assert not [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]
+
+
+def test_an_automatic_cycle_counts_migrations_and_their_durations(frozen_sim, make_config) -> None:
+    config = make_config(frozen_sim, run=AUTO, apply=APPLY)
+    controller = _controller(frozen_sim, config)
+    summary = controller.cycle()
+    assert summary.report is not None
+    done = summary.report.count("succeeded")
+    assert done > 0 and _metric(controller, 'pvebalance_migrations_total{result="succeeded"}') == done
+    assert _metric(controller, 'pvebalance_migrations_total{result="started"}') == done
+    assert _metric(controller, "pvebalance_migration_duration_seconds_count") == done
+    assert _metric(controller, "pvebalance_last_success_timestamp_seconds") > 0

@@ -1,0 +1,90 @@
+"""Backfill: simulated history through our collectors, promtool blocks, a real Prometheus reading them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from exporter.backfill import backfill
+from exporter.collectors import CollectorOptions
+from exporter.scrape import scrape
+from exporter.target import Target
+from pveapi.errors import ConfigError
+from tests.exporter.conftest import api_get, module_block
+from tests.support.prometheus import running_prometheus
+from tests.support.sim import RunningSimulator
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def live_value(sim: RunningSimulator, at: float, vmid: int) -> float:
+    """What the exporter's collectors read for a guest with the simulator's clock at `at`."""
+    sim.set_time(at)
+    target = Target(sim.connection_settings(), max_workers=2)
+    try:
+        result = scrape(target, CollectorOptions().concerns(), 30)
+    finally:
+        target.close()
+    assert result.inventory is not None
+    guest = result.inventory.guest(vmid)
+    assert guest is not None
+    return guest.cpu
+
+
+def test_backfilled_history_is_what_prometheus_answers(sim: RunningSimulator, tmp_path: Path) -> None:
+    now = sim.clock()
+    start = now - 2 * 3600
+    data = tmp_path / "data"
+    report = backfill(sim.connection_settings(), sim.admin_url, start, now, 60, data)
+    assert report.steps == 121
+    assert sim.clock() == pytest.approx(now)  # the frozen clock is put back
+    assert list(data.iterdir()), "promtool wrote no blocks"
+
+    middle = start + 3600
+    expected_cpu = live_value(sim, middle, 100)
+    with running_prometheus(data) as prometheus:
+        assert prometheus.value('pve_cpu_usage_ratio{id="qemu/100"}', at=middle) == pytest.approx(expected_cpu)
+        # Evaluated between two samples: Prometheus 2.x closes ranges at both ends, so a sample
+        # whose millisecond timestamp lands exactly on the boundary would count twice otherwise.
+        between = now - 30
+        assert prometheus.value('count_over_time(pve_cpu_usage_ratio{id="qemu/100"}[2h])', at=between) == 120
+        assert prometheus.value('pve_up{id="node/pve1"}', at=now) == 1
+        assert prometheus.value('pve_guest_tag_info{id="qemu/100",tag="web"}', at=now) == 1
+        assert prometheus.value('pve_node_load1{id="node/pve2"}', at=start) is not None
+        # The diurnal load model moves: two hours of history are not one repeated value.
+        spread = prometheus.value('max_over_time(pve_cpu_usage_ratio{id="qemu/100"}[2h]) '
+                                  '- min_over_time(pve_cpu_usage_ratio{id="qemu/100"}[2h])', at=now)
+        assert spread is not None and spread > 0
+        assert not prometheus.query("pvebalance_exporter_scrape_success", at=now)  # self-metrics are not history
+
+
+def test_cli_backfill_writes_blocks_and_restores_a_running_clock(sim: RunningSimulator, tmp_path: Path) -> None:
+    sim.set_time_scale(60)
+    config = tmp_path / "exporter.yml"
+    config.write_text(yaml.safe_dump({"default": module_block(sim, tmp_path / "token")}))
+    before = sim.clock()
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter.cli", "backfill", f"--config.file={config}",
+         f"--sim-admin-url={sim.admin_url}", "--hours=0.25", "--step=60", f"--output={tmp_path / 'data'}",
+         "--log.format=json"],
+        capture_output=True, text=True, cwd=ROOT, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "wrote" in done.stdout and "16 steps" in done.stdout
+    clock = api_get(sim, "/version")  # the API still answers after the clock jumped around
+    assert clock["version"]
+    assert sim.clock() >= before  # restored to where a running clock would be, not left in the past
+    assert list((tmp_path / "data").iterdir())
+
+
+def test_backfill_refuses_nonsense_before_touching_the_clock(sim: RunningSimulator, tmp_path: Path) -> None:
+    now = sim.clock()
+    with pytest.raises(ConfigError, match="step > 0"):
+        backfill(sim.connection_settings(), sim.admin_url, now, now - 60, 60, tmp_path / "data")
+    with pytest.raises(ConfigError, match="not found"):
+        backfill(sim.connection_settings(), sim.admin_url, now - 60, now, 60, tmp_path / "data", promtool="no-promtool")
+    assert sim.clock() == now

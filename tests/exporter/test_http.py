@@ -1,0 +1,68 @@
+"""HTTP endpoints: multi-target /pve, /health, and what a wrong request gets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from tests.exporter.conftest import RunningExporter, module_block
+from tests.support.sim import RunningSimulator, running_simulator
+
+OTHER_CLUSTER = {
+    "cluster": {"name": "branch"},
+    "nodes": [{"name": "b1", "cores": 8, "memory": "32GiB", "version": "8.4.14"}],
+    "guests": [{"vmid": 900, "type": "qemu", "name": "branch-web", "node": "b1", "cpus": 2, "memory": "2GiB",
+                "tags": ["branch"]}],
+}
+
+
+def test_one_exporter_serves_several_clusters(sim: RunningSimulator, start_exporter: Any, tmp_path: Path) -> None:
+    with running_simulator(OTHER_CLUSTER, time_scale=0) as other:
+        # The second simulator has the same test token and its own certificate.
+        block = module_block(sim, tmp_path / "token", targets=["127.0.0.1:*"])
+        exporter = start_exporter({"default": block, "branch": module_block(other, tmp_path / "token2")})
+        demo = exporter.scrape("/pve", target=sim.host)
+        branch = exporter.scrape("/pve", target=other.host, module="branch")
+        assert demo.value("pve_cluster_info", id="cluster/demo", nodes="5", quorate="1", version="8") == 1
+        assert [(s["id"], s["nodes"]) for s in branch.series("pve_cluster_info")] == [("cluster/branch", "1")]
+        assert branch.value("pve_cpu_usage_limit", id="qemu/900") == 2
+        assert demo.value("pve_cpu_usage_limit", id="qemu/900") is None
+        assert branch.value("pvebalance_exporter_scrape_success", cluster=other.host) == 1
+        # Self-metrics are per target: the branch scrape does not report the demo's calls.
+        assert branch.value("pvebalance_exporter_api_call_duration_seconds_count", endpoint="/nodes/{node}/status") == 1
+        assert demo.value("pvebalance_exporter_api_call_duration_seconds_count", endpoint="/nodes/{node}/status") == 5
+
+
+def test_target_not_allowed_by_the_module_is_refused(exporter: RunningExporter) -> None:
+    # The module's token must not travel to a host the config does not name.
+    response = exporter.get("/pve", target="attacker.example.com")
+    assert response.status_code == 400
+    assert "not allowed by module 'default'" in response.text
+    assert len(response.text.strip().splitlines()) == 1
+
+
+def test_unknown_module_names_the_configured_ones(exporter: RunningExporter) -> None:
+    response = exporter.get("/pve", module="nope")
+    assert response.status_code == 400
+    assert response.text.strip() == "unknown module 'nope'; configured: default"
+
+
+def test_pve_without_target_scrapes_the_module_host(sim: RunningSimulator, exporter: RunningExporter) -> None:
+    scrape = exporter.scrape("/pve")
+    assert scrape.value("pvebalance_exporter_scrape_success", cluster=sim.host) == 1
+
+
+def test_health_index_and_unknown_paths(sim: RunningSimulator, exporter: RunningExporter) -> None:
+    sim.reset_request_counts()
+    health = exporter.get("/health")
+    assert (health.status_code, health.text, health.headers["Content-Type"]) == (
+        200, "OK\n", "text/plain; charset=utf-8")
+    assert sim.request_counts() == {}  # health does not call the API
+    assert "/pve?target=" in exporter.get("/").text
+    assert exporter.get("/nope").status_code == 404
+
+
+def test_exposition_is_the_text_format(exporter: RunningExporter) -> None:
+    response = exporter.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
+    assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert "# TYPE pve_up gauge" in response.text

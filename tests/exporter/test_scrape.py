@@ -1,0 +1,117 @@
+"""A scrape of the demo cluster: the metric contract, values against the API, calls per scrape."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exporter.collectors import CollectorOptions
+from tests.exporter.conftest import RunningExporter, api_get, module_block
+from tests.support.sim import RunningSimulator
+
+METRICS_DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
+# Counters with labels have no series until something fails: covered in test_failures.py.
+ONLY_AFTER_ERRORS = {"pvebalance_exporter_api_errors_total", "pvebalance_exporter_node_errors_total"}
+
+
+def documented_exporter_metrics() -> set[str]:
+    """Every metric name in the exporter's tables of docs/metrics.md (not the controller's)."""
+    text = METRICS_DOC.read_text()
+    exporter_part = text.split("## Controller")[0]
+    names: set[str] = set()
+    for line in exporter_part.splitlines():
+        if line.startswith("| `"):
+            names.update(re.findall(r"`(pve[a-z0-9_]+)`", line.split("|")[1]))
+    return names
+
+
+def test_every_documented_metric_is_exported(sim: RunningSimulator, start_exporter: Any, tmp_path: Path) -> None:
+    exporter = start_exporter(
+        {"default": module_block(sim, tmp_path / "token")}, CollectorOptions(pressure=True, config=True)
+    )
+    scrape = exporter.scrape()
+    exported = {name.removesuffix("_bucket") for name in scrape.names}
+    missing = documented_exporter_metrics() - ONLY_AFTER_ERRORS - exported
+    assert not missing, f"documented in docs/metrics.md but not exported: {sorted(missing)}"
+    assert len(documented_exporter_metrics()) > 35  # the doc parse found the tables
+
+
+def test_guest_and_node_values_match_the_api(sim: RunningSimulator, exporter: RunningExporter) -> None:
+    scrape = exporter.scrape()
+    resources = api_get(sim, "/cluster/resources")
+    guests = [e for e in resources if e["type"] in ("qemu", "lxc")]
+    assert len(guests) == 60
+    for guest in guests:
+        gid = guest["id"]
+        assert scrape.value("pve_cpu_usage_ratio", id=gid) == pytest.approx(guest["cpu"])
+        assert scrape.value("pve_cpu_usage_limit", id=gid) == guest["maxcpu"]
+        assert scrape.value("pve_memory_usage_bytes", id=gid) == guest["mem"]
+        assert scrape.value("pve_memory_size_bytes", id=gid) == guest["maxmem"]
+        assert scrape.value("pve_network_receive_bytes_total", id=gid) == guest["netin"]
+        assert scrape.value("pve_disk_written_bytes_total", id=gid) == guest["diskwrite"]
+        assert scrape.value("pve_up", id=gid) == (1 if guest["status"] == "running" else 0)
+    for node in (e for e in resources if e["type"] == "node"):
+        nid = node["id"]
+        status = api_get(sim, f"/nodes/{node['node']}/status")
+        assert scrape.value("pve_up", id=nid) == 1
+        assert scrape.value("pve_cpu_usage_ratio", id=nid) == pytest.approx(node["cpu"])
+        assert scrape.value("pve_node_load1", id=nid) == float(status["loadavg"][0])
+        assert scrape.value("pve_node_load15", id=nid) == float(status["loadavg"][2])
+        assert scrape.value("pve_node_iowait_ratio", id=nid) == pytest.approx(status["wait"])
+        assert scrape.value("pve_node_swap_usage_bytes", id=nid) == status["swap"]["used"]
+        assert scrape.value("pve_node_memory_available_bytes", id=nid) == status["memory"]["available"]
+        assert scrape.value("pve_node_cpu_count", id=nid) == status["cpuinfo"]["cpus"]
+
+
+def test_info_tags_pools_ha_and_locks(exporter: RunningExporter) -> None:
+    scrape = exporter.scrape()
+    # One series per tag, so `pve_guest_tag_info{tag="web"}` selects the web servers.
+    web = sorted(s["id"] for s in scrape.series("pve_guest_tag_info") if s["tag"] == "web")
+    assert web == ["qemu/100", "qemu/101", "qemu/102"]
+    assert scrape.value(
+        "pve_guest_info", id="qemu/100", node="pve1", name="web01", type="qemu", template="0",
+        tags="plb_anti_affinity_web;prod;web",
+    ) == 1
+    assert scrape.value("pve_guest_pool_info", id="qemu/111", pool="infra") == 1
+    assert scrape.value("pve_ha_state", id="qemu/120", state="started") == 1
+    assert scrape.value("pve_lock_state", id="qemu/140", state="backup") == 1
+    assert [s["id"] for s in scrape.series("pve_lock_state")] == ["qemu/140"]
+    assert scrape.value("pve_cluster_info", id="cluster/demo", nodes="5", quorate="1", version="8") == 1
+    assert scrape.value("pve_up", id="cluster/demo") == 1
+    assert {s["nodeid"] for s in scrape.series("pve_node_info")} == {"1", "2", "3", "4", "5"}
+    assert scrape.series("pve_version_info")[0]["version"] == "9.0.10"
+    assert scrape.value("pvebalance_exporter_scrape_success", cluster=exporter.app.config.default_module.settings.host) == 1
+
+
+def test_one_resources_call_plus_one_status_call_per_online_node(sim: RunningSimulator, exporter: RunningExporter) -> None:
+    exporter.scrape()  # first scrape also learns the cluster name and version
+    sim.set_node_online("pve4", False)
+    sim.reset_request_counts()
+    for _ in range(3):
+        assert exporter.scrape().status == 200
+    assert sim.request_counts() == {"GET /cluster/resources": 3, "GET /nodes/{node}/status": 3 * 4}
+
+
+def test_costly_collectors_are_off_by_default_and_cost_what_they_say(
+    sim: RunningSimulator, start_exporter: Any, tmp_path: Path
+) -> None:
+    plain = start_exporter({"default": module_block(sim, tmp_path / "token")})
+    assert not {"pve_node_pressure_ratio", "pve_onboot_status"} & plain.scrape().names
+    full = start_exporter(
+        {"default": module_block(sim, tmp_path / "token")}, CollectorOptions(pressure=True, config=True)
+    )
+    full.scrape()
+    sim.reset_request_counts()
+    scrape = full.scrape()
+    counts = sim.request_counts()
+    assert counts["GET /nodes/{node}/rrddata"] == 5
+    assert counts["GET /nodes/{node}/qemu/{vmid}/config"] + counts["GET /nodes/{node}/lxc/{vmid}/config"] == 60
+    rrd = api_get(sim, "/nodes/pve1/rrddata?timeframe=hour&cf=AVERAGE")
+    newest = [row for row in rrd if "pressurecpusome" in row][-1]
+    assert scrape.value("pve_node_pressure_ratio", id="node/pve1", resource="cpu", kind="some") == pytest.approx(
+        newest["pressurecpusome"] / 100
+    )
+    assert len(scrape.series("pve_onboot_status")) == 60

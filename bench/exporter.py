@@ -15,7 +15,6 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -27,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from tests.support.processes import free_port, stop_process  # noqa: E402 - needs ROOT on the path
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results" / "exporter.md"
 TOKEN_USER, TOKEN_NAME, TOKEN_VALUE = "monitor@pve", "bench", "00000000-0000-4000-8000-0000000be4c4"
@@ -43,12 +44,6 @@ def ensure_bench_requirements() -> None:
              str(ROOT / "bench" / "requirements.txt")],
             check=True,
         )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # --- process accounting (/proc) ------------------------------------------------------------
@@ -184,8 +179,7 @@ def running_sim(source: str, work: Path, cert: Path, key: Path) -> Iterator[Sim]
                 time.sleep(0.5)
         yield sim
     finally:
-        process.terminate()
-        process.wait(timeout=30)
+        stop_process(process, timeout=30)
         log.close()
 
 
@@ -233,6 +227,7 @@ class Row:
     rss_mib: float
     samples: int
     ok: bool
+    api_wait_s: float | None = None  # pvebalance-exporter's own scrape_duration: time spent on API calls
 
 
 def measure(exporter: Exporter, sim: Sim, scrapes: int, label: str, work: Path) -> Row:
@@ -269,14 +264,18 @@ def measure(exporter: Exporter, sim: Sim, scrapes: int, label: str, work: Path) 
         sim_cpu = (cpu_seconds(sim.process.pid) - sim_before) / scrapes
         rss = peak_rss_mib(process.pid)
         samples = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-        return Row(label, exporter.name, calls, statistics.median(times), cpu, sim_cpu, rss, samples, ok)
+        return Row(label, exporter.name, calls, statistics.median(times), cpu, sim_cpu, rss, samples, ok,
+                   api_wait(body))
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
+        stop_process(process)
         log.close()
+
+
+def api_wait(body: bytes) -> float | None:
+    for line in body.decode().splitlines():
+        if line.startswith("pvebalance_exporter_scrape_duration_seconds{"):
+            return float(line.rsplit(" ", 1)[1])
+    return None
 
 
 def floor(sim: Sim, scrapes: int, label: str) -> Row:
@@ -284,17 +283,16 @@ def floor(sim: Sim, scrapes: int, label: str) -> Row:
     import requests
 
     session = requests.Session()
-    session.verify = sim.ca
     session.headers["Authorization"] = f"PVEAPIToken={TOKEN_USER}!{TOKEN_NAME}={TOKEN_VALUE}"
     url = f"https://{sim.host}/api2/json/cluster/resources"
-    json.loads(session.get(url, timeout=600).content)
+    json.loads(session.get(url, timeout=600, verify=sim.ca).content)
     sim_before = cpu_seconds(sim.process.pid)
     cpu_before = time.process_time()
     times = []
     entries = 0
     for _ in range(scrapes):
         started = time.perf_counter()
-        entries = len(json.loads(session.get(url, timeout=600).content)["data"])
+        entries = len(json.loads(session.get(url, timeout=600, verify=sim.ca).content)["data"])
         times.append(time.perf_counter() - started)
     return Row(
         label, "floor: GET+decode /cluster/resources", 1, statistics.median(times),
@@ -311,18 +309,19 @@ def report(rows: list[Row], online: dict[str, int], scrapes: int, seconds: float
         "",
         f"`.venv/bin/python bench/exporter.py` ({scrapes} scrapes per cell after one warm-up; the simulator "
         f"and every exporter run as separate processes on this machine; {seconds:.0f} s in all). "
-        "CPU and RSS are the exporter's whole process tree (gunicorn's master and worker for "
+        "`of which API calls` is pvebalance-exporter's own `pvebalance_exporter_scrape_duration_seconds` in the last answer (the rest is building and rendering the metrics). CPU and RSS are the exporter's whole process tree (gunicorn's master and worker for "
         "prometheus-pve-exporter). `sim CPU` is what the simulator spent per scrape. `samples` = sample "
         "lines in one answer (for the floor: entries in /cluster/resources).",
         "",
-        "| scenario | exporter | API calls / scrape | median scrape (s) | exporter CPU s / scrape | sim CPU s / scrape "
-        "| peak RSS (MiB) | samples | ok |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| scenario | exporter | API calls / scrape | median scrape (s) | of which API calls (s) "
+        "| exporter CPU s / scrape | sim CPU s / scrape | peak RSS (MiB) | samples | ok |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         rss = f"{row.rss_mib:.0f}" if row.rss_mib else "-"
+        wait = f"{row.api_wait_s:.3f}" if row.api_wait_s is not None else "-"
         lines.append(
-            f"| {row.scenario} | {row.exporter} | {row.calls:.1f} | {row.median_s:.3f} | {row.cpu_s:.3f} "
+            f"| {row.scenario} | {row.exporter} | {row.calls:.1f} | {row.median_s:.3f} | {wait} | {row.cpu_s:.3f} "
             f"| {row.sim_cpu_s:.3f} | {rss} | {row.samples} | {'yes' if row.ok else 'NO'} |"
         )
     lines += ["", "## Targets", ""]
@@ -351,7 +350,7 @@ def report(rows: list[Row], online: dict[str, int], scrapes: int, seconds: float
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="500,2000,10000", help="guest counts; 10000 is the built-in `large`")
-    parser.add_argument("--scrapes", type=int, default=7)
+    parser.add_argument("--scrapes", type=int, default=5)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     ensure_bench_requirements()

@@ -77,6 +77,7 @@ class Target:
         self._cache: dict[CallKey, tuple[float, Any]] = {}
         self._failing: set[CallKey] = set()
         self._lock = threading.Lock()
+        self.render_seconds = 0.0  # how long the last answer for this target took to render
 
     def run_calls(self, calls: Sequence[Call], deadline: float) -> tuple[dict[CallKey, Any], dict[CallKey, ApiError]]:
         answers: dict[CallKey, Any] = {}

@@ -24,7 +24,6 @@ import dataclasses
 import itertools
 import logging
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -211,18 +210,14 @@ def ours(sc: Scenario, policy: Policy, label: str, repeat: int) -> Result:
 # --- ProxLB 2.3 -----------------------------------------------------------------------------
 
 
-def ensure_bench_requirements() -> None:
+def require_bench_tools() -> None:
     """ProxLB 2.3.0 (with pydantic) and PuLP come from bench/requirements.txt."""
     try:
         import proxlb  # noqa: F401
         import pulp  # noqa: F401
-    except ImportError:
-        print("installing bench/requirements.txt ...", file=sys.stderr)
-        subprocess.run(
-            [sys.executable, "-m", "pip", "install", "-q", "--disable-pip-version-check", "-r",
-             str(ROOT / "bench" / "requirements.txt")],
-            check=True,
-        )
+    except ImportError as exc:
+        sys.exit(f"bench/planner.py: {exc.name} is missing - run: "
+                 ".venv/bin/python -m pip install -r bench/requirements.txt")
     logging.getLogger().setLevel(logging.CRITICAL)
 
 
@@ -479,7 +474,7 @@ def row(r: Result, before: float) -> str:
 
 
 def main() -> None:
-    ensure_bench_requirements()
+    require_bench_tools()
     lines = [
         "# Planner benchmark",
         "",

@@ -303,7 +303,7 @@ def floor(sim: Sim, scrapes: int, label: str) -> Row:
 
 # --- report ----------------------------------------------------------------------------------
 
-def report(rows: list[Row], online: dict[str, int], scrapes: int, seconds: float) -> str:
+def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrapes: int, seconds: float) -> str:
     lines = [
         "# pvebalance-exporter benchmark",
         "",
@@ -330,19 +330,24 @@ def report(rows: list[Row], online: dict[str, int], scrapes: int, seconds: float
         ours = cells.get("pvebalance-exporter")
         if ours is None:
             continue
+        guests = sizes[scenario]
         expected = 1 + online[scenario]
-        lines.append(f"- {scenario}: API calls per scrape {ours.calls:.1f} (target 1 + online nodes = {expected}).")
+        verdict = "met" if round(ours.calls, 1) == expected else "MISSED"
+        lines.append(f"- {scenario}: API calls per scrape {ours.calls:.1f}; target 1 + online nodes = {expected}: {verdict}.")
         theirs = cells.get("prometheus-pve-exporter (cluster only)")
         if theirs is not None:
+            ratio = ours.median_s / theirs.median_s
+            target = f"; target at 2,000 guests <= 0.5x: {'met' if ratio <= 0.5 else 'MISSED'}" if guests == 2000 else ""
             lines.append(
                 f"- {scenario}: median scrape {ours.median_s:.3f} s vs prometheus-pve-exporter cluster-only "
-                f"{theirs.median_s:.3f} s = {ours.median_s / theirs.median_s:.2f}x (target at 2,000 guests: <= 0.5x)."
+                f"{theirs.median_s:.3f} s = {ratio:.2f}x (CPU {ours.cpu_s / theirs.cpu_s:.2f}x){target}."
             )
         base = cells.get("floor: GET+decode /cluster/resources")
         if base is not None:
+            ratio = ours.median_s / base.median_s
+            target = f"; target at 10,000 guests <= 2x: {'met' if ratio <= 2 else 'MISSED'}" if guests == 10000 else ""
             lines.append(
-                f"- {scenario}: median scrape {ours.median_s:.3f} s vs floor {base.median_s:.3f} s = "
-                f"{ours.median_s / base.median_s:.2f}x (target at 10,000 guests: <= 2x)."
+                f"- {scenario}: median scrape {ours.median_s:.3f} s vs floor {base.median_s:.3f} s = {ratio:.1f}x{target}."
             )
     return "\n".join(lines) + "\n"
 
@@ -357,6 +362,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     rows: list[Row] = []
     online: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     work = Path(tempfile.mkdtemp(prefix="bench-exporter-"))
     try:
         cert, key = make_cert(work)
@@ -369,6 +375,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"== {scenario.label}", file=sys.stderr)
             with running_sim(scenario.source, work, cert, key) as sim:
                 online[scenario.label] = sim.online_nodes()
+                sizes[scenario.label] = scenario.guests
                 rows.append(floor(sim, args.scrapes, scenario.label))
                 for exporter in exporters(sim, work, free_port()):
                     row = measure(exporter, sim, args.scrapes, scenario.label, work)
@@ -376,7 +383,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     rows.append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = report(rows, online, args.scrapes, time.monotonic() - started)
+    text = report(rows, online, sizes, args.scrapes, time.monotonic() - started)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(text)

@@ -38,7 +38,8 @@ log = structlog.get_logger("pvebalance")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(args.log_format, args.log_level)
+    acting = args.command in (_apply, _run)
+    configure_logging(args.log_format, args.log_level or ("info" if acting else "warning"))
     try:
         return int(args.command(args))
     except PvebalanceError as exc:
@@ -56,7 +57,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"config file (default: $PVEBALANCE_CONFIG or {DEFAULT_CONFIG})",
     )
     parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning")
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"),
+        help="default: info for apply and run (one event per action), warning for plan and check",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     plan = commands.add_parser("plan", help="show a balance plan; changes nothing")

@@ -8,13 +8,14 @@ this module answers the planner's and the checker's questions about them.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from pveapi.inventory import Guest
 
 from .model import ClusterModel
 from .policy import Policy
-from .rules import NodeAffinityRule, RuleSet, tag_rules
+from .rules import AffinityRule, AntiAffinityRule, GuestSelector, NodeAffinityRule, RuleSet, tag_rules
 
 
 @dataclass(eq=False)
@@ -57,7 +58,11 @@ class Constraints:
         if unknown_maintenance:
             self.problems.append(f"maintenance names unknown node(s) {', '.join(unknown_maintenance)}: ignored")
 
-        ignored = {g.vmid for g in model.guests for r in rules.ignore if r.selector.matches(g)}
+        self._by_pool: dict[str, list[int]] = {}
+        for g in model.guests:
+            if g.pool is not None:
+                self._by_pool.setdefault(g.pool, []).append(g.vmid)
+        ignored = {v for r in rules.ignore for v in self.members(r.selector)}
         self.skip_reason: dict[int, str] = {}
         online = {n.name for n in model.nodes if n.online}
         for guest in model.guests:
@@ -67,6 +72,7 @@ class Constraints:
 
         self.allowed: dict[int, frozenset[str]] = {}  # strict node affinity; absent = anywhere
         self.allowed_by: dict[int, str] = {}
+        self.stranded: set[int] = set()  # guests whose allowed nodes are all unusable right now
         self.preferred: dict[int, frozenset[str]] = {}  # soft node affinity
         for rule in rules.node_affinity:
             self._add_node_rule(rule)
@@ -96,17 +102,16 @@ class Constraints:
             else:
                 effective = frozenset(n for n, _ in listed)
         target = self.allowed if rule.strict else self.preferred
-        for vmid, guest in self.guests.items():
-            if rule.selector.matches(guest):
-                previous = target.get(vmid)
-                target[vmid] = effective if previous is None else previous & effective
-                if rule.strict:
-                    self.allowed_by[vmid] = label if previous is None else f"{self.allowed_by[vmid]} and {label}"
+        for vmid in self.members(rule.selector):
+            previous = target.get(vmid)
+            target[vmid] = effective if previous is None else previous & effective
+            if rule.strict:
+                self.allowed_by[vmid] = label if previous is None else f"{self.allowed_by[vmid]} and {label}"
 
-    def _groups(self, group_rules, kind: str) -> list[Group]:  # type: ignore[no-untyped-def]
+    def _groups(self, group_rules: Sequence[AntiAffinityRule | AffinityRule], kind: str) -> list[Group]:
         groups = []
         for rule in group_rules:
-            members = tuple(sorted(v for v, g in self.guests.items() if rule.selector.matches(g)))
+            members = self.members(rule.selector)
             if len(members) < 2:
                 continue
             group = Group(f"{kind} group '{rule.name}' ({rule.source})", members, rule.strict)
@@ -121,6 +126,13 @@ class Constraints:
                     f"guest {vmid}: {self.allowed_by[vmid]} leave no node it may run on; it is not moved"
                 )
                 self.skip_reason.setdefault(vmid, "node affinity rules contradict each other")
+            elif not nodes & self.usable:
+                self.stranded.add(vmid)
+                if self.where[vmid] not in nodes:
+                    self.problems.append(
+                        f"guest {vmid}: {self.allowed_by[vmid]} allows only {', '.join(sorted(nodes))}, "
+                        "now offline or in maintenance; it stays where it is until one is back"
+                    )
         for group in self.apart:
             if not group.strict:
                 continue
@@ -151,11 +163,19 @@ class Constraints:
 
     # --- questions ------------------------------------------------------------------------
 
-    def rules_allow(self, vmid: int, target: str, mandatory: bool) -> bool:
+    def members(self, selector: GuestSelector) -> tuple[int, ...]:
+        """The guests a rule names, sorted: by VMID or by pool, without scanning every guest."""
+        found = {v for v in selector.vmids if v in self.guests}
+        for pool in selector.pools:
+            found.update(self._by_pool.get(pool, ()))
+        return tuple(sorted(found))
+
+    def rules_allow(self, vmid: int, target: str, mandatory: bool, moving_group: Group | None = None) -> bool:
         """May this guest move to `target` without breaking or worsening a rule?
 
         Balancing (`mandatory` False) also keeps soft rules from getting worse and never moves a
-        member of an affinity group away from its group.
+        member of an affinity group away from its group. `moving_group` is an affinity group
+        being moved as a whole, which its members may leave for the same target.
         """
         if target not in self.usable:
             return False
@@ -166,7 +186,7 @@ class Constraints:
             if (group.strict or not mandatory) and group.nodes[target] > 0:
                 return False
         for group in self.together_of.get(vmid, ()):
-            if (group.strict or not mandatory) and not self._joins(group, vmid, target):
+            if group is not moving_group and (group.strict or not mandatory) and not self._joins(group, vmid, target):
                 return False
         if not mandatory:
             preferred = self.preferred.get(vmid)

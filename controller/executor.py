@@ -166,6 +166,8 @@ class Executor:
         self, move: Move, inventory: Inventory, running: list[_Running], done: list[Move], plan: Plan, base: ClusterModel
     ) -> str | None:
         """None to start, "wait" to try again later, or why the move is dropped."""
+        if any(m.vmid == move.vmid for m in done) or any(r.move.vmid == move.vmid for r in running):
+            return "the guest already moved in this run: a guest moves at most once per run"
         guest = inventory.guest(move.vmid)
         if guest is None:
             return "the guest no longer exists"

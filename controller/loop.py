@@ -134,7 +134,7 @@ class Controller:
         moves = cycle.plan.moves if balance_ready else _mandatory_prefix(cycle.plan)
         if not moves:
             why = "nothing to do" if not cycle.plan.moves else (
-                f"imbalance above the trigger for less than run.hold_time ({self.config.run.hold_time:.0f}s)"
+                f"imbalance not above the trigger for run.hold_time ({self.config.run.hold_time:.0f}s) yet"
             )
             return CycleSummary("planned", why, now)
         report = self._executor().apply(replace(cycle.plan, moves=moves), cycle.model)
@@ -152,8 +152,9 @@ class Controller:
         if self.state.above_trigger_since is not None:
             self.state.above_trigger_since = None
             self.state.save()
-        # Under the trigger only high-water relief is planned; it needs no hold.
-        return True
+        # Under the trigger the planner may still offer high-water relief; in the loop it waits
+        # like any balancing move, or a diurnal peak would move guests twice a day.
+        return False
 
     def _hold_lock(self) -> bool:
         if self.lock.held:
@@ -184,7 +185,7 @@ class Controller:
         )
 
     def _count(self, outcome: Outcome) -> None:
-        if outcome.result == "not_started":
+        if outcome.result == "not_started" or self.dry_run:
             return
         if outcome.upid is not None:
             self.metrics.migrations.labels("started").inc()

@@ -56,6 +56,7 @@ class Move:
     cpu_cores: float
     est_seconds: float  # estimated migration time
     gain: float = 0.0  # imbalance reduction this step brings
+    usage_source: UsageSource = "prometheus"  # where this guest's demand figures came from
 
 
 @dataclass(frozen=True)

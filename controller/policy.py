@@ -37,10 +37,11 @@ class Policy:
     # `target_imbalance` (default: half the trigger), so a balanced cluster stays still.
     trigger: float = 0.05
     target_imbalance: float | None = None
-    # A balancing move must reduce the imbalance by at least `min_gain` (a fraction of the
-    # current imbalance) plus its cost: `cost_per_gib` per GiB of memory copied, plus
-    # `container_restart_cost` for a running container (restart migration means downtime).
-    min_gain: float = 0.02
+    # A balancing move must lower the imbalance, and its source must be busier than its target
+    # by at least `min_gain` plus the move's cost, all in load points (0..1): `cost_per_gib`
+    # per GiB of memory a live migration copies, `container_restart_cost` for a running
+    # container (restart migration means downtime). Nearly even nodes never trade guests.
+    min_gain: float = 0.05
     cost_per_gib: float = 0.002
     container_restart_cost: float = 0.05
     # Memory is a hard limit: no node ever goes above RAM minus its headroom, at any step.

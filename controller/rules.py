@@ -4,7 +4,7 @@
 - PVE 9 HA rules from /cluster/ha/rules (`ha_rules`),
 - guest tags, in the forms ProxLB and ProxBalance users already have (`tag_rules`).
 
-Rules name guests by VMID and/or pool; `GuestSelector.matches` is the one membership test.
+Rules name guests by VMID and/or pool (`GuestSelector`); `Constraints.members` resolves them.
 """
 
 from __future__ import annotations
@@ -29,9 +29,6 @@ PIN_PREFIXES = ("plb_pin_",)
 class GuestSelector:
     vmids: frozenset[int] = frozenset()
     pools: frozenset[str] = frozenset()
-
-    def matches(self, guest: Guest) -> bool:
-        return guest.vmid in self.vmids or (guest.pool is not None and guest.pool in self.pools)
 
     def describe(self) -> str:
         parts = [f"VMs {', '.join(map(str, sorted(self.vmids)))}"] if self.vmids else []

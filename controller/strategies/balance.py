@@ -2,14 +2,16 @@
 low enough, no move is worth its cost, or the move budget is spent.
 
 Each round scores every movable running guest on the few most loaded nodes against the
-least loaded nodes, in O(1) per pair from the running load sums. A move is taken only when
-its relative imbalance reduction clears `min_gain` plus its cost.
+least loaded nodes, in O(1) per pair from the running load sums, and takes the move that
+lowers the imbalance most. A move qualifies only when its source is busier than its target
+by at least `min_gain` plus the move's cost (in load points), so no guest moves between
+nodes that are nearly even, and a big or restarting guest needs a bigger difference.
 """
 
 from __future__ import annotations
 
 from ..model import MoveKind
-from ..placement import NodeState, imbalance_from_sums
+from ..placement import NodeState
 from .context import Context
 
 SOURCES = 3  # most loaded nodes whose guests are candidates each round
@@ -44,7 +46,11 @@ def balance(ctx: Context) -> None:
         if swapped:
             made += swapped
             continue
-        ctx.notes.append(f"balancing stopped: no further move is worth its cost (imbalance {current:.3f})")
+        full = sorted(n.name for n in state.active if n.moves >= policy.max_moves_per_node)
+        ctx.notes.append(
+            f"balancing stopped: no further move is worth its cost (imbalance {current:.3f})"
+            + (f"; {', '.join(full)} reached max_moves_per_node" if full else "")
+        )
         return
     ctx.notes.append(f"balancing stopped: move budget of {policy.max_moves} spent")
 
@@ -68,30 +74,37 @@ def _best_move(ctx: Context, current: float) -> bool:
     state, policy = ctx.state, ctx.policy
     nodes = _open_nodes(ctx)
     targets = sorted(nodes, key=lambda n: (n.load, n.name))[:TARGETS]
-    n, s1, s2 = len(state.active), state.s1, state.s2
-    best_score = policy.min_gain
-    best: tuple[int, NodeState, NodeState, float] | None = None
+    s1, s2 = state.s1, state.s2
+    # The imbalance grows with S2 / S1^2 (for a fixed node count): compare that, and take the
+    # square root only once for the winner. Start from today's value: a move must improve it.
+    best_q = s2 / (s1 * s1) if s1 > 0 else 0.0
+    best: tuple[int, NodeState, NodeState] | None = None
     for source in _sources(ctx, nodes, SOURCES):
+        base2 = s2 - source.load * source.load
         for vmid in _candidates(ctx, source):
             d = state.demand[vmid]
-            cost = ctx.cost(vmid)
+            margin = policy.min_gain + ctx.cost(vmid)
             out = source.kc * d.cpu + source.km * d.mem
             new_s = source.load - out
-            for target in targets:
-                if target is source or target.load >= source.load:
-                    continue
+            rest2 = base2 + new_s * new_s
+            for target in targets:  # least loaded first: once the gap is too small, so are the rest
+                if source.load - target.load < margin:
+                    break
                 into = target.kc * d.cpu + target.km * d.mem
                 new_t = target.load + into
                 t1 = s1 - out + into
-                t2 = s2 - source.load**2 - target.load**2 + new_s * new_s + new_t * new_t
-                after = imbalance_from_sums(t1, t2, n)
-                score = (current - after) / current - cost
-                if score <= best_score or not ctx.feasible(vmid, target, mandatory=False):
+                q = (rest2 - target.load * target.load + new_t * new_t) / (t1 * t1)
+                if q >= best_q or not ctx.feasible(vmid, target, mandatory=False):
                     continue
-                best_score, best = score, (vmid, source, target, after)
+                best_q, best = q, (vmid, source, target)
     if best is None:
         return False
-    vmid, source, target, after = best
+    vmid, source, target = best
+    after = state.imbalance_after(
+        ((source, -state.contribution(vmid, source)), (target, state.contribution(vmid, target)))
+    )
+    if after >= current:
+        return False
     ctx.commit(vmid, target.name, MoveKind.BALANCE, _reason(source, target, current, after))
     return True
 
@@ -102,7 +115,7 @@ def _best_swap(ctx: Context, current: float, budget: int) -> int:
     state, policy = ctx.state, ctx.policy
     nodes = _open_nodes(ctx, room=2)
     targets = sorted(nodes, key=lambda n: (n.load, n.name))[:SWAP_TARGETS]
-    best_score = 0.0
+    best_after = current
     best: tuple[list[tuple[int, str, str]], NodeState, NodeState, float] | None = None
     for source in _sources(ctx, nodes, SWAP_SOURCES):
         big = sorted(_candidates(ctx, source), key=lambda v: (-state.contribution(v, source), v))[:SWAP_GUESTS]
@@ -115,18 +128,16 @@ def _best_swap(ctx: Context, current: float, budget: int) -> int:
                     delta_s = state.contribution(b, source) - state.contribution(a, source)
                     delta_t = state.contribution(a, target) - state.contribution(b, target)
                     after = state.imbalance_after(((source, delta_s), (target, delta_t)))
-                    gain = (current - after) / current - ctx.cost(a) - ctx.cost(b)
-                    # every move must pay its own margin; a staged swap moves `b` twice
-                    if gain - 3 * policy.min_gain - ctx.cost(b) <= best_score and gain - 2 * policy.min_gain <= best_score:
+                    margin = policy.min_gain + ctx.cost(a) + ctx.cost(b)
+                    if after >= best_after or source.load - target.load < margin:
                         continue
                     if not _swap_allowed(ctx, a, b, source, target):
                         continue
                     steps = _swap_order(ctx, a, b, source, target, budget)
-                    if steps is None:
+                    # a staged swap moves `b` twice: it must pay for that too
+                    if steps is None or (len(steps) == 3 and source.load - target.load < margin + ctx.cost(b)):
                         continue
-                    score = gain - len(steps) * policy.min_gain - (len(steps) - 2) * ctx.cost(b)
-                    if score > best_score:
-                        best_score, best = score, (steps, source, target, after)
+                    best_after, best = after, (steps, source, target, after)
     if best is None:
         return 0
     steps, source, target, after = best

@@ -23,6 +23,7 @@ class Context:
         self.moves: list[Move] = []
         self.problems: list[str] = []
         self.notes: list[str] = []
+        self._costs: dict[int, float] = {}
         self.residents: dict[str, set[int]] = {name: set() for name in state.nodes}
         for vmid, node in state.where.items():
             if node in self.residents:
@@ -45,12 +46,17 @@ class Context:
         return round(self.state.demand[vmid].mem / self.policy.migration_bandwidth + 1.0, 1)
 
     def cost(self, vmid: int) -> float:
-        """The extra relative gain a balancing move of this guest must bring (see Policy)."""
-        if not self.running(vmid):
-            return 0.0
-        if self.rules.guests[vmid].type == "lxc":
-            return self.policy.container_restart_cost
-        return self.policy.cost_per_gib * self.state.demand[vmid].mem / GIB
+        """The extra load difference a balancing move of this guest must bridge (see Policy)."""
+        cost = self._costs.get(vmid)
+        if cost is None:
+            if not self.running(vmid):
+                cost = 0.0
+            elif self.rules.guests[vmid].type == "lxc":
+                cost = self.policy.container_restart_cost
+            else:
+                cost = self.policy.cost_per_gib * self.state.demand[vmid].mem / GIB
+            self._costs[vmid] = cost
+        return cost
 
     # --- targets --------------------------------------------------------------------------
 
@@ -128,6 +134,7 @@ class Context:
             cpu_cores=round(demand.cpu, 3),
             est_seconds=self.est_seconds(vmid),
             gain=round(before - self.state.imbalance(), 6),
+            usage_source=self.state.source[vmid],
         )
         self.moves.append(move)
         return move
@@ -142,5 +149,14 @@ class Context:
         if target is not None and self.feasible(vmid, target, mandatory=True):
             self.commit(vmid, target.name, MoveKind.MANDATORY, reason)
             return True
-        self.problems.append(f"guest {vmid} ({self.rules.guests[vmid].name}) must move ({reason}) but no node has room for it under the rules")
+        self.problems.append(f"guest {vmid} ({self.rules.guests[vmid].name}) must move ({reason}) but {self._why_stuck(vmid)}")
         return False
+
+    def _why_stuck(self, vmid: int) -> str:
+        allowed = [t.name for t in self.state.nodes.values()
+                   if t.name != self.state.where[vmid] and self.rules.rules_allow(vmid, t.name, True)]
+        if not allowed:
+            return "the rules allow no online node outside maintenance for it"
+        d = self.state.demand[vmid]
+        return (f"none of the nodes the rules allow ({', '.join(allowed)}) has room for its "
+                f"{d.mem / GIB:.1f} GiB and {d.vcpus:g} vCPUs within the headroom and overcommit limits")

@@ -10,7 +10,9 @@ from .context import Context
 def repair_node_affinity(ctx: Context) -> None:
     for vmid, allowed in sorted(ctx.rules.allowed.items()):
         where = ctx.state.where[vmid]
-        if not allowed or where in allowed or not _can_repair(ctx, vmid, ctx.rules.allowed_by[vmid]):
+        if not allowed or where in allowed or vmid in ctx.rules.stranded:
+            continue
+        if not _can_repair(ctx, vmid, ctx.rules.allowed_by[vmid]):
             continue
         ctx.place(vmid, f"{ctx.rules.allowed_by[vmid]} requires {', '.join(sorted(allowed))}")
 

@@ -103,7 +103,7 @@ def test_hysteresis_waits_for_the_hold_time_but_not_for_mandatory_moves(frozen_s
     assert first.result == "applied" and first.report is not None
     assert {o.move.kind for o in first.report.outcomes} == {MoveKind.MANDATORY}  # web01 leaves web02 only
     frozen_sim.advance(600)
-    assert controller.cycle().reason.startswith("imbalance above the trigger for less than run.hold_time")
+    assert controller.cycle().reason.startswith("imbalance not above the trigger for run.hold_time")
     frozen_sim.advance(1800)
     later = controller.cycle()
     assert later.result == "applied" and later.report is not None

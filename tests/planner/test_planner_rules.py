@@ -161,7 +161,7 @@ def test_evacuation_without_room_is_a_problem_and_never_overfills():
     guests = [guest(100, "pve2", 1, 12), guest(101, "pve1", 1, 6)]
     result = checked_plan(cluster(nodes, guests, maintenance=["pve2"]))
     assert result.moves == ()
-    assert any("no node has room" in p for p in result.problems)
+    assert any("none of the nodes the rules allow (pve1) has room for its 12.0 GiB" in p for p in result.problems)
 
 
 def test_evacuation_makes_room_by_moving_a_smaller_guest_first():
@@ -222,3 +222,20 @@ def test_stopped_guests_are_evacuated_from_maintenance_cheaply():
     guests = [guest(100, "pve3", 3, 8, status="stopped")]
     result = checked_plan(cluster(THREE, guests, maintenance=["pve3"]))
     assert [m.vmid for m in result.moves] == [100] and result.moves[0].est_seconds <= 5
+
+
+def test_a_guest_pinned_to_a_node_in_maintenance_stays_and_is_reported():
+    guests = [guest(100, "pve1", 1, 2, tags=["plb_pin_pve3"]), guest(101, "pve3", 1, 2, tags=["plb_pin_pve3"])]
+    result = checked_plan(cluster(THREE, guests, maintenance=["pve3"]), policy=Policy(trigger=1.0))
+    assert result.moves == ()
+    assert any("guest 100" in p and "allows only pve3, now offline or in maintenance" in p for p in result.problems)
+    assert any("guest 101" in p and "the rules allow no online node outside maintenance" in p for p in result.problems)
+
+
+def test_an_affinity_group_leaves_a_maintenance_node_together():
+    guests = [guest(100, "pve3", 1, 4, tags=["plb_affinity_app"]), guest(101, "pve3", 1, 4, tags=["plb_affinity_app"]),
+              guest(102, "pve1", 2, 8)]
+    model = cluster(THREE, guests, maintenance=["pve3"])
+    result = checked_plan(model, policy=Policy(trigger=1.0))
+    assert [(m.vmid, m.target) for m in result.moves] == [(100, "pve2"), (101, "pve2")]
+    assert all("affinity group 'app'" in m.reason for m in result.moves)

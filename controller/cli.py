@@ -21,11 +21,12 @@ from controller.cycle import Cycle, cycle_rules, hold_from_state, run_cycle
 from controller.executor import ApplyReport, Executor
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics
-from controller.model import Plan
+from controller.model import ClusterModel, Plan
 from controller.observe import observe
 from controller.plancheck import check_plan
 from controller.promql import PromQL
 from controller.report import plan_from_dict, plan_to_dict, render_table
+from controller.rules import RuleSet
 from controller.server import ControllerServer
 from controller.state import ControllerLock, LoopState
 from pveapi.client import PveClient
@@ -173,7 +174,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _saved_plan(
     path: Path, config: Config, client: PveClient, promql: PromQL | None, hold: Mapping[int, str]
-) -> tuple[Plan, Any, Any]:
+) -> tuple[Plan, ClusterModel, RuleSet]:
     try:
         plan = plan_from_dict(json.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:

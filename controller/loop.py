@@ -22,7 +22,7 @@ from controller.config import Config
 from controller.cycle import Cycle, hold_from_state, run_cycle
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.metrics import ControllerMetrics
-from controller.model import MoveKind, Plan
+from controller.model import Move, MoveKind, Plan
 from controller.promql import PromQL
 from controller.report import plan_to_dict
 from controller.server import Endpoints
@@ -232,9 +232,9 @@ class Controller:
         }
 
 
-def _mandatory_prefix(plan: Plan) -> tuple:
+def _mandatory_prefix(plan: Plan) -> tuple[Move, ...]:
     """The leading mandatory moves: a prefix of a plan is feasible at every step, like the plan."""
-    prefix = []
+    prefix: list[Move] = []
     for move in plan.moves:
         if move.kind is not MoveKind.MANDATORY:
             break

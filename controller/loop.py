@@ -198,6 +198,8 @@ class Controller:
         history = cycle.observation.history
         if history is not None and history.data_age is not None:
             self.metrics.data_age.set(history.data_age)
+        elif self.promql is not None:
+            self.metrics.data_age.set(float("nan"))  # Prometheus down or empty: no age to report
         self.current_plan = {
             **plan_to_dict(cycle.plan),
             "generated_at": now,

@@ -64,20 +64,24 @@ def row(name: str, samples: list[float]) -> str:
     return f"| {name} | {len(samples)} | {statistics.median(samples):.0f} | {max(samples):.0f} |"
 
 
+def start_simulator(scenario: str, port: int) -> tuple[subprocess.Popen[str], dict[str, Any]]:
+    """pvebalance-sim in its own process (client and server do not share a GIL), clock frozen;
+    returns it with its `sim_started` event (url, cert)."""
+    command = [sys.executable, "-m", "simulator.cli", "--scenario", scenario, "--port", str(port),
+               "--time-scale", "0", "--log-format", "json", "--token", f"{TOKEN_ID}={TOKEN_VALUE}"]
+    server = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    assert server.stderr is not None
+    return server, json.loads(server.stderr.readline())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scenario", default="large")
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--port", type=int, default=18302)
+    parser.add_argument("--scenario", default="large", help="a simulator scenario (demo, large or a file)")
+    parser.add_argument("--runs", type=int, default=5, help="timed repetitions of each step")
+    parser.add_argument("--port", type=int, default=18302, help="the simulator's port")
     args = parser.parse_args()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "simulator.cli", "--scenario", args.scenario, "--port", str(args.port),
-         "--time-scale", "0", "--log-format", "json", "--token", f"{TOKEN_ID}={TOKEN_VALUE}"],
-        cwd=ROOT, stderr=subprocess.PIPE, text=True,
-    )
+    server, started = start_simulator(args.scenario, args.port)
     try:
-        assert server.stderr is not None
-        started = json.loads(server.stderr.readline())
         admin = started["url"].replace("/api2/json", "/_sim")
         host = f"127.0.0.1:{args.port}"
         proxmox = {"host": host, "user": "root@pam", "token_name": "bench", "token_value": TOKEN_VALUE,

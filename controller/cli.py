@@ -21,11 +21,12 @@ from controller.cycle import Cycle, cycle_rules, hold_from_state, run_cycle
 from controller.executor import ApplyReport, Executor
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics
-from controller.model import Plan
+from controller.model import ClusterModel, Move, Plan
 from controller.observe import observe
 from controller.plancheck import check_plan
 from controller.promql import PromQL
 from controller.report import plan_from_dict, plan_to_dict, render_table
+from controller.rules import RuleSet
 from controller.server import ControllerServer
 from controller.state import ControllerLock, LoopState
 from pveapi.client import PveClient
@@ -162,7 +163,7 @@ def _apply(args: argparse.Namespace) -> int:
         _on_signals(stop.set)
         executor = Executor(
             client, rules, config.policy, config.apply, dry_run=args.dry_run,
-            should_stop=stop.is_set, on_event=_Progress(len(plan.moves)), on_moved=state.record_move,
+            should_stop=stop.is_set, on_event=_Progress(plan.moves), on_moved=state.record_move,
         )
         report = executor.apply(plan, base)
         print(("dry run: " if args.dry_run else "") + report.summary)
@@ -173,7 +174,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _saved_plan(
     path: Path, config: Config, client: PveClient, promql: PromQL | None, hold: Mapping[int, str]
-) -> tuple[Plan, Any, Any]:
+) -> tuple[Plan, ClusterModel, RuleSet]:
     try:
         plan = plan_from_dict(json.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
@@ -189,23 +190,24 @@ def _saved_plan(
 
 
 class _Progress:
-    """Terminal progress: each migration's state and a running summary."""
+    """Terminal progress: each migration's state, with a running summary after each outcome."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.counts: dict[str, int] = {}
+    def __init__(self, moves: Sequence[Move]) -> None:
+        self.position = {m.vmid: i for i, m in enumerate(moves, start=1)}
+        self.total = len(moves)
+        self.counts = dict.fromkeys(("succeeded", "failed", "dropped", "not_started"), 0)
 
     def __call__(self, event: Mapping[str, Any]) -> None:
-        move = event["move"]
-        kind = str(event["event"])
-        if kind != "started":
-            self.counts[kind] = self.counts.get(kind, 0) + 1
-        done = sum(self.counts.values())
-        detail = event["outcome"].detail if "outcome" in event else event.get("upid", "")
-        print(
-            f"[{done}/{self.total}] {kind:<11} {move.type}/{move.vmid} {move.name} {move.source} -> {move.target}: {detail}",
-            flush=True,
-        )
+        move, kind = event["move"], str(event["event"])
+        head = f"[{self.position.get(move.vmid, '?')}/{self.total}] {move.type}/{move.vmid} {move.name} {move.source} -> {move.target}:"
+        if kind == "started":
+            print(f"{head} started ({event['upid']})", flush=True)
+            return
+        outcome = event["outcome"]
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        took = f" after {outcome.seconds:.0f}s" if outcome.seconds >= 1 else ""
+        summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.counts.items() if n)
+        print(f"{head} {kind.replace('_', ' ')}{took} - {outcome.detail}  [{summary}]", flush=True)
 
 
 def _on_signals(handler: Any) -> None:

@@ -22,7 +22,7 @@ from controller.config import Config
 from controller.cycle import Cycle, hold_from_state, run_cycle
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.metrics import ControllerMetrics
-from controller.model import MoveKind, Plan
+from controller.model import Move, MoveKind, Plan
 from controller.promql import PromQL
 from controller.report import plan_to_dict
 from controller.server import Endpoints
@@ -198,6 +198,8 @@ class Controller:
         history = cycle.observation.history
         if history is not None and history.data_age is not None:
             self.metrics.data_age.set(history.data_age)
+        elif self.promql is not None:
+            self.metrics.data_age.set(float("nan"))  # Prometheus down or empty: no age to report
         self.current_plan = {
             **plan_to_dict(cycle.plan),
             "generated_at": now,
@@ -232,9 +234,9 @@ class Controller:
         }
 
 
-def _mandatory_prefix(plan: Plan) -> tuple:
+def _mandatory_prefix(plan: Plan) -> tuple[Move, ...]:
     """The leading mandatory moves: a prefix of a plan is feasible at every step, like the plan."""
-    prefix = []
+    prefix: list[Move] = []
     for move in plan.moves:
         if move.kind is not MoveKind.MANDATORY:
             break

@@ -168,26 +168,31 @@ def crs_auto_rebalance(crs: Any) -> bool:
 
 def movable(
     client: PveClient, guests: Iterable[tuple[Guest, str]], allow_local_disks: bool
-) -> dict[int, str]:
+) -> tuple[dict[int, str], str | None]:
     """Ask the API's migrate precondition check about (guest, target) pairs.
 
-    Returns vmid -> reason for each guest the API would refuse to move to that target. One
-    GET per pair; containers have the check only on PVE 9 (501 on PVE 8: PVE decides at
-    migrate time, and a refusal there is a dropped move, not a broken cluster).
+    Returns vmid -> reason for each guest the API would refuse to move to that target, and a
+    warning when the check could not be made. One GET per pair; containers have the check only
+    on PVE 9 (501 on PVE 8: PVE decides at migrate time, and a refusal there is a dropped
+    move, not a broken cluster). The check needs VM.Migrate: a read-only token plans without
+    it (the refusal then shows up in `apply`, which needs VM.Migrate anyway).
     """
     blocked: dict[int, str] = {}
+    warning: str | None = None
     for guest, target in guests:
         path = f"/nodes/{guest.node}/{guest.type}/{guest.vmid}/migrate"
         try:
             answer = client.get(path, target=target)
         except ApiError as exc:
-            if exc.kind is not ErrorKind.NOT_IMPLEMENTED:
+            if exc.kind is ErrorKind.PERMISSION:
+                warning = "the token may not run migrate precondition checks (VM.Migrate): local disks and resources are not checked"
+            elif exc.kind is not ErrorKind.NOT_IMPLEMENTED:
                 blocked[guest.vmid] = f"migrate check failed: {exc}"
             continue
         reason = _refusal(answer if isinstance(answer, Mapping) else {}, target, allow_local_disks)
         if reason:
             blocked[guest.vmid] = reason
-    return blocked
+    return blocked, warning
 
 
 def _refusal(answer: Mapping[str, Any], target: str, allow_local_disks: bool) -> str | None:

@@ -131,6 +131,18 @@ def test_check_names_each_problem_on_its_own_line(frozen_sim, tmp_path: Path, ca
     assert MONITOR_TOKEN not in out
 
 
+def test_a_read_only_token_can_plan(frozen_sim, tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path, frozen_sim, proxmox={"user": "monitor@pve", "token_name": "exporter"},
+                          token_value=MONITOR_TOKEN)
+    # PVE's precondition check needs VM.Migrate (the simulator lets VM.Audit through; answer as PVE does).
+    frozen_sim.inject_fault({"type": "error", "endpoint": "GET /nodes/{node}/*/{vmid}/migrate", "status": 403,
+                             "message": "Permission check failed (/vms/100, VM.Migrate)"})
+    code, out, _ = _run(capsys, "--config", str(config), "plan", "--output", "json")
+    plan = json.loads(out)
+    assert code == 0 and plan["moves"]
+    assert any("may not run migrate precondition checks (VM.Migrate)" in w for w in plan["warnings"])
+
+
 def test_check_with_prometheus_without_pve_series(frozen_sim, tmp_path: Path, capsys) -> None:
     with running_prometheus(tmp_path / "empty") as prom:
         config = write_config(tmp_path, frozen_sim, prometheus={"url": prom.url})

@@ -45,7 +45,7 @@ class Children:
         self._running.append((name, process))
         return process
 
-    def signal(self, name: str, signum: int) -> None:
+    def send_signal(self, name: str, signum: int) -> None:
         """Send `signum` to the running process started as `name`."""
         for started, process in self._running:
             if started == name and process.poll() is None:

@@ -111,7 +111,7 @@ class LocalStack:
 
     def reload_prometheus(self) -> None:
         """Re-read prometheus.yml and the rule files (Prometheus' SIGHUP)."""
-        self.children.signal("prometheus", signal.SIGHUP)
+        self.children.send_signal("prometheus", signal.SIGHUP)
 
     def start_alertmanager(self) -> str:
         """Debian's Alertmanager with the product's routes; the controller's webhook gets its alerts."""

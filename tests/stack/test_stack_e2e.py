@@ -7,9 +7,10 @@ One stack serves the module; the fixture runs its story in order:
 2. the product's alert rules with durations shortened to seconds (the full durations are
    covered by promtool unit tests) and the CPU threshold set between the two busiest nodes,
    so exactly one node is overloaded;
-3. the same history copied into VictoriaMetrics, and `pvebalance plan` against both;
-4. `pvebalance run` in automatic mode, scraped by Prometheus, balancing the cluster, and
-   reached by Alertmanager (Debian's, with the product's routes) through its webhook.
+3. `pvebalance run` in manual mode, scraped by Prometheus and reached by Alertmanager
+   (Debian's, with the product's routes) through its webhook;
+4. the same history copied into VictoriaMetrics, and `pvebalance plan` against both;
+5. `pvebalance run` in automatic mode until its first wave of migrations is done.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import yaml
 
 from demoloop.processes import free_port, http_ok, wait_until
 from demoloop.stack import ROOT, LocalStack
+from pveapi.errors import PvebalanceError
 from tests.stack.dashboards import panel_queries
 
 RULES = ROOT / "prometheus" / "rules"
@@ -111,6 +113,14 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
                    "PveNodeCpuHigh firing", 60)
         result = Story(stack, started, overloaded=ranked[0], coolest=ranked[-1])
 
+        # The loop in manual mode first: it plans and publishes, and Alertmanager reaches its webhook.
+        stack.start_controller(automation="manual", interval="10s")
+        try:
+            wait_until(lambda: any(e["event"] == "webhook.received" for e in _webhook_events(stack)),
+                       "Alertmanager calling the controller's webhook", 240)
+        except PvebalanceError as exc:
+            pytest.fail(f"{exc}; Alertmanager's log:\n{stack.children.log_tail('alertmanager', 30)}")
+
         victoria_port = free_port()
         victoria = f"http://127.0.0.1:{victoria_port}"
         stack.children.start("victoria-metrics", [
@@ -122,11 +132,11 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
         result.plans["victoria-metrics"] = _plan(
             stack, stack.write_controller_config("controller-victoria.yml", prometheus_url=victoria))
 
+        # Then in automatic mode until its first wave of migrations is done.
+        stack.children.stop("controller")
         stack.start_controller(automation="automatic", interval="10s", hold_time=0)
         wait_until(lambda: bool(stack.query('pvebalance_migrations_total{result="succeeded"} > 0'))
                    and not _tasks_running(stack), "the controller's first migrations", 240)
-        wait_until(lambda: any(e["event"] == "webhook.received" for e in _webhook_events(stack)),
-                   "Alertmanager calling the controller's webhook", 240)
         # Stop the loop (it lets running migrations finish) so placement holds still for the checks.
         stack.children.stop("controller")
         wait_until(lambda: not _tasks_running(stack), "migrations to finish", 120)

@@ -68,7 +68,7 @@ def _backfill_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sim-admin-token-env", default=None,
                         help="environment variable holding the simulator's --admin-token, if it has one")
     parser.add_argument("--module", default=None, help="config module to connect with (default: the default module)")
-    parser.add_argument("--hours", type=float, default=24.0, help="history to write, ending at the simulator's now (default 24)")
+    parser.add_argument("--hours", type=float, default=24.0, help="history to write, ending at the simulator's now or the wall clock, whichever is earlier (default 24)")
     parser.add_argument("--step", type=float, default=60.0, help="seconds between samples (default 60)")
     parser.add_argument("--output", type=Path, required=True, help="Prometheus' data directory (--storage.tsdb.path)")
     parser.add_argument("--promtool", default="promtool", help="promtool binary (default: promtool on the PATH)")
@@ -133,7 +133,10 @@ def run_backfill(args: argparse.Namespace) -> int:
             raise PvebalanceError(f"--sim-admin-token-env: environment variable {args.sim_admin_token_env} is not set")
         token = Secret(value)
     labels = dict(_label(text) for text in args.label)
-    end, _ = SimClock(args.sim_admin_url, settings.verify_ssl, token).get()
+    sim_now, _ = SimClock(args.sim_admin_url, settings.verify_ssl, token).get()
+    # Prometheus stamps live scrapes with the wall clock: history past it (a simulator running
+    # faster than real time is ahead) would make the first live samples "out of bounds".
+    end = min(sim_now, time.time())
     report = backfill(
         settings, args.sim_admin_url, end - args.hours * 3600, end, args.step, args.output,
         _collector_options(args), args.promtool, token, labels,

@@ -6,4 +6,5 @@ bash scripts/setup.sh test
 # The peers our contract tests run against the simulator (bench-only, see bench/requirements.txt).
 .venv/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 bash scripts/ensure-prometheus.sh
+bash scripts/ensure-stack-tools.sh
 exec .venv/bin/python -m pytest "$@"

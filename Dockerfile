@@ -1,0 +1,23 @@
+# One image for pvebalance-exporter, pvebalance (the controller) and pvebalance-sim;
+# docker-compose.yml picks the program with `command:`.
+FROM python:3.11-slim-bookworm
+
+# openssl: the simulator makes its TLS certificate with it (and the demo's sim-tls step).
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends openssl \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /opt/pvebalance
+COPY pyproject.toml README.md ./
+COPY pveapi ./pveapi
+COPY exporter ./exporter
+COPY controller ./controller
+COPY simulator ./simulator
+RUN pip install --no-cache-dir . \
+ && useradd --system --uid 10001 --home-dir /var/lib/pvebalance --create-home pvebalance \
+ && mkdir -p /etc/pvebalance/tls
+
+USER pvebalance
+# exporter, controller, simulator
+EXPOSE 19221 9883 8006
+CMD ["pvebalance-exporter", "--help"]

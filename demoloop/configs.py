@@ -1,0 +1,66 @@
+"""The configuration files the local stack writes for the programs it starts (pure functions)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pveapi.errors import ConfigError
+
+EXPORTER_JOB = "pvebalance-exporter"
+CONTROLLER_JOB = "pvebalance-controller"
+
+
+def exporter_config(api_host: str, user: str, token_name: str, token_file: Path, ca_path: Path) -> str:
+    return yaml.safe_dump({"default": {
+        "host": api_host, "user": user, "token_name": token_name,
+        "token_value_file": str(token_file), "verify_ssl": str(ca_path),
+    }}, sort_keys=False)
+
+
+def prometheus_config(product_config: Path, targets: Mapping[str, str], interval: str,
+                      rule_files: Sequence[Path] | None = None) -> str:
+    """The product's prometheus.yml with local targets: the same jobs and rules, no Alertmanager.
+
+    `targets` maps job name -> host:port; jobs without a target are left out. `rule_files`
+    replaces the product's rules (tests use it to shorten alert durations). The exporter's
+    samples lose the `job` and `instance` labels Prometheus adds, because backfilled history
+    has none: live scrapes then continue the backfilled series instead of starting new ones,
+    so averages over a window that spans both are taken over one series.
+    """
+    try:
+        config: dict[str, Any] = yaml.safe_load(product_config.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(f"{product_config}: cannot read it ({exc.strerror}); run from a pvebalance checkout") from None
+    jobs = []
+    for job in config["scrape_configs"]:
+        if job["job_name"] in targets:
+            job = {**job, "static_configs": [{"targets": [targets[job["job_name"]]]}]}
+            if job["job_name"] == EXPORTER_JOB:
+                job["metric_relabel_configs"] = [{"action": "labeldrop", "regex": "job|instance"}]
+            jobs.append(job)
+    config["scrape_configs"] = jobs
+    if rule_files is None:
+        config["rule_files"] = [str(product_config.parent / pattern) for pattern in config.get("rule_files", [])]
+    else:
+        config["rule_files"] = [str(path) for path in rule_files]
+    config.pop("alerting", None)
+    # Faster than production so live figures and rule results appear within seconds.
+    config["global"] = {**config["global"], "scrape_interval": interval, "evaluation_interval": interval,
+                        "scrape_timeout": interval}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def controller_config(api_host: str, user: str, token_name: str, token_file: Path, ca_path: Path,
+                      prometheus_url: str | None, run: Mapping[str, Any]) -> str:
+    config: dict[str, Any] = {
+        "proxmox": {"host": api_host, "user": user, "token_name": token_name,
+                    "token_value_file": str(token_file), "verify_ssl": str(ca_path)},
+        "run": dict(run),
+    }
+    if prometheus_url is not None:
+        config["prometheus"] = {"url": prometheus_url, "window": "1h"}
+    return yaml.safe_dump(config, sort_keys=False)

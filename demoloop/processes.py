@@ -1,0 +1,97 @@
+"""The child processes the demo starts, and their guaranteed end.
+
+Every process is started through `Children` and ended by `Children.stop()` (newest first),
+which the demo calls from `finally` and from its SIGTERM/SIGINT handler, so nothing it
+started outlives it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+import requests
+
+from pveapi.errors import PvebalanceError
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Children:
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self._running: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+        """Start `argv` with stdout and stderr in <log_dir>/<name>.log."""
+        with self.log_path(name).open("ab") as log:
+            try:
+                process = subprocess.Popen(
+                    list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    env=dict(env) if env is not None else None,
+                    start_new_session=True,  # Ctrl-C reaches the demo, which then stops its children in order
+                )
+            except OSError as exc:
+                raise PvebalanceError(f"cannot start {name} ({argv[0]}): {exc.strerror}") from None
+        self._running.append((name, process))
+        return process
+
+    def signal(self, name: str, signum: int) -> None:
+        """Send `signum` to the running process started as `name`."""
+        for started, process in self._running:
+            if started == name and process.poll() is None:
+                process.send_signal(signum)
+                return
+        raise PvebalanceError(f"{name} is not running")
+
+    def log_path(self, name: str) -> Path:
+        return self.log_dir / f"{name}.log"
+
+    def log_tail(self, name: str, lines: int = 15) -> str:
+        try:
+            text = self.log_path(name).read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+    def stop(self, timeout: float = 15.0) -> None:
+        while self._running:
+            _name, process = self._running.pop()
+            if process.poll() is not None:
+                continue
+            process.terminate()
+            try:
+                process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(process.pid, signal.SIGKILL)
+                process.wait(timeout=timeout)
+
+
+def http_ok(url: str) -> bool:
+    """True once `url` answers 200 (a starting server refuses connections first)."""
+    try:
+        return requests.get(url, timeout=2).status_code == 200
+    except requests.RequestException:
+        return False
+
+
+def wait_until(ready: Callable[[], bool], what: str, timeout: float,
+               process: subprocess.Popen[bytes] | None = None) -> None:
+    """Poll `ready` until it answers True; fail early if `process` exits meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process is not None and process.poll() is not None:
+            raise PvebalanceError(f"{what}: the process exited with code {process.returncode}")
+        if ready():
+            return
+        time.sleep(0.25)
+    raise PvebalanceError(f"{what}: not ready after {timeout:.0f} s")

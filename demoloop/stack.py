@@ -1,0 +1,180 @@
+"""The whole pvebalance loop on one machine: simulator, history, exporter, Prometheus, controller.
+
+`LocalStack` starts each part on 127.0.0.1 and free ports, as separate processes except the
+simulator (in-process), and stops all of them on `close()`. The demo narrates it; the stack's
+end-to-end tests drive it.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from pveapi.errors import PvebalanceError
+from simulator.scenario import ALL_PRIVILEGES, Credential
+from simulator.server import Simulator
+
+from .configs import CONTROLLER_JOB, EXPORTER_JOB, controller_config, exporter_config, prometheus_config
+from .processes import Children, free_port, http_ok, wait_until
+
+ROOT = Path(__file__).resolve().parents[1]
+PRODUCT_PROMETHEUS = ROOT / "prometheus" / "prometheus.yml"
+BIN = Path(sys.executable).parent  # the console scripts installed beside this interpreter
+READ_ONLY = ("Sys.Audit", "VM.Audit", "Datastore.Audit", "Pool.Audit")
+# requests lets these variables override a per-session CA bundle; the children must verify
+# the simulator's own certificate, so they are not passed on.
+_CA_OVERRIDES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def prometheus_installed() -> bool:
+    return shutil.which("prometheus") is not None and shutil.which("promtool") is not None
+
+
+class LocalStack:
+    def __init__(self, workdir: Path, scenario: str | Path = "demo", time_scale: float | None = None) -> None:
+        self.workdir = workdir
+        self.scenario = scenario
+        self.time_scale = time_scale
+        self.children = Children(workdir)
+        self.env = {k: v for k, v in os.environ.items() if k not in _CA_OVERRIDES}
+        self.simulator: Simulator | None = None
+        self.exporter_url: str | None = None
+        self.prometheus_url: str | None = None
+        self.controller_url: str | None = None
+        self._controller_port = free_port()
+        self._tokens = {"exporter": secrets.token_hex(16), "controller": secrets.token_hex(16)}
+
+    # -- the parts, in the order they start -----------------------------------------------
+    def start_simulator(self) -> Simulator:
+        tokens = [
+            Credential("monitor@pve", self._tokens["exporter"], {"/": READ_ONLY}, "stack-exporter"),
+            Credential("root@pam", self._tokens["controller"], {"/": ALL_PRIVILEGES}, "stack-controller"),
+        ]
+        self.simulator = Simulator(self.scenario, host="127.0.0.1", port=0, time_scale=self.time_scale,
+                                   tokens=tokens).start()
+        return self.simulator
+
+    @property
+    def sim(self) -> Simulator:
+        if self.simulator is None:
+            raise PvebalanceError("the simulator is not started")
+        return self.simulator
+
+    @property
+    def exporter_file(self) -> Path:
+        path = self.workdir / "exporter.yml"
+        if not path.exists():
+            self._write("exporter.yml", exporter_config(
+                f"127.0.0.1:{self.sim.port}", "monitor@pve", "stack-exporter", self._token_file("exporter"),
+                self.sim.cert_path))
+        return path
+
+    def backfill(self, hours: float, step: float) -> str:
+        """History through the exporter's collector into Prometheus' data directory; its summary line."""
+        done = subprocess.run(
+            [str(BIN / "pvebalance-exporter"), "backfill", f"--config.file={self.exporter_file}",
+             f"--sim-admin-url={self.sim.admin_url}", f"--hours={hours:g}", f"--step={step:g}",
+             f"--output={self.workdir / 'tsdb'}", "--log.format=json"],
+            capture_output=True, text=True, env=self.env, check=False,
+        )
+        self.children.log_path("backfill").write_text(done.stdout + done.stderr, encoding="utf-8")
+        if done.returncode != 0:
+            raise PvebalanceError(f"backfill failed: {(done.stderr.strip().splitlines() or ['?'])[-1]}")
+        return done.stdout.strip()
+
+    def start_exporter(self) -> str:
+        port = free_port()
+        self.exporter_url = f"http://127.0.0.1:{port}"
+        process = self.children.start("exporter", [
+            str(BIN / "pvebalance-exporter"), f"--config.file={self.exporter_file}",
+            f"--web.listen-address=127.0.0.1:{port}", "--collector.pressure", "--log.format=json"], self.env)
+        wait_until(lambda: http_ok(f"{self.exporter_url}/health"), "exporter", 30, process)
+        return self.exporter_url
+
+    def reload_prometheus(self) -> None:
+        """Re-read prometheus.yml and the rule files (Prometheus' SIGHUP)."""
+        self.children.signal("prometheus", signal.SIGHUP)
+
+    def start_prometheus(self, interval: str = "5s", rule_files: list[Path] | None = None,
+                         scrape_controller: bool = False) -> str:
+        """Prometheus over the backfilled data directory, scraping the exporter (and the controller)."""
+        if self.exporter_url is None:
+            raise PvebalanceError("start the exporter before Prometheus")
+        targets = {EXPORTER_JOB: self.exporter_url.removeprefix("http://")}
+        if scrape_controller:
+            targets[CONTROLLER_JOB] = f"127.0.0.1:{self._controller_port}"
+        config = prometheus_config(PRODUCT_PROMETHEUS, targets, interval, rule_files)
+        port = free_port()
+        self.prometheus_url = f"http://127.0.0.1:{port}"
+        process = self.children.start("prometheus", [
+            str(shutil.which("prometheus")), f"--config.file={self._write('prometheus.yml', config)}",
+            f"--storage.tsdb.path={self.workdir / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+            "--storage.tsdb.retention.time=30d", "--log.level=warn"])
+        wait_until(lambda: http_ok(f"{self.prometheus_url}/-/ready"), "prometheus", 60, process)
+        # The first live scrape and rule evaluation, so what comes next sees fresh figures.
+        wait_until(lambda: bool(self.query("pvebalance:cluster_imbalance:ratio")),
+                   "prometheus: first scrape of the exporter and rule evaluation", 60, process)
+        return self.prometheus_url
+
+    def write_controller_config(self, name: str = "controller.yml", prometheus_url: str | None = None,
+                                **run: Any) -> Path:
+        """The controller's config, querying `prometheus_url` (default: the stack's Prometheus);
+        `run` overrides the run block (automation, interval, hold_time...)."""
+        return self._write(name, controller_config(
+            f"127.0.0.1:{self.sim.port}", "root@pam", "stack-controller", self._token_file("controller"),
+            self.sim.cert_path, prometheus_url or self.prometheus_url,
+            {"state_file": str(self.workdir / "state.json"), "listen": f"127.0.0.1:{self._controller_port}", **run}))
+
+    def start_controller(self, **run: Any) -> str:
+        """`pvebalance run` with its /metrics, /health and /plan on the port Prometheus scrapes."""
+        config = self.write_controller_config(**run)
+        self.controller_url = f"http://127.0.0.1:{self._controller_port}"
+        process = self.children.start("controller", [
+            str(BIN / "pvebalance"), f"--config={config}", "--log-format=json", "--log-level=info", "run"], self.env)
+        wait_until(lambda: http_ok(f"{self.controller_url}/metrics"), "controller", 60, process)
+        return self.controller_url
+
+    def pvebalance(self, *args: str, capture: bool = False, config: Path | None = None) -> subprocess.CompletedProcess[str]:
+        """Run the `pvebalance` CLI with `config` (default: the stack's controller config, written on first use)."""
+        if config is None:
+            config = self.workdir / "controller.yml"
+            if not config.exists():
+                self.write_controller_config()
+        return subprocess.run([str(BIN / "pvebalance"), f"--config={config}", "--log-format=console", *args],
+                              env=self.env, capture_output=capture, text=True, check=False)
+
+    # -- reading Prometheus ---------------------------------------------------------------
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query's result list; [] when Prometheus cannot answer (yet)."""
+        try:
+            answer = requests.get(f"{self.prometheus_url}/api/v1/query", params={"query": expr}, timeout=10).json()
+            return list(answer["data"]["result"])
+        except (requests.RequestException, ValueError, KeyError, TypeError):
+            return []
+
+    # -- housekeeping ---------------------------------------------------------------------
+    def _write(self, name: str, text: str) -> Path:
+        path = self.workdir / name
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    def _token_file(self, which: str) -> Path:
+        path = self.workdir / f"{which}.token"
+        path.touch(mode=0o600)
+        path.write_text(self._tokens[which] + "\n", encoding="utf-8")
+        return path
+
+    def close(self) -> None:
+        """Stop every process started here, then the simulator."""
+        self.children.stop()
+        if self.simulator is not None:
+            self.simulator.stop()
+            self.simulator = None

@@ -305,13 +305,13 @@ def _ha_nodes(raw: Any, where: str) -> tuple[tuple[str, int], ...]:
 
 def tag_rules(guests: Iterable[Guest]) -> RuleSet:
     """Rules carried by guest tags: ignore, anti-affinity, affinity and pin (see docs/rules.md)."""
-    ignored: set[int] = set()
+    ignored: dict[str, set[int]] = {}
     apart: dict[str, set[int]] = {}
     together: dict[str, set[int]] = {}
     pins: dict[int, set[str]] = {}
     for guest in guests:
-        if guest.tags & IGNORE_TAGS:
-            ignored.add(guest.vmid)
+        for tag in sorted(guest.tags & IGNORE_TAGS):
+            ignored.setdefault(tag, set()).add(guest.vmid)
         for prefix in ANTI_AFFINITY_PREFIXES:
             for group in tags_with_prefix(guest.tags, prefix):
                 apart.setdefault(group, set()).add(guest.vmid)
@@ -323,7 +323,7 @@ def tag_rules(guests: Iterable[Guest]) -> RuleSet:
             if nodes:
                 pins.setdefault(guest.vmid, set()).update(nodes)
     return RuleSet(
-        ignore=(IgnoreRule(GuestSelector(frozenset(ignored)), "tag ignore"),) if ignored else (),
+        ignore=tuple(IgnoreRule(GuestSelector(frozenset(v)), f"tag {tag}") for tag, v in sorted(ignored.items())),
         anti_affinity=tuple(
             AntiAffinityRule(group, GuestSelector(frozenset(vmids)), f"tag exclude_{group}")
             for group, vmids in sorted(apart.items())

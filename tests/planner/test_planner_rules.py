@@ -22,7 +22,7 @@ def test_ignore_tags_keep_a_guest_in_place_but_listed(tag):
     result = checked_plan(model)
     assert result.moves == ()
     assert {s.vmid for s in result.skipped} == {100, 101, 102, 103, 104}
-    assert all(s.reason == "ignored by rule or tag" for s in result.skipped)
+    assert all(s.reason == f"ignored (tag {tag})" for s in result.skipped)
 
 
 def test_ignore_by_rules_block_vmid_and_pool():
@@ -32,7 +32,7 @@ def test_ignore_by_rules_block_vmid_and_pool():
     )
     result = checked_plan(cluster(THREE, guests), rules)
     assert result.moves == ()
-    assert {s.vmid for s in result.skipped} == {100, 101, 102, 103, 104, 200}
+    assert {s.vmid: s.reason for s in result.skipped} == {v: "ignored (config rules)" for v in (100, 101, 102, 103, 104, 200)}
 
 
 @pytest.mark.parametrize("prefix", ["exclude_", "plb_anti_affinity_"])

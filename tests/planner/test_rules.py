@@ -122,7 +122,7 @@ def test_proxlb_and_proxbalance_tags_become_rules():
         guest(106, "pve1", tags=["plb_pin_pve2", "plb_pin_pve3"])[0],
     ]
     rules = tag_rules(guests)
-    assert rules.ignore[0].selector.vmids == frozenset({100, 101})
+    assert [(r.source, r.selector.vmids) for r in rules.ignore] == [("tag ignore", {100}), ("tag plb_ignore", {101})]
     # both spellings of a group name one group
     assert [(r.name, r.selector.vmids) for r in rules.anti_affinity] == [("dns", frozenset({102, 103}))]
     assert [(r.name, r.selector.vmids) for r in rules.affinity] == [("app", frozenset({104, 105}))]

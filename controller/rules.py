@@ -19,7 +19,8 @@ from pveapi.tags import tags_with_prefix
 
 from . import values
 
-IGNORE_TAGS = frozenset({"ignore", "plb_ignore"})  # ProxBalance, ProxLB
+IGNORE_TAG = "ignore"  # ProxBalance
+IGNORE_PREFIX = "plb_ignore"  # ProxLB: any tag starting with it (plb_ignore, plb_ignore_backup, ...)
 ANTI_AFFINITY_PREFIXES = ("exclude_", "plb_anti_affinity_")  # ProxBalance, ProxLB
 AFFINITY_PREFIXES = ("plb_affinity_",)
 PIN_PREFIXES = ("plb_pin_",)
@@ -310,7 +311,7 @@ def tag_rules(guests: Iterable[Guest]) -> RuleSet:
     together: dict[str, set[int]] = {}
     pins: dict[int, set[str]] = {}
     for guest in guests:
-        for tag in sorted(guest.tags & IGNORE_TAGS):
+        for tag in sorted(t for t in guest.tags if t == IGNORE_TAG or t.startswith(IGNORE_PREFIX)):
             ignored.setdefault(tag, set()).add(guest.vmid)
         for prefix in ANTI_AFFINITY_PREFIXES:
             for group in tags_with_prefix(guest.tags, prefix):

@@ -31,11 +31,6 @@ class GuestSelector:
     vmids: frozenset[int] = frozenset()
     pools: frozenset[str] = frozenset()
 
-    def describe(self) -> str:
-        parts = [f"VMs {', '.join(map(str, sorted(self.vmids)))}"] if self.vmids else []
-        parts += [f"pool {', '.join(sorted(self.pools))}"] if self.pools else []
-        return " and ".join(parts) or "no guests"
-
 
 @dataclass(frozen=True)
 class IgnoreRule:

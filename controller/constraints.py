@@ -155,7 +155,7 @@ class Constraints:
             fixed = {self.guests[v].node for v in group.members if v in self.skip_reason}
             clash = [a.label for a in self.apart if a.strict and len(set(a.members) & set(group.members)) > 1]
             why = (
-                f"its guests share no node they may all run on" if not common
+                "its guests share no node they may all run on" if not common
                 else f"guests that cannot move sit on different nodes ({', '.join(sorted(fixed))})" if len(fixed) > 1
                 else f"it overlaps {clash[0]}" if clash
                 else ""

@@ -20,7 +20,7 @@ from pveapi.inventory import Inventory
 # Privilege -> (where it is needed, what for). Checked on `/` and `/vms` (propagated ACLs).
 READ_PRIVILEGES = {
     "Sys.Audit": "read cluster, HA and datacenter status",
-    "VM.Audit": "see guests, their config and migrate preconditions",
+    "VM.Audit": "see guests (/cluster/resources leaves out what the token may not audit)",
 }
 MIGRATE_PRIVILEGE = "VM.Migrate"
 
@@ -58,7 +58,10 @@ def _check_api(config: Config, client: PveClient, result: CheckResult) -> Invent
         if privilege not in granted:
             result.problems.append(f"the API token lacks {privilege} on / (needed to {purpose}); grant it, e.g. the PVEAuditor role")
     if MIGRATE_PRIVILEGE not in granted:
-        line = f"the API token lacks {MIGRATE_PRIVILEGE} on /vms: apply and automatic run cannot migrate; grant PVEVMAdmin or a role with VM.Migrate"
+        line = (
+            f"the API token lacks {MIGRATE_PRIVILEGE} on /vms: apply and automatic run cannot migrate and plans skip "
+            "the migrate precondition check; grant a role with VM.Migrate (docs/proxmox-permissions.md)"
+        )
         (result.problems if config.run.automation == "automatic" else result.notes).append(line)
     online = len(inventory.online_nodes)
     if not inventory.guests:

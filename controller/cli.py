@@ -21,11 +21,12 @@ from controller.cycle import Cycle, cycle_rules, hold_from_state, run_cycle
 from controller.executor import ApplyReport, Executor
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics
-from controller.model import Plan
+from controller.model import ClusterModel, Move, Plan
 from controller.observe import observe
 from controller.plancheck import check_plan
 from controller.promql import PromQL
 from controller.report import plan_from_dict, plan_to_dict, render_table
+from controller.rules import RuleSet
 from controller.server import ControllerServer
 from controller.state import ControllerLock, LoopState
 from pveapi.client import PveClient
@@ -38,7 +39,8 @@ log = structlog.get_logger("pvebalance")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    configure_logging(args.log_format, args.log_level)
+    acting = args.command in (_apply, _run)
+    configure_logging(args.log_format, args.log_level or ("info" if acting else "warning"))
     try:
         return int(args.command(args))
     except PvebalanceError as exc:
@@ -56,7 +58,10 @@ def _parser() -> argparse.ArgumentParser:
         help=f"config file (default: $PVEBALANCE_CONFIG or {DEFAULT_CONFIG})",
     )
     parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
-    parser.add_argument("--log-level", choices=("debug", "info", "warning", "error"), default="warning")
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"),
+        help="default: info for apply and run (one event per action), warning for plan and check",
+    )
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     plan = commands.add_parser("plan", help="show a balance plan; changes nothing")
@@ -158,7 +163,7 @@ def _apply(args: argparse.Namespace) -> int:
         _on_signals(stop.set)
         executor = Executor(
             client, rules, config.policy, config.apply, dry_run=args.dry_run,
-            should_stop=stop.is_set, on_event=_Progress(len(plan.moves)), on_moved=state.record_move,
+            should_stop=stop.is_set, on_event=_Progress(plan.moves), on_moved=state.record_move,
         )
         report = executor.apply(plan, base)
         print(("dry run: " if args.dry_run else "") + report.summary)
@@ -169,7 +174,7 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _saved_plan(
     path: Path, config: Config, client: PveClient, promql: PromQL | None, hold: Mapping[int, str]
-) -> tuple[Plan, Any, Any]:
+) -> tuple[Plan, ClusterModel, RuleSet]:
     try:
         plan = plan_from_dict(json.loads(path.read_text(encoding="utf-8")))
     except OSError as exc:
@@ -185,23 +190,24 @@ def _saved_plan(
 
 
 class _Progress:
-    """Terminal progress: each migration's state and a running summary."""
+    """Terminal progress: each migration's state, with a running summary after each outcome."""
 
-    def __init__(self, total: int) -> None:
-        self.total = total
-        self.counts: dict[str, int] = {}
+    def __init__(self, moves: Sequence[Move]) -> None:
+        self.position = {m.vmid: i for i, m in enumerate(moves, start=1)}
+        self.total = len(moves)
+        self.counts = dict.fromkeys(("succeeded", "failed", "dropped", "not_started"), 0)
 
     def __call__(self, event: Mapping[str, Any]) -> None:
-        move = event["move"]
-        kind = str(event["event"])
-        if kind != "started":
-            self.counts[kind] = self.counts.get(kind, 0) + 1
-        done = sum(self.counts.values())
-        detail = event["outcome"].detail if "outcome" in event else event.get("upid", "")
-        print(
-            f"[{done}/{self.total}] {kind:<11} {move.type}/{move.vmid} {move.name} {move.source} -> {move.target}: {detail}",
-            flush=True,
-        )
+        move, kind = event["move"], str(event["event"])
+        head = f"[{self.position.get(move.vmid, '?')}/{self.total}] {move.type}/{move.vmid} {move.name} {move.source} -> {move.target}:"
+        if kind == "started":
+            print(f"{head} started ({event['upid']})", flush=True)
+            return
+        outcome = event["outcome"]
+        self.counts[kind] = self.counts.get(kind, 0) + 1
+        took = f" after {outcome.seconds:.0f}s" if outcome.seconds >= 1 else ""
+        summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.counts.items() if n)
+        print(f"{head} {kind.replace('_', ' ')}{took} - {outcome.detail}  [{summary}]", flush=True)
 
 
 def _on_signals(handler: Any) -> None:

@@ -33,6 +33,7 @@ class Cycle:
     plan: Plan
     precondition_calls: int
     why_not: str | None  # why acting on this plan would be unsafe (stale or missing data)
+    notes: tuple[str, ...] = ()  # warnings from planning itself (e.g. checks that could not run)
 
     @property
     def actionable(self) -> bool:
@@ -40,7 +41,7 @@ class Cycle:
 
     @property
     def warnings(self) -> tuple[str, ...]:
-        return self.observation.warnings
+        return self.observation.warnings + self.notes
 
 
 def hold_rules(hold: Mapping[int, str]) -> RuleSet:
@@ -77,18 +78,21 @@ def run_cycle(
 ) -> Cycle:
     observation = observe(client, promql, at)
     rules = cycle_rules(config, observation, hold or {})
-    model, plan, calls = _plan_movable(client, observation.model, rules, config, {**observation.leave_alone, **(hold or {})})
+    model, plan, calls, notes = _plan_movable(
+        client, observation.model, rules, config, {**observation.leave_alone, **(hold or {})}
+    )
     fallback = config.run.fallback_to_live if fallback_to_live is None else fallback_to_live
     why_not = None
     if observation.data_problem is not None and not fallback:
         why_not = f"{observation.data_problem}; not acting on it (set run.fallback_to_live: true to use live figures)"
-    return Cycle(observation, rules, model, plan, calls, why_not)
+    return Cycle(observation, rules, model, plan, calls, why_not, notes)
 
 
 def _plan_movable(
     client: PveClient, model: ClusterModel, rules: RuleSet, config: Config, held: Mapping[int, str]
-) -> tuple[ClusterModel, Plan, int]:
+) -> tuple[ClusterModel, Plan, int, tuple[str, ...]]:
     refused: dict[int, str] = {}
+    notes: list[str] = []
     checked: set[tuple[int, str]] = set()
     calls = 0
     guests = {g.vmid: g for g in model.guests}
@@ -100,7 +104,9 @@ def _plan_movable(
             break
         checked.update((g.vmid, target) for g, target in ask)
         calls += len(ask)
-        blocked = movable(client, ask, config.policy.allow_local_disks)
+        blocked, warning = movable(client, ask, config.policy.allow_local_disks)
+        if warning is not None and warning not in notes:
+            notes.append(warning)
         if not blocked:
             break
         refused.update(blocked)
@@ -112,4 +118,4 @@ def _plan_movable(
     listed = {s.vmid for s in plan.skipped}
     skipped = tuple(replace(s, reason=reasons[s.vmid]) if s.vmid in reasons else s for s in plan.skipped)
     extra = tuple(Skipped(v, guests[v].name, r) for v, r in sorted(refused.items()) if v not in listed)
-    return model, replace(plan, skipped=skipped + extra), calls
+    return model, replace(plan, skipped=skipped + extra), calls, tuple(notes)

@@ -138,6 +138,7 @@ class Executor:
                 self._record(report, started)
                 if started.result == "succeeded":  # a dry run: counted as done so later checks see it
                     done.append(move)
+                if started.result != "failed":
                     continue
                 failures_in_a_row += 1
                 if self._stop_reason(failures_in_a_row) is not None:
@@ -166,6 +167,8 @@ class Executor:
         self, move: Move, inventory: Inventory, running: list[_Running], done: list[Move], plan: Plan, base: ClusterModel
     ) -> str | None:
         """None to start, "wait" to try again later, or why the move is dropped."""
+        if any(m.vmid == move.vmid for m in done) or any(r.move.vmid == move.vmid for r in running):
+            return "the guest already moved in this run: a guest moves at most once per run"
         guest = inventory.guest(move.vmid)
         if guest is None:
             return "the guest no longer exists"
@@ -189,7 +192,8 @@ class Executor:
     # --- acting ---------------------------------------------------------------------------
 
     def _start(self, move: Move, guest: Guest | None) -> _Running | Outcome:
-        assert guest is not None  # _recheck dropped moves of vanished guests
+        if guest is None:  # _recheck drops these; kept for a guest deleted in between
+            return Outcome(move, "dropped", "the guest no longer exists")
         params: dict[str, Any] = {"target": move.target}
         if guest.type == "qemu":
             if guest.running:

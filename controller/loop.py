@@ -22,7 +22,7 @@ from controller.config import Config
 from controller.cycle import Cycle, hold_from_state, run_cycle
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.metrics import ControllerMetrics
-from controller.model import MoveKind, Plan
+from controller.model import Move, MoveKind, Plan
 from controller.promql import PromQL
 from controller.report import plan_to_dict
 from controller.server import Endpoints
@@ -134,7 +134,7 @@ class Controller:
         moves = cycle.plan.moves if balance_ready else _mandatory_prefix(cycle.plan)
         if not moves:
             why = "nothing to do" if not cycle.plan.moves else (
-                f"imbalance above the trigger for less than run.hold_time ({self.config.run.hold_time:.0f}s)"
+                f"imbalance not above the trigger for run.hold_time ({self.config.run.hold_time:.0f}s) yet"
             )
             return CycleSummary("planned", why, now)
         report = self._executor().apply(replace(cycle.plan, moves=moves), cycle.model)
@@ -152,8 +152,9 @@ class Controller:
         if self.state.above_trigger_since is not None:
             self.state.above_trigger_since = None
             self.state.save()
-        # Under the trigger only high-water relief is planned; it needs no hold.
-        return True
+        # Under the trigger the planner may still offer high-water relief; in the loop it waits
+        # like any balancing move, or a diurnal peak would move guests twice a day.
+        return False
 
     def _hold_lock(self) -> bool:
         if self.lock.held:
@@ -184,7 +185,7 @@ class Controller:
         )
 
     def _count(self, outcome: Outcome) -> None:
-        if outcome.result == "not_started":
+        if outcome.result == "not_started" or self.dry_run:
             return
         if outcome.upid is not None:
             self.metrics.migrations.labels("started").inc()
@@ -197,6 +198,8 @@ class Controller:
         history = cycle.observation.history
         if history is not None and history.data_age is not None:
             self.metrics.data_age.set(history.data_age)
+        elif self.promql is not None:
+            self.metrics.data_age.set(float("nan"))  # Prometheus down or empty: no age to report
         self.current_plan = {
             **plan_to_dict(cycle.plan),
             "generated_at": now,
@@ -231,9 +234,9 @@ class Controller:
         }
 
 
-def _mandatory_prefix(plan: Plan) -> tuple:
+def _mandatory_prefix(plan: Plan) -> tuple[Move, ...]:
     """The leading mandatory moves: a prefix of a plan is feasible at every step, like the plan."""
-    prefix = []
+    prefix: list[Move] = []
     for move in plan.moves:
         if move.kind is not MoveKind.MANDATORY:
             break

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -93,8 +93,9 @@ class _Families(Collector):
 class _BlockWriter:
     """Collects timestamped samples family by family and hands full chunks to promtool."""
 
-    def __init__(self, output_dir: Path, promtool: str, chunk_samples: int) -> None:
+    def __init__(self, output_dir: Path, promtool: str, chunk_samples: int, labels: Mapping[str, str]) -> None:
         self._output_dir = output_dir
+        self._labels = dict(labels)
         self._promtool = promtool
         self._chunk_samples = chunk_samples
         self._families: dict[str, Metric] = {}
@@ -107,7 +108,11 @@ class _BlockWriter:
             merged = self._families.get(family.name)
             if merged is None:
                 merged = self._families[family.name] = Metric(family.name, family.documentation, family.type, family.unit)
-            merged.samples.extend(sample._replace(timestamp=timestamp) for sample in family.samples)
+            merged.samples.extend(
+                sample._replace(labels={**sample.labels, **self._labels}, timestamp=timestamp) if self._labels
+                else sample._replace(timestamp=timestamp)
+                for sample in family.samples
+            )
             self._pending += len(family.samples)
         if self._pending >= self._chunk_samples:
             self.flush()
@@ -145,11 +150,14 @@ def backfill(
     options: CollectorOptions = CollectorOptions(),
     promtool: str = "promtool",
     admin_token: Secret | None = None,
+    labels: Mapping[str, str] | None = None,
     chunk_samples: int = _CHUNK_SAMPLES,
 ) -> BackfillReport:
     """Write TSDB blocks to `output_dir` with one scrape every `step` seconds from `start` to `end`.
 
-    The simulator's clock is restored afterwards (to where it would be had it kept running).
+    `labels` are added to every sample: give the `job` and `instance` live scrapes will carry, and
+    the live series continue the backfilled ones. The simulator's clock is restored afterwards
+    (to where it would be had it kept running).
     """
     if step <= 0 or end < start:
         raise ConfigError(f"backfill: need step > 0 and start <= end (got step {step}, {end - start:.0f} s of history)")
@@ -160,7 +168,7 @@ def backfill(
     original_time, time_scale = clock.get()
     real_started = time.monotonic()
     target = Target(settings, max_workers=8)
-    writer = _BlockWriter(output_dir, promtool, chunk_samples)
+    writer = _BlockWriter(output_dir, promtool, chunk_samples, labels or {})
     count = 0
     log.info("backfill_started", cluster=settings.host, start=start, end=end, step=step, output=str(output_dir))
     try:

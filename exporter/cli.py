@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import signal
 import sys
 import time
@@ -71,6 +72,9 @@ def _backfill_parser() -> argparse.ArgumentParser:
     parser.add_argument("--step", type=float, default=60.0, help="seconds between samples (default 60)")
     parser.add_argument("--output", type=Path, required=True, help="Prometheus' data directory (--storage.tsdb.path)")
     parser.add_argument("--promtool", default="promtool", help="promtool binary (default: promtool on the PATH)")
+    parser.add_argument("--label", action="append", default=[], metavar="NAME=VALUE",
+                        help="add a label to every sample, e.g. job=pve and instance=HOST:PORT as live scrapes "
+                             "will carry them (repeatable)")
     _common_flags(parser)
     return parser
 
@@ -112,6 +116,13 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _label(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__"):
+        raise PvebalanceError(f"--label {text!r}: expected NAME=VALUE with a Prometheus label name, e.g. job=pve")
+    return name, value
+
+
 def run_backfill(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args.config_file))
     settings = config.module(args.module).settings
@@ -121,10 +132,11 @@ def run_backfill(args: argparse.Namespace) -> int:
         if not value:
             raise PvebalanceError(f"--sim-admin-token-env: environment variable {args.sim_admin_token_env} is not set")
         token = Secret(value)
+    labels = dict(_label(text) for text in args.label)
     end, _ = SimClock(args.sim_admin_url, settings.verify_ssl, token).get()
     report = backfill(
         settings, args.sim_admin_url, end - args.hours * 3600, end, args.step, args.output,
-        _collector_options(args), args.promtool, token,
+        _collector_options(args), args.promtool, token, labels,
     )
     print(
         f"wrote {report.samples} samples ({report.steps} steps from "

@@ -7,6 +7,7 @@ scrape timeout Prometheus sends.
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -17,8 +18,9 @@ import structlog
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer, generate_latest
 
 from pveapi.errors import ConfigError
+from pveapi.inventory import Inventory
 
-from .collectors import CollectorOptions, scrape_registry
+from .collectors import CollectorOptions, resources_registry, rest_registry
 from .config import ExporterConfig, Module
 from .scrape import scrape
 from .target import TargetCache
@@ -29,6 +31,7 @@ StartResponse = Callable[[str, list[tuple[str, str]]], Any]
 # Prometheus' scrape timeout header; we stop waiting a little before it so the answer arrives.
 _TIMEOUT_HEADER = "HTTP_X_PROMETHEUS_SCRAPE_TIMEOUT_SECONDS"
 _TIMEOUT_MARGIN = 0.5
+_MIN_API_BUDGET = 0.5
 
 INDEX = b"""<html><head><title>pvebalance-exporter</title></head><body>
 <h1>pvebalance-exporter</h1>
@@ -82,10 +85,27 @@ class ExporterApp:
         self, environ: dict[str, Any], start_response: StartResponse, module: Module, host: str
     ) -> Iterable[bytes]:
         target = self.targets.get(module.name, module.settings_for(host))
-        result = scrape(target, self.options.collectors.concerns(), self._timeout(environ))
+        # The answer must arrive within the timeout, rendering included: the API calls get what
+        # the last render of this target left over.
+        budget = max(_MIN_API_BUDGET, self._timeout(environ) - target.render_seconds)
         # Always the text format: every Prometheus reads it, and prometheus-client renders it
         # about a third faster than OpenMetrics, which matters at 150,000 samples a scrape.
-        body = generate_latest(scrape_registry(result, self.options.collectors, target.stats))
+        # The /cluster/resources families (most of the samples) are rendered while the node
+        # calls are still out; each part is a complete set of families, so they concatenate.
+        parts: list[bytes] = []
+        rendering = 0.0
+
+        def render_resources(inventory: Inventory) -> None:
+            nonlocal rendering
+            started = time.monotonic()
+            parts.append(generate_latest(resources_registry(inventory)))
+            rendering += time.monotonic() - started
+
+        result = scrape(target, self.options.collectors.concerns(), budget, while_waiting=render_resources)
+        started = time.monotonic()
+        parts.append(generate_latest(rest_registry(result, self.options.collectors, target.stats)))
+        target.render_seconds = rendering + time.monotonic() - started
+        body = b"".join(parts)
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4), ("Content-Length", str(len(body)))])
         return [body]
 
@@ -94,7 +114,7 @@ class ExporterApp:
             asked = float(environ.get(_TIMEOUT_HEADER, "")) - _TIMEOUT_MARGIN
         except ValueError:
             return self.options.scrape_timeout
-        return max(0.5, min(self.options.scrape_timeout, asked))
+        return max(_MIN_API_BUDGET, min(self.options.scrape_timeout, asked))
 
     def close(self) -> None:
         self.targets.close()

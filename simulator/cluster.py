@@ -15,6 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 import structlog
 
@@ -35,6 +36,19 @@ MIGRATION_PARAMS = {
 BOOLEAN_PARAMS = {"online", "with-local-disks", "force", "with-conntrack-state", "restart"}
 
 
+T = TypeVar("T")
+
+
+def _value_at(history: list[tuple[float, T]], t: float) -> T:
+    """The value in effect at `t` in a (since, value) history, oldest first."""
+    current = history[0][1]
+    for since, value in history:
+        if since > t:
+            break
+        current = value
+    return current
+
+
 @dataclass
 class GuestState:
     spec: GuestSpec
@@ -45,14 +59,10 @@ class GuestState:
     placement: list[tuple[float, str]]  # (since, node), oldest first
     since: float  # when the I/O counters last reset (start, restart, migration)
     boot: float  # when the guest started (uptime)
+    rates: dict[str, float] | None = None  # constant I/O rates (figures.io_rates)
 
     def node_at(self, t: float) -> str:
-        current = self.placement[0][1]
-        for since, node in self.placement:
-            if since > t:
-                break
-            current = node
-        return current
+        return _value_at(self.placement, t)
 
 
 @dataclass
@@ -65,12 +75,7 @@ class NodeState:
     ever: set[int] = field(default_factory=set)  # vmids ever placed here (rrddata looks back)
 
     def online_at(self, t: float) -> bool:
-        state = self.history[0][1]
-        for since, online in self.history:
-            if since > t:
-                break
-            state = online
-        return state
+        return _value_at(self.history, t)
 
 
 @dataclass
@@ -95,6 +100,7 @@ class SimCluster:
         self._rng = random.Random(seed)
         self.migration_failures: list[MigrationFailure] = []
         self.tasks: dict[str, Task] = {}
+        self.level_memo: dict[tuple[int, int, float], float] = {}  # see figures._level
         origin = clock.origin
         self.origin = origin
         self.nodes: dict[str, NodeState] = {}

@@ -57,11 +57,12 @@ def guest_entry(cluster: SimCluster, guest: GuestState, t: float) -> dict[str, A
     entry: dict[str, Any] = {
         "id": f"{spec.type}/{spec.vmid}", "type": spec.type, "vmid": spec.vmid, "node": guest.node,
         "name": spec.name, "status": guest.status if node_online else "unknown",
-        "template": pve_bool(spec.template), "uptime": figures.uptime, "cpu": figures.cpu,
+        "template": 1 if spec.template else 0, "uptime": figures.uptime, "cpu": figures.cpu,
         "maxcpu": spec.cpus, "mem": figures.mem, "maxmem": spec.memory,
-        "disk": int(spec.disk * 0.4) if spec.type == "lxc" else 0, "maxdisk": spec.disk, **figures.io,
+        "disk": int(spec.disk * 0.4) if spec.type == "lxc" else 0, "maxdisk": spec.disk,
     }
-    if spec.type == "qemu" and cluster.node_major(guest.node) >= 9:
+    entry.update(figures.io)
+    if spec.type == "qemu" and cluster.nodes[guest.node].spec.major >= 9:
         entry["memhost"] = figures.mem
     if spec.tags:
         entry["tags"] = ";".join(spec.tags)
@@ -75,13 +76,18 @@ def guest_entry(cluster: SimCluster, guest: GuestState, t: float) -> dict[str, A
 
 
 def storage_entries(cluster: SimCluster) -> list[dict[str, Any]]:
+    # One pass over the guests: disk used per shared storage, and per (storage, node) otherwise.
+    used_by: dict[tuple[str, str | None], int] = {}
+    shared = {s.name for s in cluster.scenario.storages if s.shared}
+    for g in cluster.guests.values():
+        key = (g.spec.storage, None if g.spec.storage in shared else g.node)
+        used_by[key] = used_by.get(key, 0) + g.spec.disk
     entries = []
     for storage in cluster.scenario.storages:
         for name, node in cluster.nodes.items():
             if not storage.on(name):
                 continue
-            used = sum(g.spec.disk for g in cluster.guests.values()
-                       if g.spec.storage == storage.name and (storage.shared or g.node == name))
+            used = used_by.get((storage.name, None if storage.shared else name), 0)
             entries.append({
                 "id": f"storage/{name}/{storage.name}", "type": "storage", "storage": storage.name, "node": name,
                 "plugintype": storage.type, "status": "available" if node.online else "unknown",

@@ -49,6 +49,10 @@ class _Handler(BaseHTTPRequestHandler):
     server_version = "pve-api-daemon/3.0"
     sys_version = ""
     timeout = 60  # an idle keep-alive connection frees its thread after this
+    # Headers and body go out in one buffered write, without Nagle: small answers otherwise
+    # wait for the client's delayed ACK (~40 ms each).
+    wbufsize = 1 << 16
+    disable_nagle_algorithm = True
     server: _Server
 
     def setup(self) -> None:
@@ -132,7 +136,7 @@ class Simulator:
         start: float | None = None,
         cert: str | None = None,
         key: str | None = None,
-        tokens: Iterable[Credential] = (),
+        tokens: Iterable[Credential] = (),  # extra API tokens and users, added to the scenario's
         admin_token: str | None = None,
         auth_failure_delay: float = 0.0,
         faults: Iterable[Any] = (),

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cluster import GuestState
-from .failure import PveFailure, not_implemented, param_error
+from .failure import PveFailure, not_implemented, param_error, unreachable
 from .figures import guest_figures, load_averages, node_figures
 from .resources import node_entry, pve_bool, storage_entries
 from .routing import Call, route
@@ -40,7 +40,8 @@ def node_status(call: Call, node: str) -> Any:
     state = cluster.node(node)
     spec = state.spec
     figures = node_figures(cluster, state, call.now)
-    assert figures is not None  # proxied: an offline node never gets here
+    if figures is None:  # not reached: proxied calls to an offline node answer 595 first
+        raise unreachable()
     major = spec.major
     memory: dict[str, int] = {"free": spec.memory - figures.mem, "total": spec.memory, "used": figures.mem}
     if major >= 9:
@@ -109,20 +110,31 @@ def guest_list(call: Call, node: str, kind: str) -> Any:
 
 
 def _list_entry(call: Call, guest: GuestState) -> dict[str, Any]:
-    spec = guest.spec
     figures = guest_figures(call.api.cluster, guest, call.now)
-    entry: dict[str, Any] = {
+    entry = _guest_fields(guest, figures)
+    if figures.running:
+        entry["pid"] = 10000 + guest.spec.vmid
+    return _guest_marks(guest, entry)
+
+
+def _guest_fields(guest: GuestState, figures: Any) -> dict[str, Any]:
+    """The fields guest lists and status/current share."""
+    spec = guest.spec
+    fields: dict[str, Any] = {
         "vmid": spec.vmid, "name": spec.name, "status": guest.status, "cpus": spec.cpus, "cpu": figures.cpu,
         "mem": figures.mem, "maxmem": spec.memory, "disk": int(spec.disk * 0.4) if spec.type == "lxc" else 0,
         "maxdisk": spec.disk, "uptime": figures.uptime, **figures.io,
     }
-    if figures.running:
-        entry["pid"] = 10000 + spec.vmid
     if spec.type == "lxc":
-        entry.update({"type": "lxc", "swap": 0, "maxswap": 512 * 1024**2})
-    if spec.tags:
-        entry["tags"] = ";".join(spec.tags)
-    if spec.template:
+        fields.update({"type": "lxc", "swap": 0, "maxswap": 512 * 1024**2})
+    return fields
+
+
+def _guest_marks(guest: GuestState, entry: dict[str, Any]) -> dict[str, Any]:
+    """Tags, template and lock: present only when set, as PVE sends them."""
+    if guest.spec.tags:
+        entry["tags"] = ";".join(guest.spec.tags)
+    if guest.spec.template:
         entry["template"] = 1
     if guest.lock:
         entry["lock"] = guest.lock
@@ -179,11 +191,7 @@ def guest_status(call: Call, node: str, kind: str, vmid: str) -> Any:
         ha = {"managed": 1, "state": guest.hastate or spec.ha.state}
         if spec.ha.group:
             ha["group"] = spec.ha.group
-    status: dict[str, Any] = {
-        "vmid": spec.vmid, "name": spec.name, "status": guest.status, "cpus": spec.cpus, "cpu": figures.cpu,
-        "mem": figures.mem, "maxmem": spec.memory, "disk": int(spec.disk * 0.4) if kind == "lxc" else 0,
-        "maxdisk": spec.disk, "uptime": figures.uptime, "ha": ha, **figures.io,
-    }
+    status = {**_guest_fields(guest, figures), "ha": ha}
     major = call.api.cluster.node_major(node)
     if kind == "qemu":
         status.update({"qmpstatus": guest.status, "agent": 1})
@@ -192,15 +200,7 @@ def guest_status(call: Call, node: str, kind: str, vmid: str) -> Any:
                            "balloon": spec.memory, "pid": 10000 + spec.vmid})
         if major >= 9:
             status["memhost"] = figures.mem
-    else:
-        status.update({"type": "lxc", "swap": 0, "maxswap": 512 * 1024**2})
-    if spec.tags:
-        status["tags"] = ";".join(spec.tags)
-    if spec.template:
-        status["template"] = 1
-    if guest.lock:
-        status["lock"] = guest.lock
-    return status
+    return _guest_marks(guest, status)
 
 
 @route("GET", "/nodes/{node}/{kind}/{vmid}/rrddata", proxied=True)

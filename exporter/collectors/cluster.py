@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from pveapi.inventory import Inventory
 
 from ..scrape import Call, ScrapeResult
+from .base import ResultCollector
 from .families import gauge, node_id
 
 INFO_MAX_AGE = 300.0
@@ -62,9 +62,7 @@ def cluster_status(result: ScrapeResult) -> ClusterStatus | None:
     return status if isinstance(status, ClusterStatus) else None
 
 
-class ClusterCollector(Collector):
-    def __init__(self, result: ScrapeResult) -> None:
-        self._result = result
+class ClusterCollector(ResultCollector):
 
     @staticmethod
     def calls(inventory: Inventory) -> Iterable[Call]:

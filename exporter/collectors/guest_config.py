@@ -6,11 +6,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from pveapi.inventory import Inventory
 
-from ..scrape import Call, ScrapeResult
+from ..scrape import Call
+from .base import ResultCollector
 from .families import gauge
 
 CONCERN = "config"
@@ -20,9 +20,7 @@ def parse_onboot(answer: Any) -> bool:
     return bool(int(answer.get("onboot") or 0))
 
 
-class GuestConfigCollector(Collector):
-    def __init__(self, result: ScrapeResult) -> None:
-        self._result = result
+class GuestConfigCollector(ResultCollector):
 
     @staticmethod
     def calls(inventory: Inventory) -> Iterable[Call]:

@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from pveapi.inventory import Inventory
 
-from ..scrape import NODE_STATUS, Call, ScrapeResult
+from ..scrape import NODE_STATUS, Call
+from .base import ResultCollector
 from .families import gauge, node_id
 
 CONCERN = NODE_STATUS
@@ -47,9 +47,7 @@ def parse_node_status(answer: Any) -> NodeStatus:
     )
 
 
-class NodeStatusCollector(Collector):
-    def __init__(self, result: ScrapeResult) -> None:
-        self._result = result
+class NodeStatusCollector(ResultCollector):
 
     @staticmethod
     def calls(inventory: Inventory) -> Iterable[Call]:

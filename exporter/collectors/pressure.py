@@ -6,11 +6,11 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from pveapi.inventory import Inventory
 
-from ..scrape import Call, ScrapeResult
+from ..scrape import Call
+from .base import ResultCollector
 from .families import gauge, node_id
 
 CONCERN = "pressure"
@@ -34,9 +34,7 @@ def parse_pressure(answer: Any) -> Mapping[tuple[str, str], float]:
     return {}
 
 
-class PressureCollector(Collector):
-    def __init__(self, result: ScrapeResult) -> None:
-        self._result = result
+class PressureCollector(ResultCollector):
 
     @staticmethod
     def calls(inventory: Inventory) -> Iterable[Call]:

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
-from pveapi.inventory import Inventory
-
-from ..scrape import Call, ScrapeResult
+from .base import ResultCollector
 from .families import add, add_total, counter, gauge, node_id
 
 
-class ResourcesCollector(Collector):
-    def __init__(self, result: ScrapeResult) -> None:
-        self._inventory = result.inventory
-
-    @staticmethod
-    def calls(inventory: Inventory) -> Iterable[Call]:
-        return ()  # /cluster/resources itself is made by every scrape
-
+class ResourcesCollector(ResultCollector):
     def collect(self) -> Iterator[Metric]:
-        inventory = self._inventory
+        inventory = self._result.inventory
         if inventory is None:
             return
         cpu_ratio = gauge("pve_cpu_usage_ratio", "CPU use: nodes as a fraction of all host CPUs, guests of their vCPUs")

@@ -2,27 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
-from pveapi.inventory import Inventory
-
-from ..scrape import Call, ScrapeResult
+from .base import ResultCollector
 from .cluster import cluster_status
 from .families import add, gauge, node_id
 from .node_status import CONCERN as NODE_STATUS
 
 
-class StatusCollector(Collector):
-    def __init__(self, result: ScrapeResult) -> None:
-        self._result = result
-
-    @staticmethod
-    def calls(inventory: Inventory) -> Iterable[Call]:
-        return ()
-
+class StatusCollector(ResultCollector):
     def collect(self) -> Iterator[Metric]:
         inventory = self._result.inventory
         if inventory is None:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 from controller.config import Config, load_config
@@ -77,6 +78,14 @@ def demo_rules_broken(placement: Mapping[int, str]) -> list[str]:
     if placement[103] == placement[110]:
         broken.append("exclude_db: 103 and 110 share a node")
     return broken
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """`main()` points structlog at the stderr of the test that called it; later tests must
+    not log into that closed capture."""
+    yield
+    structlog.reset_defaults()
 
 
 @pytest.fixture

@@ -76,6 +76,33 @@ def test_plan_uses_prometheus_history(tmp_path: Path, capsys, monkeypatch: pytes
             assert code == 0 and "window 6h" in out
 
 
+def test_the_next_plan_starts_where_the_applied_one_said_it_would_end(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a plan is applied, the 1h node averages still hold the guests that left.
+
+    Planning on them would see the relieved nodes as loaded and move guests again (ping-pong);
+    node demand must follow the guests' current placement instead.
+    """
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with running_simulator("demo", time_scale=600) as sim:
+        now = sim.clock()
+        backfill(sim.connection_settings(), sim.admin_url, now - 3600, now, 60, tmp_path / "tsdb")
+        with running_prometheus(tmp_path / "tsdb") as prom:
+            config = write_config(tmp_path, sim, prometheus={"url": prom.url, "window": "1h", "max_data_age": "10m"})
+            saved = tmp_path / "plan.json"
+            assert _run(capsys, "--config", str(config), "plan", "--save", str(saved))[0] == 0
+            first = json.loads(saved.read_text())
+            code, out, err = _run(capsys, "--config", str(config), "apply", "--plan", str(saved))
+            assert code == 0 and f"{len(first['moves'])} succeeded, 0 failed, 0 dropped" in out, out + err
+            code, out, err = _run(capsys, "--config", str(config), "plan", "--output", "json")
+            assert code == 0, err
+            second = json.loads(out)
+    assert first["moves"] and second["sources"].get("prometheus")
+    assert second["imbalance"]["before"] == pytest.approx(first["imbalance"]["after"], abs=0.02)
+
+
 def test_prometheus_down_falls_back_to_live_figures_and_says_so(frozen_sim, tmp_path: Path, capsys) -> None:
     config = write_config(tmp_path, frozen_sim, prometheus={"url": f"http://127.0.0.1:{free_port()}"})
     code, out, _ = _run(capsys, "--config", str(config), "plan")
@@ -102,6 +129,18 @@ def test_check_names_each_problem_on_its_own_line(frozen_sim, tmp_path: Path, ca
     assert "maintenance names node 'pve9', which is not in the cluster" in problems[1]
     assert "Prometheus http://127.0.0.1" in problems[2] and "unreachable" in problems[2]
     assert MONITOR_TOKEN not in out
+
+
+def test_a_read_only_token_can_plan(frozen_sim, tmp_path: Path, capsys) -> None:
+    config = write_config(tmp_path, frozen_sim, proxmox={"user": "monitor@pve", "token_name": "exporter"},
+                          token_value=MONITOR_TOKEN)
+    # PVE's precondition check needs VM.Migrate (the simulator lets VM.Audit through; answer as PVE does).
+    frozen_sim.inject_fault({"type": "error", "endpoint": "GET /nodes/{node}/*/{vmid}/migrate", "status": 403,
+                             "message": "Permission check failed (/vms/100, VM.Migrate)"})
+    code, out, _ = _run(capsys, "--config", str(config), "plan", "--output", "json")
+    plan = json.loads(out)
+    assert code == 0 and plan["moves"]
+    assert any("may not run migrate precondition checks (VM.Migrate)" in w for w in plan["warnings"])
 
 
 def test_check_with_prometheus_without_pve_series(frozen_sim, tmp_path: Path, capsys) -> None:

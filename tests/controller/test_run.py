@@ -103,7 +103,7 @@ def test_hysteresis_waits_for_the_hold_time_but_not_for_mandatory_moves(frozen_s
     assert first.result == "applied" and first.report is not None
     assert {o.move.kind for o in first.report.outcomes} == {MoveKind.MANDATORY}  # web01 leaves web02 only
     frozen_sim.advance(600)
-    assert controller.cycle().reason.startswith("imbalance above the trigger for less than run.hold_time")
+    assert controller.cycle().reason.startswith("imbalance not above the trigger for run.hold_time")
     frozen_sim.advance(1800)
     later = controller.cycle()
     assert later.result == "applied" and later.report is not None
@@ -177,3 +177,23 @@ def test_an_automatic_cycle_counts_migrations_and_their_durations(frozen_sim, ma
     assert _metric(controller, 'pvebalance_migrations_total{result="started"}') == done
     assert _metric(controller, "pvebalance_migration_duration_seconds_count") == done
     assert _metric(controller, "pvebalance_last_success_timestamp_seconds") > 0
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [
+        ({"type": "error", "endpoint": "GET /cluster/*", "status": 596, "message": "Connection timed out"}, "HTTP 596"),
+        ({"type": "error", "endpoint": "GET /cluster/resources", "status": 595, "message": "No route to host"}, "HTTP 595"),
+        ({"type": "hang", "endpoint": "GET /cluster/resources", "seconds": 5}, "no answer before the timeout"),
+    ],
+)
+def test_an_unreachable_or_hung_api_fails_the_cycle_not_the_loop(frozen_sim, make_config, fault, message) -> None:
+    config = make_config(frozen_sim, proxmox={"timeout": 1}, run=AUTO, apply=APPLY)
+    controller = _controller(frozen_sim, config)
+    fault_id = frozen_sim.inject_fault(fault)[0]
+    summary = controller.cycle()
+    assert summary.result == "failed" and message in summary.reason
+    assert controller.health()[1]["last_cycle"]["result"] == "failed"  # /health shows what happened
+    frozen_sim.clear_faults(fault_id)
+    assert controller.cycle().result == "applied"
+    assert _metric(controller, 'pvebalance_cycles_total{result="failed"}') == 1

@@ -48,6 +48,7 @@ def test_backfilled_history_is_what_prometheus_answers(sim: RunningSimulator, tm
     expected_cpu = live_value(sim, middle, 100)
     with running_prometheus(data) as prometheus:
         assert prometheus.value('pve_cpu_usage_ratio{id="qemu/100"}', at=middle) == pytest.approx(expected_cpu)
+        assert prometheus.value('count_over_time(pve_cpu_usage_ratio{id="qemu/100"}[3h])', at=now) == 121
         # Evaluated between two samples: Prometheus 2.x closes ranges at both ends, so a sample
         # whose millisecond timestamp lands exactly on the boundary would count twice otherwise.
         between = now - 30
@@ -70,7 +71,7 @@ def test_cli_backfill_writes_blocks_and_restores_a_running_clock(sim: RunningSim
     done = subprocess.run(
         [sys.executable, "-m", "exporter.cli", "backfill", f"--config.file={config}",
          f"--sim-admin-url={sim.admin_url}", "--hours=0.25", "--step=60", f"--output={tmp_path / 'data'}",
-         "--log.format=json"],
+         "--label=job=pve", "--label=instance=exporter:19221", "--log.format=json"],
         capture_output=True, text=True, cwd=ROOT, timeout=300,
     )
     assert done.returncode == 0, done.stderr
@@ -78,7 +79,22 @@ def test_cli_backfill_writes_blocks_and_restores_a_running_clock(sim: RunningSim
     clock = api_get(sim, "/version")  # the API still answers after the clock jumped around
     assert clock["version"]
     assert sim.clock() >= before  # restored to where a running clock would be, not left in the past
-    assert list((tmp_path / "data").iterdir())
+    with running_prometheus(tmp_path / "data") as prometheus:
+        # Stamped with the labels live scrapes will carry, so those continue these series.
+        series = prometheus.query('pve_up{id="node/pve1"}', at=before)
+        assert [s["metric"]["job"] + " " + s["metric"]["instance"] for s in series] == ["pve exporter:19221"]
+
+
+def test_cli_backfill_rejects_a_bad_label(sim: RunningSimulator, tmp_path: Path) -> None:
+    config = tmp_path / "exporter.yml"
+    config.write_text(yaml.safe_dump({"default": module_block(sim, tmp_path / "token")}))
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter.cli", "backfill", f"--config.file={config}",
+         f"--sim-admin-url={sim.admin_url}", f"--output={tmp_path / 'data'}", "--label=__name__=x"],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0
+    assert "expected NAME=VALUE" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_backfill_refuses_nonsense_before_touching_the_clock(sim: RunningSimulator, tmp_path: Path) -> None:

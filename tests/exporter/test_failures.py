@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from structlog.testing import capture_logs
 
-from tests.exporter.conftest import RunningExporter, module_block
-from tests.support.prometheus import free_port
+from tests.exporter.conftest import RunningExporter, Scrape, module_block
+from tests.support.processes import free_port
 from tests.support.sim import RunningSimulator
 
 NODE_STATUS = "/nodes/{node}/status"
@@ -65,16 +66,24 @@ def test_failure_and_recovery_are_logged_once(sim: RunningSimulator, exporter: R
     assert failed["kind"] == "unreachable" and failed["cluster"] == sim.host
 
 
+def scrape_while_hung(
+    sim: RunningSimulator, exporter: RunningExporter, node: str, headers: dict[str, str] | None = None
+) -> requests.Response:
+    """One scrape while `node`'s status call never answers (after a warm-up scrape)."""
+    exporter.scrape()
+    sim.inject_fault({"type": "hang", "endpoint": f"GET {NODE_STATUS}", "node": node, "seconds": 120})
+    try:
+        return exporter.get("/metrics", headers=headers)
+    finally:
+        sim.clear_faults()
+
+
 def test_slow_node_times_out_and_the_scrape_still_answers(
     sim: RunningSimulator, start_exporter: Any, tmp_path: Path
 ) -> None:
-    exporter = start_exporter({"default": module_block(sim, tmp_path / "token", timeout=1)}, scrape_timeout=3)
-    exporter.scrape()
-    sim.inject_fault({"type": "hang", "endpoint": f"GET {NODE_STATUS}", "node": "pve1", "seconds": 120})
-    try:
-        scrape = exporter.scrape()
-    finally:
-        sim.clear_faults()
+    # Bounds generous enough for a loaded machine; the hang (120 s) outlasts them all.
+    exporter = start_exporter({"default": module_block(sim, tmp_path / "token", timeout=4)}, scrape_timeout=8)
+    scrape = Scrape(scrape_while_hung(sim, exporter, "pve1"))
     assert scrape.status == 200
     assert scrape.value("pve_up", id="node/pve1") == 0
     assert scrape.value("pve_up", id="node/pve2") == 1
@@ -85,14 +94,10 @@ def test_slow_node_times_out_and_the_scrape_still_answers(
 def test_scrape_deadline_follows_prometheus_timeout_header(
     sim: RunningSimulator, start_exporter: Any, tmp_path: Path
 ) -> None:
-    # The per-call timeout (30 s) is longer than the scrape may take: the header's 2 s decides.
+    # The per-call timeout (30 s) and --scrape.timeout (60 s) are longer than Prometheus allows:
+    # the header's 8 s decides.
     exporter = start_exporter({"default": module_block(sim, tmp_path / "token", timeout=30)}, scrape_timeout=60)
-    exporter.scrape()
-    sim.inject_fault({"type": "hang", "endpoint": f"GET {NODE_STATUS}", "node": "pve5", "seconds": 120})
-    try:
-        response = exporter.get("/metrics", headers={"X-Prometheus-Scrape-Timeout-Seconds": "2.5"})
-    finally:
-        sim.clear_faults()
+    response = scrape_while_hung(sim, exporter, "pve5", {"X-Prometheus-Scrape-Timeout-Seconds": "8"})
     assert response.status_code == 200
     assert 'pve_up{id="node/pve5"} 0.0' in response.text
     assert 'pve_up{id="node/pve4"} 1.0' in response.text

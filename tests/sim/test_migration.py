@@ -22,6 +22,9 @@ def node_mem(api: ProxmoxAPI, node: str) -> int:
 
 
 def test_qemu_round_trip_with_task_polling(demo: RunningSimulator) -> None:
+    # At the start of a 5-minute burst window and a 1-minute noise step, so the other guests'
+    # loads are the same before and after the 33 s the migration takes.
+    demo.set_time(demo.clock() // 300 * 300 + 1)
     api = token_api(demo)
     before_source, before_target = node_mem(api, "pve1"), node_mem(api, "pve5")
     guest_mem = resource(api, 100)["mem"]
@@ -170,3 +173,37 @@ def test_migration_failure_fault_by_rate_is_seeded(demo: RunningSimulator) -> No
     demo.advance(120)
     results = [api.nodes("pve4").tasks(u).status.get()["exitstatus"] for u in upids]
     assert "OK" in results and "migration aborted" in results
+
+
+def test_storage_missing_on_the_target_and_lost_quorum_are_refused() -> None:
+    from tests.support.sim import running_simulator
+
+    scenario = {
+        "nodes": [{"name": n, "cores": 4, "memory": "16GiB"} for n in ("a", "b", "c")],
+        "storages": [{"name": "fast", "type": "zfspool", "nodes": ["a", "b"]}],
+        "guests": [{"vmid": 100, "node": "a", "storage": "fast"}],
+    }
+    with running_simulator(scenario, time_scale=0) as sim:
+        api = token_api(sim)
+        with pytest.raises(ResourceException) as caught:
+            api.nodes("a").qemu(100).migrate.post(target="c", online=1)
+        assert caught.value.content == "storage 'fast' is not available on node 'c'"
+        check = api.nodes("a").qemu(100).migrate.get()
+        assert check["allowed_nodes"] == ["b"] and check["not_allowed_nodes"] == {"c": {"unavailable_storages": ["fast"]}}
+        sim.set_node_online("b", False)
+        sim.set_node_online("c", False)
+        with pytest.raises(ResourceException) as caught:
+            api.nodes("a").qemu(100).migrate.post(target="b", online=1)
+        assert caught.value.content == "cluster not ready - no quorum?"
+        assert api.cluster.status.get()[0]["quorate"] == 0
+
+
+def test_ha_migration_to_an_offline_node_fails_in_the_ha_task_chain(demo: RunningSimulator) -> None:
+    api = token_api(demo)
+    demo.set_node_online("pve5", False)
+    upid = api.nodes("pve2").qemu(120).migrate.post(target="pve5", online=1)  # accepted: HA decides later
+    demo.advance(10)
+    assert api.nodes("pve2").tasks(upid).status.get()["exitstatus"] == "OK"
+    failed = api.nodes("pve2").tasks.get(typefilter="qmigrate", vmid=120, source="all")
+    assert failed[0]["status"] == "target node 'pve5' is not online"
+    assert resource(api, 120)["node"] == "pve2"

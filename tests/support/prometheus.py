@@ -12,7 +12,6 @@ The process is stopped (SIGTERM, then SIGKILL) when the block ends.
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -24,17 +23,13 @@ from typing import Any
 import requests
 import yaml
 
+from tests.support.processes import free_port, stop_process
+
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"
 
 # One sample: metric name, labels, unix time in seconds, value.
 Sample = tuple[str, Mapping[str, str], float, float]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -97,12 +92,7 @@ def running_prometheus(
             _wait_ready(url, process, log_path, ready_timeout)
             yield RunningPrometheus(url=url, data_dir=data_dir, log_path=log_path)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            stop_process(process)
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:

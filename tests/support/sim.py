@@ -11,7 +11,7 @@ process would. See docs/simulator.md for scenarios and fault objects.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -108,7 +108,7 @@ def running_simulator(
     time_scale: float | None = 60.0,
     start: float | None = None,
     token_value: str = TOKEN_VALUE,
-    faults: list[Mapping[str, Any]] = (),  # type: ignore[assignment]
+    faults: Sequence[Mapping[str, Any]] = (),
     **options: Any,
 ) -> Iterator[RunningSimulator]:
     """A started simulator on 127.0.0.1 and a free port; stopped on exit.

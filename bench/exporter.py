@@ -22,14 +22,16 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from tests.support.processes import free_port, stop_process  # noqa: E402 - needs ROOT on the path
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results" / "exporter.md"
+FLOOR = "floor: GET+decode /cluster/resources"
 TOKEN_USER, TOKEN_NAME, TOKEN_VALUE = "monitor@pve", "bench", "00000000-0000-4000-8000-0000000be4c4"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -193,7 +195,7 @@ class Exporter:
     port: int
 
 
-def exporters(sim: Sim, work: Path, port: int) -> list[Exporter]:
+def exporters(sim: Sim, work: Path) -> list[Exporter]:
     ours = work / "pvebalance-exporter.yml"
     ours.write_text(json.dumps({"default": {
         "host": sim.host, "user": TOKEN_USER, "token_name": TOKEN_NAME, "token_value": TOKEN_VALUE,
@@ -203,16 +205,18 @@ def exporters(sim: Sim, work: Path, port: int) -> list[Exporter]:
     theirs.write_text(json.dumps({"default": {
         "user": TOKEN_USER, "token_name": TOKEN_NAME, "token_value": TOKEN_VALUE, "verify_ssl": sim.ca,
     }}))
-    listen = f"127.0.0.1:{port}"
     pve = f"/pve?module=default&target={sim.host}"
+    ports = [free_port() for _ in range(3)]
     return [
         Exporter("pvebalance-exporter", "/metrics",
-                 [str(BIN / "pvebalance-exporter"), f"--config.file={ours}", f"--web.listen-address={listen}",
-                  "--scrape.timeout=120", "--log.format=json", "--log.level=warning"], port),
+                 [str(BIN / "pvebalance-exporter"), f"--config.file={ours}", f"--web.listen-address=127.0.0.1:{ports[0]}",
+                  "--scrape.timeout=120", "--log.format=json", "--log.level=warning"], ports[0]),
         Exporter("prometheus-pve-exporter (cluster only)", f"{pve}&cluster=1&node=0",
-                 [str(BIN / "pve_exporter"), f"--config.file={theirs}", f"--web.listen-address={listen}"], port),
+                 [str(BIN / "pve_exporter"), f"--config.file={theirs}", f"--web.listen-address=127.0.0.1:{ports[1]}"],
+                 ports[1]),
         Exporter("prometheus-pve-exporter (node only)", f"{pve}&cluster=0&node=1",
-                 [str(BIN / "pve_exporter"), f"--config.file={theirs}", f"--web.listen-address={listen}"], port),
+                 [str(BIN / "pve_exporter"), f"--config.file={theirs}", f"--web.listen-address=127.0.0.1:{ports[2]}"],
+                 ports[2]),
     ]
 
 
@@ -227,89 +231,123 @@ class Row:
     rss_mib: float
     samples: int
     ok: bool
-    api_wait_s: float | None = None  # pvebalance-exporter's own scrape_duration: time spent on API calls
+    api_wait_s: float | None = None  # median of pvebalance-exporter's own scrape_duration
 
 
-def measure(exporter: Exporter, sim: Sim, scrapes: int, label: str, work: Path) -> Row:
+@dataclass
+class Cell:
+    """One exporter under measurement (or the floor, `process` None) and what it cost so far."""
+
+    name: str
+    url: str
+    process: subprocess.Popen[bytes] | None = None
+    times: list[float] = field(default_factory=list)
+    calls: int = 0
+    cpu: float = 0.0
+    sim_cpu: float = 0.0
+    ok: bool = True
+    body: bytes = b""
+    api_waits: list[float] = field(default_factory=list)
+
+
+def start_exporter(exporter: Exporter, work: Path) -> Cell:
     import requests
 
-    port = exporter.port
-    log = (work / f"exporter-{port}.log").open("wb")
+    log = (work / f"exporter-{exporter.port}.log").open("wb")
     process = subprocess.Popen(exporter.command, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}{exporter.url_path}"
+    log.close()
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            requests.get(f"http://127.0.0.1:{exporter.port}/", timeout=2)
+            break
+        except requests.RequestException:
+            if process.poll() is not None or time.monotonic() > deadline:
+                stop_process(process)
+                raise RuntimeError(f"{exporter.name} did not start: see {log.name}") from None
+            time.sleep(0.2)
+    return Cell(exporter.name, f"http://127.0.0.1:{exporter.port}{exporter.url_path}", process)
+
+
+def measure(exporters: list[Exporter], sim: Sim, scrapes: int, label: str, work: Path) -> list[Row]:
+    """Scrape every exporter and the floor in turn, round after round, so background load on a
+    shared machine falls on all of them alike; each scrape is accounted on its own."""
+    import requests
+
+    floor_session = requests.Session()
+    floor_session.headers["Authorization"] = f"PVEAPIToken={TOKEN_USER}!{TOKEN_NAME}={TOKEN_VALUE}"
+    floor = Cell(FLOOR, f"https://{sim.host}/api2/json/cluster/resources")
+    cells = [floor]
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/", timeout=2)
-                break
-            except requests.RequestException:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"{exporter.name} did not start: see {log.name}") from None
-                time.sleep(0.2)
-        # Warm-up: sessions, caches (/cluster/status, /version), imports.
-        warm = requests.get(url, timeout=600)
-        ok = warm.status_code == 200
-        calls_before, cpu_before, sim_before = sim.calls(), cpu_seconds(process.pid), cpu_seconds(sim.process.pid)
-        times: list[float] = []
-        body = b""
+        cells += [start_exporter(exporter, work) for exporter in exporters]
+        for _ in range(2):  # warm-up: sessions, caches (/cluster/status, /version), imports
+            for cell in cells:
+                scrape_once(cell, sim, floor_session, record=False)
         for _ in range(scrapes):
-            started = time.perf_counter()
-            response = requests.get(url, timeout=600)
-            times.append(time.perf_counter() - started)
-            ok = ok and response.status_code == 200
-            body = response.content
-        calls = (sim.calls() - calls_before) / scrapes
-        cpu = (cpu_seconds(process.pid) - cpu_before) / scrapes
-        sim_cpu = (cpu_seconds(sim.process.pid) - sim_before) / scrapes
-        rss = peak_rss_mib(process.pid)
-        samples = sum(1 for line in body.splitlines() if line and not line.startswith(b"#"))
-        return Row(label, exporter.name, calls, statistics.median(times), cpu, sim_cpu, rss, samples, ok,
-                   api_wait(body))
+            for cell in cells:
+                scrape_once(cell, sim, floor_session, record=True)
+        return [row_for(cell, label, scrapes) for cell in cells]
     finally:
-        stop_process(process)
-        log.close()
+        for cell in cells:
+            if cell.process is not None:
+                stop_process(cell.process)
+
+
+def scrape_once(cell: Cell, sim: Sim, floor_session: Any, record: bool) -> None:
+    import requests
+
+    calls, sim_cpu = sim.calls(), cpu_seconds(sim.process.pid)
+    own_cpu = cpu_seconds(cell.process.pid) if cell.process is not None else time.process_time()
+    started = time.perf_counter()
+    if cell.process is None:
+        response = floor_session.get(cell.url, timeout=600, verify=sim.ca)
+        json.loads(response.content)
+    else:
+        response = requests.get(cell.url, timeout=600)
+    elapsed = time.perf_counter() - started
+    if not record:
+        return
+    cell.times.append(elapsed)
+    cell.cpu += (cpu_seconds(cell.process.pid) if cell.process is not None else time.process_time()) - own_cpu
+    cell.sim_cpu += cpu_seconds(sim.process.pid) - sim_cpu
+    cell.calls += sim.calls() - calls
+    cell.ok = cell.ok and response.status_code == 200
+    cell.body = response.content
+    wait = api_wait(response.content) if cell.process is not None else None
+    if wait is not None:
+        cell.api_waits.append(wait)
+
+
+def row_for(cell: Cell, label: str, scrapes: int) -> Row:
+    if cell.process is None:
+        samples = len(json.loads(cell.body)["data"])
+        rss = 0.0
+    else:
+        samples = sum(1 for line in cell.body.splitlines() if line and not line.startswith(b"#"))
+        rss = peak_rss_mib(cell.process.pid)
+    return Row(label, cell.name, cell.calls / scrapes, statistics.median(cell.times), cell.cpu / scrapes,
+               cell.sim_cpu / scrapes, rss, samples, cell.ok,
+               statistics.median(cell.api_waits) if cell.api_waits else None)
 
 
 def api_wait(body: bytes) -> float | None:
-    for line in body.decode().splitlines():
-        if line.startswith("pvebalance_exporter_scrape_duration_seconds{"):
-            return float(line.rsplit(" ", 1)[1])
-    return None
-
-
-def floor(sim: Sim, scrapes: int, label: str) -> Row:
-    """Fetching and decoding /cluster/resources alone, over a kept-alive session."""
-    import requests
-
-    session = requests.Session()
-    session.headers["Authorization"] = f"PVEAPIToken={TOKEN_USER}!{TOKEN_NAME}={TOKEN_VALUE}"
-    url = f"https://{sim.host}/api2/json/cluster/resources"
-    json.loads(session.get(url, timeout=600, verify=sim.ca).content)
-    sim_before = cpu_seconds(sim.process.pid)
-    cpu_before = time.process_time()
-    times = []
-    entries = 0
-    for _ in range(scrapes):
-        started = time.perf_counter()
-        entries = len(json.loads(session.get(url, timeout=600, verify=sim.ca).content)["data"])
-        times.append(time.perf_counter() - started)
-    return Row(
-        label, "floor: GET+decode /cluster/resources", 1, statistics.median(times),
-        (time.process_time() - cpu_before) / scrapes, (cpu_seconds(sim.process.pid) - sim_before) / scrapes,
-        0.0, entries, True,
-    )
+    start = body.find(b"\npvebalance_exporter_scrape_duration_seconds{")
+    if start < 0:
+        return None
+    line = body[start + 1:body.index(b"\n", start + 1)]
+    return float(line.rsplit(b" ", 1)[1])
 
 
 # --- report ----------------------------------------------------------------------------------
 
-def report(rows: list[Row], online: dict[str, int], scrapes: int, seconds: float) -> str:
+def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrapes: int, seconds: float) -> str:
     lines = [
         "# pvebalance-exporter benchmark",
         "",
-        f"`.venv/bin/python bench/exporter.py` ({scrapes} scrapes per cell after one warm-up; the simulator "
-        f"and every exporter run as separate processes on this machine; {seconds:.0f} s in all). "
-        "`of which API calls` is pvebalance-exporter's own `pvebalance_exporter_scrape_duration_seconds` in the last answer (the rest is building and rendering the metrics). CPU and RSS are the exporter's whole process tree (gunicorn's master and worker for "
+        f"`.venv/bin/python bench/exporter.py` ({scrapes} rounds after two warm-up rounds; in each round the floor "
+        "and every exporter are scraped in turn, so background load on this shared 2-core machine falls on all "
+        f"alike; the simulator and every exporter run as separate processes; {seconds:.0f} s in all). "
+        "`of which API calls` is the median of pvebalance-exporter's own `pvebalance_exporter_scrape_duration_seconds` (first call to last answer; it renders the /cluster/resources families meanwhile; the rest is rendering the others and sending). CPU and RSS are the exporter's whole process tree (gunicorn's master and worker for "
         "prometheus-pve-exporter). `sim CPU` is what the simulator spent per scrape. `samples` = sample "
         "lines in one answer (for the floor: entries in /cluster/resources).",
         "",
@@ -330,19 +368,24 @@ def report(rows: list[Row], online: dict[str, int], scrapes: int, seconds: float
         ours = cells.get("pvebalance-exporter")
         if ours is None:
             continue
+        guests = sizes[scenario]
         expected = 1 + online[scenario]
-        lines.append(f"- {scenario}: API calls per scrape {ours.calls:.1f} (target 1 + online nodes = {expected}).")
+        verdict = "met" if round(ours.calls, 1) == expected else "MISSED"
+        lines.append(f"- {scenario}: API calls per scrape {ours.calls:.1f}; target 1 + online nodes = {expected}: {verdict}.")
         theirs = cells.get("prometheus-pve-exporter (cluster only)")
         if theirs is not None:
+            ratio = ours.median_s / theirs.median_s
+            target = f"; target at 2,000 guests <= 0.5x: {'met' if ratio <= 0.5 else 'MISSED'}" if guests == 2000 else ""
             lines.append(
                 f"- {scenario}: median scrape {ours.median_s:.3f} s vs prometheus-pve-exporter cluster-only "
-                f"{theirs.median_s:.3f} s = {ours.median_s / theirs.median_s:.2f}x (target at 2,000 guests: <= 0.5x)."
+                f"{theirs.median_s:.3f} s = {ratio:.2f}x (CPU {ours.cpu_s / theirs.cpu_s:.2f}x){target}."
             )
-        base = cells.get("floor: GET+decode /cluster/resources")
+        base = cells.get(FLOOR)
         if base is not None:
+            ratio = ours.median_s / base.median_s
+            target = f"; target at 10,000 guests <= 2x: {'met' if ratio <= 2 else 'MISSED'}" if guests == 10000 else ""
             lines.append(
-                f"- {scenario}: median scrape {ours.median_s:.3f} s vs floor {base.median_s:.3f} s = "
-                f"{ours.median_s / base.median_s:.2f}x (target at 10,000 guests: <= 2x)."
+                f"- {scenario}: median scrape {ours.median_s:.3f} s vs floor {base.median_s:.3f} s = {ratio:.1f}x{target}."
             )
     return "\n".join(lines) + "\n"
 
@@ -350,13 +393,14 @@ def report(rows: list[Row], online: dict[str, int], scrapes: int, seconds: float
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="500,2000,10000", help="guest counts; 10000 is the built-in `large`")
-    parser.add_argument("--scrapes", type=int, default=5)
+    parser.add_argument("--scrapes", type=int, default=7)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     ensure_bench_requirements()
     started = time.monotonic()
     rows: list[Row] = []
     online: dict[str, int] = {}
+    sizes: dict[str, int] = {}
     work = Path(tempfile.mkdtemp(prefix="bench-exporter-"))
     try:
         cert, key = make_cert(work)
@@ -369,14 +413,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"== {scenario.label}", file=sys.stderr)
             with running_sim(scenario.source, work, cert, key) as sim:
                 online[scenario.label] = sim.online_nodes()
-                rows.append(floor(sim, args.scrapes, scenario.label))
-                for exporter in exporters(sim, work, free_port()):
-                    row = measure(exporter, sim, args.scrapes, scenario.label, work)
+                sizes[scenario.label] = scenario.guests
+                for row in measure(exporters(sim, work), sim, args.scrapes, scenario.label, work):
                     print(f"   {row}", file=sys.stderr)
                     rows.append(row)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = report(rows, online, args.scrapes, time.monotonic() - started)
+    text = report(rows, online, sizes, args.scrapes, time.monotonic() - started)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(text)

@@ -8,10 +8,9 @@ a maintenance node, an offline node. Every planner's moves are replayed by the s
 independent checker (`controller.plancheck.check_plan`) and scored with the same
 imbalance (Proxmox CRS definition).
 
-- ProxLB 2.3.0's greedy balancer (`proxlb.models.calculations`) is driven offline from a
-  ProxLbData snapshot built from the same model. Its wheel is fetched with
-  `pip download --no-deps proxlb==2.3.0` (its dependency proxlb-solver pulls in OR-Tools,
-  which the greedy balancer never uses); pydantic comes from bench/requirements.txt.
+- ProxLB 2.3.0's greedy balancer (`proxlb.models.calculations`, installed from
+  bench/requirements.txt) is driven offline from a ProxLbData snapshot built from the same
+  model, running the calculation steps of its `__main__` in order (read-only use).
 - The optimum is an ILP (PuLP + bundled CBC) over final placements with at most the same
   number of moves, minimising the sum of squared node loads (piecewise-linear, 0.005 steps),
   under the same hard limits and rules. It is an optimum of the placement, so a lower bound:
@@ -25,7 +24,6 @@ import dataclasses
 import itertools
 import logging
 import random
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -46,8 +44,6 @@ from pveapi.inventory import Guest, Node  # noqa: E402
 
 GIB = 1024**3
 RESULTS = ROOT / "bench" / "results" / "planner.md"
-CACHE = ROOT / "bench" / ".cache"
-PROXLB = "proxlb==2.3.0"
 ILP_SECONDS = 60
 
 
@@ -214,20 +210,15 @@ def ours(sc: Scenario, policy: Policy, label: str, repeat: int) -> Result:
 # --- ProxLB 2.3 -----------------------------------------------------------------------------
 
 
-def load_proxlb() -> bool:
-    CACHE.mkdir(parents=True, exist_ok=True)
-    wheel = CACHE / "proxlb-2.3.0-py3-none-any.whl"
-    if not wheel.exists():
-        fetched = subprocess.run(
-            [sys.executable, "-m", "pip", "download", "-q", "--disable-pip-version-check", "--no-deps", PROXLB,
-             "-d", str(CACHE)], capture_output=True, text=True,
-        )
-        if fetched.returncode != 0 or not wheel.exists():
-            print(f"ProxLB not compared: pip download {PROXLB} failed", file=sys.stderr)
-            return False
-    sys.path.insert(0, str(wheel))
+def require_bench_tools() -> None:
+    """ProxLB 2.3.0 (with pydantic) and PuLP come from bench/requirements.txt."""
+    try:
+        import proxlb  # noqa: F401
+        import pulp  # noqa: F401
+    except ImportError as exc:
+        sys.exit(f"bench/planner.py: {exc.name} is missing - run: "
+                 ".venv/bin/python -m pip install -r bench/requirements.txt")
     logging.getLogger().setLevel(logging.CRITICAL)
-    return True
 
 
 def proxlb_plan(sc: Scenario, policy: Policy, method: str) -> tuple[list[Move], float]:
@@ -483,7 +474,7 @@ def row(r: Result, before: float) -> str:
 
 
 def main() -> None:
-    have_proxlb = load_proxlb()
+    require_bench_tools()
     lines = [
         "# Planner benchmark",
         "",
@@ -505,16 +496,16 @@ def main() -> None:
         results = [ours(sc, Policy(), "pvebalance (defaults)", repeat),
                    ours(sc, bench_policy, "pvebalance (no trigger, no budget)", repeat)]
         full = results[1]
-        if have_proxlb:
-            for method in ("memory", "cpu"):
-                moves, seconds = proxlb_plan(sc, Policy(), method)
-                results.append(score(sc, Policy(), moves, f"ProxLB 2.3 (method {method})", seconds))
+        for method in ("memory", "cpu"):
+            moves, seconds = proxlb_plan(sc, Policy(), method)
+            results.append(score(sc, Policy(), moves, f"ProxLB 2.3 (method {method})", seconds))
         if sc.exact:
             # Equal budgets, pure objective: no trigger, no margin, no cost on our side either.
             pure = dataclasses.replace(bench_policy, min_gain=0.0, cost_per_gib=0.0, container_restart_cost=0.0)
             for budget in sorted({results[0].moves, full.moves}):
                 equal = ours(sc, dataclasses.replace(pure, max_moves=budget, max_moves_per_node=budget),
-                             f"pvebalance, budget {budget}", repeat)
+                             "", repeat)
+                equal.planner = f"pvebalance, pure objective, {equal.moves} moves"
                 moves, seconds, status = optimum(sc, Policy(), equal.moves)
                 opt = score(sc, Policy(), moves, f"ILP optimum, budget {equal.moves}", seconds, status)
                 if sc.name.startswith("homelab"):
@@ -529,12 +520,10 @@ def main() -> None:
                   "| planner | moves | imbalance | max node util after | violations | broken after | planning time | note |",
                   "|---|---|---|---|---|---|---|---|"]
         lines += [row(r, start) for r in results]
-        if have_proxlb:
-            for proxlb in (r for r in results if r.planner.startswith("ProxLB")):
-                reach = _moves_to_reach(sc, bench_policy, proxlb.imbalance)
-                lines.append("")
-                lines.append(f"Moves pvebalance needs to reach {proxlb.planner}'s imbalance {proxlb.imbalance:.3f}: "
-                             f"{reach} (ProxLB: {proxlb.moves}).")
+        for proxlb in (r for r in results if r.planner.startswith("ProxLB")):
+            lines.append("")
+            lines.append(f"Moves pvebalance needs to reach {proxlb.planner}'s imbalance {proxlb.imbalance:.3f}: "
+                         f"{_moves_to_reach(sc, bench_policy, proxlb.imbalance)} (ProxLB: {proxlb.moves}).")
         lines.append("")
         print(f"done: {sc.name}", file=sys.stderr)
     if summary:
@@ -556,6 +545,8 @@ def _missed(before: float, got: float, best: float) -> str:
 
 
 def _moves_to_reach(sc: Scenario, policy: Policy, goal: float) -> str:
+    """How many of our moves it takes to get to `goal`, and how many of them are mandatory
+    rule repairs (which ProxLB does not make: it leaves those rules broken)."""
     result = plan(sc.model, sc.rules, policy)
     constraints = Constraints(sc.model, sc.rules, policy)
     state = ClusterState(sc.model, policy, constraints.maintenance, constraints.reservations)
@@ -564,7 +555,8 @@ def _moves_to_reach(sc: Scenario, policy: Policy, goal: float) -> str:
     for count, move in enumerate(result.moves, 1):
         state.move(move.vmid, move.target)
         if state.imbalance() <= goal + 1e-9:
-            return str(count)
+            mandatory = sum(m.kind is MoveKind.MANDATORY for m in result.moves[:count])
+            return f"{count}, of which {mandatory} mandatory, {count - mandatory} balancing"
     return f"not reached in {len(result.moves)}"
 
 

@@ -170,11 +170,12 @@ class Constraints:
             found.update(self._by_pool.get(pool, ()))
         return tuple(sorted(found))
 
-    def rules_allow(self, vmid: int, target: str, mandatory: bool) -> bool:
+    def rules_allow(self, vmid: int, target: str, mandatory: bool, moving_group: Group | None = None) -> bool:
         """May this guest move to `target` without breaking or worsening a rule?
 
         Balancing (`mandatory` False) also keeps soft rules from getting worse and never moves a
-        member of an affinity group away from its group.
+        member of an affinity group away from its group. `moving_group` is an affinity group
+        being moved as a whole, which its members may leave for the same target.
         """
         if target not in self.usable:
             return False
@@ -185,7 +186,7 @@ class Constraints:
             if (group.strict or not mandatory) and group.nodes[target] > 0:
                 return False
         for group in self.together_of.get(vmid, ()):
-            if (group.strict or not mandatory) and not self._joins(group, vmid, target):
+            if group is not moving_group and (group.strict or not mandatory) and not self._joins(group, vmid, target):
                 return False
         if not mandatory:
             preferred = self.preferred.get(vmid)

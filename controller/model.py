@@ -32,7 +32,7 @@ class ClusterModel:
     nodes: tuple[Node, ...]
     guests: tuple[Guest, ...]
     guest_usage: Mapping[int, Usage]  # vmid -> demand; every guest has an entry
-    node_usage: Mapping[str, Usage]  # measured node totals (guests + host overhead)
+    node_usage: Mapping[str, Usage]  # node demand: its current guests + the host's own use (observe._node_usage)
     maintenance: frozenset[str] = frozenset()  # nodes reported in HA maintenance
     pinned_local: frozenset[int] = frozenset()  # guests the API would refuse to move (local disks/resources)
     window: str = "1h"  # the history window the figures cover ("live" when none)
@@ -56,6 +56,7 @@ class Move:
     cpu_cores: float
     est_seconds: float  # estimated migration time
     gain: float = 0.0  # imbalance reduction this step brings
+    usage_source: UsageSource = "prometheus"  # where this guest's demand figures came from
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from controller.model import ClusterModel, Usage
 from controller.promql import History, PrometheusError, PromQL
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
-from pveapi.inventory import Guest, Inventory, Node
+from pveapi.inventory import Guest, Inventory, Node, guests_by_node
 
 log = structlog.get_logger("pvebalance.observe")
 
@@ -59,11 +59,13 @@ def observe(client: PveClient, promql: PromQL | None, at: float | None = None) -
     if problem is not None:
         warnings.append(problem)
     fresh = history if problem is None else None
+    guest_usage = {g.vmid: _guest_usage(g, fresh) for g in inventory.guests}
+    by_node = guests_by_node(inventory.guests)
     model = ClusterModel(
         nodes=inventory.nodes,
         guests=inventory.guests,
-        guest_usage={g.vmid: _guest_usage(g, fresh) for g in inventory.guests},
-        node_usage={n.name: _node_usage(n, fresh) for n in inventory.nodes},
+        guest_usage=guest_usage,
+        node_usage={n.name: _node_usage(n, by_node.get(n.name, []), guest_usage) for n in inventory.nodes},
         maintenance=frozenset(maintenance),
         window=fresh.window if fresh is not None else "live",
     )
@@ -98,11 +100,21 @@ def _guest_usage(guest: Guest, history: History | None) -> Usage:
     return Usage(guest.cpu_cores_used, guest.mem, "live")
 
 
-def _node_usage(node: Node, history: History | None) -> Usage:
-    figures = history.usage(f"node/{node.name}") if history is not None and node.online else None
-    if figures is not None:
-        return Usage(figures[0], figures[1], "prometheus")
-    return Usage(node.cpu_cores_used, node.mem, "live")
+def _node_usage(node: Node, guests_here: list[Guest], guest_usage: Mapping[int, Usage]) -> Usage:
+    """A node's demand: its current guests' demand plus the host's own use.
+
+    Not the node's window average: that still counts guests that left during the window (and
+    misses those that arrived), so a node just relieved by a migration would look loaded and the
+    next cycle would move guests again. The host's own use (kernel, ZFS ARC, PVE daemons) is
+    the live node reading less its guests' live readings: one instant, the current placement.
+    """
+    overhead_cpu = max(0.0, node.cpu_cores_used - sum(g.cpu_cores_used for g in guests_here))
+    overhead_mem = max(0, node.mem - sum(g.mem for g in guests_here))
+    demands = [guest_usage[g.vmid] for g in guests_here]
+    source = "prometheus" if any(d.source == "prometheus" for d in demands) else "live"
+    return Usage(
+        overhead_cpu + sum(d.cpu_cores for d in demands), overhead_mem + sum(d.mem_bytes for d in demands), source
+    )
 
 
 def _maintenance_nodes(client: PveClient, inventory: Inventory, warnings: list[str]) -> set[str]:

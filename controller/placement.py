@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from pveapi.inventory import Guest, Node
 
-from .model import ClusterModel, NodeLoad
+from .model import ClusterModel, NodeLoad, UsageSource
 from .policy import Policy
 
 
@@ -117,6 +117,9 @@ class ClusterState:
         guests = sorted(model.guests, key=lambda g: g.vmid)
         self.demand: dict[int, Demand] = {g.vmid: demand_of(g, model) for g in guests}
         self.where: dict[int, str] = {g.vmid: g.node for g in guests}
+        self.source: dict[int, UsageSource] = {
+            g.vmid: model.guest_usage[g.vmid].source if g.vmid in model.guest_usage else "live" for g in guests
+        }
         for guest in guests:
             node_state = self.nodes.get(guest.node)
             if node_state is not None:

@@ -38,6 +38,7 @@ def check_moves(model: ClusterModel, rules: RuleSet, policy: Policy, moves: Sequ
             guests_mem = sum(demand[v].mem for v, n in where.items() if n == name)
             overhead[name] = max(0, measured.mem_bytes - guests_mem)
     errors: list[str] = []
+    split: dict[str, int] = {}  # affinity groups moving as a whole -> violation before they started
     for step, move in enumerate(moves, 1):
         at = f"step {step} ({move.vmid} {move.source} -> {move.target})"
         guest = constraints.guests.get(move.vmid)
@@ -70,8 +71,20 @@ def check_moves(model: ClusterModel, rules: RuleSet, policy: Policy, moves: Sequ
             errors.append(f"{at}: {constraints.allowed_by[move.vmid]} does not allow {move.target}")
         before = constraints.violations()
         constraints.moved(move.vmid, move.target)
-        for label, size in constraints.violations().items():
+        after = constraints.violations()
+        # An affinity group can only move one guest at a time: it may come apart while its
+        # members move consecutively, and must be whole again before any other guest moves.
+        moving = {g.label for g in constraints.together_of.get(move.vmid, ())}
+        for label in sorted(set(split) - moving):
+            if after[label] > split.pop(label):
+                errors.append(f"{at}: moves another guest while {label} is still split")
+        for label, size in after.items():
             if size > before[label]:
-                errors.append(f"{at}: breaks {label}")
+                if label in moving:
+                    split.setdefault(label, before[label])
+                else:
+                    errors.append(f"{at}: breaks {label}")
         where[move.vmid] = move.target
+    errors += [f"end of plan: {label} is left split" for label, level in sorted(split.items())
+               if constraints.violations()[label] > level]
     return errors

@@ -21,8 +21,9 @@ import requests
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import Secret
 
-# Every series the exporter publishes per node and guest carries this `id` label.
-ID_SELECTOR = 'id=~"node/.+|qemu/.+|lxc/.+"'
+# Guest series, by the exporter's `id` label. Nodes are not asked: a node's demand is built from
+# its current guests (see observe._node_usage), never from its own window average.
+ID_SELECTOR = 'id=~"qemu/.+|lxc/.+"'
 NEEDED_SERIES = ("pve_cpu_usage_ratio", "pve_cpu_usage_limit", "pve_memory_usage_bytes")
 
 

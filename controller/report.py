@@ -11,7 +11,7 @@ from typing import Any
 
 from pveapi.errors import ConfigError
 
-from .model import Move, MoveKind, NodeLoad, Plan, Skipped
+from .model import Move, MoveKind, NodeLoad, Plan, Skipped, UsageSource
 
 SCHEMA_VERSION = 1
 GIB = 1024**3
@@ -34,10 +34,10 @@ def render_table(plan: Plan) -> str:
         total = sum(m.est_seconds for m in plan.moves)
         lines.append(f"Moves ({len(plan.moves)}, in this order; estimated {_duration(total)} one at a time):")
         lines += _table(
-            ["#", "guest", "type", "from -> to", "kind", "mem", "est", "reason"],
+            ["#", "guest", "type", "from -> to", "kind", "mem", "est", "data", "reason"],
             [
                 [str(i), f"{m.vmid} {m.name}", m.type, f"{m.source} -> {m.target}", m.kind.value,
-                 f"{m.mem_bytes / GIB:.1f}G", _duration(m.est_seconds), m.reason]
+                 f"{m.mem_bytes / GIB:.1f}G", _duration(m.est_seconds), m.usage_source, m.reason]
                 for i, m in enumerate(plan.moves, 1)
             ],
         )
@@ -102,6 +102,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
                 "cpu_cores": m.cpu_cores,
                 "est_seconds": m.est_seconds,
                 "gain": m.gain,
+                "usage_source": m.usage_source,
             }
             for m in plan.moves
         ],
@@ -166,6 +167,7 @@ def plan_from_dict(data: Any) -> Plan:
                 kind=MoveKind(kind), reason=_str(move, "reason", at), mem_bytes=_int(move, "mem_bytes", at),
                 cpu_cores=_num(move, "cpu_cores", at), est_seconds=_num(move, "est_seconds", at),
                 gain=_num(move, "gain", at),
+                usage_source=_usage_source(move, at),
             )
         )
     skipped = tuple(
@@ -186,6 +188,13 @@ def plan_from_dict(data: Any) -> Plan:
         window=_str(root, "window", "plan"),
         notes=tuple(_strings(root, "notes")),
     )
+
+
+def _usage_source(move: Mapping[str, Any], at: str) -> UsageSource:
+    source = move.get("usage_source", "prometheus")  # added within version 1: optional
+    if source not in ("prometheus", "live"):
+        raise ConfigError(f"{at}.usage_source: expected prometheus or live, got {source!r}")
+    return source  # type: ignore[no-any-return]
 
 
 def _obj(value: Any, at: str) -> Mapping[str, Any]:

@@ -22,11 +22,12 @@ def exporter_config(api_host: str, user: str, token_name: str, token_file: Path,
 
 
 def prometheus_config(product_config: Path, targets: Mapping[str, str], interval: str,
-                      rule_files: Sequence[Path] | None = None) -> str:
-    """The product's prometheus.yml with local targets: the same jobs and rules, no Alertmanager.
+                      rule_files: Sequence[Path] | None = None, alertmanager: str | None = None) -> str:
+    """The product's prometheus.yml with local targets: the same jobs and rules.
 
     `targets` maps job name -> host:port; jobs without a target are left out. `rule_files`
-    replaces the product's rules (tests use it to shorten alert durations). The exporter's
+    replaces the product's rules (tests use it to shorten alert durations). Alerts go to
+    `alertmanager` (host:port), or nowhere without one. The exporter's
     samples lose the `job` and `instance` labels Prometheus adds, because backfilled history
     has none: live scrapes then continue the backfilled series instead of starting new ones,
     so averages over a window that spans both are taken over one series.
@@ -47,7 +48,10 @@ def prometheus_config(product_config: Path, targets: Mapping[str, str], interval
         config["rule_files"] = [str(product_config.parent / pattern) for pattern in config.get("rule_files", [])]
     else:
         config["rule_files"] = [str(path) for path in rule_files]
-    config.pop("alerting", None)
+    if alertmanager is None:
+        config.pop("alerting", None)
+    else:
+        config["alerting"] = {"alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]}
     # Faster than production so live figures and rule results appear within seconds.
     config["global"] = {**config["global"], "scrape_interval": interval, "evaluation_interval": interval,
                         "scrape_timeout": interval}
@@ -63,4 +67,21 @@ def controller_config(api_host: str, user: str, token_name: str, token_file: Pat
     }
     if prometheus_url is not None:
         config["prometheus"] = {"url": prometheus_url, "window": "1h"}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def alertmanager_config(product_config: Path, secrets: Mapping[str, Path], controller_url: str,
+                        unreachable: str) -> str:
+    """The product's alertmanager.yml on one machine: secrets from local files, the webhook to
+    `controller_url`, and e-mail and Slack sent to `unreachable` (host:port where nothing
+    listens), so no notification leaves the machine.
+    """
+    text = product_config.read_text(encoding="utf-8")
+    for name, path in secrets.items():
+        text = text.replace(f"/run/secrets/{name}", str(path))
+    config: dict[str, Any] = yaml.safe_load(text)
+    config["global"]["smtp_smarthost"] = unreachable
+    for receiver in config["receivers"]:
+        for hook in receiver.get("webhook_configs", []):
+            hook["url"] = f"{controller_url}/webhook"
     return yaml.safe_dump(config, sort_keys=False)

@@ -45,7 +45,7 @@ class Children:
         self._running.append((name, process))
         return process
 
-    def signal(self, name: str, signum: int) -> None:
+    def send_signal(self, name: str, signum: int) -> None:
         """Send `signum` to the running process started as `name`."""
         for started, process in self._running:
             if started == name and process.poll() is None:
@@ -63,9 +63,13 @@ class Children:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
-    def stop(self, timeout: float = 15.0) -> None:
-        while self._running:
-            _name, process = self._running.pop()
+    def stop(self, name: str | None = None, timeout: float = 60.0) -> None:
+        """End the process started as `name`, or every process (newest first); each gets
+        SIGTERM and `timeout` seconds to finish before SIGKILL."""
+        for started, process in reversed(list(self._running)):
+            if name is not None and started != name:
+                continue
+            self._running.remove((started, process))
             if process.poll() is not None:
                 continue
             process.terminate()

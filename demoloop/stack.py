@@ -22,11 +22,19 @@ from pveapi.errors import PvebalanceError
 from simulator.scenario import ALL_PRIVILEGES, Credential
 from simulator.server import Simulator
 
-from .configs import CONTROLLER_JOB, EXPORTER_JOB, controller_config, exporter_config, prometheus_config
+from .configs import (
+    CONTROLLER_JOB,
+    EXPORTER_JOB,
+    alertmanager_config,
+    controller_config,
+    exporter_config,
+    prometheus_config,
+)
 from .processes import Children, free_port, http_ok, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 PRODUCT_PROMETHEUS = ROOT / "prometheus" / "prometheus.yml"
+PRODUCT_ALERTMANAGER = ROOT / "prometheus" / "alertmanager.yml"
 BIN = Path(sys.executable).parent  # the console scripts installed beside this interpreter
 READ_ONLY = ("Sys.Audit", "VM.Audit", "Datastore.Audit", "Pool.Audit")
 # requests lets these variables override a per-session CA bundle; the children must verify
@@ -49,8 +57,10 @@ class LocalStack:
         self.exporter_url: str | None = None
         self.prometheus_url: str | None = None
         self.controller_url: str | None = None
+        self.alertmanager_url: str | None = None
         self._controller_port = free_port()
-        self._tokens = {"exporter": secrets.token_hex(16), "controller": secrets.token_hex(16)}
+        self._tokens = {"exporter": secrets.token_hex(16), "controller": secrets.token_hex(16),
+                        "webhook": secrets.token_hex(16)}
 
     # -- the parts, in the order they start -----------------------------------------------
     def start_simulator(self) -> Simulator:
@@ -101,17 +111,38 @@ class LocalStack:
 
     def reload_prometheus(self) -> None:
         """Re-read prometheus.yml and the rule files (Prometheus' SIGHUP)."""
-        self.children.signal("prometheus", signal.SIGHUP)
+        self.children.send_signal("prometheus", signal.SIGHUP)
+
+    def start_alertmanager(self) -> str:
+        """Debian's Alertmanager with the product's routes; the controller's webhook gets its alerts."""
+        binary = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        if binary is None:
+            raise PvebalanceError("Alertmanager not found: apt-get install prometheus-alertmanager")
+        unreachable = f"127.0.0.1:{free_port()}"  # nothing listens: e-mail and Slack fail locally
+        slack = self._write("slack_webhook_url", f"http://{unreachable}/\n")
+        secret_files = {"webhook_token": self._token_file("webhook"), "slack_webhook_url": slack,
+                        "smtp_password": self._write("smtp_password", "unused\n")}
+        config = self._write("alertmanager.yml", alertmanager_config(
+            PRODUCT_ALERTMANAGER, secret_files, f"http://127.0.0.1:{self._controller_port}", unreachable))
+        port = free_port()
+        self.alertmanager_url = f"http://127.0.0.1:{port}"
+        process = self.children.start("alertmanager", [
+            binary, f"--config.file={config}", f"--storage.path={self.workdir / 'alertmanager'}",
+            f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=", "--log.level=warn"])
+        wait_until(lambda: http_ok(f"{self.alertmanager_url}/-/ready"), "alertmanager", 60, process)
+        return self.alertmanager_url
 
     def start_prometheus(self, interval: str = "5s", rule_files: list[Path] | None = None,
                          scrape_controller: bool = False) -> str:
-        """Prometheus over the backfilled data directory, scraping the exporter (and the controller)."""
+        """Prometheus over the backfilled data directory, scraping the exporter (and the
+        controller), sending alerts to the Alertmanager if one was started."""
         if self.exporter_url is None:
             raise PvebalanceError("start the exporter before Prometheus")
         targets = {EXPORTER_JOB: self.exporter_url.removeprefix("http://")}
         if scrape_controller:
             targets[CONTROLLER_JOB] = f"127.0.0.1:{self._controller_port}"
-        config = prometheus_config(PRODUCT_PROMETHEUS, targets, interval, rule_files)
+        alertmanager = self.alertmanager_url.removeprefix("http://") if self.alertmanager_url else None
+        config = prometheus_config(PRODUCT_PROMETHEUS, targets, interval, rule_files, alertmanager)
         port = free_port()
         self.prometheus_url = f"http://127.0.0.1:{port}"
         process = self.children.start("prometheus", [
@@ -131,7 +162,8 @@ class LocalStack:
         return self._write(name, controller_config(
             f"127.0.0.1:{self.sim.port}", "root@pam", "stack-controller", self._token_file("controller"),
             self.sim.cert_path, prometheus_url or self.prometheus_url,
-            {"state_file": str(self.workdir / "state.json"), "listen": f"127.0.0.1:{self._controller_port}", **run}))
+            {"state_file": str(self.workdir / "state.json"), "listen": f"127.0.0.1:{self._controller_port}",
+             "webhook_token_file": str(self._token_file("webhook")), **run}))
 
     def start_controller(self, **run: Any) -> str:
         """`pvebalance run` with its /metrics, /health and /plan on the port Prometheus scrapes."""

@@ -18,8 +18,9 @@ import structlog
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer, generate_latest
 
 from pveapi.errors import ConfigError
+from pveapi.inventory import Inventory
 
-from .collectors import CollectorOptions, scrape_registry
+from .collectors import CollectorOptions, resources_registry, rest_registry
 from .config import ExporterConfig, Module
 from .scrape import scrape
 from .target import TargetCache
@@ -87,12 +88,24 @@ class ExporterApp:
         # The answer must arrive within the timeout, rendering included: the API calls get what
         # the last render of this target left over.
         budget = max(_MIN_API_BUDGET, self._timeout(environ) - target.render_seconds)
-        result = scrape(target, self.options.collectors.concerns(), budget)
-        started = time.monotonic()
         # Always the text format: every Prometheus reads it, and prometheus-client renders it
         # about a third faster than OpenMetrics, which matters at 150,000 samples a scrape.
-        body = generate_latest(scrape_registry(result, self.options.collectors, target.stats))
-        target.render_seconds = time.monotonic() - started
+        # The /cluster/resources families (most of the samples) are rendered while the node
+        # calls are still out; each part is a complete set of families, so they concatenate.
+        parts: list[bytes] = []
+        rendering = 0.0
+
+        def render_resources(inventory: Inventory) -> None:
+            nonlocal rendering
+            started = time.monotonic()
+            parts.append(generate_latest(resources_registry(inventory)))
+            rendering += time.monotonic() - started
+
+        result = scrape(target, self.options.collectors.concerns(), budget, while_waiting=render_resources)
+        started = time.monotonic()
+        parts.append(generate_latest(rest_registry(result, self.options.collectors, target.stats)))
+        target.render_seconds = rendering + time.monotonic() - started
+        body = b"".join(parts)
         start_response("200 OK", [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4), ("Content-Length", str(len(body)))])
         return [body]
 

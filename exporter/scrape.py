@@ -13,8 +13,6 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from prometheus_client.metrics_core import Metric
-
 from pveapi.errors import ApiError
 from pveapi.inventory import Inventory, parse_resources
 
@@ -52,14 +50,10 @@ RESOURCES = Call("resources", "", "/cluster/resources", parse=parse_resources)
 
 
 class Concern(Protocol):
-    """A collector class: declares the calls it needs, then is built on the result."""
-
-    def __init__(self, result: ScrapeResult) -> None: ...
+    """What `scrape()` asks of a collector class: the calls it needs once the inventory is known."""
 
     @staticmethod
     def calls(inventory: Inventory) -> Iterable[Call]: ...
-
-    def collect(self) -> Iterable[Metric]: ...
 
 
 @dataclass(frozen=True)
@@ -82,19 +76,28 @@ class ScrapeResult:
         return (concern, subject) in self.failures
 
 
-def scrape(target: Target, concerns: Sequence[type[Concern]], timeout: float) -> ScrapeResult:
+def scrape(
+    target: Target,
+    concerns: Sequence[type[Concern]],
+    timeout: float,
+    while_waiting: Callable[[Inventory], None] | None = None,
+) -> ScrapeResult:
     """Fetch everything `concerns` need from `target` within `timeout` seconds.
 
-    Never raises for API trouble: a failed /cluster/resources gives a result without inventory,
-    any other failed call is listed in `failures` and its subject is simply missing.
+    `while_waiting` runs once the inventory is known and the other calls are under way (the
+    HTTP server renders the /cluster/resources families meanwhile). Never raises for API
+    trouble: a failed /cluster/resources gives a result without inventory, any other failed
+    call is listed in `failures` and its subject is simply missing.
     """
     started = time.monotonic()
     deadline = started + timeout
-    answers, failures = target.run_calls([RESOURCES], deadline)
+    answers, failures = target.finish_calls(target.start_calls([RESOURCES]), deadline)
     inventory: Inventory | None = answers.get(RESOURCES.key)
     if inventory is not None:
-        calls = [call for concern in concerns for call in concern.calls(inventory)]
-        more_answers, more_failures = target.run_calls(calls, deadline)
+        pending = target.start_calls([call for concern in concerns for call in concern.calls(inventory)])
+        if while_waiting is not None:
+            while_waiting(inventory)
+        more_answers, more_failures = target.finish_calls(pending, deadline)
         answers.update(more_answers)
         failures.update(more_failures)
     result = ScrapeResult(

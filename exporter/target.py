@@ -12,6 +12,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -68,6 +69,12 @@ class TargetStats:
             yield from metric.collect()
 
 
+@dataclass
+class PendingCalls:
+    futures: dict[Future[Any], Call] = field(default_factory=dict)
+    answers: dict[CallKey, Any] = field(default_factory=dict)  # reused from the cache
+
+
 class Target:
     def __init__(self, settings: ConnectionSettings, max_workers: int) -> None:
         self.host = settings.host
@@ -77,22 +84,27 @@ class Target:
         self._cache: dict[CallKey, tuple[float, Any]] = {}
         self._failing: set[CallKey] = set()
         self._lock = threading.Lock()
-        self.render_seconds = 0.0  # how long the last answer for this target took to render
+        self.render_seconds = 0.0  # how long rendering the last answer for this target took
 
-    def run_calls(self, calls: Sequence[Call], deadline: float) -> tuple[dict[CallKey, Any], dict[CallKey, ApiError]]:
-        answers: dict[CallKey, Any] = {}
-        failures: dict[CallKey, ApiError] = {}
-        pending: dict[Future[Any], Call] = {}
+    def start_calls(self, calls: Sequence[Call]) -> PendingCalls:
+        """Submit `calls` to the pool (answering reusable ones from the cache) without waiting."""
+        pending = PendingCalls()
         now = time.monotonic()
         for call in calls:
             cached = self._cache.get(call.key) if call.max_age else None
             if cached is not None and now - cached[0] < call.max_age:
-                answers[call.key] = cached[1]
+                pending.answers[call.key] = cached[1]
             else:
-                pending[self._pool.submit(self._fetch, call)] = call
-        done, not_done = wait(pending, timeout=max(0.0, deadline - time.monotonic()))
+                pending.futures[self._pool.submit(self._fetch, call)] = call
+        return pending
+
+    def finish_calls(self, pending: PendingCalls, deadline: float) -> tuple[dict[CallKey, Any], dict[CallKey, ApiError]]:
+        """Wait for `pending` until `deadline`; what has not answered by then is a timeout."""
+        answers = dict(pending.answers)
+        failures: dict[CallKey, ApiError] = {}
+        done, not_done = wait(pending.futures, timeout=max(0.0, deadline - time.monotonic()))
         for future in done:
-            call = pending[future]
+            call = pending.futures[future]
             try:
                 answers[call.key] = future.result()
                 if call.max_age:
@@ -102,7 +114,7 @@ class Target:
                 if call.key in self._cache:  # a slow-changing fact: last known beats none
                     answers[call.key] = self._cache[call.key][1]
         for future in not_done:
-            call = pending[future]
+            call = pending.futures[future]
             template = endpoint_template(call.path)
             if future.cancel():
                 # Never started, so the client's observer will not count it.

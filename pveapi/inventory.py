@@ -146,19 +146,19 @@ def parse_resources(entries: Any) -> Inventory:
     )
 
 
+def _whole_numbers(e: Mapping[str, Any], *keys: str) -> dict[str, int]:
+    """Byte, second and counter fields; the API leaves them out for offline nodes and stopped guests."""
+    return {key: int(e.get(key) or 0) for key in keys}
+
+
 def _node(e: Mapping[str, Any]) -> Node:
     return Node(
         name=str(e["node"]),
         online=e.get("status") == "online",
-        maxcpu=int(e.get("maxcpu") or 0),
-        maxmem=int(e.get("maxmem") or 0),
         cpu=float(e.get("cpu") or 0.0),
-        mem=int(e.get("mem") or 0),
-        disk=int(e.get("disk") or 0),
-        maxdisk=int(e.get("maxdisk") or 0),
-        uptime=int(e.get("uptime") or 0),
         level=str(e.get("level") or ""),
         hastate=e.get("hastate"),
+        **_whole_numbers(e, "maxcpu", "maxmem", "mem", "disk", "maxdisk", "uptime"),
     )
 
 
@@ -170,21 +170,15 @@ def _guest(e: Mapping[str, Any]) -> Guest:
         node=str(e["node"]),
         status=str(e.get("status") or "unknown"),
         maxcpu=float(e.get("maxcpu") or 0),
-        maxmem=int(e.get("maxmem") or 0),
         cpu=float(e.get("cpu") or 0.0),
-        mem=int(e.get("mem") or 0),
-        disk=int(e.get("disk") or 0),
-        maxdisk=int(e.get("maxdisk") or 0),
-        uptime=int(e.get("uptime") or 0),
-        netin=int(e.get("netin") or 0),
-        netout=int(e.get("netout") or 0),
-        diskread=int(e.get("diskread") or 0),
-        diskwrite=int(e.get("diskwrite") or 0),
         template=bool(int(e.get("template") or 0)),
         tags=parse_tags(e.get("tags")),
         pool=e.get("pool"),
         lock=e.get("lock") or None,
         hastate=e.get("hastate"),
+        **_whole_numbers(
+            e, "maxmem", "mem", "disk", "maxdisk", "uptime", "netin", "netout", "diskread", "diskwrite"
+        ),
     )
 
 
@@ -196,8 +190,7 @@ def _storage(e: Mapping[str, Any]) -> Storage:
         status=str(e.get("status") or "unknown"),
         shared=bool(int(e.get("shared") or 0)),
         content=frozenset(c for c in str(e.get("content") or "").split(",") if c),
-        disk=int(e.get("disk") or 0),
-        maxdisk=int(e.get("maxdisk") or 0),
+        **_whole_numbers(e, "disk", "maxdisk"),
     )
 
 

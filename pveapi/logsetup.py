@@ -8,6 +8,20 @@ import sys
 import structlog
 
 
+class _CurrentStderr:
+    """Writes to whatever `sys.stderr` is at the time of writing.
+
+    Binding the stream object once would keep writing to a stream that was since replaced and
+    closed (a daemon's redirected stderr, pytest's capture), and every later log call would fail.
+    """
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(fmt: str = "auto", level: str = "info") -> None:
     """`fmt` is json, console or auto (console on a terminal, JSON otherwise). Logs go to stderr."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -23,6 +37,6 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),
         cache_logger_on_first_use=False,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import signal
 import sys
-from datetime import datetime
 from typing import Any
 
 from pveapi.errors import ConfigError, PvebalanceError
@@ -13,6 +12,7 @@ from pveapi.logsetup import configure_logging
 
 from .faults import load_faults_file
 from .scenario import ALL_PRIVILEGES, Credential
+from .validation import parse_start
 from .server import Simulator
 
 
@@ -25,15 +25,12 @@ def parse_token(text: str) -> Credential:
     return Credential(user, value, {"/": ALL_PRIVILEGES}, name)
 
 
-def parse_start(text: str) -> float:
-    try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ConfigError(f"--start: expected an epoch or an ISO time like 2026-01-05T08:00:00Z, got {text!r}") from None
+def parse_user(text: str) -> Credential:
+    """`USER@REALM=PASSWORD` -> a full-privilege user for ticket login."""
+    user, sep, password = text.partition("=")
+    if not (sep and "@" in user and password):
+        raise ConfigError(f"--user: expected USER@REALM=PASSWORD, e.g. root@pam=secret, got {user!r}")
+    return Credential(user, password, {"/": ALL_PRIVILEGES})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,6 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cert", help="TLS certificate (PEM); default: a self-signed one made at start")
     p.add_argument("--key", help="TLS key (PEM) for --cert")
     p.add_argument("--token", action="append", default=[], help="extra API token USER@REALM!NAME=VALUE (repeatable)")
+    p.add_argument("--user", action="append", default=[], help="extra user USER@REALM=PASSWORD for ticket login")
     p.add_argument("--faults", help="YAML/JSON file with a list of faults")
     p.add_argument("--admin-token", help="require 'Authorization: Bearer TOKEN' on /_sim/")
     p.add_argument("--auth-failure-delay", type=float, default=0.0, help="seconds before a 401 (real PVE: 3)")
@@ -70,8 +68,9 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError("--cert needs --key (the certificate's private key)")
         options: dict[str, Any] = {
             "host": host, "port": port, "seed": args.seed, "time_scale": args.time_scale,
-            "start": parse_start(args.start) if args.start else None, "cert": args.cert, "key": args.key,
-            "tokens": [parse_token(t) for t in args.token], "admin_token": args.admin_token,
+            "start": parse_start(args.start, "--start"), "cert": args.cert, "key": args.key,
+            "tokens": [parse_token(t) for t in args.token] + [parse_user(u) for u in args.user],
+            "admin_token": args.admin_token,
             "auth_failure_delay": args.auth_failure_delay,
             "faults": load_faults_file(args.faults) if args.faults else [],
         }

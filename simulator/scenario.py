@@ -10,7 +10,6 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from pveapi.errors import ConfigError
 from pveapi.tags import parse_tags
 
 from .generate import expand_generated
+from .validation import listed, mapping, number, parse_size, parse_start, required, unique, whole
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
 GUEST_TYPES = ("qemu", "lxc")
@@ -37,8 +37,8 @@ ALL_PRIVILEGES = (
     "Sys.Audit", "Sys.Console", "Sys.Modify", "Sys.PowerMgmt", "VM.Allocate", "VM.Audit",
     "VM.Backup", "VM.Config.Options", "VM.Console", "VM.Migrate", "VM.Monitor", "VM.PowerMgmt",
 )
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([KMGT]i?B?|B)?\s*$", re.IGNORECASE)
-_UNITS = {"": 1, "B": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}
+# libyaml's loader when PyYAML has it (the pure-Python one takes a third of a second on `demo`).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 _NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
 
 
@@ -161,16 +161,6 @@ class Scenario:
         return next((n for n in self.nodes if n.name == name), None)
 
 
-def parse_size(value: Any, where: str) -> int:
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a size like 8GiB or a number of bytes, got {value!r}")
-    if isinstance(value, (int, float)) and value >= 0:
-        return int(value)
-    match = _SIZE.match(str(value))
-    if not match:
-        raise ConfigError(f"{where}: expected a size like 8GiB or a number of bytes, got {value!r}")
-    unit = (match.group(2) or "").upper()[:1]
-    return int(float(match.group(1)) * _UNITS[unit])
 
 
 def load_scenario(source: str | Path | Mapping[str, Any] | list[Any]) -> Scenario:
@@ -190,7 +180,7 @@ def load_scenario(source: str | Path | Mapping[str, Any] | list[Any]) -> Scenari
         raise ConfigError(f"scenario {path}: cannot read it: {exc}") from None
     where = f"scenario {path.name}"
     try:
-        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_YAML_LOADER)
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
@@ -226,28 +216,28 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(known))}")
     data = expand_generated(data, where)
-    cluster = _mapping(data.get("cluster") or {}, f"{where}.cluster")
-    nodes = tuple(_node(n, f"{where}.nodes[{i}]") for i, n in enumerate(_list(data.get("nodes") or [], f"{where}.nodes")))
+    cluster = mapping(data.get("cluster") or {}, f"{where}.cluster")
+    nodes = tuple(_node(n, f"{where}.nodes[{i}]") for i, n in enumerate(listed(data.get("nodes") or [], f"{where}.nodes")))
     if not nodes:
         raise ConfigError(f"{where}: needs at least one node under `nodes`")
-    _unique([n.name for n in nodes], where, "node name")
+    unique([n.name for n in nodes], where, "node name")
     storages = tuple(
         _storage(s, f"{where}.storages[{i}]", {n.name for n in nodes})
-        for i, s in enumerate(_list(data.get("storages") or [], f"{where}.storages"))
+        for i, s in enumerate(listed(data.get("storages") or [], f"{where}.storages"))
     ) or (StorageSpec("local-lvm"),)
-    _unique([s.name for s in storages], where, "storage name")
-    pools = {str(_mapping(p, f"{where}.pools[{i}]").get("id")): str(p.get("comment", ""))
-             for i, p in enumerate(_list(data.get("pools") or [], f"{where}.pools"))}
+    unique([s.name for s in storages], where, "storage name")
+    pools = {str(mapping(p, f"{where}.pools[{i}]").get("id")): str(p.get("comment", ""))
+             for i, p in enumerate(listed(data.get("pools") or [], f"{where}.pools"))}
     guests = tuple(
         _guest(g, f"{where}.guests[{i}]", nodes, storages, pools)
-        for i, g in enumerate(_list(data.get("guests") or [], f"{where}.guests"))
+        for i, g in enumerate(listed(data.get("guests") or [], f"{where}.guests"))
     )
     seen: set[int] = set()
     for guest in guests:
         if guest.vmid in seen:
             raise ConfigError(f"{where}: duplicate vmid {guest.vmid}; every guest needs its own vmid")
         seen.add(guest.vmid)
-    ha = _mapping(data.get("ha") or {}, f"{where}.ha")
+    ha = mapping(data.get("ha") or {}, f"{where}.ha")
     return Scenario(
         name=str(data.get("name") or default_name),
         cluster_name=str(cluster.get("name") or data.get("name") or default_name),
@@ -256,35 +246,35 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
         storages=storages,
         pools=pools,
         credentials=_credentials(data, where),
-        ha_groups=tuple(_mapping(g, f"{where}.ha.groups") for g in _list(ha.get("groups") or [], f"{where}.ha.groups")),
+        ha_groups=tuple(mapping(g, f"{where}.ha.groups") for g in listed(ha.get("groups") or [], f"{where}.ha.groups")),
         ha_rules=tuple(_ha_rule(r, f"{where}.ha.rules[{i}]", guests, nodes)
-                       for i, r in enumerate(_list(ha.get("rules") or [], f"{where}.ha.rules"))),
-        options=_mapping(data.get("options") or {}, f"{where}.options"),
+                       for i, r in enumerate(listed(ha.get("rules") or [], f"{where}.ha.rules"))),
+        options=mapping(data.get("options") or {}, f"{where}.options"),
         migration=_migration(data.get("migration") or {}, f"{where}.migration"),
-        seed=_int(data.get("seed", 1), f"{where}.seed"),
-        time_scale=_number(data.get("time_scale", 1), f"{where}.time_scale", minimum=0),
-        start=_start(data.get("start"), f"{where}.start"),
+        seed=whole(data.get("seed", 1), f"{where}.seed"),
+        time_scale=number(data.get("time_scale", 1), f"{where}.time_scale", minimum=0),
+        start=parse_start(data.get("start"), f"{where}.start"),
     )
 
 
 def _node(data: Any, where: str) -> NodeSpec:
-    d = _mapping(data, where)
+    d = mapping(data, where)
     name = str(d.get("name") or "")
     if not _NAME.match(name):
         raise ConfigError(f"{where}.name: {name!r} is not a valid node name (letters, digits, '-')")
     where = f"node {name}"
-    overhead = _mapping(d.get("overhead") or {}, f"{where}.overhead")
+    overhead = mapping(d.get("overhead") or {}, f"{where}.overhead")
     version = str(d.get("version", "8.4.14"))
     if not re.match(r"^\d+\.\d+\.\d+$", version):
         raise ConfigError(f"{where}.version: expected a PVE version like 8.4.14 or 9.0.10, got {version!r}")
     return NodeSpec(
         name=name,
-        cores=_int(d.get("cores"), f"{where}.cores", minimum=1),
-        memory=parse_size(_required(d, "memory", where), f"{where}.memory"),
+        cores=whole(d.get("cores"), f"{where}.cores", minimum=1),
+        memory=parse_size(required(d, "memory", where), f"{where}.memory"),
         version=version,
         online=bool(d.get("online", True)),
         maintenance=bool(d.get("maintenance", False)),
-        overhead_cpu=_number(overhead.get("cpu", 0.5), f"{where}.overhead.cpu", minimum=0),
+        overhead_cpu=number(overhead.get("cpu", 0.5), f"{where}.overhead.cpu", minimum=0),
         overhead_mem=parse_size(overhead.get("memory", "2GiB"), f"{where}.overhead.memory"),
         swap=parse_size(d.get("swap", "8GiB"), f"{where}.swap"),
         rootfs=parse_size(d.get("rootfs", "100GiB"), f"{where}.rootfs"),
@@ -294,11 +284,11 @@ def _node(data: Any, where: str) -> NodeSpec:
 
 
 def _storage(data: Any, where: str, node_names: set[str]) -> StorageSpec:
-    d = _mapping(data, where)
-    name = str(_required(d, "name", where))
+    d = mapping(data, where)
+    name = str(required(d, "name", where))
     nodes = d.get("nodes")
     if nodes is not None:
-        nodes = tuple(str(n) for n in _list(nodes, f"storage {name}.nodes"))
+        nodes = tuple(str(n) for n in listed(nodes, f"storage {name}.nodes"))
         for n in nodes:
             if n not in node_names:
                 raise ConfigError(f"storage {name}: unknown node {n!r}; known nodes: {', '.join(sorted(node_names))}")
@@ -314,13 +304,13 @@ def _storage(data: Any, where: str, node_names: set[str]) -> StorageSpec:
 
 def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[StorageSpec, ...],
            pools: Mapping[str, str]) -> GuestSpec:
-    d = _mapping(data, where)
-    vmid = _int(_required(d, "vmid", where), f"{where}.vmid", minimum=100)
+    d = mapping(data, where)
+    vmid = whole(required(d, "vmid", where), f"{where}.vmid", minimum=100)
     where = f"guest {vmid}"
     kind = str(d.get("type", "qemu"))
     if kind not in GUEST_TYPES:
         raise ConfigError(f"{where}.type: {kind!r} is not qemu or lxc")
-    node = str(_required(d, "node", where))
+    node = str(required(d, "node", where))
     by_name = {n.name: n for n in nodes}
     if node not in by_name:
         raise ConfigError(f"{where} is on unknown node {node!r}; known nodes: {', '.join(sorted(by_name))}")
@@ -331,7 +321,7 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
             f"{where} needs {memory / 1024**3:.0f} GiB of memory but the largest node ({largest.name}) has "
             f"{largest.memory / 1024**3:.0f} GiB; shrink the guest or add a bigger node"
         )
-    cpus = _int(d.get("cpus", 1), f"{where}.cpus", minimum=1)
+    cpus = whole(d.get("cpus", 1), f"{where}.cpus", minimum=1)
     if cpus > max(n.cores for n in nodes):
         raise ConfigError(f"{where} has {cpus} vCPUs but the largest node has {max(n.cores for n in nodes)} cores")
     status = str(d.get("status", "running"))
@@ -343,16 +333,16 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
     if pool is not None and str(pool) not in pools:
         raise ConfigError(f"{where}.pool: unknown pool {pool!r}; declare it under `pools`")
     tags = d.get("tags") or []
-    tag_set = parse_tags(tags if isinstance(tags, str) else ";".join(map(str, _list(tags, f"{where}.tags"))))
+    tag_set = parse_tags(tags if isinstance(tags, str) else ";".join(map(str, listed(tags, f"{where}.tags"))))
     ha = d.get("ha")
     ha_spec = None
     if ha:
-        ha_map = {} if ha is True else _mapping(ha, f"{where}.ha")
+        ha_map = {} if ha is True else mapping(ha, f"{where}.ha")
         ha_spec = HaSpec(
             state=str(ha_map.get("state", "started")),
             group=ha_map.get("group"),
-            max_restart=_int(ha_map.get("max_restart", 1), f"{where}.ha.max_restart"),
-            max_relocate=_int(ha_map.get("max_relocate", 1), f"{where}.ha.max_relocate"),
+            max_restart=whole(ha_map.get("max_restart", 1), f"{where}.ha.max_restart"),
+            max_relocate=whole(ha_map.get("max_relocate", 1), f"{where}.ha.max_relocate"),
         )
     return GuestSpec(
         vmid=vmid,
@@ -372,7 +362,7 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
         ha=ha_spec,
         cpu=_profile(d.get("cpu"), f"{where}.cpu", 0.1),
         mem=_profile(d.get("mem"), f"{where}.mem", 0.5),
-        uptime=_int(d.get("uptime", 86400), f"{where}.uptime"),
+        uptime=whole(d.get("uptime", 86400), f"{where}.uptime"),
     )
 
 
@@ -396,7 +386,7 @@ def _profile(data: Any, where: str, default_level: float) -> Profile:
         return Profile("constant", {"level": default_level, "noise": 0.02})
     if isinstance(data, (int, float)) and not isinstance(data, bool):
         return Profile("constant", {"level": float(data), "noise": 0.02})
-    d = _mapping(data, where)
+    d = mapping(data, where)
     kind = str(d.get("profile", "constant"))
     if kind not in PROFILE_KINDS:
         raise ConfigError(f"{where}.profile: {kind!r} is not one of {', '.join(PROFILE_KINDS)}")
@@ -404,19 +394,19 @@ def _profile(data: Any, where: str, default_level: float) -> Profile:
     unknown = sorted(set(d) - set(defaults) - {"profile"})
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)} for profile {kind}; allowed: {', '.join(defaults)}")
-    return Profile(kind, {k: _number(d.get(k, v), f"{where}.{k}") for k, v in defaults.items()})
+    return Profile(kind, {k: number(d.get(k, v), f"{where}.{k}") for k, v in defaults.items()})
 
 
 def _credentials(data: Mapping[str, Any], where: str) -> tuple[Credential, ...]:
     creds: list[Credential] = []
-    for i, t in enumerate(_list(data.get("tokens") or [], f"{where}.tokens")):
-        t = _mapping(t, f"{where}.tokens[{i}]")
-        user, name = str(_required(t, "user", f"{where}.tokens[{i}]")), str(_required(t, "name", f"{where}.tokens[{i}]"))
-        creds.append(Credential(user, str(_required(t, "value", f"token {user}!{name}")), _acl(t, f"token {user}!{name}"), name))
-    for i, u in enumerate(_list(data.get("users") or [], f"{where}.users")):
-        u = _mapping(u, f"{where}.users[{i}]")
-        user = str(_required(u, "user", f"{where}.users[{i}]"))
-        creds.append(Credential(user, str(_required(u, "password", f"user {user}")), _acl(u, f"user {user}")))
+    for i, t in enumerate(listed(data.get("tokens") or [], f"{where}.tokens")):
+        t = mapping(t, f"{where}.tokens[{i}]")
+        user, name = str(required(t, "user", f"{where}.tokens[{i}]")), str(required(t, "name", f"{where}.tokens[{i}]"))
+        creds.append(Credential(user, str(required(t, "value", f"token {user}!{name}")), _acl(t, f"token {user}!{name}"), name))
+    for i, u in enumerate(listed(data.get("users") or [], f"{where}.users")):
+        u = mapping(u, f"{where}.users[{i}]")
+        user = str(required(u, "user", f"{where}.users[{i}]"))
+        creds.append(Credential(user, str(required(u, "password", f"user {user}")), _acl(u, f"user {user}")))
     for cred in creds:
         if "@" not in cred.user:
             raise ConfigError(f"{where}: user {cred.user!r} must name a realm, e.g. root@pam")
@@ -425,17 +415,17 @@ def _credentials(data: Mapping[str, Any], where: str) -> tuple[Credential, ...]:
 
 def _acl(d: Mapping[str, Any], where: str) -> Mapping[str, tuple[str, ...]]:
     if "acl" in d:
-        return {str(path): tuple(map(str, _list(privs, f"{where}.acl.{path}")))
-                for path, privs in _mapping(d["acl"], f"{where}.acl").items()}
+        return {str(path): tuple(map(str, listed(privs, f"{where}.acl.{path}")))
+                for path, privs in mapping(d["acl"], f"{where}.acl").items()}
     if "privileges" in d:
-        return {"/": tuple(map(str, _list(d["privileges"], f"{where}.privileges")))}
+        return {"/": tuple(map(str, listed(d["privileges"], f"{where}.privileges")))}
     return {"/": ALL_PRIVILEGES}
 
 
 def _ha_rule(data: Any, where: str, guests: tuple[GuestSpec, ...], nodes: tuple[NodeSpec, ...]) -> Mapping[str, Any]:
-    d = dict(_mapping(data, where))
+    d = dict(mapping(data, where))
     for key in ("rule", "type", "resources"):
-        _required(d, key, where)
+        required(d, key, where)
     if d["type"] not in ("node-affinity", "resource-affinity"):
         raise ConfigError(f"{where}.type: {d['type']!r} is not node-affinity or resource-affinity")
     sids = {g.sid for g in guests}
@@ -454,64 +444,9 @@ def _ha_rule(data: Any, where: str, guests: tuple[GuestSpec, ...], nodes: tuple[
 
 
 def _migration(data: Any, where: str) -> Migration:
-    d = _mapping(data, where)
+    d = mapping(data, where)
     return Migration(
         bandwidth=max(1, parse_size(d.get("bandwidth", "1GiB"), f"{where}.bandwidth")),
-        overhead_s=_number(d.get("overhead_s", 4), f"{where}.overhead_s", minimum=0),
-        ha_delay_s=_number(d.get("ha_delay_s", 5), f"{where}.ha_delay_s", minimum=0),
+        overhead_s=number(d.get("overhead_s", 4), f"{where}.overhead_s", minimum=0),
+        ha_delay_s=number(d.get("ha_delay_s", 5), f"{where}.ha_delay_s", minimum=0),
     )
-
-
-def _start(value: Any, where: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, datetime):
-        return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ConfigError(f"{where}: expected an epoch or an ISO time like 2026-01-05T08:00:00Z, got {value!r}") from None
-
-
-def _required(d: Mapping[str, Any], key: str, where: str) -> Any:
-    if d.get(key) is None:
-        raise ConfigError(f"{where}: `{key}` is required")
-    return d[key]
-
-
-def _mapping(value: Any, where: str) -> Mapping[str, Any]:
-    if not isinstance(value, Mapping):
-        raise ConfigError(f"{where}: expected a mapping, got {type(value).__name__}")
-    return value
-
-
-def _list(value: Any, where: str) -> list[Any]:
-    if not isinstance(value, list):
-        raise ConfigError(f"{where}: expected a list, got {type(value).__name__}")
-    return value
-
-
-def _int(value: Any, where: str, minimum: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigError(f"{where}: expected a whole number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{where}: must be at least {minimum}, got {value}")
-    return value
-
-
-def _number(value: Any, where: str, minimum: float | None = None) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
-    if minimum is not None and value < minimum:
-        raise ConfigError(f"{where}: must be at least {minimum}, got {value}")
-    return float(value)
-
-
-def _unique(names: list[str], where: str, what: str) -> None:
-    seen: set[str] = set()
-    for name in names:
-        if name in seen:
-            raise ConfigError(f"{where}: duplicate {what} {name!r}")
-        seen.add(name)

@@ -136,7 +136,7 @@ class Simulator:
         start: float | None = None,
         cert: str | None = None,
         key: str | None = None,
-        tokens: Iterable[Credential] = (),
+        tokens: Iterable[Credential] = (),  # extra API tokens and users, added to the scenario's
         admin_token: str | None = None,
         auth_failure_delay: float = 0.0,
         faults: Iterable[Any] = (),

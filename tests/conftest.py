@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import structlog
 
 from tests.support.sim import RunningSimulator, running_simulator
 
@@ -14,3 +15,12 @@ def simulator() -> Iterator[RunningSimulator]:
     """The `demo` scenario at 60x time on a free port (see tests/support/sim.py)."""
     with running_simulator("demo", time_scale=60) as sim:
         yield sim
+
+
+@pytest.fixture(autouse=True)
+def _structlog_config_per_test() -> Iterator[None]:
+    """A CLI's main() run in-process configures structlog globally (e.g. level `warning`);
+    restore the configuration after each test so it cannot hide later tests' log events."""
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)

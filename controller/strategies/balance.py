@@ -46,7 +46,11 @@ def balance(ctx: Context) -> None:
         if swapped:
             made += swapped
             continue
-        ctx.notes.append(f"balancing stopped: no further move is worth its cost (imbalance {current:.3f})")
+        full = sorted(n.name for n in state.active if n.moves >= policy.max_moves_per_node)
+        ctx.notes.append(
+            f"balancing stopped: no further move is worth its cost (imbalance {current:.3f})"
+            + (f"; {', '.join(full)} reached max_moves_per_node" if full else "")
+        )
         return
     ctx.notes.append(f"balancing stopped: move budget of {policy.max_moves} spent")
 

@@ -134,6 +134,7 @@ class Context:
             cpu_cores=round(demand.cpu, 3),
             est_seconds=self.est_seconds(vmid),
             gain=round(before - self.state.imbalance(), 6),
+            usage_source=self.state.source[vmid],
         )
         self.moves.append(move)
         return move

@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 from prometheus_client.registry import CollectorRegistry
 
-from ..scrape import Concern, ScrapeResult
+from pveapi.inventory import Inventory
+
+from ..scrape import ScrapeResult
 from ..target import TargetStats
+from .base import ResultCollector
 from .cluster import ClusterCollector
 from .guest_config import GuestConfigCollector
 from .node_status import NodeStatusCollector
@@ -22,8 +25,8 @@ class CollectorOptions:
     pressure: bool = False  # one rrddata call per node
     config: bool = False  # one config call per guest
 
-    def concerns(self) -> list[type[Concern]]:
-        enabled: list[type[Concern]] = [StatusCollector, ResourcesCollector, NodeStatusCollector, ClusterCollector]
+    def concerns(self) -> list[type[ResultCollector]]:
+        enabled: list[type[ResultCollector]] = [StatusCollector, ResourcesCollector, NodeStatusCollector, ClusterCollector]
         if self.pressure:
             enabled.append(PressureCollector)
         if self.config:
@@ -31,16 +34,26 @@ class CollectorOptions:
         return enabled
 
 
-def cluster_registry(result: ScrapeResult, options: CollectorOptions) -> CollectorRegistry:
-    """The PVE metrics of one scrape (what backfill writes)."""
+def cluster_registry(
+    result: ScrapeResult, options: CollectorOptions, exclude: tuple[type[ResultCollector], ...] = ()
+) -> CollectorRegistry:
+    """The PVE metrics of one scrape (what backfill writes), less the `exclude`d collectors."""
     registry = CollectorRegistry(auto_describe=False)
     for concern in options.concerns():
-        registry.register(concern(result))
+        if concern not in exclude:
+            registry.register(concern(result))
     return registry
 
 
-def scrape_registry(result: ScrapeResult, options: CollectorOptions, stats: TargetStats) -> CollectorRegistry:
-    """What one HTTP scrape answers: the PVE metrics plus the exporter's own."""
-    registry = cluster_registry(result, options)
+def resources_registry(inventory: Inventory) -> CollectorRegistry:
+    """The families that need /cluster/resources alone: most samples, ready before the rest."""
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(ResourcesCollector(ScrapeResult(cluster="", inventory=inventory, error=None)))
+    return registry
+
+
+def rest_registry(result: ScrapeResult, options: CollectorOptions, stats: TargetStats) -> CollectorRegistry:
+    """What an HTTP scrape answers besides `resources_registry`: other PVE metrics, self-metrics."""
+    registry = cluster_registry(result, options, exclude=(ResourcesCollector,))
     registry.register(SelfCollector(result, stats))
     return registry

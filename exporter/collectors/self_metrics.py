@@ -20,7 +20,11 @@ class SelfCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         success = gauge("pvebalance_exporter_scrape_success", "1 if /cluster/resources answered", ["cluster"])
         success.add_metric([self._result.cluster], 1 if self._result.success else 0)
-        duration = gauge("pvebalance_exporter_scrape_duration_seconds", "Wall time of this scrape's API calls", ["cluster"])
+        duration = gauge(
+            "pvebalance_exporter_scrape_duration_seconds",
+            "Seconds from this scrape's first API call until every answer was in or the deadline passed",
+            ["cluster"],
+        )
         duration.add_metric([self._result.cluster], self._result.duration)
         yield success
         yield duration

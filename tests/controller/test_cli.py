@@ -78,6 +78,33 @@ def test_plan_uses_prometheus_history(tmp_path: Path, capsys, monkeypatch: pytes
             assert code == 0 and f"history for {running}/{running} running guests" in out
 
 
+def test_the_next_plan_starts_where_the_applied_one_said_it_would_end(
+    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Right after a plan is applied, the 1h node averages still hold the guests that left.
+
+    Planning on them would see the relieved nodes as loaded and move guests again (ping-pong);
+    node demand must follow the guests' current placement instead.
+    """
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    with running_simulator("demo", time_scale=600) as sim:
+        now = sim.clock()
+        backfill(sim.connection_settings(), sim.admin_url, now - 3600, now, 60, tmp_path / "tsdb")
+        with running_prometheus(tmp_path / "tsdb") as prom:
+            config = write_config(tmp_path, sim, prometheus={"url": prom.url, "window": "1h", "max_data_age": "10m"})
+            saved = tmp_path / "plan.json"
+            assert _run(capsys, "--config", str(config), "plan", "--save", str(saved))[0] == 0
+            first = json.loads(saved.read_text())
+            code, out, err = _run(capsys, "--config", str(config), "apply", "--plan", str(saved))
+            assert code == 0 and f"{len(first['moves'])} succeeded, 0 failed, 0 dropped" in out, out + err
+            code, out, err = _run(capsys, "--config", str(config), "plan", "--output", "json")
+            assert code == 0, err
+            second = json.loads(out)
+    assert first["moves"] and second["sources"].get("prometheus")
+    assert second["imbalance"]["before"] == pytest.approx(first["imbalance"]["after"], abs=0.02)
+
+
 def test_prometheus_down_falls_back_to_live_figures_and_says_so(frozen_sim, tmp_path: Path, capsys) -> None:
     config = write_config(tmp_path, frozen_sim, prometheus={"url": f"http://127.0.0.1:{free_port()}"})
     code, out, _ = _run(capsys, "--config", str(config), "plan")

@@ -58,12 +58,12 @@ def _query_requests(prom: RunningPrometheus) -> float:
     return 0.0
 
 
-def test_average_cpu_in_cores_and_memory_for_guests_and_nodes(prom: RunningPrometheus) -> None:
+def test_average_cpu_in_cores_and_memory_for_guests_not_nodes(prom: RunningPrometheus) -> None:
     history = _promql(prom.url).history(at=NOW)
     cores, mem = history.usage("qemu/100") or (None, None)
     assert cores == pytest.approx(4 * statistics.mean(CPU_PATTERN))
     assert mem == pytest.approx(2.5 * GIB, rel=0.06)
-    assert history.usage("node/pve1") == (pytest.approx(32 * 0.25), pytest.approx(2.5 * GIB, rel=0.06))
+    assert history.usage("node/pve1") is None  # nodes' averages would lag behind migrations
     assert history.fresh and history.data_age == pytest.approx(30, abs=1)
 
 
@@ -88,12 +88,12 @@ def test_a_fixed_number_of_queries_whatever_the_cluster_size(prom: RunningPromet
     before = _query_requests(prom)
     history = _promql(prom.url).history(at=NOW)
     assert _query_requests(prom) - before == history.queries == 3
-    assert len(history.cpu_cores) == len(GUESTS) + len(NODES) + 1  # every guest and node at once
+    assert set(history.cpu_cores) == {*GUESTS, "lxc/300"}  # every guest at once, nodes not at all
 
 
 def test_series_present_counts_each_needed_metric(prom: RunningPrometheus) -> None:
     present = _promql(prom.url).series_present(at=NOW)
-    assert present["pve_cpu_usage_ratio"] == len(GUESTS) + len(NODES) + 1  # two exporters for qemu/100
+    assert present["pve_cpu_usage_ratio"] == len(GUESTS) + 1  # two exporters for qemu/100
     assert _promql(prom.url).series_present(at=NOW + 86400) == dict.fromkeys(present, 0)
 
 

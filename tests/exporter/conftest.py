@@ -54,7 +54,7 @@ def module_block(sim: RunningSimulator, token_file: Path, **extra: Any) -> dict[
         "token_name": sim.token_name,
         "token_value_file": str(token_file),
         "verify_ssl": sim.ca_path,
-        "timeout": 2,
+        "timeout": 10,  # generous: sim and exporter share this process; timeout tests set their own
     }
     block.update(extra)
     return block

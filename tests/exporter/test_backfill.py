@@ -49,6 +49,10 @@ def test_backfilled_history_is_what_prometheus_answers(sim: RunningSimulator, tm
     with running_prometheus(data) as prometheus:
         assert prometheus.value('pve_cpu_usage_ratio{id="qemu/100"}', at=middle) == pytest.approx(expected_cpu)
         assert prometheus.value('count_over_time(pve_cpu_usage_ratio{id="qemu/100"}[3h])', at=now) == 121
+        # Evaluated between two samples: Prometheus 2.x closes ranges at both ends, so a sample
+        # whose millisecond timestamp lands exactly on the boundary would count twice otherwise.
+        between = now - 30
+        assert prometheus.value('count_over_time(pve_cpu_usage_ratio{id="qemu/100"}[2h])', at=between) == 120
         assert prometheus.value('pve_up{id="node/pve1"}', at=now) == 1
         assert prometheus.value('pve_guest_tag_info{id="qemu/100",tag="web"}', at=now) == 1
         assert prometheus.value('pve_node_load1{id="node/pve2"}', at=start) is not None

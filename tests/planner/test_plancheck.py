@@ -66,3 +66,15 @@ def test_node_affinity_and_overcommit_are_checked():
     assert "node affinity 'stay' (config rules) does not allow pve2" in check(step(105, "pve1", "pve2", "lxc"), rules=pin)[0]
     tight = dataclasses.replace(Policy(), cpu_overcommit=0.5)
     assert "above its overcommit limit" in check(step(105, "pve1", "pve2", "lxc"), policy=tight)[0]
+
+
+def test_an_affinity_group_may_only_come_apart_while_it_moves():
+    together = cluster(NODES, [guest(200, "pve1", 1, 1, tags=["plb_affinity_x"]), guest(201, "pve1", 1, 1, tags=["plb_affinity_x"]),
+                               guest(202, "pve2", 1, 1)])
+    def run(*moves):
+        return check_plan(together, RuleSet(), Policy(), Plan(tuple(moves), (), (), 0, 0))
+    assert run(step(200, "pve1", "pve2"), step(201, "pve1", "pve2"), step(202, "pve2", "pve1")) == []
+    assert run(step(200, "pve1", "pve2"), step(202, "pve2", "pve1")) == [
+        "step 2 (202 pve2 -> pve1): moves another guest while affinity group 'x' (tag plb_affinity_x) is still split"
+    ]
+    assert run(step(200, "pve1", "pve2")) == ["end of plan: affinity group 'x' (tag plb_affinity_x) is left split"]

@@ -52,7 +52,7 @@ def test_move_budget_per_plan_and_per_node():
     assert len(checked_plan(cluster(nodes, guests), policy=Policy(trigger=0.0, max_moves=2)).moves) == 2
     per_node = checked_plan(cluster(nodes, guests), policy=Policy(trigger=0.0, max_moves=10, max_moves_per_node=3))
     assert len(per_node.moves) == 3  # every move leaves pve1
-    assert any("budget" in n or "worth" in n for n in per_node.notes)
+    assert any("pve1 reached max_moves_per_node" in n for n in per_node.notes)
 
 
 def test_memory_is_never_overcommitted_even_when_cpu_would_gain():

@@ -230,3 +230,12 @@ def test_a_guest_pinned_to_a_node_in_maintenance_stays_and_is_reported():
     assert result.moves == ()
     assert any("guest 100" in p and "allows only pve3, now offline or in maintenance" in p for p in result.problems)
     assert any("guest 101" in p and "the rules allow no online node outside maintenance" in p for p in result.problems)
+
+
+def test_an_affinity_group_leaves_a_maintenance_node_together():
+    guests = [guest(100, "pve3", 1, 4, tags=["plb_affinity_app"]), guest(101, "pve3", 1, 4, tags=["plb_affinity_app"]),
+              guest(102, "pve1", 2, 8)]
+    model = cluster(THREE, guests, maintenance=["pve3"])
+    result = checked_plan(model, policy=Policy(trigger=1.0))
+    assert [(m.vmid, m.target) for m in result.moves] == [(100, "pve2"), (101, "pve2")]
+    assert all("affinity group 'app'" in m.reason for m in result.moves)

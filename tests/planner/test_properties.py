@@ -10,7 +10,7 @@ from controller.model import MoveKind
 from controller.plancheck import check_plan
 from controller.planner import plan
 from controller.policy import Policy
-from controller.rules import RuleSet, ha_rules
+from controller.rules import RuleSet, ha_rules, load_rules
 from tests.planner.builders import cluster, guest, node
 
 TAGS = ["exclude_a", "plb_anti_affinity_b", "plb_affinity_c", "plb_pin_n0", "plb_pin_n1", "ignore", "prod"]
@@ -37,6 +37,7 @@ def clusters(draw):
                 tags=draw(st.lists(st.sampled_from(TAGS), max_size=2)),
                 lock=draw(st.sampled_from([None] * 15 + ["backup"])),
                 vcpus=draw(st.sampled_from([1, 2, 4, 8])),
+                pool=draw(st.sampled_from([None, None, "p1"])),
             )
         )
     maintenance = draw(st.lists(st.sampled_from([n.name for n in nodes]), max_size=1))
@@ -64,13 +65,32 @@ def ha_pair(model):
     return ha_rules([{"rule": "r", "type": "resource-affinity", "resources": f"vm:{vmids[0]},vm:{vmids[1]}", "affinity": "negative"}])
 
 
+@st.composite
+def rule_blocks(draw, model):
+    """A random `rules:` block over the model's guests and nodes, pools included."""
+    vmids = [g.vmid for g in model.guests]
+    nodes = [n.name for n in model.nodes]
+    some = st.lists(st.sampled_from(vmids), min_size=2, max_size=4, unique=True) if vmids else st.just([])
+    block = {
+        "anti_affinity": [{"name": "a", "vmids": draw(some)}] if len(vmids) >= 2 and draw(st.booleans()) else [],
+        "affinity": [{"name": "t", "vmids": draw(some)[:2]}] if len(vmids) >= 2 and draw(st.booleans()) else [],
+        "node_affinity": [
+            {"name": "n", "pools": ["p1"], "nodes": draw(st.lists(st.sampled_from(nodes), min_size=1, max_size=2)),
+             "mode": draw(st.sampled_from(["must", "should"]))}
+        ] if draw(st.booleans()) else [],
+        "reservations": {draw(st.sampled_from(nodes)): {"memory": "4GiB", "cpu_cores": 1}} if draw(st.booleans()) else {},
+        "maintenance": draw(st.lists(st.sampled_from(nodes), max_size=1)),
+    }
+    return load_rules(block, "rules").merge(ha_pair(model))
+
+
 SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @SETTINGS
-@given(clusters(), policies)
-def test_every_step_of_every_plan_is_within_limits_and_rules(model, policy):
-    rules = ha_pair(model)
+@given(st.data(), clusters(), policies)
+def test_every_step_of_every_plan_is_within_limits_and_rules(data, model, policy):
+    rules = data.draw(rule_blocks(model))
     result = plan(model, rules, policy)
     assert check_plan(model, rules, policy, result) == []
     online = {n.name for n in result.nodes_after if n.state == "online"}

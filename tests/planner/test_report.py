@@ -1,6 +1,7 @@
 """The readable table and the JSON plan (docs/plan-schema.md)."""
 
 import copy
+import dataclasses
 import json
 
 import pytest
@@ -77,3 +78,18 @@ def test_a_bad_saved_plan_is_refused_with_one_line(sample, mutate, message):
 def test_something_that_is_not_a_plan_is_refused():
     with pytest.raises(ConfigError, match="plan: expected an object, got list - is this a pvebalance plan"):
         plan_from_dict([])
+
+
+def test_each_move_says_where_its_figures_came_from():
+    guests = [guest(100 + i, "pve1", 2, 6) for i in range(4)]
+    model = cluster(THREE, guests)
+    live = dataclasses.replace(model, guest_usage={
+        v: dataclasses.replace(u, source="live") if v == 100 else u for v, u in model.guest_usage.items()})
+    result = checked_plan(live, policy=Policy(trigger=0.0))
+    assert {m.vmid: m.usage_source for m in result.moves}[100] == "live"
+    assert result.sources == {"live": 1, "prometheus": 3}
+    data = plan_to_dict(result)
+    assert plan_from_dict(data) == result
+    data["moves"][0]["usage_source"] = "guess"
+    with pytest.raises(ConfigError, match=r"plan.moves\[0\].usage_source: expected prometheus or live, got 'guess'"):
+        plan_from_dict(data)

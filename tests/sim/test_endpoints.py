@@ -213,3 +213,24 @@ def test_tasks_list_and_log(frozen_demo: RunningSimulator, api: ProxmoxAPI) -> N
     back = api.nodes("pve4").qemu(157).migrate.post(target="pve5")
     frozen_demo.advance(60)
     assert api.nodes("pve4").tasks(back).status.get()["exitstatus"] == "OK"
+
+
+def test_ha_maintenance_node_and_pve8_groups() -> None:
+    from tests.sim.conftest import token_api
+    from tests.support.sim import running_simulator
+
+    scenario = {
+        "nodes": [{"name": "a", "cores": 4, "memory": "16GiB", "version": "8.4.14", "maintenance": True},
+                  {"name": "b", "cores": 4, "memory": "16GiB", "version": "8.4.14"}],
+        "guests": [{"vmid": 100, "node": "a", "ha": {"state": "started", "group": "g1"}}],
+        "ha": {"groups": [{"group": "g1", "nodes": "a:2,b"}]},
+    }
+    with running_simulator(scenario, time_scale=0) as sim:
+        api = token_api(sim)
+        nodes = {r["node"]: r for r in api.cluster.resources.get(type="node")}
+        assert nodes["a"]["hastate"] == "maintenance" and nodes["b"]["hastate"] == "online"
+        lrm = next(e for e in api.cluster.ha.status.current.get() if e["id"] == "lrm:a")
+        assert "maintenance mode" in lrm["status"]  # what ProxLB looks for
+        assert api.cluster.ha.status.manager_status.get()["manager_status"]["node_status"]["a"] == "maintenance"
+        assert api.cluster.ha.resources.get()[0]["group"] == "g1"
+        assert api.cluster.ha.groups.get()[0]["nodes"] == "a:2,b"

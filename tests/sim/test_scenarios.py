@@ -65,7 +65,7 @@ def test_cli_serves_the_demo_until_terminated(tmp_path: Path) -> None:
     faults.write_text("- {type: error, endpoint: GET /nodes, status: 500, message: boom}\n")
     process = subprocess.Popen(
         [sys.executable, "-m", "simulator.cli", "--scenario", "demo", "--port", "0", "--log-format", "json",
-         "--time-scale", "0", "--token", "root@pam!cli=s3cret", "--faults", str(faults)],
+         "--time-scale", "0", "--token", "root@pam!cli=s3cret", "--user", "ops@pve=pa55", "--faults", str(faults)],
         cwd=ROOT, stderr=subprocess.PIPE, text=True,
     )
     try:
@@ -77,6 +77,9 @@ def test_cli_serves_the_demo_until_terminated(tmp_path: Path) -> None:
         assert answer.json()["data"]["version"] == "9.0.10"
         failing = requests.get(f"{started['url']}/nodes", headers=headers, verify=started["cert"], timeout=10)
         assert (failing.status_code, failing.reason) == (500, "boom")
+        login = requests.post(f"{started['url']}/access/ticket", data={"username": "ops@pve", "password": "pa55"},
+                              verify=started["cert"], timeout=10)
+        assert login.json()["data"]["username"] == "ops@pve"
     finally:
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=10) == 0

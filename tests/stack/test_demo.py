@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import IO
 
 import requests
 
@@ -26,7 +27,7 @@ class Output:
         self._thread = threading.Thread(target=self._read, args=(process.stdout,), daemon=True)
         self._thread.start()
 
-    def _read(self, stream) -> None:  # type: ignore[no-untyped-def]
+    def _read(self, stream: IO[str]) -> None:
         for line in stream:
             self.lines.append(line.rstrip("\n"))
 

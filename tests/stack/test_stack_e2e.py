@@ -7,8 +7,10 @@ One stack serves the module; the fixture runs its story in order:
 2. the product's alert rules with durations shortened to seconds (the full durations are
    covered by promtool unit tests) and the CPU threshold set between the two busiest nodes,
    so exactly one node is overloaded;
-3. the same history copied into VictoriaMetrics, and `pvebalance plan` against both;
-4. `pvebalance run` in automatic mode, scraped by Prometheus, balancing the cluster.
+3. `pvebalance run` in manual mode, scraped by Prometheus and reached by Alertmanager
+   (Debian's, with the product's routes) through its webhook;
+4. the same history copied into VictoriaMetrics, and `pvebalance plan` against both;
+5. `pvebalance run` in automatic mode until its first wave of migrations is done.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import yaml
 
 from demoloop.processes import free_port, http_ok, wait_until
 from demoloop.stack import ROOT, LocalStack
+from pveapi.errors import PvebalanceError
 from tests.stack.dashboards import panel_queries
 
 RULES = ROOT / "prometheus" / "rules"
@@ -61,7 +64,8 @@ def _fast_rules(directory: Path, cpu_threshold: float) -> list[Path]:
     return out
 
 
-def _range(stack: LocalStack, expr: str, start: float, step: float = 15) -> dict[str, Any]:
+def _range(stack: LocalStack, expr: str, start: float, step: float = 2) -> dict[str, Any]:
+    """A range query from `start` to now; the step is the scrape interval, so short-lived series show."""
     return requests.get(f"{stack.prometheus_url}/api/v1/query_range", timeout=60,
                         params={"query": expr, "start": start, "end": time.time(), "step": step}).json()
 
@@ -99,6 +103,7 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
         stack.backfill(HISTORY_HOURS, 120)
         stack.start_exporter()
         rules = _fast_rules(workdir / "rules", cpu_threshold=1.0)  # nothing overloaded until we say so
+        stack.start_alertmanager()
         stack.start_prometheus(interval="2s", rule_files=rules, scrape_controller=True)
         cpu = {r["metric"]["node"]: float(r["value"][1]) for r in stack.query("pvebalance:node_cpu:ratio")}
         ranked = sorted(cpu, key=cpu.__getitem__, reverse=True)
@@ -107,6 +112,14 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
         wait_until(lambda: bool(stack.query('ALERTS{alertname="PveNodeCpuHigh",alertstate="firing"}')),
                    "PveNodeCpuHigh firing", 60)
         result = Story(stack, started, overloaded=ranked[0], coolest=ranked[-1])
+
+        # The loop in manual mode first: it plans and publishes, and Alertmanager reaches its webhook.
+        stack.start_controller(automation="manual", interval="10s")
+        try:
+            wait_until(lambda: any(e["event"] == "webhook.received" for e in _webhook_events(stack)),
+                       "Alertmanager calling the controller's webhook", 240)
+        except PvebalanceError as exc:
+            pytest.fail(f"{exc}; Alertmanager's log:\n{stack.children.log_tail('alertmanager', 30)}")
 
         victoria_port = free_port()
         victoria = f"http://127.0.0.1:{victoria_port}"
@@ -119,14 +132,25 @@ def story(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Story]:
         result.plans["victoria-metrics"] = _plan(
             stack, stack.write_controller_config("controller-victoria.yml", prometheus_url=victoria))
 
+        # Then in automatic mode until its first wave of migrations is done.
+        stack.children.stop("controller")
         stack.start_controller(automation="automatic", interval="10s", hold_time=0)
         wait_until(lambda: bool(stack.query('pvebalance_migrations_total{result="succeeded"} > 0'))
-                   and not _tasks_running(stack),
-                   "the controller's first migrations", 240)
-        time.sleep(6)  # a few scrapes after the last migration
+                   and not _tasks_running(stack), "the controller's first migrations", 240)
+        # Stop the loop (it lets running migrations finish) so placement holds still for the checks.
+        stack.children.stop("controller")
+        wait_until(lambda: not _tasks_running(stack), "migrations to finish", 120)
+        time.sleep(6)  # a few scrapes of the final placement
         yield result
     finally:
         stack.close()
+
+
+def _webhook_events(stack: LocalStack) -> list[dict[str, Any]]:
+    """The controller's webhook.* log events (its log is JSON, one event a line)."""
+    lines = stack.children.log_path("controller").read_text().splitlines()
+    events = [json.loads(line) for line in lines if line.startswith("{")]
+    return [e for e in events if str(e.get("event", "")).startswith("webhook.")]
 
 
 def _tasks_running(stack: LocalStack) -> bool:
@@ -189,13 +213,26 @@ def test_applied_moves_are_visible_in_prometheus(story: Story) -> None:
     stack = story.stack
     kinds = {"qmigrate": "qemu", "vzmigrate": "lxc"}
     done = [t for t in _sim(stack, "/tasks")["tasks"] if t["type"] in kinds and t.get("exitstatus") == "OK"]
-    assert done
-    assert _value(stack, 'pvebalance_migrations_total{result="succeeded"}') >= len(done)
+    # The controller's own count, as Prometheus last scraped it before the loop stopped.
+    counted = _value(stack, 'last_over_time(pvebalance_migrations_total{result="succeeded"}[15m])')
+    assert 0 < counted <= len(done)
     placement = {g["vmid"]: g["node"] for g in _sim(stack, "/state")["guests"]}
     for task in done:
         vmid = int(task["id"])
         series = stack.query(f'pve_guest_info{{id="{kinds[task["type"]]}/{vmid}"}}')
         assert [s["metric"]["node"] for s in series] == [placement[vmid]], vmid
+
+
+def test_alertmanager_delivers_load_alerts_to_the_controllers_webhook(story: Story) -> None:
+    routes = yaml.safe_load((ROOT / "prometheus" / "alertmanager.yml").read_text())["route"]["routes"]
+    matcher = next(m for r in routes if r["receiver"] == "pvebalance-controller" for m in r["matchers"])
+    routed = set(matcher.split("=~", 1)[1].strip('"').split("|"))
+    events = _webhook_events(story.stack)
+    # Never refused (the token file Alertmanager reads matches the controller's), and only
+    # the load alerts the route names reach the controller.
+    assert events and all(e["event"] == "webhook.received" for e in events), events
+    delivered = {name for e in events for name in e.get("names", [])}
+    assert delivered and delivered <= routed, delivered
 
 
 def _substitute(expr: str) -> str:

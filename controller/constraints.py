@@ -62,11 +62,14 @@ class Constraints:
         for g in model.guests:
             if g.pool is not None:
                 self._by_pool.setdefault(g.pool, []).append(g.vmid)
-        ignored = {v for r in rules.ignore for v in self.members(r.selector)}
+        ignored: dict[int, str] = {}
+        for r in rules.ignore:
+            for vmid in self.members(r.selector):
+                ignored.setdefault(vmid, r.source)
         self.skip_reason: dict[int, str] = {}
         online = {n.name for n in model.nodes if n.online}
         for guest in model.guests:
-            reason = _skip_reason(guest, guest.vmid in ignored, guest.vmid in model.pinned_local, policy, online)
+            reason = _skip_reason(guest, ignored.get(guest.vmid), guest.vmid in model.pinned_local, policy, online)
             if reason:
                 self.skip_reason[guest.vmid] = reason
 
@@ -152,7 +155,7 @@ class Constraints:
             fixed = {self.guests[v].node for v in group.members if v in self.skip_reason}
             clash = [a.label for a in self.apart if a.strict and len(set(a.members) & set(group.members)) > 1]
             why = (
-                f"its guests share no node they may all run on" if not common
+                "its guests share no node they may all run on" if not common
                 else f"guests that cannot move sit on different nodes ({', '.join(sorted(fixed))})" if len(fixed) > 1
                 else f"it overlaps {clash[0]}" if clash
                 else ""
@@ -220,11 +223,11 @@ def _index(groups: list[Group]) -> dict[int, tuple[Group, ...]]:
     return index
 
 
-def _skip_reason(guest: Guest, ignored: bool, local: bool, policy: Policy, online: set[str]) -> str | None:
+def _skip_reason(guest: Guest, ignored: str | None, local: bool, policy: Policy, online: set[str]) -> str | None:
     if guest.node not in online:
         return f"its node {guest.node} is offline: Proxmox cannot migrate it until the node is back"
     if ignored:
-        return "ignored by rule or tag"
+        return f"ignored ({ignored})"
     if guest.template:
         return "template: not balanced"
     if guest.lock:

@@ -14,18 +14,21 @@ from .model import ClusterModel, Plan, Skipped
 from .placement import ClusterState, imbalance
 from .policy import Policy
 from .rules import RuleSet
-from .strategies import STRATEGIES, Context
+from .strategies import MANDATORY, STRATEGIES, Context, Strategy, refine
 
 
 def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     """Plan moves for `model`. Tag rules (ignore, exclude_*, plb_*) are read from the guests
     here; pass the config and HA rules in `rules`."""
-    constraints = Constraints(model, rules, policy)
-    state = ClusterState(model, policy, constraints.maintenance, constraints.reservations)
-    before = state.snapshot()
-    ctx = Context(state, constraints, policy)
-    for strategy in STRATEGIES:
-        strategy(ctx)
+    ctx = _run(model, rules, policy, STRATEGIES)
+    before = ClusterState(model, policy, ctx.rules.maintenance, ctx.rules.reservations).snapshot()
+    greedy, notes = ctx.state.imbalance(), list(ctx.notes)
+    # `improve` searches on the greedy plan's final state; when it finds something better the
+    # plan is rebuilt from scratch so every step is committed (and checked) in order again.
+    final = refine.improve(ctx, {g.vmid: g.node for g in model.guests})
+    if final is not None:
+        ctx = _refined(model, rules, policy, final, greedy, notes) or _run(model, rules, policy, STRATEGIES)
+    constraints, state = ctx.rules, ctx.state
     after = state.snapshot()
     return Plan(
         moves=tuple(ctx.moves),
@@ -42,3 +45,24 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
         window=model.window,
         notes=tuple(ctx.notes),
     )
+
+
+def _run(model: ClusterModel, rules: RuleSet, policy: Policy, strategies: tuple[Strategy, ...]) -> Context:
+    constraints = Constraints(model, rules, policy)
+    ctx = Context(ClusterState(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
+    for strategy in strategies:
+        strategy(ctx)
+    return ctx
+
+
+def _refined(
+    model: ClusterModel, rules: RuleSet, policy: Policy, final: dict[int, str], greedy: float, notes: list[str]
+) -> Context | None:
+    """The same mandatory moves, then the refined balancing moves in a feasible order."""
+    ctx = _run(model, rules, policy, MANDATORY)
+    if refine.sequence(ctx, final) is None or ctx.state.imbalance() >= greedy:
+        return None
+    ctx.notes.extend(notes)
+    ctx.notes.append(f"balancing refined by local search: imbalance {greedy:.3f} -> "
+                     f"{ctx.state.imbalance():.3f} with the same number of moves")
+    return ctx

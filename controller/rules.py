@@ -19,7 +19,8 @@ from pveapi.tags import tags_with_prefix
 
 from . import values
 
-IGNORE_TAGS = frozenset({"ignore", "plb_ignore"})  # ProxBalance, ProxLB
+IGNORE_TAG = "ignore"  # ProxBalance
+IGNORE_PREFIX = "plb_ignore"  # ProxLB: any tag starting with it (plb_ignore, plb_ignore_backup, ...)
 ANTI_AFFINITY_PREFIXES = ("exclude_", "plb_anti_affinity_")  # ProxBalance, ProxLB
 AFFINITY_PREFIXES = ("plb_affinity_",)
 PIN_PREFIXES = ("plb_pin_",)
@@ -29,11 +30,6 @@ PIN_PREFIXES = ("plb_pin_",)
 class GuestSelector:
     vmids: frozenset[int] = frozenset()
     pools: frozenset[str] = frozenset()
-
-    def describe(self) -> str:
-        parts = [f"VMs {', '.join(map(str, sorted(self.vmids)))}"] if self.vmids else []
-        parts += [f"pool {', '.join(sorted(self.pools))}"] if self.pools else []
-        return " and ".join(parts) or "no guests"
 
 
 @dataclass(frozen=True)
@@ -305,13 +301,13 @@ def _ha_nodes(raw: Any, where: str) -> tuple[tuple[str, int], ...]:
 
 def tag_rules(guests: Iterable[Guest]) -> RuleSet:
     """Rules carried by guest tags: ignore, anti-affinity, affinity and pin (see docs/rules.md)."""
-    ignored: set[int] = set()
+    ignored: dict[str, set[int]] = {}
     apart: dict[str, set[int]] = {}
     together: dict[str, set[int]] = {}
     pins: dict[int, set[str]] = {}
     for guest in guests:
-        if guest.tags & IGNORE_TAGS:
-            ignored.add(guest.vmid)
+        for tag in sorted(t for t in guest.tags if t == IGNORE_TAG or t.startswith(IGNORE_PREFIX)):
+            ignored.setdefault(tag, set()).add(guest.vmid)
         for prefix in ANTI_AFFINITY_PREFIXES:
             for group in tags_with_prefix(guest.tags, prefix):
                 apart.setdefault(group, set()).add(guest.vmid)
@@ -323,7 +319,7 @@ def tag_rules(guests: Iterable[Guest]) -> RuleSet:
             if nodes:
                 pins.setdefault(guest.vmid, set()).update(nodes)
     return RuleSet(
-        ignore=(IgnoreRule(GuestSelector(frozenset(ignored)), "tag ignore"),) if ignored else (),
+        ignore=tuple(IgnoreRule(GuestSelector(frozenset(v)), f"tag {tag}") for tag, v in sorted(ignored.items())),
         anti_affinity=tuple(
             AntiAffinityRule(group, GuestSelector(frozenset(vmids)), f"tag exclude_{group}")
             for group, vmids in sorted(apart.items())

@@ -10,18 +10,19 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .balance import balance
+from . import refine
 from .context import Context
 from .evacuate import evacuate
 from .repair import repair_affinity, repair_anti_affinity, repair_node_affinity
 
 Strategy = Callable[[Context], None]
 
-STRATEGIES: tuple[Strategy, ...] = (
+MANDATORY: tuple[Strategy, ...] = (
     evacuate,
     repair_node_affinity,
     repair_anti_affinity,
     repair_affinity,
-    balance,
 )
+STRATEGIES: tuple[Strategy, ...] = (*MANDATORY, balance)
 
-__all__ = ["STRATEGIES", "Context", "Strategy"]
+__all__ = ["MANDATORY", "STRATEGIES", "Context", "Strategy", "refine"]

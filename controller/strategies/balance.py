@@ -105,7 +105,7 @@ def _best_move(ctx: Context, current: float) -> bool:
     )
     if after >= current:
         return False
-    ctx.commit(vmid, target.name, MoveKind.BALANCE, _reason(source, target, current, after))
+    ctx.commit(vmid, target.name, MoveKind.BALANCE, describe(source, target, current, after))
     return True
 
 
@@ -141,7 +141,7 @@ def _best_swap(ctx: Context, current: float, budget: int) -> int:
     if best is None:
         return 0
     steps, source, target, after = best
-    reason = _reason(source, target, current, after)
+    reason = describe(source, target, current, after)
     for vmid, node, why in steps:
         ctx.commit(vmid, node, MoveKind.BALANCE, why.format(reason=reason))
     return len(steps)
@@ -181,7 +181,7 @@ def _swap_order(
     return None
 
 
-def _reason(source: NodeState, target: NodeState, current: float, after: float) -> str:
+def describe(source: NodeState, target: NodeState, current: float, after: float) -> str:
     return (
         f"{source.name} load {source.load:.0%} -> {target.name} load {target.load:.0%}; "
         f"imbalance {current:.3f} -> {after:.3f}"

@@ -118,10 +118,7 @@ class Context:
         source = self.state.where[vmid]
         before = self.state.imbalance()
         demand = self.state.demand[vmid]
-        self.state.move(vmid, target)
-        self.rules.moved(vmid, target)
-        self.residents[source].discard(vmid)
-        self.residents[target].add(vmid)
+        self.shift(vmid, target)
         move = Move(
             vmid=vmid,
             name=guest.name,
@@ -138,6 +135,14 @@ class Context:
         )
         self.moves.append(move)
         return move
+
+    def shift(self, vmid: int, target: str) -> None:
+        """Put a guest on `target` in every piece of bookkeeping, without recording a move."""
+        source = self.state.where[vmid]
+        self.state.move(vmid, target)
+        self.rules.moved(vmid, target)
+        self.residents[source].discard(vmid)
+        self.residents[target].add(vmid)
 
     def place(self, vmid: int, reason: str) -> bool:
         """Mandatory placement: the best feasible target, else make room; a problem if neither."""

@@ -114,3 +114,15 @@ def test_balancing_stops_at_the_target_imbalance():
     shorter = placement_after(cluster(THREE, guests), dataclasses.replace(result, moves=result.moves[:-1]))
     assert shorter != placement_after(cluster(THREE, guests), result)
     assert result.moves[-1].gain > 0
+
+
+def test_local_search_finds_the_better_pair_of_moves_greedy_misses():
+    # Greedy takes the best single move first (5 cores pve1 -> pve3, leaving 4/8/5) and its best
+    # follow-up leaves 7/5/5; the best pair is 5 cores pve2 -> pve3 and 3 cores pve1 -> pve2: 6/6/5.
+    guests = [guest(100, "pve1", 5, 1), guest(101, "pve2", 5, 1), guest(102, "pve1", 3, 1),
+              guest(103, "pve2", 3, 1), guest(104, "pve1", 1, 1)]
+    policy = dataclasses.replace(CPU_ONLY, min_gain=0.0, cost_per_gib=0.0, max_moves=2, max_moves_per_node=2)
+    result = checked_plan(cluster(THREE, guests), policy=policy)
+    assert len(result.moves) == 2
+    assert sorted(n.cpu_cores for n in result.nodes_after) == [5, 6, 6]
+    assert any("refined by local search" in n for n in result.notes)

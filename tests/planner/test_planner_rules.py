@@ -22,7 +22,7 @@ def test_ignore_tags_keep_a_guest_in_place_but_listed(tag):
     result = checked_plan(model)
     assert result.moves == ()
     assert {s.vmid for s in result.skipped} == {100, 101, 102, 103, 104}
-    assert all(s.reason == "ignored by rule or tag" for s in result.skipped)
+    assert all(s.reason == f"ignored (tag {tag})" for s in result.skipped)
 
 
 def test_ignore_by_rules_block_vmid_and_pool():
@@ -32,7 +32,7 @@ def test_ignore_by_rules_block_vmid_and_pool():
     )
     result = checked_plan(cluster(THREE, guests), rules)
     assert result.moves == ()
-    assert {s.vmid for s in result.skipped} == {100, 101, 102, 103, 104, 200}
+    assert {s.vmid: s.reason for s in result.skipped} == {v: "ignored (config rules)" for v in (100, 101, 102, 103, 104, 200)}
 
 
 @pytest.mark.parametrize("prefix", ["exclude_", "plb_anti_affinity_"])
@@ -239,3 +239,20 @@ def test_an_affinity_group_leaves_a_maintenance_node_together():
     result = checked_plan(model, policy=Policy(trigger=1.0))
     assert [(m.vmid, m.target) for m in result.moves] == [(100, "pve2"), (101, "pve2")]
     assert all("affinity group 'app'" in m.reason for m in result.moves)
+
+
+@pytest.mark.parametrize(
+    ("guests", "why"),
+    [
+        ([guest(100, "pve1", tags=["plb_affinity_x", "plb_pin_pve1"]), guest(101, "pve2", tags=["plb_affinity_x", "plb_pin_pve2"])],
+         "its guests share no node they may all run on"),
+        ([guest(100, "pve1", tags=["plb_affinity_x"], lock="backup"), guest(101, "pve2", tags=["plb_affinity_x"], lock="backup")],
+         "guests that cannot move sit on different nodes (pve1, pve2)"),
+        ([guest(100, "pve1", tags=["plb_affinity_x", "exclude_y"]), guest(101, "pve2", tags=["plb_affinity_x", "exclude_y"])],
+         "it overlaps anti-affinity group 'y'"),
+    ],
+)
+def test_unsatisfiable_affinity_is_reported_and_left_alone(guests, why):
+    result = checked_plan(cluster(THREE, guests), policy=Policy(trigger=1.0))
+    assert result.moves == ()
+    assert any(p.startswith("affinity group 'x' (tag plb_affinity_x) cannot be satisfied: " + why) for p in result.problems)

@@ -115,6 +115,7 @@ def test_proxlb_and_proxbalance_tags_become_rules():
     guests = [
         guest(100, "pve1", tags=["ignore"])[0],
         guest(101, "pve1", tags=["plb_ignore"])[0],
+        guest(107, "pve1", tags=["plb_ignore_backup"])[0],
         guest(102, "pve1", tags=["exclude_dns"])[0],
         guest(103, "pve1", tags=["plb_anti_affinity_dns"])[0],
         guest(104, "pve1", tags=["plb_affinity_app", "prod"])[0],
@@ -122,7 +123,8 @@ def test_proxlb_and_proxbalance_tags_become_rules():
         guest(106, "pve1", tags=["plb_pin_pve2", "plb_pin_pve3"])[0],
     ]
     rules = tag_rules(guests)
-    assert rules.ignore[0].selector.vmids == frozenset({100, 101})
+    assert [(r.source, r.selector.vmids) for r in rules.ignore] == [
+        ("tag ignore", {100}), ("tag plb_ignore", {101}), ("tag plb_ignore_backup", {107})]
     # both spellings of a group name one group
     assert [(r.name, r.selector.vmids) for r in rules.anti_affinity] == [("dns", frozenset({102, 103}))]
     assert [(r.name, r.selector.vmids) for r in rules.affinity] == [("app", frozenset({104, 105}))]

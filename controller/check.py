@@ -38,7 +38,7 @@ def check(config: Config, client: PveClient, promql: PromQL | None) -> CheckResu
     if inventory is not None:
         _check_rules(config.rules, inventory, result)
     if promql is not None:
-        _check_prometheus(promql, result)
+        _check_prometheus(promql, inventory, result)
     else:
         result.notes.append("prometheus is not configured: plans use live API figures only")
     return result
@@ -91,7 +91,7 @@ def _check_rules(rules: RuleSet, inventory: Inventory, result: CheckResult) -> N
             result.problems.append(f"rules: {where} names node {node!r}, which is not in the cluster ({', '.join(sorted(nodes))})")
 
 
-def _check_prometheus(promql: PromQL, result: CheckResult) -> None:
+def _check_prometheus(promql: PromQL, inventory: Inventory | None, result: CheckResult) -> None:
     try:
         present = promql.series_present()
         history = promql.history()
@@ -113,3 +113,7 @@ def _check_prometheus(promql: PromQL, result: CheckResult) -> None:
             result.facts.append(
                 f"Prometheus: {present[NEEDED_SERIES[0]]} series, newest sample {history.data_age:.0f}s old, window {history.window}"
             )
+    if inventory is not None and history.fresh:
+        running = [g for g in inventory.guests if g.running]
+        known = sum(1 for g in running if history.usage(f"{g.type}/{g.vmid}") is not None)
+        result.facts.append(f"history for {known}/{len(running)} running guests (the rest plan from live figures)")

@@ -74,6 +74,8 @@ def test_plan_uses_prometheus_history(tmp_path: Path, capsys, monkeypatch: pytes
             assert plan["moves"] and plan["imbalance"]["after"] < plan["imbalance"]["before"]
             code, out, err = _run(capsys, "--config", str(config), "plan", "--window", "6h")
             assert code == 0 and "window 6h" in out
+            code, out, err = _run(capsys, "--config", str(config), "check")
+            assert code == 0 and f"history for {running}/{running} running guests" in out
 
 
 def test_the_next_plan_starts_where_the_applied_one_said_it_would_end(

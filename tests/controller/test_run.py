@@ -56,8 +56,20 @@ def test_manual_mode_publishes_the_plan_and_never_migrates(frozen_sim, make_conf
         assert f'pvebalance_plan_move_info{{name="{plan["moves"][0]["name"]}"' in metrics
         assert 'pvebalance_imbalance{when="predicted"}' in metrics
         assert "hook-s3cret" not in metrics + str(plan) + health.text
+        assert requests.get(server.url + "/nope", timeout=5).status_code == 404
     finally:
         server.stop()
+
+
+def test_without_a_webhook_token_the_webhook_is_off(frozen_sim, make_config) -> None:
+    config = make_config(frozen_sim, run={"automation": "manual"})
+    server = ControllerServer(("127.0.0.1", 0), _controller(frozen_sim, config).endpoints())
+    server.start()
+    try:
+        answer = requests.post(server.url + "/webhook", json={"alerts": []}, headers={"Authorization": "Bearer "}, timeout=5)
+    finally:
+        server.stop()
+    assert answer.status_code == 403 and "webhook disabled: set run.webhook_token_file" in answer.json()["error"]
 
 
 def test_the_webhook_needs_the_token_and_starts_a_cycle_at_once(frozen_sim, make_config) -> None:

@@ -303,6 +303,7 @@ def tag_rules(guests: Iterable[Guest]) -> RuleSet:
     """Rules carried by guest tags: ignore, anti-affinity, affinity and pin (see docs/rules.md)."""
     ignored: dict[str, set[int]] = {}
     apart: dict[str, set[int]] = {}
+    apart_tags: dict[str, set[str]] = {}  # the tags that formed each group, for the rule's source
     together: dict[str, set[int]] = {}
     pins: dict[int, set[str]] = {}
     for guest in guests:
@@ -311,6 +312,7 @@ def tag_rules(guests: Iterable[Guest]) -> RuleSet:
         for prefix in ANTI_AFFINITY_PREFIXES:
             for group in tags_with_prefix(guest.tags, prefix):
                 apart.setdefault(group, set()).add(guest.vmid)
+                apart_tags.setdefault(group, set()).add(prefix + group)
         for prefix in AFFINITY_PREFIXES:
             for group in tags_with_prefix(guest.tags, prefix):
                 together.setdefault(group, set()).add(guest.vmid)
@@ -321,7 +323,7 @@ def tag_rules(guests: Iterable[Guest]) -> RuleSet:
     return RuleSet(
         ignore=tuple(IgnoreRule(GuestSelector(frozenset(v)), f"tag {tag}") for tag, v in sorted(ignored.items())),
         anti_affinity=tuple(
-            AntiAffinityRule(group, GuestSelector(frozenset(vmids)), f"tag exclude_{group}")
+            AntiAffinityRule(group, GuestSelector(frozenset(vmids)), "tag " + ", ".join(sorted(apart_tags[group])))
             for group, vmids in sorted(apart.items())
         ),
         affinity=tuple(

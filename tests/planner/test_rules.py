@@ -127,6 +127,9 @@ def test_proxlb_and_proxbalance_tags_become_rules():
         ("tag ignore", {100}), ("tag plb_ignore", {101}), ("tag plb_ignore_backup", {107})]
     # both spellings of a group name one group
     assert [(r.name, r.selector.vmids) for r in rules.anti_affinity] == [("dns", frozenset({102, 103}))]
+    # move reasons quote the tags the user wrote, in both spellings
+    assert rules.anti_affinity[0].source == "tag exclude_dns, plb_anti_affinity_dns"
+    assert tag_rules(guests[4:5]).anti_affinity[0].source == "tag plb_anti_affinity_dns"
     assert [(r.name, r.selector.vmids) for r in rules.affinity] == [("app", frozenset({104, 105}))]
     (pin,) = rules.node_affinity
     assert pin.selector.vmids == frozenset({106}) and pin.nodes == (("pve2", 0), ("pve3", 0)) and pin.strict

@@ -529,10 +529,13 @@ def main() -> None:
     if summary:
         lines += ["## Against the optimum at equal move budget", "",
                   "*missed*: share of the optimum's improvement (before - optimum) that pvebalance does not reach.",
-                  "", "| scenario | moves | before | pvebalance | optimum | missed |", "|---|---|---|---|---|---|"]
+                  "*ratio*: pvebalance's imbalance after / the optimum's (large when both are near 0).",
+                  "", "| scenario | moves | before | pvebalance | optimum | missed | ratio |",
+                  "|---|---|---|---|---|---|---|"]
         for name, budget, before_imb, got, best in summary:
+            ratio = f"{got / best:.2f}" if best > 0 else "n/a"
             lines.append(f"| {name} | {budget} | {before_imb:.4f} | {got:.4f} | {best:.4f} | "
-                         f"{_missed(before_imb, got, best)} |")
+                         f"{_missed(before_imb, got, best)} | {ratio} |")
         lines.append("")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines), encoding="utf-8")

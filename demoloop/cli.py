@@ -75,7 +75,7 @@ def run(args: argparse.Namespace, stack: LocalStack) -> int:
         if has_prometheus:
             time.sleep(12)  # two scrape and rule intervals, so Prometheus shows the new placement
             show_nodes(stack, "the cluster after the moves")
-        heading("pvebalance plan again (its 1h averages still include the time before the moves)")
+        heading("pvebalance plan again")
         stack.pvebalance("plan")
     if args.stay:
         print(f"\nEverything is still running; configs and logs in {stack.workdir}. Ctrl-C stops it all.", flush=True)

@@ -12,7 +12,7 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import requests
@@ -27,17 +27,18 @@ def free_port() -> int:
 
 
 class Children:
+    """Named child processes, each logging to its own file, all stopped by `stop()`."""
+
     def __init__(self, log_dir: Path) -> None:
         self.log_dir = log_dir
         self._running: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, argv: Sequence[str], env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    def start(self, name: str, argv: Sequence[str]) -> subprocess.Popen[bytes]:
         """Start `argv` with stdout and stderr in <log_dir>/<name>.log."""
         with self.log_path(name).open("ab") as log:
             try:
                 process = subprocess.Popen(
                     list(argv), stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    env=dict(env) if env is not None else None,
                     start_new_session=True,  # Ctrl-C reaches the demo, which then stops its children in order
                 )
             except OSError as exc:

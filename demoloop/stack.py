@@ -7,7 +7,6 @@ end-to-end tests drive it.
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import signal
@@ -37,9 +36,6 @@ PRODUCT_PROMETHEUS = ROOT / "prometheus" / "prometheus.yml"
 PRODUCT_ALERTMANAGER = ROOT / "prometheus" / "alertmanager.yml"
 BIN = Path(sys.executable).parent  # the console scripts installed beside this interpreter
 READ_ONLY = ("Sys.Audit", "VM.Audit", "Datastore.Audit", "Pool.Audit")
-# requests lets these variables override a per-session CA bundle; the children must verify
-# the simulator's own certificate, so they are not passed on.
-_CA_OVERRIDES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 
 def prometheus_installed() -> bool:
@@ -52,7 +48,6 @@ class LocalStack:
         self.scenario = scenario
         self.time_scale = time_scale
         self.children = Children(workdir)
-        self.env = {k: v for k, v in os.environ.items() if k not in _CA_OVERRIDES}
         self.simulator: Simulator | None = None
         self.exporter_url: str | None = None
         self.prometheus_url: str | None = None
@@ -93,7 +88,7 @@ class LocalStack:
             [str(BIN / "pvebalance-exporter"), "backfill", f"--config.file={self.exporter_file}",
              f"--sim-admin-url={self.sim.admin_url}", f"--hours={hours:g}", f"--step={step:g}",
              f"--output={self.workdir / 'tsdb'}", "--log.format=json"],
-            capture_output=True, text=True, env=self.env, check=False,
+            capture_output=True, text=True, check=False,
         )
         self.children.log_path("backfill").write_text(done.stdout + done.stderr, encoding="utf-8")
         if done.returncode != 0:
@@ -105,7 +100,7 @@ class LocalStack:
         self.exporter_url = f"http://127.0.0.1:{port}"
         process = self.children.start("exporter", [
             str(BIN / "pvebalance-exporter"), f"--config.file={self.exporter_file}",
-            f"--web.listen-address=127.0.0.1:{port}", "--collector.pressure", "--log.format=json"], self.env)
+            f"--web.listen-address=127.0.0.1:{port}", "--collector.pressure", "--log.format=json"])
         wait_until(lambda: http_ok(f"{self.exporter_url}/health"), "exporter", 30, process)
         return self.exporter_url
 
@@ -170,7 +165,7 @@ class LocalStack:
         config = self.write_controller_config(**run)
         self.controller_url = f"http://127.0.0.1:{self._controller_port}"
         process = self.children.start("controller", [
-            str(BIN / "pvebalance"), f"--config={config}", "--log-format=json", "--log-level=info", "run"], self.env)
+            str(BIN / "pvebalance"), f"--config={config}", "--log-format=json", "--log-level=info", "run"])
         wait_until(lambda: http_ok(f"{self.controller_url}/metrics"), "controller", 60, process)
         return self.controller_url
 
@@ -181,7 +176,7 @@ class LocalStack:
             if not config.exists():
                 self.write_controller_config()
         return subprocess.run([str(BIN / "pvebalance"), f"--config={config}", "--log-format=console", *args],
-                              env=self.env, capture_output=capture, text=True, check=False)
+                              capture_output=capture, text=True, check=False)
 
     # -- reading Prometheus ---------------------------------------------------------------
     def query(self, expr: str) -> list[dict[str, Any]]:

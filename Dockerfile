@@ -13,6 +13,7 @@ COPY pveapi ./pveapi
 COPY exporter ./exporter
 COPY controller ./controller
 COPY simulator ./simulator
+COPY demoloop ./demoloop
 RUN pip install --no-cache-dir . \
  && useradd --system --uid 10001 --home-dir /var/lib/pvebalance --create-home pvebalance \
  && mkdir -p /etc/pvebalance/tls

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import re
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -87,6 +88,15 @@ def test_every_file_the_stack_mounts_exists(demo: dict[str, Any]) -> None:
     for name, path in _secret_files(demo).items():
         assert path.is_file() and path.read_text().strip(), (name, path)
     assert (ROOT / demo["services"]["exporter"]["build"]["context"] / "Dockerfile").is_file()
+
+
+def test_the_image_holds_every_package_the_project_installs() -> None:
+    # pyproject's `include = ["pveapi*", ...]` (read with a pattern: tomllib needs Python 3.11).
+    line = re.search(r"^include = \[(.*)\]$", (ROOT / "pyproject.toml").read_text(), re.M)
+    assert line is not None
+    includes = re.findall(r'"([^"]+)"', line.group(1))
+    copied = {line.split()[1] for line in (ROOT / "Dockerfile").read_text().splitlines() if line.startswith("COPY ")}
+    assert {pattern.rstrip("*") for pattern in includes} <= copied
 
 
 def test_controller_runs_in_manual_mode_by_default(demo: dict[str, Any]) -> None:

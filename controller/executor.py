@@ -57,13 +57,20 @@ class ApplyReport:
         return ", ".join(parts) + (f" (stopped: {self.stopped})" if self.stopped else "")
 
 
+# How long a migrate request that got no answer may take to show up as a task (real seconds).
+ADOPT_GRACE = 60.0
+
+
 @dataclass
 class _Running:
     move: Move
     upid: str
     started: float
     ha: bool
-    phase: str = "task"  # task, then for HA guests "placement" (HA runs the real migration later)
+    # "adopt" while a request that timed out may still have started a task, then "task", then
+    # for HA guests "placement" (HA runs the real migration later)
+    phase: str = "task"
+    adopt_until: float = 0.0
 
 
 # Called with one event (a dict with at least "event" and "vmid") per action, for terminal progress.
@@ -213,6 +220,10 @@ class Executor:
         try:
             upid = self.client.post(f"/nodes/{move.source}/{guest.type}/{move.vmid}/migrate", **params)
         except ApiError as exc:
+            if exc.kind is ErrorKind.TIMEOUT or (exc.kind is ErrorKind.UNREACHABLE and exc.status is None):
+                # Sent but unanswered: the task may exist. Keep its slots until we know.
+                bound.warning("migration.unconfirmed", error=str(exc))
+                return _Running(move, "", self.clock(), guest.ha_managed, "adopt", time.monotonic() + ADOPT_GRACE)
             return Outcome(move, "failed", f"refused: {exc}")
         if not isinstance(upid, str) or not upid.startswith("UPID:"):
             return Outcome(move, "failed", f"the API answered {upid!r} instead of a task id")
@@ -222,6 +233,14 @@ class Executor:
 
     def _poll(self, item: _Running) -> Outcome | None:
         elapsed = self.clock() - item.started
+        if item.phase == "adopt":
+            found = self._find_task(item)
+            if found is None:
+                if time.monotonic() < item.adopt_until:
+                    return None
+                return Outcome(item.move, "failed", "the migrate request got no answer and no task appeared")
+            item.upid, item.phase = found, "task"
+            log.info("migration.started", vmid=item.move.vmid, node=item.move.source, target=item.move.target, task=found)
         if item.phase == "placement":
             outcome = self._ha_outcome(item, elapsed)
             if outcome is not None:
@@ -246,6 +265,21 @@ class Executor:
                 item.upid, elapsed,
             )
         return None
+
+    def _find_task(self, item: _Running) -> str | None:
+        """The UPID of the newest migration task of the guest on its source since shortly before
+        the unanswered request, if it exists yet."""
+        move = item.move
+        kind = "hamigrate" if item.ha else "qmigrate" if move.type == "qemu" else "vzmigrate"
+        try:
+            tasks = self.client.get(
+                f"/nodes/{move.source}/tasks", vmid=move.vmid, typefilter=kind, source="all",
+                since=int(item.started - 600),  # node clocks drift; a guest moves at most once per run
+            )
+        except ApiError:
+            return None
+        upids = [str(t["upid"]) for t in tasks if isinstance(t, Mapping) and t.get("upid")] if isinstance(tasks, list) else []
+        return max(upids, key=task_starttime, default=None)
 
     def _ha_outcome(self, item: _Running, elapsed: float) -> Outcome | None:
         """After `hamigrate`, the HA manager starts the real migration on the source later:

@@ -17,9 +17,12 @@ from typing import Any, Literal
 from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
+import structlog
 
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import Secret
+
+log = structlog.get_logger("pvebalance.promql")
 
 # Guest series, by the exporter's `id` label. Nodes are not asked: a node's demand is built from
 # its current guests (see observe._node_usage), never from its own window average.
@@ -207,6 +210,8 @@ def _vector(where: str, response: requests.Response, key: str) -> dict[str, floa
     if not isinstance(body, Mapping) or body.get("status") != "success":
         error = body.get("error", "no error text") if isinstance(body, Mapping) else "not an object"
         raise PrometheusError(f"{where}: query failed (HTTP {response.status_code}): {error}")
+    if body.get("warnings"):  # Thanos / Mimir partial answers: usable, but say so
+        log.warning("prometheus.warnings", server=where, warnings=[str(w) for w in body["warnings"]][:5])
     data = body.get("data")
     if not isinstance(data, Mapping) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
         raise PrometheusError(f"{where}: expected an instant vector result, got {str(data)[:80]!r}")

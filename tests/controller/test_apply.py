@@ -146,3 +146,16 @@ def test_dry_run_checks_every_move_and_migrates_nothing(frozen_sim: RunningSimul
     cycle, report, watch = _apply(frozen_sim, config, dry_run=True)
     assert report.count("succeeded") == len(cycle.plan.moves) and frozen_sim.placement() == before
     assert not [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]
+
+
+def test_a_migrate_request_that_times_out_is_followed_to_its_task(frozen_sim: RunningSimulator, make_config) -> None:
+    """The request reached PVE but the answer did not reach us: the migration runs anyway."""
+    config = make_config(frozen_sim, proxmox={"timeout": 1}, apply={"poll_interval": 5, "max_in_flight": 1},
+                         policy={"max_moves": 1})
+    frozen_sim.inject_fault({"type": "hang", "endpoint": "POST /nodes/{node}/qemu/{vmid}/migrate", "seconds": 2, "count": 1})
+    cycle, report, watch = _apply(frozen_sim, config)
+    first = report.outcomes[0]
+    assert first.result == "succeeded" and first.upid is not None and first.upid.startswith("UPID:")
+    assert frozen_sim.placement()[first.move.vmid] == first.move.target
+    attempts = [t for t in frozen_sim.tasks() if t["id"] == str(first.move.vmid) and t["type"] == "qmigrate"]
+    assert len(attempts) == 1 and watch.problems == []

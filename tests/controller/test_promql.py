@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import requests
 import responses
+from structlog.testing import capture_logs
 
 from controller.promql import History, PrometheusError, PrometheusSettings, PromQL, Statistic
 from pveapi.settings import Secret
@@ -165,3 +166,13 @@ def test_statistic_parsing_names_the_accepted_forms() -> None:
 def test_history_without_samples_is_not_fresh() -> None:
     empty = History({}, {}, {}, at=NOW, max_age=300, window="1h", statistic="avg")
     assert empty.data_age is None and not empty.fresh
+
+
+@responses.activate
+def test_a_partial_answer_is_used_and_its_warnings_logged() -> None:
+    body = {"status": "success", "warnings": ["store 10.0.0.7:10901 unavailable"],
+            "data": {"resultType": "vector", "result": [{"metric": {"id": "qemu/1"}, "value": [1, "2"]}]}}
+    responses.get("http://thanos.example:10902/api/v1/query", json=body)
+    with capture_logs() as logs:
+        assert _promql("http://thanos.example:10902").query("x") == {"qemu/1": 2.0}
+    assert logs[0]["event"] == "prometheus.warnings" and "unavailable" in logs[0]["warnings"][0]

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from pveapi.errors import ConfigError
-from pveapi.inventory import Guest
+from pveapi.inventory import HA_SID_PREFIX, Guest
 from pveapi.tags import tags_with_prefix
 
 from . import values
@@ -273,7 +273,7 @@ def _ha_resources(raw: Any, where: str) -> frozenset[int]:
         if not sid:
             continue
         kind, _, vmid = sid.partition(":")
-        if kind not in ("vm", "ct") or not vmid.isdigit():
+        if kind not in HA_SID_PREFIX.values() or not vmid.isdigit():
             raise ConfigError(f"{where}: resource {sid!r} is not of the form vm:<vmid> or ct:<vmid>")
         vmids.add(int(vmid))
     if not vmids:

@@ -15,6 +15,13 @@ from .tags import parse_tags
 
 GuestType = Literal["qemu", "lxc"]
 
+# PVE HA names guests by service id: `vm:100` for a qemu guest, `ct:101` for a container.
+HA_SID_PREFIX: dict[str, str] = {"qemu": "vm", "lxc": "ct"}
+
+
+def ha_sid(guest_type: str, vmid: int) -> str:
+    return f"{HA_SID_PREFIX[guest_type]}:{vmid}"
+
 
 @dataclass(frozen=True)
 class Node:
@@ -74,7 +81,7 @@ class Guest:
     @property
     def sid(self) -> str:
         """The HA service id, e.g. `vm:100` or `ct:101`."""
-        return f"{'vm' if self.type == 'qemu' else 'ct'}:{self.vmid}"
+        return ha_sid(self.type, self.vmid)
 
 
 @dataclass(frozen=True)

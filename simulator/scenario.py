@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 
 from pveapi.errors import ConfigError
+from pveapi.inventory import ha_sid
 from pveapi.tags import parse_tags
 
 from .generate import expand_generated
@@ -99,7 +100,7 @@ class GuestSpec:
 
     @property
     def sid(self) -> str:
-        return f"{'vm' if self.type == 'qemu' else 'ct'}:{self.vmid}"
+        return ha_sid(self.type, self.vmid)
 
     @property
     def volid(self) -> str:

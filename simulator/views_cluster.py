@@ -6,6 +6,8 @@ import hashlib
 import time
 from typing import Any
 
+from pveapi.inventory import HA_SID_PREFIX
+
 from .failure import PveFailure, not_implemented, param_error
 from .resources import TYPE_FILTER, guest_entry
 from .routing import Call, route
@@ -93,7 +95,7 @@ def ha_resource(call: Call, sid: str) -> Any:
 
 def _ha_resource(call: Call, guest: Any) -> dict[str, Any]:
     ha = guest.spec.ha
-    entry = {"sid": guest.spec.sid, "type": "vm" if guest.spec.type == "qemu" else "ct", "state": ha.state,
+    entry = {"sid": guest.spec.sid, "type": HA_SID_PREFIX[guest.spec.type], "state": ha.state,
              "max_restart": ha.max_restart, "max_relocate": ha.max_relocate, "digest": digest(ha)}
     if ha.group and call.api.cluster.api_node.spec.major < 9:
         entry["group"] = ha.group

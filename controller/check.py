@@ -115,5 +115,5 @@ def _check_prometheus(promql: PromQL, inventory: Inventory | None, result: Check
             )
     if inventory is not None and history.fresh:
         running = [g for g in inventory.guests if g.running]
-        known = sum(1 for g in running if history.usage(f"{g.type}/{g.vmid}") is not None)
+        known = sum(1 for g in running if history.usage(g.id) is not None)
         result.facts.append(f"history for {known}/{len(running)} running guests (the rest plan from live figures)")

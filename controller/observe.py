@@ -94,7 +94,7 @@ def _history(promql: PromQL | None, at: float) -> tuple[History | None, str | No
 def _guest_usage(guest: Guest, history: History | None) -> Usage:
     # A stopped guest uses nothing now, whatever its history says.
     if history is not None and guest.running:
-        figures = history.usage(f"{guest.type}/{guest.vmid}")
+        figures = history.usage(guest.id)
         if figures is not None:
             return Usage(figures[0], figures[1], "prometheus")
     return Usage(guest.cpu_cores_used, guest.mem, "live")

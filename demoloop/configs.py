@@ -14,11 +14,14 @@ EXPORTER_JOB = "pvebalance-exporter"
 CONTROLLER_JOB = "pvebalance-controller"
 
 
+def _connection(api_host: str, user: str, token_name: str, token_file: Path, ca_path: Path) -> dict[str, str]:
+    """The pveapi connection block both programs read (docs/exporter.md, docs/controller.md)."""
+    return {"host": api_host, "user": user, "token_name": token_name,
+            "token_value_file": str(token_file), "verify_ssl": str(ca_path)}
+
+
 def exporter_config(api_host: str, user: str, token_name: str, token_file: Path, ca_path: Path) -> str:
-    return yaml.safe_dump({"default": {
-        "host": api_host, "user": user, "token_name": token_name,
-        "token_value_file": str(token_file), "verify_ssl": str(ca_path),
-    }}, sort_keys=False)
+    return yaml.safe_dump({"default": _connection(api_host, user, token_name, token_file, ca_path)}, sort_keys=False)
 
 
 def prometheus_config(product_config: Path, targets: Mapping[str, str], interval: str,
@@ -61,8 +64,7 @@ def prometheus_config(product_config: Path, targets: Mapping[str, str], interval
 def controller_config(api_host: str, user: str, token_name: str, token_file: Path, ca_path: Path,
                       prometheus_url: str | None, run: Mapping[str, Any]) -> str:
     config: dict[str, Any] = {
-        "proxmox": {"host": api_host, "user": user, "token_name": token_name,
-                    "token_value_file": str(token_file), "verify_ssl": str(ca_path)},
+        "proxmox": _connection(api_host, user, token_name, token_file, ca_path),
         "run": dict(run),
     }
     if prometheus_url is not None:

@@ -60,10 +60,14 @@ class Concern(Protocol):
 class ScrapeResult:
     cluster: str  # the target host: the `cluster` label of self-metrics, known even when down
     inventory: Inventory | None  # None when /cluster/resources failed
-    error: ApiError | None
     answers: Mapping[CallKey, Any] = field(default_factory=dict)
     failures: Mapping[CallKey, ApiError] = field(default_factory=dict)
     duration: float = 0.0
+
+    @property
+    def error(self) -> ApiError | None:
+        """Why /cluster/resources failed, if it did."""
+        return self.failures.get(RESOURCES.key)
 
     @property
     def success(self) -> bool:
@@ -103,7 +107,6 @@ def scrape(
     result = ScrapeResult(
         cluster=target.host,
         inventory=inventory,
-        error=failures.get(RESOURCES.key),
         answers=answers,
         failures=failures,
         duration=time.monotonic() - started,

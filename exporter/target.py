@@ -124,13 +124,13 @@ class Target:
 
     def _fetch(self, call: Call) -> Any:
         answer = self.client.get(call.path, **call.params)
-        template = endpoint_template(call.path)
         try:
             return call.parse(answer)
         except ApiError as exc:
-            self.stats.count_error(template, exc.kind)
+            self.stats.count_error(endpoint_template(call.path), exc.kind)
             raise
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            template = endpoint_template(call.path)
             self.stats.count_error(template, ErrorKind.BAD_ANSWER)
             raise ApiError(ErrorKind.BAD_ANSWER, template, f"unexpected answer: {exc!r}") from None
 

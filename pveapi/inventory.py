@@ -41,6 +41,11 @@ class Node:
     def cpu_cores_used(self) -> float:
         return self.cpu * self.maxcpu
 
+    @property
+    def id(self) -> str:
+        """The /cluster/resources id (`node/pve1`): the `id` label of every per-node series."""
+        return f"node/{self.name}"
+
 
 @dataclass(frozen=True)
 class Guest:
@@ -79,6 +84,11 @@ class Guest:
         return self.cpu * self.maxcpu
 
     @property
+    def id(self) -> str:
+        """The /cluster/resources id (`qemu/100`): the `id` label of every per-guest series."""
+        return f"{self.type}/{self.vmid}"
+
+    @property
     def sid(self) -> str:
         """The HA service id, e.g. `vm:100` or `ct:101`."""
         return ha_sid(self.type, self.vmid)
@@ -94,6 +104,16 @@ class Storage:
     content: frozenset[str]
     disk: int = 0
     maxdisk: int = 0
+
+    @property
+    def id(self) -> str:
+        """The /cluster/resources id (`storage/pve1/local-lvm`)."""
+        return f"storage/{self.node}/{self.storage}"
+
+
+def cluster_id(name: str) -> str:
+    """The id prometheus-pve-exporter gives the cluster (`cluster/pvec`)."""
+    return f"cluster/{name}"
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ class SimCluster:
                                       f"(local disk '{spec.volid}')")
         elif running and options.get("restart") != "1" and options.get("online") != "1":
             raise PveFailure(500, "can't migrate running container without --online or --restart")
-        storage = next(s for s in self.scenario.storages if s.name == spec.storage)
+        storage = self.scenario.storage(spec.storage)
         if not storage.on(target) and not (options.get("targetstorage") or options.get("target-storage")):
             raise PveFailure(500, f"storage '{storage.name}' is not available on node '{target}'")
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from .cluster import GuestState, NodeState, SimCluster
 from .failure import param_error
-from .figures import guest_figures, node_figures, node_guests_at
+from .figures import guest_figures, guest_running_at, io_rates, node_figures, node_guests_at
 
 # timeframe -> (seconds per row, rows); `hour` is 60 one-minute rows, the rest as PVE 8 keeps them.
 TIMEFRAMES = {"hour": (60, 60), "day": (1800, 70), "week": (10800, 70), "month": (43200, 70), "year": (604800, 70)}
@@ -53,7 +53,9 @@ def node_rrd(cluster: SimCluster, node: NodeState, now: float, params: dict[str,
         figures = node_figures(cluster, node, t)
         if figures is None:
             return None
-        net = sum(guest_figures(cluster, g, t, spec.name).rates["netin"] for g in node_guests_at(cluster, node, t))
+        # Only the running guests' constant network rate: their full figures are not needed here.
+        net = sum(io_rates(cluster, g)["netin"] for g in node_guests_at(cluster, node, t)
+                  if guest_running_at(cluster, g, t, spec.name))
         row = {
             "loadavg": figures.cores_used + figures.wait * spec.cores, "maxcpu": spec.cores, "cpu": figures.cpu,
             "iowait": figures.wait, "memtotal": spec.memory, "memused": figures.mem, "swaptotal": spec.swap,

@@ -158,9 +158,9 @@ class Scenario:
     time_scale: float = 1.0
     start: float | None = None
 
-    def node(self, name: str) -> NodeSpec | None:
-        return next((n for n in self.nodes if n.name == name), None)
-
+    def storage(self, name: str) -> StorageSpec:
+        """A guest's storage; the scenario loader has checked it exists."""
+        return next(s for s in self.storages if s.name == name)
 
 
 

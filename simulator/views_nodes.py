@@ -166,12 +166,7 @@ def guest_config(call: Call, node: str, kind: str, vmid: str) -> Any:
             "rootfs": f"{spec.volid},size={size}", "arch": "amd64", "ostype": "debian", "onboot": 1,
             "net0": f"name=eth0,bridge=vmbr0,hwaddr=BC:24:11:{spec.vmid % 256:02X}:00:02,ip=dhcp,type=veth",
         }
-    if spec.tags:
-        config["tags"] = ";".join(spec.tags)
-    if spec.template:
-        config["template"] = 1
-    if guest.lock:
-        config["lock"] = guest.lock
+    _guest_marks(guest, config)
     config["digest"] = digest(config)
     return config
 
@@ -221,7 +216,7 @@ def migrate_precondition(call: Call, node: str, kind: str, vmid: str) -> Any:
         cluster.node(target)
         if target == node:
             raise param_error({"target": "target is local node."})
-    storage = next(s for s in cluster.scenario.storages if s.name == spec.storage)
+    storage = cluster.scenario.storage(spec.storage)
     allowed, not_allowed = [], {}
     for name, state in cluster.nodes.items():
         if name == node or not state.online:

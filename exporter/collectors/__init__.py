@@ -48,7 +48,7 @@ def cluster_registry(
 def resources_registry(inventory: Inventory) -> CollectorRegistry:
     """The families that need /cluster/resources alone: most samples, ready before the rest."""
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(ResourcesCollector(ScrapeResult(cluster="", inventory=inventory, error=None)))
+    registry.register(ResourcesCollector(ScrapeResult(cluster="", inventory=inventory)))
     return registry
 
 

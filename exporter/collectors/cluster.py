@@ -12,11 +12,11 @@ from typing import Any
 
 from prometheus_client.metrics_core import Metric
 
-from pveapi.inventory import Inventory
+from pveapi.inventory import Inventory, cluster_id
 
 from ..scrape import Call, ScrapeResult
 from .base import ResultCollector
-from .families import gauge, node_id
+from .families import gauge
 
 INFO_MAX_AGE = 300.0
 CONCERN = "cluster"
@@ -78,13 +78,13 @@ class ClusterCollector(ResultCollector):
         status = cluster_status(self._result)
         if status is not None and status.name is not None:
             info = gauge("pve_cluster_info", "Cluster info", ["id", "nodes", "quorate", "version"])
-            info.add_metric([f"cluster/{status.name}", str(status.nodes), str(int(status.quorate)), str(status.version)], 1)
+            info.add_metric([cluster_id(status.name), str(status.nodes), str(int(status.quorate)), str(status.version)], 1)
             yield info
         nodeids = status.nodeids if status is not None else {}
         node_info = gauge("pve_node_info", "Node info", ["id", "level", "name", "nodeid"])
         for node in inventory.nodes:
             nodeid = nodeids.get(node.name)
-            node_info.add_metric([node_id(node.name), node.level, node.name, "" if nodeid is None else str(nodeid)], 1)
+            node_info.add_metric([node.id, node.level, node.name, "" if nodeid is None else str(nodeid)], 1)
         yield node_info
         version = self._result.answer(CONCERN, "version")
         if isinstance(version, Version):

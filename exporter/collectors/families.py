@@ -20,10 +20,6 @@ def counter(name: str, documentation: str, labels: Sequence[str] = ID) -> Counte
     return CounterMetricFamily(name, documentation, labels=labels)
 
 
-def node_id(name: str) -> str:
-    return f"node/{name}"
-
-
 # Appending samples directly (rather than add_metric) lets one label dict serve every family of a
 # guest: at 10,000 guests that halves the time spent building families.
 def add(family: Metric, labels: dict[str, str], value: float) -> None:

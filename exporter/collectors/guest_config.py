@@ -26,7 +26,7 @@ class GuestConfigCollector(ResultCollector):
     def calls(inventory: Inventory) -> Iterable[Call]:
         online = {node.name for node in inventory.online_nodes}
         return [
-            Call(CONCERN, f"{g.type}/{g.vmid}", f"/nodes/{g.node}/{g.type}/{g.vmid}/config", parse=parse_onboot)
+            Call(CONCERN, g.id, f"/nodes/{g.node}/{g.type}/{g.vmid}/config", parse=parse_onboot)
             for g in inventory.guests
             if g.node in online
         ]
@@ -37,7 +37,7 @@ class GuestConfigCollector(ResultCollector):
             return
         onboot = gauge("pve_onboot_status", "1 if the guest starts when its node boots", ["id", "node", "type"])
         for guest in inventory.guests:
-            guest_id = f"{guest.type}/{guest.vmid}"
+            guest_id = guest.id
             value = self._result.answer(CONCERN, guest_id)
             if isinstance(value, bool):
                 onboot.add_metric([guest_id, guest.node, guest.type], 1 if value else 0)

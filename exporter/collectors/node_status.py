@@ -12,7 +12,7 @@ from pveapi.inventory import Inventory
 
 from ..scrape import NODE_STATUS, Call
 from .base import ResultCollector
-from .families import gauge, node_id
+from .families import gauge
 
 CONCERN = NODE_STATUS
 
@@ -75,7 +75,7 @@ class NodeStatusCollector(ResultCollector):
             status = self._result.answer(CONCERN, node.name)
             if not isinstance(status, NodeStatus):
                 continue
-            labels = [node_id(node.name)]
+            labels = [node.id]
             for field_name, family in families.items():
                 family.add_metric(labels, getattr(status, field_name))
         yield from families.values()

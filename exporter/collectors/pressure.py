@@ -11,7 +11,7 @@ from pveapi.inventory import Inventory
 
 from ..scrape import Call
 from .base import ResultCollector
-from .families import gauge, node_id
+from .families import gauge
 
 CONCERN = "pressure"
 # rrddata field -> (resource, kind); PVE 8 nodes have none of them.
@@ -51,5 +51,5 @@ class PressureCollector(ResultCollector):
         for node in inventory.online_nodes:
             values = self._result.answer(CONCERN, node.name) or {}
             for (resource, kind), value in sorted(values.items()):
-                pressure.add_metric([node_id(node.name), resource, kind], value)
+                pressure.add_metric([node.id, resource, kind], value)
         yield pressure

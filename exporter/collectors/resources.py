@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from prometheus_client.metrics_core import Metric
 
 from .base import ResultCollector
-from .families import add, add_total, counter, gauge, node_id
+from .families import add, add_total, counter, gauge
 
 
 class ResourcesCollector(ResultCollector):
@@ -34,7 +34,7 @@ class ResourcesCollector(ResultCollector):
         lock_state = gauge("pve_lock_state", "1 for the guest's current config lock", ["id", "state"])
 
         for node in inventory.nodes:
-            labels = {"id": node_id(node.name)}
+            labels = {"id": node.id}
             add(cpu_limit, labels, node.maxcpu)
             add(mem_size, labels, node.maxmem)
             add(disk_size, labels, node.maxdisk)
@@ -47,7 +47,7 @@ class ResourcesCollector(ResultCollector):
                 add(ha_state, {"id": labels["id"], "state": node.hastate}, 1)
 
         for guest in inventory.guests:
-            guest_id = f"{guest.type}/{guest.vmid}"
+            guest_id = guest.id
             labels = {"id": guest_id}
             add(cpu_ratio, labels, guest.cpu)
             add(cpu_limit, labels, guest.maxcpu)
@@ -75,7 +75,7 @@ class ResourcesCollector(ResultCollector):
                 add(lock_state, {"id": guest_id, "state": guest.lock}, 1)
 
         for storage in inventory.storages:
-            storage_id = f"storage/{storage.node}/{storage.storage}"
+            storage_id = storage.id
             labels = {"id": storage_id}
             add(disk_used, labels, storage.disk)
             add(disk_size, labels, storage.maxdisk)

@@ -6,9 +6,11 @@ from collections.abc import Iterator
 
 from prometheus_client.metrics_core import Metric
 
+from pveapi.inventory import cluster_id
+
 from .base import ResultCollector
 from .cluster import cluster_status
-from .families import add, gauge, node_id
+from .families import add, gauge
 from .node_status import CONCERN as NODE_STATUS
 
 
@@ -24,12 +26,12 @@ class StatusCollector(ResultCollector):
         )
         status = cluster_status(self._result)
         if status is not None and status.name is not None:
-            up.add_metric([f"cluster/{status.name}"], 1 if status.quorate else 0)
+            up.add_metric([cluster_id(status.name)], 1 if status.quorate else 0)
         for node in inventory.nodes:
             answered = node.online and not self._result.failed(NODE_STATUS, node.name)
-            up.add_metric([node_id(node.name)], 1 if answered else 0)
+            up.add_metric([node.id], 1 if answered else 0)
         for guest in inventory.guests:
-            add(up, {"id": f"{guest.type}/{guest.vmid}"}, 1 if guest.running else 0)
+            add(up, {"id": guest.id}, 1 if guest.running else 0)
         for storage in inventory.storages:
-            up.add_metric([f"storage/{storage.node}/{storage.storage}"], 1 if storage.status == "available" else 0)
+            up.add_metric([storage.id], 1 if storage.status == "available" else 0)
         yield up

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 
+from demoloop.processes import free_port
 
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+__all__ = ["free_port", "stop_process"]
 
 
 def stop_process(process: subprocess.Popen[bytes] | subprocess.Popen[str], timeout: float = 15) -> None:

@@ -69,7 +69,7 @@ class Constraints:
         self.skip_reason: dict[int, str] = {}
         online = {n.name for n in model.nodes if n.online}
         for guest in model.guests:
-            reason = _skip_reason(guest, ignored.get(guest.vmid), guest.vmid in model.pinned_local, policy, online)
+            reason = _skip_reason(guest, ignored.get(guest.vmid), guest.vmid in model.pinned_local, online)
             if reason:
                 self.skip_reason[guest.vmid] = reason
 
@@ -223,7 +223,7 @@ def _index(groups: list[Group]) -> dict[int, tuple[Group, ...]]:
     return index
 
 
-def _skip_reason(guest: Guest, ignored: str | None, local: bool, policy: Policy, online: set[str]) -> str | None:
+def _skip_reason(guest: Guest, ignored: str | None, local: bool, online: set[str]) -> str | None:
     if guest.node not in online:
         return f"its node {guest.node} is offline: Proxmox cannot migrate it until the node is back"
     if ignored:
@@ -232,6 +232,8 @@ def _skip_reason(guest: Guest, ignored: str | None, local: bool, policy: Policy,
         return "template: not balanced"
     if guest.lock:
         return f"locked ({guest.lock}): Proxmox refuses to migrate a locked guest"
-    if local and not policy.allow_local_disks:
-        return "has local disks or local resources (set policy allow_local_disks to move it)"
+    # `pinned_local` holds what the API refuses under this policy (observe applied
+    # allow_local_disks already): weighing the policy again would plan refused moves.
+    if local:
+        return "Proxmox refuses to migrate it: local disks (see policy allow_local_disks) or local resources"
     return None

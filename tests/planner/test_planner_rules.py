@@ -197,11 +197,13 @@ def test_guests_the_api_would_refuse_are_skipped_with_the_reason(kwargs, reason)
     assert all(s.reason.startswith(reason) for s in result.skipped)
 
 
-def test_local_disks_block_moves_unless_the_policy_allows_them():
+def test_guests_the_api_refuses_are_never_planned_whatever_the_policy():
+    # pinned_local is what the API refused under the policy (observe applies allow_local_disks),
+    # so the planner must not let allow_local_disks bring a refused move back.
     model = cluster(THREE, HOT, pinned_local=[100, 101, 102, 103, 104])
-    result = checked_plan(model, policy=Policy(trigger=0.0))
-    assert result.moves == () and all("local disks" in s.reason for s in result.skipped)
-    assert checked_plan(model, policy=Policy(trigger=0.0, allow_local_disks=True)).moves != ()
+    for policy in (Policy(trigger=0.0), Policy(trigger=0.0, allow_local_disks=True)):
+        result = checked_plan(model, policy=policy)
+        assert result.moves == () and all("Proxmox refuses to migrate it" in s.reason for s in result.skipped)
 
 
 def test_guests_on_an_offline_node_are_not_moved_and_the_node_is_no_target():

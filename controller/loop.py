@@ -25,6 +25,7 @@ from controller.metrics import ControllerMetrics
 from controller.model import Move, MoveKind, Plan
 from controller.promql import PromQL
 from controller.report import plan_to_dict
+from controller.rules import RuleSet
 from controller.server import Endpoints
 from controller.state import ControllerBusy, ControllerLock, LoopState
 from pveapi.client import PveClient
@@ -137,7 +138,7 @@ class Controller:
                 f"imbalance not above the trigger for run.hold_time ({self.config.run.hold_time:.0f}s) yet"
             )
             return CycleSummary("planned", why, now)
-        report = self._executor().apply(replace(cycle.plan, moves=moves), cycle.model)
+        report = self._executor(cycle.rules).apply(replace(cycle.plan, moves=moves), cycle.model)
         for outcome in report.outcomes:
             self._count(outcome)
         return CycleSummary("applied", report.summary, now, len(moves), report)
@@ -171,10 +172,12 @@ class Controller:
         log.info("lock.acquired", path=str(self.lock.path))
         return True
 
-    def _executor(self) -> Executor:
+    def _executor(self, rules: RuleSet) -> Executor:
+        # The cycle's rules (config, HA rules read from the cluster, cooldown holds), as in
+        # `pvebalance apply`: the re-check before each migration must see every rule the plan saw.
         return Executor(
             self.client,
-            self.config.rules,
+            rules,
             self.config.policy,
             self.config.apply,
             dry_run=self.dry_run,

@@ -35,10 +35,6 @@ class Observation:
     warnings: tuple[str, ...]
     at: float
 
-    @property
-    def used_prometheus(self) -> bool:
-        return self.history is not None and self.data_problem is None
-
 
 def observe(client: PveClient, promql: PromQL | None, at: float | None = None) -> Observation:
     """Read the cluster once. Raises ApiError only when /cluster/resources itself fails."""

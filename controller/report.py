@@ -12,9 +12,9 @@ from typing import Any
 from pveapi.errors import ConfigError
 
 from .model import Move, MoveKind, NodeLoad, Plan, Skipped, UsageSource
+from .policy import GIB
 
 SCHEMA_VERSION = 1
-GIB = 1024**3
 
 
 # --- table ----------------------------------------------------------------------------------

@@ -11,10 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.config import Config
+from controller.lease import ClusterLease
 from controller.promql import NEEDED_SERIES, PrometheusError, PromQL
 from controller.rules import RuleSet
 from pveapi.client import PveClient
-from pveapi.errors import ApiError
+from pveapi.errors import ApiError, ConfigError
 from pveapi.inventory import Inventory
 
 # Privilege -> (where it is needed, what for). Checked on `/` and `/vms` (propagated ACLs).
@@ -23,6 +24,7 @@ READ_PRIVILEGES = {
     "VM.Audit": "see guests (/cluster/resources leaves out what the token may not audit)",
 }
 MIGRATE_PRIVILEGE = "VM.Migrate"
+LEASE_PRIVILEGE = "Pool.Allocate"  # to create, renew and delete the controller lease's pool
 
 
 @dataclass
@@ -67,7 +69,33 @@ def _check_api(config: Config, client: PveClient, result: CheckResult) -> Invent
     if not inventory.guests:
         result.problems.append("the API token sees no guests: grant VM.Audit on /vms (or check the cluster has guests)")
     result.facts.append(f"{online}/{len(inventory.nodes)} nodes online, {len(inventory.guests)} guests")
+    if config.run.lease == "cluster":
+        _check_lease(config, client, result)
     return inventory
+
+
+def _check_lease(config: Config, client: PveClient, result: CheckResult) -> None:
+    path = f"/pool/{config.run.lease_pool}"
+    try:
+        granted = client.get("/access/permissions", path=path)
+    except ApiError as exc:
+        result.problems.append(str(exc))
+        return
+    privileges = granted.get(path) if isinstance(granted, Mapping) else None
+    if not isinstance(privileges, Mapping) or not privileges.get(LEASE_PRIVILEGE):
+        line = (
+            f"the API token lacks {LEASE_PRIVILEGE} on {path}: apply and automatic run cannot take the controller "
+            "lease; grant PVEPoolAdmin on /pool (docs/proxmox-permissions.md), or set run.lease: local if only one "
+            "controller ever runs against this cluster"
+        )
+        (result.problems if config.run.automation == "automatic" else result.notes).append(line)
+    try:
+        holder = ClusterLease(client, config.run.lease_pool, config.run.lease_ttl).current()
+    except (ApiError, ConfigError) as exc:
+        result.problems.append(str(exc))
+        return
+    if holder is not None:
+        result.notes.append(f"the controller lease (pool '{config.run.lease_pool}') is held: {holder.describe()}")
 
 
 def _granted(permissions: Any) -> set[str]:

@@ -19,6 +19,7 @@ from controller.check import check
 from controller.config import WINDOWS, Config, load_config
 from controller.cycle import Cycle, cycle_rules, hold_from_state, run_cycle
 from controller.executor import ApplyReport, Executor
+from controller.lease import cluster_lease
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics
 from controller.model import ClusterModel, Move, Plan
@@ -145,6 +146,9 @@ def _apply(args: argparse.Namespace) -> int:
     config, client, promql = _load(args)
     lock = ControllerLock(config.run.state_file)
     lock.acquire()  # one controller per cluster: a second apply or run says who holds it
+    lease = cluster_lease(client, config.run, args.dry_run)
+    stop = threading.Event()
+    _on_signals(stop.set)  # from here on SIGTERM ends cleanly, giving the lease back
     try:
         state = LoopState.load(config.run.state_file)
         hold = hold_from_state(config, state)
@@ -159,16 +163,19 @@ def _apply(args: argparse.Namespace) -> int:
         if not plan.moves:
             print("nothing to do: the plan has no moves")
             return 0
-        stop = threading.Event()
-        _on_signals(stop.set)
+        if lease is not None:
+            lease.acquire()  # after the plan: a bad saved plan or nothing to do never touches it
         executor = Executor(
             client, rules, config.policy, config.apply, dry_run=args.dry_run,
             should_stop=stop.is_set, on_event=_Progress(plan.moves), on_moved=state.record_move,
+            may_start=lease.confirm if lease is not None else lambda: None,
         )
         report = executor.apply(plan, base)
         print(("dry run: " if args.dry_run else "") + report.summary)
         return 0 if not report.stopped and not report.count("failed") else 1
     finally:
+        if lease is not None:
+            lease.release()
         lock.release()
 
 
@@ -224,7 +231,7 @@ def _run(args: argparse.Namespace) -> int:
     controller = Controller(config, client, promql, metrics=metrics, dry_run=args.dry_run)
     if args.once:
         summary = controller.cycle("once")
-        controller.lock.release()
+        controller.release()
         print(f"{summary.result}: {summary.reason}")
         return 0 if summary.result != "failed" else 1
     server = ControllerServer(config.run.listen_address, controller.endpoints())

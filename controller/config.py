@@ -66,6 +66,9 @@ class RunSettings:
     listen: str = "127.0.0.1:9883"
     webhook_token: Secret | None = field(default=None, repr=False)
     fallback_to_live: bool = False  # act on live API figures when Prometheus is down or stale
+    lease: Literal["cluster", "local"] = "cluster"  # one migrating controller per cluster (controller/lease.py)
+    lease_pool: str = "pvebalance-lease"
+    lease_ttl: float = 60.0
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -102,8 +105,10 @@ _APPLY_KEYS = {
 }
 _RUN_KEYS = {
     "interval", "automation", "hold_time", "cooldown", "state_file", "listen",
-    "webhook_token", "webhook_token_file", "webhook_token_env", "fallback_to_live",
+    "webhook_token", "webhook_token_file", "webhook_token_env", "fallback_to_live", "lease", "lease_pool", "lease_ttl",
 }
+# A pool name PVE accepts at the top level (pve-access-control's verify_poolname, and a leading letter).
+_POOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.\-_]*$")
 
 
 def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
@@ -223,6 +228,15 @@ def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]
     if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}", listen):
         raise ConfigError(f"{where}.listen: expected host:port such as 127.0.0.1:9883, got {listen!r}")
     state_file = Path(str(data.get("state_file", d.state_file)))
+    lease = data.get("lease", d.lease)
+    if lease not in ("cluster", "local"):
+        raise ConfigError(
+            f"{where}.lease: must be cluster (a lease in the Proxmox cluster) or local (only the lock file: "
+            f"you run one controller), got {lease!r}"
+        )
+    lease_pool = str(data.get("lease_pool", d.lease_pool))
+    if not _POOL_NAME.match(lease_pool):
+        raise ConfigError(f"{where}.lease_pool: {lease_pool!r} is not a Proxmox pool name (a letter, then letters, digits, . - _)")
     return RunSettings(
         interval=parse_duration(data.get("interval", d.interval), f"{where}.interval"),
         automation=automation,
@@ -232,6 +246,9 @@ def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]
         listen=listen,
         webhook_token=read_secret(data, "webhook_token", where, env, "PVEBALANCE_WEBHOOK_TOKEN"),
         fallback_to_live=values.flag(data.get("fallback_to_live", d.fallback_to_live), f"{where}.fallback_to_live"),
+        lease=lease,
+        lease_pool=lease_pool,
+        lease_ttl=parse_duration(data.get("lease_ttl", d.lease_ttl), f"{where}.lease_ttl"),
     )
 
 

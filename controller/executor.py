@@ -91,6 +91,7 @@ class Executor:
         should_stop: Callable[[], bool] = lambda: False,
         on_event: EventSink = lambda event: None,
         on_moved: Callable[[int, float], None] = lambda vmid, at: None,
+        may_start: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.client = client
         self.rules = rules
@@ -102,6 +103,9 @@ class Executor:
         self.should_stop = should_stop
         self.on_event = on_event
         self.on_moved = on_moved  # called for every attempted migration that ended (cooldown)
+        # Asked right before each migration starts: None, or why no migration may start any more
+        # (the controller lease was lost); running ones are still watched to their end.
+        self.may_start = may_start
 
     def apply(self, plan: Plan, base: ClusterModel) -> ApplyReport:
         """Carry out `plan`, observed as `base` (usage figures and maintenance come from it)."""
@@ -138,6 +142,13 @@ class Executor:
                 if verdict is not None:
                     self._record(report, Outcome(move, "dropped", verdict))
                     continue
+                refused = None if self.dry_run else self.may_start()
+                if refused is not None:
+                    report.stopped = refused
+                    for left in [move, *pending]:
+                        self._record(report, Outcome(left, "not_started", refused))
+                    pending.clear()
+                    break
                 started = self._start(move, inventory.guest(move.vmid))
                 if isinstance(started, _Running):
                     running.append(started)

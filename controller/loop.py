@@ -2,7 +2,8 @@
 mode carry the plan out, with hysteresis, per-guest cooldowns and one controller per cluster.
 
 Safety, in the order a cycle checks it: a cycle whose data is stale or missing never
-migrates; only the instance holding the controller lock migrates; balancing moves wait until
+migrates; only the instance holding the local lock and the cluster lease migrates, and it
+confirms the lease before each migration; balancing moves wait until
 the imbalance has stayed above the trigger for `hold_time` (moves that repair a broken rule
 or evacuate a maintenance node do not wait); a guest that moved (or failed to) within
 `cooldown` is left where it is, across restarts.
@@ -21,6 +22,7 @@ import structlog
 from controller.config import Config
 from controller.cycle import Cycle, hold_from_state, run_cycle
 from controller.executor import ApplyReport, Executor, Outcome
+from controller.lease import cluster_lease
 from controller.metrics import ControllerMetrics
 from controller.model import Move, MoveKind, Plan
 from controller.promql import PromQL
@@ -64,6 +66,7 @@ class Controller:
         self.dry_run = dry_run
         self.state = LoopState.load(config.run.state_file)
         self.lock = ControllerLock(config.run.state_file)
+        self.lease = cluster_lease(client, config.run, dry_run) if config.run.automation == "automatic" else None
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._wake_reason = ""
@@ -96,8 +99,15 @@ class Controller:
                 self._wake_reason = ""
         finally:
             self.state.save()
-            self.lock.release()
+            self.release()
             log.info("loop.stopped", last=self.last.result if self.last else None)
+
+    def release(self) -> None:
+        """Give back the cluster lease and the local lock (on exit; another controller may then act)."""
+        if self.lease is not None:
+            self.lease.release()
+        self.lock.release()
+        self.metrics.lock_held.set(0)
 
     # --- one cycle ------------------------------------------------------------------------
 
@@ -158,10 +168,13 @@ class Controller:
         return False
 
     def _hold_lock(self) -> bool:
-        if self.lock.held:
-            return True
+        """The local lock, then the cluster lease (kept from cycle to cycle once taken)."""
         try:
-            self.lock.acquire()
+            if not self.lock.held:
+                self.lock.acquire()
+                log.info("lock.acquired", path=str(self.lock.path))
+            if self.lease is not None and not self.lease.held:
+                self.lease.acquire()
         except ControllerBusy as exc:
             self.busy_reason = str(exc)
             self.metrics.lock_held.set(0)
@@ -169,7 +182,6 @@ class Controller:
             return False
         self.busy_reason = None
         self.metrics.lock_held.set(1)
-        log.info("lock.acquired", path=str(self.lock.path))
         return True
 
     def _executor(self, rules: RuleSet) -> Executor:
@@ -185,6 +197,7 @@ class Controller:
             sleep=self.sleep,
             should_stop=self.stopping.is_set,
             on_moved=self.state.record_move,
+            may_start=self.lease.confirm if self.lease is not None else lambda: None,
         )
 
     def _count(self, outcome: Outcome) -> None:
@@ -232,7 +245,8 @@ class Controller:
             "automation": self.config.run.automation,
             "last_cycle": None if self.last is None else {"result": self.last.result, "reason": self.last.reason, "at": self.last.at},
             "last_success": self.last_success,
-            "lock_held": self.lock.held,
+            "lock_held": self.lock.held and (self.lease is None or self.lease.held),
+            "lease": None if self.lease is None or self.lease.holder is None else self.lease.holder.describe(),
             "lock_busy": self.busy_reason,
         }
 

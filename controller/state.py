@@ -4,8 +4,8 @@ The state file is small JSON, replaced atomically: when each guest last moved (i
 must survive a restart) and since when the imbalance has been above the trigger (the hold
 time). Next to it, `<state file>.lock` is held with flock(2) by the instance allowed to
 migrate; it also names the holder (pid, host, start) so a second instance can say who.
-flock works between processes of one host (and NFS v4 with working locks): two controllers
-on different hosts with different state files are not detected.
+flock works between processes of one host (and NFS v4 with working locks); controllers on
+other hosts, or with other state files, are kept out by the cluster lease (controller/lease.py).
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ from pveapi.errors import ConfigError, PvebalanceError
 
 
 class ControllerBusy(PvebalanceError):
-    """Another controller holds the lock: this one must not migrate."""
+    """This instance must not migrate: another controller holds the lock or the cluster lease,
+    or the lease cannot be taken (the message says which)."""
 
 
 @dataclass

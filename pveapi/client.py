@@ -81,11 +81,18 @@ class PveClient:
             if self._observer is not None:
                 self._observer(template, time.monotonic() - started, error)
 
-    def get(self, path: str, **params: Any) -> Any:
+    # `path` is positional-only: a parameter may itself be named path (GET /access/permissions).
+    def get(self, path: str, /, **params: Any) -> Any:
         return self._call("get", path, params)
 
-    def post(self, path: str, **data: Any) -> Any:
+    def post(self, path: str, /, **data: Any) -> Any:
         return self._call("post", path, data)
+
+    def put(self, path: str, /, **data: Any) -> Any:
+        return self._call("put", path, data)
+
+    def delete(self, path: str, /, **params: Any) -> Any:
+        return self._call("delete", path, params)
 
     def resources(self) -> Inventory:
         return parse_resources(self.get("/cluster/resources"))

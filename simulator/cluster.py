@@ -109,6 +109,7 @@ class SimCluster:
             boot = origin - 86400 * (3 + int(unit(seed, key, 7, 0) * 40))
             self.nodes[n.name] = NodeState(n, n.online, [(float("-inf"), n.online)], boot,
                                            itertools.count(0x1000 + int(unit(seed, key, 8, 0) * 0x40000)))
+        self.pools: dict[str, str | None] = {p: c or None for p, c in scenario.pools.items()}  # id -> comment
         self.guests: dict[int, GuestState] = {}
         for g in scenario.guests:
             running = g.status != "stopped"

@@ -121,7 +121,7 @@ class ResourceCache:
                     entries = [node_entry(cluster, n, t, ha_used) for n in cluster.nodes.values()]
                     entries += [guest_entry(cluster, g, t) for g in cluster.guests.values()]
                     entries += storage_entries(cluster)
-                    entries += [{"id": f"/pool/{p}", "type": "pool", "pool": p} for p in cluster.scenario.pools]
+                    entries += [{"id": f"/pool/{p}", "type": "pool", "pool": p} for p in cluster.pools]
                 self._snapshot = _Snapshot(key, entries, {})
             return self._snapshot
 

@@ -1,4 +1,4 @@
-"""Cluster-wide endpoints: version, status, resources, HA, pools, storage, access."""
+"""Cluster-wide endpoints: version, status, resources, HA, storage, access (pools: views_pools)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from typing import Any
 from pveapi.inventory import HA_SID_PREFIX
 
 from .failure import PveFailure, not_implemented, param_error
-from .resources import TYPE_FILTER, guest_entry
+from .resources import TYPE_FILTER
 from .routing import Call, route
 
 
@@ -174,29 +174,6 @@ def ha_rules(call: Call) -> Any:
 def ha_groups(call: Call) -> Any:
     call.caller.require("/", "Sys.Audit")
     return [{"type": "group", "digest": digest(g), **g} for g in call.api.cluster.scenario.ha_groups]
-
-
-@route("GET", "/pools")
-def pools(call: Call) -> Any:
-    poolid = call.params.get("poolid")
-    if poolid is not None:
-        return [{"poolid": poolid, **_pool(call, poolid)}]
-    return [{"poolid": p, "comment": c} for p, c in call.api.cluster.scenario.pools.items()
-            if call.caller.can(f"/pool/{p}", "Pool.Audit")]
-
-
-@route("GET", "/pools/{poolid}")
-def pool(call: Call, poolid: str) -> Any:
-    return _pool(call, poolid)
-
-
-def _pool(call: Call, poolid: str) -> dict[str, Any]:
-    cluster = call.api.cluster
-    if poolid not in cluster.scenario.pools:
-        raise PveFailure(500, f"pool '{poolid}' does not exist")
-    call.caller.require(f"/pool/{poolid}", "Pool.Audit")
-    members = [guest_entry(cluster, g, call.now) for g in cluster.guests.values() if g.spec.pool == poolid]
-    return {"comment": cluster.scenario.pools[poolid], "members": members}
 
 
 @route("GET", "/storage")

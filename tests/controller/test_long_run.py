@@ -57,7 +57,7 @@ def test_a_day_of_diurnal_load_converges_without_ping_pong(tmp_path) -> None:
             imbalance.append(controller.current_plan["imbalance"]["before"])
             sim.advance(max(0.0, INTERVAL - (sim.clock() - began)))
             watch.sample()
-        controller.lock.release()
+        controller.release()
 
     per_guest = Counter({vmid: len(moves) for vmid, moves in watch.moves.items()})
     returns = {v: m for v, m in watch.moves.items() if any(a[1] == c[1] for a, c in zip(m, m[2:]))}

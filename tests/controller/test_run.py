@@ -4,7 +4,7 @@ against a simulator whose clock only the test moves."""
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -24,10 +24,24 @@ AUTO = {"automation": "automatic", "hold_time": 0, "cooldown": "1h", "interval":
 APPLY = {"poll_interval": 5}
 
 
+_MADE: list[Controller] = []
+
+
+@pytest.fixture(autouse=True)
+def _release_controllers(frozen_sim: RunningSimulator) -> Iterator[None]:
+    """Each controller gives its lease back (and stops renewing it) when its test ends, while
+    its simulator still runs."""
+    yield
+    while _MADE:
+        _MADE.pop().release()
+
+
 def _controller(sim: RunningSimulator, config: Config, watch: Watch | None = None) -> Controller:
     promql = PromQL(config.prometheus) if config.prometheus is not None else None
-    return Controller(config, PveClient(config.proxmox), promql, clock=sim.clock,
-                      sleep=watch.sleep if watch is not None else sim.advance)
+    controller = Controller(config, PveClient(config.proxmox), promql, clock=sim.clock,
+                            sleep=watch.sleep if watch is not None else sim.advance)
+    _MADE.append(controller)
+    return controller
 
 
 def _metric(controller: Controller, line_start: str) -> float:
@@ -129,7 +143,7 @@ def test_cooldowns_hold_across_a_restart(frozen_sim, make_config) -> None:
     assert first.report is not None
     moved = {o.move.vmid for o in first.report.outcomes if o.result == "succeeded"}
     assert moved
-    before.lock.release()  # the first instance exits
+    before.release()  # the first instance exits
     restarted = _controller(frozen_sim, config)  # reads the state file the first one left
     frozen_sim.advance(600)
     restarted.cycle()
@@ -149,7 +163,7 @@ def test_a_second_controller_refuses_to_migrate_and_says_why(frozen_sim, make_co
     assert summary.result == "skipped" and "another pvebalance controller holds" in summary.reason
     assert "pid " in summary.reason and len(frozen_sim.tasks()) == tasks
     assert _metric(second, "pvebalance_lock_held") == 0 and second.health()[1]["lock_busy"]
-    first.lock.release()
+    first.release()
 
 
 @pytest.mark.parametrize("fallback", [False, True])
@@ -209,3 +223,4 @@ def test_an_unreachable_or_hung_api_fails_the_cycle_not_the_loop(frozen_sim, mak
     frozen_sim.clear_faults(fault_id)
     assert controller.cycle().result == "applied"
     assert _metric(controller, 'pvebalance_cycles_total{result="failed"}') == 1
+

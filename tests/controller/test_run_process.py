@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
+from controller.lease import ClusterLease
+from pveapi.client import PveClient
 from simulator import scenario as scenarios
 from tests.controller.conftest import write_config
 from tests.support.prometheus import free_port
@@ -58,10 +60,10 @@ def _events(stderr: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in stderr.splitlines() if line.strip()]  # every log line is a JSON event
 
 
-def _config(tmp_path: Path, sim: RunningSimulator) -> Path:
+def _config(tmp_path: Path, sim: RunningSimulator, **run: Any) -> Path:
     return write_config(
         tmp_path, sim,
-        run={"automation": "automatic", "hold_time": 0, "interval": "1h", "listen": f"127.0.0.1:{free_port()}"},
+        run={"automation": "automatic", "hold_time": 0, "interval": "1h", "listen": f"127.0.0.1:{free_port()}", **run},
         apply={"poll_interval": 0.3, "max_in_flight": 1},
         policy={"max_moves": 2},  # a short plan keeps the real-time test short
     )
@@ -72,7 +74,7 @@ def test_sigterm_lets_the_running_migration_finish_and_starts_nothing_new(real_t
     first = _start(config)
     try:
         task = _wait(lambda: _running_migration(real_time_sim))
-        # A second controller against the same cluster refuses to migrate and names the first.
+        # A second controller on the same state file refuses to migrate and names the first.
         second = subprocess.run(
             [sys.executable, "-m", "controller.cli", "--config", str(config), "run", "--once"],
             cwd=ROOT, capture_output=True, text=True, timeout=120,
@@ -95,10 +97,12 @@ def test_sigterm_lets_the_running_migration_finish_and_starts_nothing_new(real_t
     assert "migration.started" in names and "migration.succeeded" in names and names[-1] == "loop.stopped"
     state = json.loads((tmp_path / "state.json").read_text())
     assert task["id"] in state["moved"]
+    pools = PveClient(real_time_sim.connection_settings()).get("/pools")
+    assert "pvebalance-lease" not in {p["poolid"] for p in pools}  # given back on the way out
 
 
 def test_killed_mid_migration_and_restarted_keeps_cooldowns(real_time_sim, tmp_path: Path) -> None:
-    config = _config(tmp_path, real_time_sim)
+    config = _config(tmp_path, real_time_sim, lease_ttl="2s")
     first = _start(config)
     try:
         task = _wait(lambda: _running_migration(real_time_sim))
@@ -107,6 +111,9 @@ def test_killed_mid_migration_and_restarted_keeps_cooldowns(real_time_sim, tmp_p
         first.communicate(timeout=30)
     assert task["id"] in json.loads((tmp_path / "state.json").read_text())["moved"]
     _wait(lambda: next(t for t in real_time_sim.tasks() if t["upid"] == task["upid"])["status"] == "stopped")
+    lease = ClusterLease(PveClient(real_time_sim.connection_settings()), "pvebalance-lease", 2)
+    dead = lease.current()
+    _wait(lambda: dead is None or lease.expired(dead, time.time()))  # the killed one never gave it back
     again = subprocess.run(
         [sys.executable, "-m", "controller.cli", "--config", str(config), "run", "--once"],
         cwd=ROOT, capture_output=True, text=True, timeout=300,

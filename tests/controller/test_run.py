@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 import requests
+from structlog.testing import capture_logs
 
 from controller.config import Config
+from controller.cycle import run_cycle
 from controller.loop import Controller
 from controller.model import MoveKind
 from controller.promql import PromQL
@@ -18,7 +20,7 @@ from controller.server import ControllerServer
 from pveapi.client import PveClient
 from tests.controller.conftest import Watch
 from tests.support.prometheus import free_port, running_prometheus
-from tests.support.sim import RunningSimulator
+from tests.support.sim import RunningSimulator, running_simulator
 
 AUTO = {"automation": "automatic", "hold_time": 0, "cooldown": "1h", "interval": "5m"}
 APPLY = {"poll_interval": 5}
@@ -224,3 +226,55 @@ def test_an_unreachable_or_hung_api_fails_the_cycle_not_the_loop(frozen_sim, mak
     assert controller.cycle().result == "applied"
     assert _metric(controller, 'pvebalance_cycles_total{result="failed"}') == 1
 
+
+# Three nodes; 100 and 101 must part (exclude_db), 300 and 301 too (a PVE 9 HA rule). The plan
+# moves 100 or 101 first (mandatory), then 300 a -> c (b holds 301).
+HA_RECHECK = {
+    "name": "ha-recheck", "seed": 1, "migration": {"bandwidth": "1GiB", "overhead_s": 4, "ha_delay_s": 5},
+    "nodes": [{"name": n, "cores": 16, "memory": "64GiB", "version": "9.0.10"} for n in ("a", "b", "c")],
+    "storages": [{"name": "ceph", "type": "rbd", "shared": True, "content": "images,rootdir", "size": "4TiB"}],
+    "ha": {"rules": [{"rule": "ha-apart", "type": "resource-affinity", "affinity": "negative",
+                      "resources": ["vm:300", "vm:301"]}]},
+    "guests": [
+        {"vmid": 100, "node": "a", "cpus": 2, "memory": "4GiB", "storage": "ceph", "tags": ["exclude_db"]},
+        {"vmid": 101, "node": "a", "cpus": 2, "memory": "4GiB", "storage": "ceph", "tags": ["exclude_db"]},
+        {"vmid": 300, "node": "a", "cpus": 12, "memory": "16GiB", "storage": "ceph", "ha": {"state": "started"},
+         "cpu": {"profile": "constant", "level": 0.9}},
+        {"vmid": 302, "node": "a", "cpus": 12, "memory": "16GiB", "storage": "ceph", "tags": ["plb_ignore"],
+         "cpu": {"profile": "constant", "level": 0.9}},
+        {"vmid": 301, "node": "b", "cpus": 2, "memory": "4GiB", "storage": "ceph", "ha": {"state": "started"}},
+    ],
+}
+
+
+def test_the_loop_rechecks_each_migration_against_the_cluster_s_ha_rules(make_config) -> None:
+    """While the first migration runs, an admin moves 301 to c: 300 -> c would now break the
+    cluster's HA rule `ha-apart`, which only the cycle's rules (not the config file's) know."""
+    with running_simulator(HA_RECHECK, time_scale=0) as sim:
+        client = PveClient(sim.connection_settings())
+
+        def admin_moves_301_meanwhile(seconds: float) -> None:
+            if sim.placement()[301] == "b":
+                client.post("/nodes/b/qemu/301/migrate", target="c", online=1)
+                while sim.placement()[301] != "c" or [t for t in sim.tasks() if t["id"] == "301" and t["status"] == "running"]:
+                    sim.advance(10)
+            sim.advance(seconds)
+
+        config = make_config(sim, run=AUTO, apply=APPLY)
+        controller = Controller(config, PveClient(config.proxmox), None, clock=sim.clock, sleep=admin_moves_301_meanwhile)
+        planned = run_cycle(client, None, config).plan
+        first, second = [(m.vmid, m.target) for m in planned.moves][:2]
+        assert first[0] in (100, 101) and second == (300, "c")  # the premise: 300 -> c waits for the first
+        try:
+            with capture_logs() as events:
+                summary = controller.cycle()
+        finally:
+            controller.release()
+        placement = sim.placement()
+    assert summary.report is not None
+    outcome = next(o for o in summary.report.outcomes if o.move.vmid == 300)
+    assert outcome.result == "dropped" and "ha-apart" in outcome.detail, outcome
+    assert (placement[300], placement[301]) == ("a", "c")  # the HA rule still holds
+    assert _metric(controller, 'pvebalance_migrations_total{result="dropped"}') >= 1
+    dropped = [e for e in events if e["event"] == "migration.dropped" and e["vmid"] == 300]
+    assert dropped and "ha-apart" in dropped[0]["detail"]

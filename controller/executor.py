@@ -59,6 +59,9 @@ class ApplyReport:
 
 # How long a migrate request that got no answer may take to show up as a task (real seconds).
 ADOPT_GRACE = 60.0
+# How far back, in the source node's clock, an unanswered request's task is looked for: the
+# request was sent shortly before, and a guest moves at most once per run.
+ADOPT_LOOKBACK = 600
 
 
 @dataclass
@@ -71,6 +74,21 @@ class _Running:
     # for HA guests "placement" (HA runs the real migration later)
     phase: str = "task"
     adopt_until: float = 0.0
+    adopt_since: int | None = None  # where to look for the task, in the source node's clock
+
+
+class _RoundInventory:
+    """/cluster/resources, read at most once per poll round and shared by that round's HA polls
+    and re-checks (moves started earlier in the round are counted through `running`)."""
+
+    def __init__(self, client: PveClient) -> None:
+        self._client = client
+        self._inventory: Inventory | None = None
+
+    def __call__(self) -> Inventory:
+        if self._inventory is None:
+            self._inventory = self._client.resources()
+        return self._inventory
 
 
 # Called with one event (a dict with at least "event" and "vmid") per action, for terminal progress.
@@ -115,8 +133,9 @@ class Executor:
         done: list[Move] = []  # moves that ended on their target in this run
         failures_in_a_row = 0
         while pending or running:
+            live = _RoundInventory(self.client)
             for item in list(running):
-                outcome = self._poll(item)
+                outcome = self._poll(item, live)
                 if outcome is None:
                     continue
                 running.remove(item)
@@ -134,13 +153,12 @@ class Executor:
                 pending.clear()
             while pending and self._slot_free(pending[0], running):
                 move = pending[0]
-                inventory = self.client.resources()
-                verdict = self._recheck(move, inventory, running, done, plan, base)
-                if verdict == "wait":
-                    break
+                if any(r.move.source == move.target for r in running):
+                    break  # the target frees memory only when its outgoing migration ends
                 pending.pop(0)
-                if verdict is not None:
-                    self._record(report, Outcome(move, "dropped", verdict))
+                checked = self._recheck(move, live(), running, done, plan, base)
+                if isinstance(checked, str):
+                    self._record(report, Outcome(move, "dropped", checked))
                     continue
                 refused = None if self.dry_run else self.may_start()
                 if refused is not None:
@@ -149,7 +167,7 @@ class Executor:
                         self._record(report, Outcome(left, "not_started", refused))
                     pending.clear()
                     break
-                started = self._start(move, inventory.guest(move.vmid))
+                started = self._start(move, checked)
                 if isinstance(started, _Running):
                     running.append(started)
                     continue
@@ -183,8 +201,8 @@ class Executor:
 
     def _recheck(
         self, move: Move, inventory: Inventory, running: list[_Running], done: list[Move], plan: Plan, base: ClusterModel
-    ) -> str | None:
-        """None to start, "wait" to try again later, or why the move is dropped."""
+    ) -> Guest | str:
+        """The guest, live, when the move may start; otherwise why it is dropped."""
         if any(m.vmid == move.vmid for m in done) or any(r.move.vmid == move.vmid for r in running):
             return "the guest already moved in this run: a guest moves at most once per run"
         guest = inventory.guest(move.vmid)
@@ -200,18 +218,14 @@ class Executor:
         source = inventory.node(move.source)
         if source is None or not source.online:
             return f"source {move.source} is offline"
-        if any(r.move.source == move.target for r in running):
-            return "wait"  # the target frees memory only when its outgoing migration ends
         model = _current_model(base, inventory, [r.move for r in running], done)
         step = replace(plan, moves=(move,))
         problems = check_plan(model, self.rules, self.policy, step)
-        return "no longer valid: " + "; ".join(problems) if problems else None
+        return "no longer valid: " + "; ".join(problems) if problems else guest
 
     # --- acting ---------------------------------------------------------------------------
 
-    def _start(self, move: Move, guest: Guest | None) -> _Running | Outcome:
-        if guest is None:  # _recheck drops these; kept for a guest deleted in between
-            return Outcome(move, "dropped", "the guest no longer exists")
+    def _start(self, move: Move, guest: Guest) -> _Running | Outcome:
         params: dict[str, Any] = {"target": move.target}
         if guest.type == "qemu":
             if guest.running:
@@ -242,7 +256,7 @@ class Executor:
         self.on_event({"event": "started", "vmid": move.vmid, "move": move, "upid": upid})
         return _Running(move, upid, self.clock(), guest.ha_managed)
 
-    def _poll(self, item: _Running) -> Outcome | None:
+    def _poll(self, item: _Running, live: _RoundInventory) -> Outcome | None:
         elapsed = self.clock() - item.started
         if item.phase == "adopt":
             found = self._find_task(item)
@@ -253,7 +267,7 @@ class Executor:
             item.upid, item.phase = found, "task"
             log.info("migration.started", vmid=item.move.vmid, node=item.move.source, target=item.move.target, task=found)
         if item.phase == "placement":
-            outcome = self._ha_outcome(item, elapsed)
+            outcome = self._ha_outcome(item, elapsed, live)
             if outcome is not None:
                 return outcome
         else:
@@ -269,7 +283,7 @@ class Executor:
                     return Outcome(item.move, "succeeded", "task OK", item.upid, elapsed)
                 if status.finished:
                     item.phase = "placement"  # hamigrate only queued the move with the HA manager
-                    return self._poll(item)
+                    return self._poll(item, live)
         if elapsed > self.settings.task_timeout:
             return Outcome(
                 item.move, "failed", f"not finished after {self.settings.task_timeout:.0f}s (apply.task_timeout)",
@@ -283,21 +297,24 @@ class Executor:
         move = item.move
         kind = "hamigrate" if item.ha else "qmigrate" if move.type == "qemu" else "vzmigrate"
         try:
+            if item.adopt_since is None:
+                # A UPID's start is stamped by its node's clock: bound the search by that clock,
+                # not ours, so a controller whose clock is off does not miss the task.
+                item.adopt_since = int(self.client.get(f"/nodes/{move.source}/time")["time"]) - ADOPT_LOOKBACK
             tasks = self.client.get(
-                f"/nodes/{move.source}/tasks", vmid=move.vmid, typefilter=kind, source="all",
-                since=int(item.started - 600),  # node clocks drift; a guest moves at most once per run
+                f"/nodes/{move.source}/tasks", vmid=move.vmid, typefilter=kind, source="all", since=item.adopt_since,
             )
-        except ApiError:
+        except (ApiError, KeyError, TypeError, ValueError):  # not answered (yet), or not the documented shape
             return None
         upids = [str(t["upid"]) for t in tasks if isinstance(t, Mapping) and t.get("upid")] if isinstance(tasks, list) else []
         return max(upids, key=task_starttime, default=None)
 
-    def _ha_outcome(self, item: _Running, elapsed: float) -> Outcome | None:
+    def _ha_outcome(self, item: _Running, elapsed: float, live: _RoundInventory) -> Outcome | None:
         """After `hamigrate`, the HA manager starts the real migration on the source later:
         done when the guest shows on the target, failed when that follow-up task failed."""
         move = item.move
         try:
-            guest = self.client.resources().guest(move.vmid)
+            guest = live().guest(move.vmid)
             if guest is not None and guest.node == move.target and not guest.lock:
                 return Outcome(move, "succeeded", "HA moved it", item.upid, elapsed)
             if guest is not None and guest.hastate == "error":

@@ -70,6 +70,14 @@ def node_version(call: Call, node: str) -> Any:
     return version_info(call.api.cluster.node(node).spec.version)
 
 
+@route("GET", "/nodes/{node}/time", proxied=True)
+def node_time(call: Call, node: str) -> Any:
+    call.api.cluster.node(node)
+    call.caller.require(f"/nodes/{node}", "Sys.Audit")
+    now = int(call.now)
+    return {"timezone": "UTC", "time": now, "localtime": now}  # simulated nodes run on UTC
+
+
 @route("GET", "/nodes/{node}/subscription", proxied=True)
 def subscription(call: Call, node: str) -> Any:
     call.caller.require(f"/nodes/{node}", "Sys.Audit")

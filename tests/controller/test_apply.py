@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+
 from controller.config import Config
 from controller.cycle import Cycle, run_cycle
 from controller.executor import ApplyReport, Executor
@@ -151,12 +153,14 @@ def test_dry_run_checks_every_move_and_migrates_nothing(frozen_sim: RunningSimul
     assert not [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]
 
 
-def test_a_migrate_request_that_times_out_is_followed_to_its_task(frozen_sim: RunningSimulator, make_config) -> None:
-    """The request reached PVE but the answer did not reach us: the migration runs anyway."""
+@pytest.mark.parametrize("skew", [0, 3600], ids=["clock-right", "controller-clock-1h-ahead"])
+def test_a_migrate_request_that_times_out_is_followed_to_its_task(frozen_sim: RunningSimulator, make_config, skew) -> None:
+    """The request reached PVE but the answer did not reach us: the migration runs anyway. The
+    task is looked for by the node's clock, so a controller clock that is off does not miss it."""
     config = make_config(frozen_sim, proxmox={"timeout": 1}, apply={"poll_interval": 5, "max_in_flight": 1},
                          policy={"max_moves": 1})
     frozen_sim.inject_fault({"type": "hang", "endpoint": "POST /nodes/{node}/qemu/{vmid}/migrate", "seconds": 2, "count": 1})
-    cycle, report, watch = _apply(frozen_sim, config)
+    cycle, report, watch = _apply(frozen_sim, config, clock=lambda: frozen_sim.clock() + skew)
     first = report.outcomes[0]
     assert first.result == "succeeded" and first.upid is not None and first.upid.startswith("UPID:")
     assert frozen_sim.placement()[first.move.vmid] == first.move.target

@@ -234,3 +234,8 @@ def test_ha_maintenance_node_and_pve8_groups() -> None:
         assert api.cluster.ha.status.manager_status.get()["manager_status"]["node_status"]["a"] == "maintenance"
         assert api.cluster.ha.resources.get()[0]["group"] == "g1"
         assert api.cluster.ha.groups.get()[0]["nodes"] == "a:2,b"
+
+
+def test_node_time_is_the_clock_upids_are_stamped_with(frozen_demo: RunningSimulator, api: ProxmoxAPI) -> None:
+    answer = api.nodes("pve1").time.get()
+    assert answer == {"timezone": "UTC", "time": int(frozen_demo.clock()), "localtime": int(frozen_demo.clock())}

@@ -17,7 +17,7 @@ import structlog
 
 from controller.check import check
 from controller.config import WINDOWS, Config, load_config
-from controller.cycle import Cycle, cycle_rules, hold_from_state, run_cycle
+from controller.cycle import Cycle, cooldown_holds, cycle_rules, run_cycle
 from controller.executor import ApplyReport, Executor
 from controller.lease import cluster_lease
 from controller.loop import Controller
@@ -100,7 +100,7 @@ def _load(args: argparse.Namespace) -> tuple[Config, PveClient, PromQL | None]:
 
 def _plan(args: argparse.Namespace) -> int:
     config, client, promql = _load(args)
-    cycle = run_cycle(client, promql, config, hold_from_state(config), fallback_to_live=True)
+    cycle = run_cycle(client, promql, config, cooldown_holds(client, config), fallback_to_live=True)
     document = _plan_document(cycle)
     if args.save:
         _write_json(Path(args.save), document)
@@ -151,7 +151,7 @@ def _apply(args: argparse.Namespace) -> int:
     _on_signals(stop.set)  # from here on SIGTERM ends cleanly, giving the lease back
     try:
         state = LoopState.load(config.run.state_file)
-        hold = hold_from_state(config, state)
+        hold = cooldown_holds(client, config, state)
         if args.plan:
             plan, base, rules = _saved_plan(Path(args.plan), config, client, promql, hold)
         else:

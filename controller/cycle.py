@@ -12,6 +12,9 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
 
 from controller.config import Config
 from controller.model import ClusterModel, Plan, Skipped
@@ -21,8 +24,13 @@ from controller.promql import PromQL
 from controller.rules import GuestSelector, IgnoreRule, RuleSet, ha_rules
 from controller.state import LoopState
 from pveapi.client import PveClient
+from pveapi.errors import ApiError, ErrorKind
+
+log = structlog.get_logger("pvebalance.cycle")
 
 PRECONDITION_ROUNDS = 3
+# Task types that move a guest: qemu and container migrations, and HA's own requests for them.
+MIGRATION_TASKS = ("qmigrate", "vzmigrate", "hamigrate", "harelocate")
 
 
 @dataclass(frozen=True)
@@ -54,12 +62,50 @@ def hold_rules(hold: Mapping[int, str]) -> RuleSet:
     )
 
 
-def hold_from_state(config: Config, state: LoopState | None = None, now: float | None = None) -> dict[int, str]:
-    """Guests in their cooldown, from the state file (none when it does not exist yet)."""
+def cooldown_holds(
+    client: PveClient, config: Config, state: LoopState | None = None, now: float | None = None
+) -> dict[int, str]:
+    """Guests in their cooldown: moved by this controller (the state file, none when it does
+    not exist yet), or by anyone else (another controller, a person, HA) as far as the
+    cluster's recent task list shows."""
     state = LoopState.load(config.run.state_file) if state is None else state
     now = time.time() if now is None else now
     cooldown = config.run.cooldown
-    return {vmid: f"cooldown: moved {cooldown - left:.0f}s ago" for vmid, left in state.cooling(now, cooldown).items()}
+    holds = recent_migrations(client, cooldown, now)
+    holds.update({vmid: f"cooldown: moved {cooldown - left:.0f}s ago" for vmid, left in state.cooling(now, cooldown).items()})
+    return holds
+
+
+def recent_migrations(client: PveClient, cooldown: float, now: float) -> dict[int, str]:
+    """Guests whose migration started within `cooldown`, from GET /cluster/tasks: each node's
+    running and 25 most recent tasks, so a busy node's older migrations may be missing."""
+    if cooldown <= 0:
+        return {}
+    try:
+        tasks = client.get("/cluster/tasks")
+    except ApiError as exc:
+        if exc.kind is ErrorKind.AUTH:
+            raise  # a wrong token: nothing else will work either
+        log.warning("cooldown.tasks_unreadable", error=str(exc))  # the state file still holds our own moves
+        return {}
+    newest: dict[int, Mapping[str, Any]] = {}
+    for task in tasks if isinstance(tasks, list) else []:
+        try:
+            if task["type"] not in MIGRATION_TASKS or now - float(task["starttime"]) >= cooldown:
+                continue
+            vmid = int(task["id"])
+        except (KeyError, TypeError, ValueError):
+            continue  # not a guest migration in the documented shape
+        if vmid not in newest or float(task["starttime"]) > float(newest[vmid]["starttime"]):
+            newest[vmid] = task
+    return {
+        vmid: f"cooldown: migrated by {_who(task)} {max(0.0, now - float(task['starttime'])):.0f}s ago (task on {task.get('node')})"
+        for vmid, task in newest.items()
+    }
+
+
+def _who(task: Mapping[str, Any]) -> str:
+    return f"{task.get('user')}!{task['tokenid']}" if task.get("tokenid") else str(task.get("user"))
 
 
 def cycle_rules(config: Config, observation: Observation, hold: Mapping[int, str]) -> RuleSet:

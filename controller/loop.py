@@ -20,7 +20,7 @@ from typing import Any
 import structlog
 
 from controller.config import Config
-from controller.cycle import Cycle, hold_from_state, run_cycle
+from controller.cycle import Cycle, cooldown_holds, run_cycle
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.lease import cluster_lease
 from controller.metrics import ControllerMetrics
@@ -133,7 +133,7 @@ class Controller:
         # Taken before planning, so a second instance says at once why it will not migrate.
         may_migrate = automatic and self._hold_lock()
         self.state.forget_before(now - self.config.run.cooldown)
-        cycle = run_cycle(self.client, self.promql, self.config, hold_from_state(self.config, self.state, now), at=now)
+        cycle = run_cycle(self.client, self.promql, self.config, cooldown_holds(self.client, self.config, self.state, now), at=now)
         self._publish(cycle, now)
         balance_ready = self._hysteresis(cycle.plan, now)
         if not automatic:

@@ -55,6 +55,32 @@ def cluster_resources(call: Call) -> Any:
     return call.api.resources.answer(call.now, kind, call.caller)
 
 
+# Each node broadcasts its running tasks and its most recent finished ones, 25 in all
+# (PVE::RESTEnvironment::active_workers); /cluster/tasks merges those lists.
+TASKLIST_SIZE = 25
+
+
+@route("GET", "/cluster/tasks")
+def cluster_tasks(call: Call) -> Any:
+    cluster = call.api.cluster
+    see_all = call.caller.can("/", "Sys.Audit")
+    answer = []
+    for name in cluster.nodes:
+        tasks = sorted((t for t in cluster.tasks.values() if t.node == name), key=lambda t: (t.starttime, t.pid), reverse=True)
+        running = [t for t in tasks if t.status == "running"]
+        finished = [t for t in tasks if t.status != "running"][:max(0, TASKLIST_SIZE - len(running))]
+        for task in running + finished:
+            entry = task.list_entry()
+            user, _, token = task.user.partition("!")
+            if token:
+                entry.update(user=user, tokenid=token)
+            # Without Sys.Audit only your own tasks, compared after the token split as PVE does
+            # (so a token without it sees none).
+            if see_all or entry["user"] == call.caller.userid:
+                answer.append(entry)
+    return answer
+
+
 @route("GET", "/cluster/options")
 def cluster_options(call: Call) -> Any:
     call.caller.require("/", "Sys.Audit")

@@ -40,10 +40,10 @@ def test_plan_json_has_the_documented_schema_and_changes_nothing(
     assert frozen_sim.placement() == before
     counts = frozen_sim.request_counts()
     assert not any(k.startswith("POST") for k in counts)
-    # A fixed number of calls per observation, plus one precondition check per planned move.
+    # A fixed number of calls per plan (observation and cooldowns), plus one precondition check per planned move.
     fixed = {k: v for k, v in counts.items() if not k.endswith("/migrate")}
     assert fixed == {"GET /cluster/resources": 1, "GET /cluster/ha/status/current": 1,
-                     "GET /cluster/ha/rules": 1, "GET /cluster/options": 1}
+                     "GET /cluster/ha/rules": 1, "GET /cluster/options": 1, "GET /cluster/tasks": 1}
     assert counts["GET /nodes/{node}/qemu/{vmid}/migrate"] <= 2 * len(plan["moves"])
 
 

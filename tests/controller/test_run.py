@@ -155,6 +155,28 @@ def test_cooldowns_hold_across_a_restart(frozen_sim, make_config) -> None:
     assert all(held[v].startswith("cooldown: moved") for v in moved)
 
 
+def test_a_guest_moved_by_hand_is_held_for_its_cooldown(frozen_sim, make_config) -> None:
+    """No state file knows about it: the cluster's task list does."""
+    config = make_config(frozen_sim, run=AUTO, apply=APPLY)
+    client = PveClient(frozen_sim.connection_settings())
+    first = run_cycle(client, None, config).plan.moves[0]
+    by_hand = next(n.name for n in client.resources().nodes if n.name not in (first.source, first.target))
+    client.post(f"/nodes/{first.source}/{first.type}/{first.vmid}/migrate", target=by_hand, online=1)
+    frozen_sim.advance(300)
+    assert frozen_sim.placement()[first.vmid] == by_hand
+    controller = _controller(frozen_sim, config)
+    summary = controller.cycle()
+    assert summary.report is not None and first.vmid not in {o.move.vmid for o in summary.report.outcomes}
+    plan = controller.current_plan
+    assert plan is not None
+    held = {s["vmid"]: s["reason"] for s in plan["skipped"]}
+    assert held[first.vmid].startswith("cooldown: migrated by root@pam!test ") and f"(task on {first.source})" in held[first.vmid]
+    frozen_sim.advance(3600)  # its cooldown is over: it may be planned again
+    controller.cycle()
+    assert controller.current_plan is not None
+    assert not {s["vmid"]: s["reason"] for s in controller.current_plan["skipped"]}.get(first.vmid, "").startswith("cooldown")
+
+
 def test_a_second_controller_refuses_to_migrate_and_says_why(frozen_sim, make_config) -> None:
     config = make_config(frozen_sim, run=AUTO, apply=APPLY)
     first = _controller(frozen_sim, config)

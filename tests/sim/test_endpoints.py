@@ -239,3 +239,17 @@ def test_ha_maintenance_node_and_pve8_groups() -> None:
 def test_node_time_is_the_clock_upids_are_stamped_with(frozen_demo: RunningSimulator, api: ProxmoxAPI) -> None:
     answer = api.nodes("pve1").time.get()
     assert answer == {"timezone": "UTC", "time": int(frozen_demo.clock()), "localtime": int(frozen_demo.clock())}
+
+
+def test_cluster_tasks_lists_each_node_s_recent_tasks(demo: RunningSimulator) -> None:
+    from tests.sim.conftest import MONITOR_TOKEN, token_api
+
+    api = token_api(demo)
+    upid = api.nodes("pve1").qemu(100).migrate.post(target="pve5", online=1)
+    demo.advance(300)
+    tasks = api.cluster.tasks.get()
+    mine = next(t for t in tasks if t["upid"] == upid)
+    assert (mine["node"], mine["type"], mine["id"], mine["status"]) == ("pve1", "qmigrate", "100", "OK")
+    assert (mine["user"], mine["tokenid"]) == ("root@pam", "test") and mine["endtime"] >= mine["starttime"]
+    monitor = token_api(demo, user=MONITOR_TOKEN[0], token_name=MONITOR_TOKEN[1], token_value=MONITOR_TOKEN[2])
+    assert any(t["upid"] == upid for t in monitor.cluster.tasks.get())  # Sys.Audit on /: everyone's

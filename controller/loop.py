@@ -197,8 +197,15 @@ class Controller:
             sleep=self.sleep,
             should_stop=self.stopping.is_set,
             on_moved=self.state.record_move,
-            may_start=self.lease.confirm if self.lease is not None else lambda: None,
+            may_start=self._confirm_lease,
         )
+
+    def _confirm_lease(self) -> str | None:
+        """Asked before each migration: None while the cluster still shows our lease."""
+        why = None if self.lease is None else self.lease.confirm()
+        if why is not None:
+            self.metrics.lock_held.set(0)
+        return why
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.result == "not_started" or self.dry_run:

@@ -84,6 +84,7 @@ def test_a_controller_that_lost_its_lease_starts_no_further_migration(frozen_sim
     controller = _controller(frozen_sim, config, sleep=take_over_then_advance)
     try:
         summary = controller.cycle()
+        metrics = controller.metrics.render().decode()
     finally:
         controller.release()
     assert summary.report is not None and summary.moves > 1
@@ -94,6 +95,7 @@ def test_a_controller_that_lost_its_lease_starts_no_further_migration(frozen_sim
     assert "the controller lease was lost: lease taken over (pid 999 on otherhost" in stopped
     assert all(o.result == "not_started" for o in outcomes[1:])
     assert Holder.parse(_lease_pools(frozen_sim)[0]["comment"]) == usurper  # not deleted on exit: not ours
+    assert "pvebalance_lock_held 0.0" in metrics  # as soon as the loss was seen, not at the next cycle
 
 
 def test_lease_local_takes_no_lease_and_says_so(frozen_sim, tmp_path: Path, capsys) -> None:

@@ -108,12 +108,12 @@ class ExporterApp:
         result = scrape(target, self.options.collectors.concerns(), budget, while_waiting=render_resources)
         started = time.monotonic()
         parts.append(generate_latest(rest_registry(result, self.options.collectors, target.stats)))
-        target.render_seconds = rendering + time.monotonic() - started
         body = b"".join(parts)
         headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):  # Prometheus always asks for it
             body = gzip.compress(body, compresslevel=_GZIP_LEVEL)
             headers.append(("Content-Encoding", "gzip"))
+        target.render_seconds = rendering + time.monotonic() - started
         start_response("200 OK", headers + [("Content-Length", str(len(body)))])
         return [body]
 

@@ -41,15 +41,18 @@ from exporter.scrape import scrape  # noqa: E402
 from pveapi.inventory import parse_resources  # noqa: E402
 
 RESULTS = ROOT / "bench" / "results" / "exporter-phases.md"
+ENCODE = "encode them (prometheus-client generate_latest)"
 
 
-def median_seconds(action: Callable[[], Any], rounds: int) -> float:
-    times = []
+def median_seconds(phases: list[tuple[str, Callable[[], Any]]], rounds: int) -> list[tuple[str, float]]:
+    """Each round runs every phase once, in turn, so background load falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name, _ in phases}
     for _ in range(rounds):
-        started = time.perf_counter()
-        action()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times)
+        for name, action in phases:
+            started = time.perf_counter()
+            action()
+            times[name].append(time.perf_counter() - started)
+    return [(name, statistics.median(times[name])) for name, _ in phases]
 
 
 class Prebuilt(Collector):
@@ -88,38 +91,36 @@ def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], i
         rest_registry(result, options.collectors, target.stats))
     status_calls = list(NodeStatusCollector.calls(inventory))
     samples = sum(len(family.samples) for family in families)
-    phases = [
+    phases: list[tuple[str, Callable[[], Any]]] = [
         ("floor: GET + JSON decode /cluster/resources (requests)",
-         median_seconds(lambda: json.loads(session.get(f"https://{host}/api2/json/cluster/resources",
-                                                       verify=ca).content), rounds)),
-        ("GET /cluster/resources through pveapi (proxmoxer)",
-         median_seconds(lambda: target.client.get("/cluster/resources"), rounds)),
-        ("parse it (pveapi.inventory.parse_resources)", median_seconds(lambda: parse_resources(raw), rounds)),
-        (f"build its families ({samples:,} samples)",
-         median_seconds(lambda: list(resources_registry(inventory).collect()), rounds)),
-        ("encode them (prometheus-client generate_latest)", median_seconds(lambda: generate_latest(prebuilt), rounds)),
+         lambda: json.loads(session.get(f"https://{host}/api2/json/cluster/resources", verify=ca).content)),
+        ("GET /cluster/resources through pveapi (proxmoxer)", lambda: target.client.get("/cluster/resources")),
+        ("parse it (pveapi.inventory.parse_resources)", lambda: parse_resources(raw)),
+        (f"build its families ({samples:,} samples)", lambda: list(resources_registry(inventory).collect())),
+        (ENCODE, lambda: generate_latest(prebuilt)),
         (f"{len(status_calls)} /nodes/{{node}}/status calls on the target's pool, nothing else running",
-         median_seconds(lambda: target.finish_calls(target.start_calls(status_calls), time.monotonic() + 60), rounds)),
+         lambda: target.finish_calls(target.start_calls(status_calls), time.monotonic() + 60)),
         ("build + encode the other families (pve_up, node status, info, self-metrics)",
-         median_seconds(lambda: generate_latest(rest_registry(result, options.collectors, target.stats)), rounds)),
-        (f"gzip level 1 of the whole answer ({len(text) / 1e6:.1f} MB)",
-         median_seconds(lambda: gzip.compress(text, compresslevel=1), rounds)),
-        ("whole scrape through the WSGI app (phases overlap: the families above are rendered while "
-         "the status calls are out)", median_seconds(whole_scrape, rounds)),
+         lambda: generate_latest(rest_registry(result, options.collectors, target.stats))),
+        (f"gzip level 1 of the whole answer ({len(text) / 1e6:.1f} MB)", lambda: gzip.compress(text, compresslevel=1)),
+        ("whole scrape through the WSGI app (phases overlap: the /cluster/resources families are rendered "
+         "while the status calls are out)", whole_scrape),
     ]
-    app.close()
-    return phases, samples
+    try:
+        return median_seconds(phases, rounds), samples
+    finally:
+        app.close()
 
 
 def report(phases: list[tuple[str, float]], samples: int, rounds: int) -> str:
     floor = phases[0][1]
-    encode = dict(phases)["encode them (prometheus-client generate_latest)"]
+    encode = dict(phases)[ENCODE]
     lines = [
         "# pvebalance-exporter: one 10,000-guest scrape, phase by phase",
         "",
         f"`.venv/bin/python bench/exporter_phases.py` (simulator `large`, 64 nodes, as a separate process; "
-        f"each phase run {rounds} times in this process with the exporter's code, median; the machine's 2 cores "
-        "are shared, so compare within this table).",
+        f"{rounds} rounds in this process with the exporter's code, each running every phase once in turn; "
+        "medians. The machine's 2 cores are shared with other work, so compare within this table).",
         "",
         "| phase | median (s) | x floor |",
         "|---|---|---|",

@@ -34,6 +34,17 @@ RESULTS = ROOT / "bench" / "results" / "exporter.md"
 FLOOR = "floor: GET+decode /cluster/resources"
 TOKEN_USER, TOKEN_NAME, TOKEN_VALUE = "monitor@pve", "bench", "00000000-0000-4000-8000-0000000be4c4"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+OURS = "pvebalance-exporter"
+OURS_PLAIN = "pvebalance-exporter (no gzip)"
+# What Prometheus 2.42 (/usr/bin/prometheus here) sends with every scrape, at its default
+# 10 s scrape timeout; every exporter is asked the same way.
+PROMETHEUS_HEADERS = {
+    "Accept": "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,"
+              "text/plain;version=0.0.4;q=0.5,*/*;q=0.1",
+    "Accept-Encoding": "gzip",
+    "User-Agent": "Prometheus/2.42.0",
+    "X-Prometheus-Scrape-Timeout-Seconds": "10",
+}
 
 
 def ensure_bench_requirements() -> None:
@@ -208,7 +219,7 @@ def exporters(sim: Sim, work: Path) -> list[Exporter]:
     pve = f"/pve?module=default&target={sim.host}"
     ports = [free_port() for _ in range(3)]
     return [
-        Exporter("pvebalance-exporter", "/metrics",
+        Exporter(OURS, "/metrics",
                  [str(BIN / "pvebalance-exporter"), f"--config.file={ours}", f"--web.listen-address=127.0.0.1:{ports[0]}",
                   "--scrape.timeout=120", "--log.format=json", "--log.level=warning"], ports[0]),
         Exporter("prometheus-pve-exporter (cluster only)", f"{pve}&cluster=1&node=0",
@@ -248,6 +259,7 @@ class Cell:
     ok: bool = True
     body: bytes = b""
     api_waits: list[float] = field(default_factory=list)
+    headers: dict[str, str] = field(default_factory=lambda: dict(PROMETHEUS_HEADERS))
 
 
 def start_exporter(exporter: Exporter, work: Path) -> Cell:
@@ -280,6 +292,10 @@ def measure(exporters: list[Exporter], sim: Sim, scrapes: int, label: str, work:
     cells = [floor]
     try:
         cells += [start_exporter(exporter, work) for exporter in exporters]
+        ours = next(cell for cell in cells if cell.name == OURS)
+        # The same process asked without gzip, to show what compression costs.
+        cells.insert(cells.index(ours) + 1, Cell(OURS_PLAIN, ours.url, ours.process,
+                                                 headers={**PROMETHEUS_HEADERS, "Accept-Encoding": "identity"}))
         for _ in range(2):  # warm-up: sessions, caches (/cluster/status, /version), imports
             for cell in cells:
                 scrape_once(cell, sim, floor_session, record=False)
@@ -289,7 +305,7 @@ def measure(exporters: list[Exporter], sim: Sim, scrapes: int, label: str, work:
         return [row_for(cell, label, scrapes) for cell in cells]
     finally:
         for cell in cells:
-            if cell.process is not None:
+            if cell.process is not None and cell.name != OURS_PLAIN:  # that one shares OURS' process
                 stop_process(cell.process)
 
 
@@ -303,7 +319,7 @@ def scrape_once(cell: Cell, sim: Sim, floor_session: Any, record: bool) -> None:
         response = floor_session.get(cell.url, timeout=600, verify=sim.ca)
         json.loads(response.content)
     else:
-        response = requests.get(cell.url, timeout=600)
+        response = requests.get(cell.url, headers=cell.headers, timeout=600)  # decompresses gzip, as Prometheus does
     elapsed = time.perf_counter() - started
     if not record:
         return
@@ -347,11 +363,18 @@ def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrap
         f"`.venv/bin/python bench/exporter.py` ({scrapes} rounds after two warm-up rounds; in each round the floor "
         "and every exporter are scraped in turn, so background load on this shared 2-core machine falls on all "
         f"alike; the simulator and every exporter run as separate processes; {seconds:.0f} s in all). "
-        "`of which API calls` is the median of pvebalance-exporter's own `pvebalance_exporter_scrape_duration_seconds` (first call to last answer; it renders the /cluster/resources families meanwhile; the rest is rendering the others and sending). CPU and RSS are the exporter's whole process tree (gunicorn's master and worker for "
+        "Every exporter is asked with Prometheus 2.42's scrape headers (`Accept-Encoding: gzip`, a 10 s "
+        "`X-Prometheus-Scrape-Timeout-Seconds`), and the answer is decompressed and read whole; "
+        f"`{OURS_PLAIN}` is the same process asked with `Accept-Encoding: identity`. "
+        "`API calls + resources rendering` is the median of pvebalance-exporter's own "
+        "`pvebalance_exporter_scrape_duration_seconds`: from its first API call until the last answer is in; "
+        "between the two it parses /cluster/resources and renders its families (nine samples in ten) while the "
+        "node calls are out. The rest of its median scrape is rendering the other families, gzip and sending. "
+        "CPU and RSS are the exporter's whole process tree (gunicorn's master and worker for "
         "prometheus-pve-exporter). `sim CPU` is what the simulator spent per scrape. `samples` = sample "
         "lines in one answer (for the floor: entries in /cluster/resources).",
         "",
-        "| scenario | exporter | API calls / scrape | median scrape (s) | of which API calls (s) "
+        "| scenario | exporter | API calls / scrape | median scrape (s) | API calls + resources rendering (s) "
         "| exporter CPU s / scrape | sim CPU s / scrape | peak RSS (MiB) | samples | ok |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
@@ -365,7 +388,7 @@ def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrap
     lines += ["", "## Targets", ""]
     for scenario in dict.fromkeys(row.scenario for row in rows):
         cells = {row.exporter: row for row in rows if row.scenario == scenario}
-        ours = cells.get("pvebalance-exporter")
+        ours = cells.get(OURS)
         if ours is None:
             continue
         guests = sizes[scenario]
@@ -387,6 +410,11 @@ def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrap
             lines.append(
                 f"- {scenario}: median scrape {ours.median_s:.3f} s vs floor {base.median_s:.3f} s = {ratio:.1f}x{target}."
             )
+            plain = cells.get(OURS_PLAIN)
+            if plain is not None:
+                lines.append(
+                    f"- {scenario}: without gzip {plain.median_s:.3f} s = {plain.median_s / base.median_s:.1f}x the floor."
+                )
     return "\n".join(lines) + "\n"
 
 

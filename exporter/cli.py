@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import os
 import re
 import signal
@@ -26,6 +27,11 @@ from .http import ExporterApp, ServeOptions, make_http_server
 PROG = "pvebalance-exporter"
 DEFAULT_LISTEN = "0.0.0.0:19221"
 DEFAULT_CONFIG = Path("/etc/pvebalance/exporter.yml")
+# A 10,000-guest scrape allocates about 125,000 samples that live until the answer is sent. At
+# CPython's default gen0 threshold (700) that runs ~240 young and 2 full collections per scrape
+# (0.17-0.21 s of CPU, measured); at 50,000 about 3 young ones (0.06 s). Cycles are still
+# collected, in larger batches.
+GC_THRESHOLDS = (50_000, 10, 10)
 
 log = structlog.get_logger("pvebalance.exporter")
 
@@ -95,6 +101,7 @@ def serve(args: argparse.Namespace) -> int:
     config = load_config(_config_path(args.config_file))
     app = ExporterApp(config, ServeOptions(_collector_options(args), args.scrape_timeout, args.max_workers))
     server = make_http_server(args.listen, app)
+    gc.set_threshold(*GC_THRESHOLDS)
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

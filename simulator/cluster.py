@@ -15,7 +15,7 @@ import time
 import zlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import structlog
 
@@ -24,6 +24,9 @@ from .failure import PveFailure, param_error
 from .loadmodel import unit
 from .scenario import GuestSpec, NodeSpec, Scenario
 from .tasks import Task, format_upid
+
+if TYPE_CHECKING:
+    from .figures import NodeFigures
 
 log = structlog.get_logger("pvebalance.sim")
 
@@ -101,6 +104,7 @@ class SimCluster:
         self.migration_failures: list[MigrationFailure] = []
         self.tasks: dict[str, Task] = {}
         self.level_memo: dict[tuple[int, int, float], float] = {}  # see figures._level
+        self.figures_memo: dict[tuple[int, str, float], NodeFigures | None] = {}  # see figures.node_figures
         origin = clock.origin
         self.origin = origin
         self.nodes: dict[str, NodeState] = {}

@@ -28,7 +28,7 @@ class GuestFigures:
     rates: dict[str, float]
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)  # memoised and shared (see node_figures)
 class NodeFigures:
     cores_used: float
     cpu: float  # fraction of host CPUs
@@ -107,7 +107,24 @@ def node_guests_at(cluster: SimCluster, node: NodeState, t: float) -> list[Guest
 
 
 def node_figures(cluster: SimCluster, node: NodeState, t: float) -> NodeFigures | None:
-    """None when the node is offline at `t` (rrd rows then omit every value)."""
+    """None when the node is offline at `t` (rrd rows then omit every value).
+
+    Memoised per cluster version: one status call asks for seven instants (its load averages),
+    rrddata for the same aligned rows again and again, and a real node answers its status in
+    milliseconds whatever the cluster's size. A node's figures depend only on placement and
+    online history (every change bumps `cluster.version`) and on immutable specs.
+    """
+    key = (cluster.version, node.spec.name, t)
+    memo = cluster.figures_memo
+    if key in memo:
+        return memo[key]
+    if len(memo) > 100_000:
+        memo.clear()
+    figures = memo[key] = _node_figures(cluster, node, t)
+    return figures
+
+
+def _node_figures(cluster: SimCluster, node: NodeState, t: float) -> NodeFigures | None:
     if not node.online_at(t):
         return None
     spec = node.spec

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tests.exporter.conftest import RunningExporter, module_block
+from tests.exporter.conftest import RunningExporter, module_block, parse_samples
 from tests.support.sim import RunningSimulator, running_simulator
 
 OTHER_CLUSTER = {
@@ -66,3 +66,15 @@ def test_exposition_is_the_text_format(exporter: RunningExporter) -> None:
     response = exporter.get("/metrics", headers={"Accept": "application/openmetrics-text; version=1.0.0"})
     assert response.headers["Content-Type"] == "text/plain; version=0.0.4; charset=utf-8"
     assert "# TYPE pve_up gauge" in response.text
+
+
+def test_answer_is_gzipped_when_asked_as_prometheus_does(exporter: RunningExporter) -> None:
+    zipped = exporter.get("/metrics", headers={"Accept-Encoding": "gzip"})
+    plain = exporter.get("/metrics", headers={"Accept-Encoding": "identity"})
+    assert zipped.headers["Content-Encoding"] == "gzip"
+    assert "Content-Encoding" not in plain.headers
+    # Same series either way (requests decompresses); self-metrics differ between two scrapes.
+    assert int(zipped.headers["Content-Length"]) < len(plain.content) / 3
+    pve = {key: value for key, value in parse_samples(zipped.text).items() if key[0].startswith("pve_")}
+    assert pve == {key: value for key, value in parse_samples(plain.text).items() if key[0].startswith("pve_")}
+    assert len(pve) > 100

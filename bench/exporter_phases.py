@@ -1,0 +1,156 @@
+"""Where one pvebalance-exporter scrape of 10,000 guests spends its time, phase by phase.
+
+    .venv/bin/python bench/exporter_phases.py     # writes bench/results/exporter-phases.md
+
+Runs the simulator's `large` scenario as a subprocess (as bench/exporter.py does) and times, in
+this process, each phase of a scrape with the exporter's own code: the API calls, parsing,
+building the metric families, prometheus-client's text encoding, gzip, and a whole scrape
+through the exporter's WSGI app (no HTTP server, so no sending). Medians over the rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import gzip
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import requests
+from prometheus_client.exposition import generate_latest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector, CollectorRegistry
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+# The exporter's and bench/exporter.py's code, importable once ROOT is on the path.
+from bench.exporter import TOKEN_NAME, TOKEN_USER, TOKEN_VALUE, make_cert, running_sim  # noqa: E402
+from exporter.cli import GC_THRESHOLDS  # noqa: E402
+from exporter.collectors import CollectorOptions, resources_registry, rest_registry  # noqa: E402
+from exporter.collectors.node_status import NodeStatusCollector  # noqa: E402
+from exporter.config import parse_config  # noqa: E402
+from exporter.http import ExporterApp, ServeOptions  # noqa: E402
+from exporter.scrape import scrape  # noqa: E402
+from pveapi.inventory import parse_resources  # noqa: E402
+
+RESULTS = ROOT / "bench" / "results" / "exporter-phases.md"
+ENCODE = "encode them (prometheus-client generate_latest)"
+
+
+def median_seconds(phases: list[tuple[str, Callable[[], Any]]], rounds: int) -> list[tuple[str, float]]:
+    """Each round runs every phase once, in turn, so background load falls on all of them alike."""
+    times: dict[str, list[float]] = {name: [] for name, _ in phases}
+    for _ in range(rounds):
+        for name, action in phases:
+            started = time.perf_counter()
+            action()
+            times[name].append(time.perf_counter() - started)
+    return [(name, statistics.median(times[name])) for name, _ in phases]
+
+
+class Prebuilt(Collector):
+    """Families built beforehand, so encoding is timed on its own."""
+
+    def __init__(self, families: Sequence[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> Iterator[Metric]:
+        return iter(self._families)
+
+
+def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], int]:
+    gc.set_threshold(*GC_THRESHOLDS)  # as `pvebalance-exporter` serves
+    config = parse_config({"default": {"host": host, "user": TOKEN_USER, "token_name": TOKEN_NAME,
+                                       "token_value": TOKEN_VALUE, "verify_ssl": ca, "timeout": 60}}, "bench")
+    options = ServeOptions(CollectorOptions(), scrape_timeout=120)
+    app = ExporterApp(config, options)
+    target = app.targets.get("default", config.default_module.settings)
+    session = requests.Session()
+    session.headers["Authorization"] = f"PVEAPIToken={TOKEN_USER}!{TOKEN_NAME}={TOKEN_VALUE}"
+    environ = {"PATH_INFO": "/metrics", "QUERY_STRING": "", "HTTP_ACCEPT_ENCODING": "gzip"}
+
+    def whole_scrape() -> bytes:
+        return b"".join(app(dict(environ), lambda status, headers: None))
+
+    for _ in range(2):  # warm-up: connections, the simulator's caches, /cluster/status and /version
+        whole_scrape()
+    raw = target.client.get("/cluster/resources")
+    inventory = parse_resources(raw)
+    families = list(resources_registry(inventory).collect())
+    prebuilt = CollectorRegistry(auto_describe=False)
+    prebuilt.register(Prebuilt(families))
+    result = scrape(target, options.collectors.concerns(), 120)
+    text = generate_latest(resources_registry(inventory)) + generate_latest(
+        rest_registry(result, options.collectors, target.stats))
+    status_calls = list(NodeStatusCollector.calls(inventory))
+    samples = sum(len(family.samples) for family in families)
+    phases: list[tuple[str, Callable[[], Any]]] = [
+        ("floor: GET + JSON decode /cluster/resources (requests)",
+         lambda: json.loads(session.get(f"https://{host}/api2/json/cluster/resources", verify=ca).content)),
+        ("GET /cluster/resources through pveapi (proxmoxer)", lambda: target.client.get("/cluster/resources")),
+        ("parse it (pveapi.inventory.parse_resources)", lambda: parse_resources(raw)),
+        (f"build its families ({samples:,} samples)", lambda: list(resources_registry(inventory).collect())),
+        (ENCODE, lambda: generate_latest(prebuilt)),
+        (f"{len(status_calls)} /nodes/{{node}}/status calls on the target's pool, nothing else running",
+         lambda: target.finish_calls(target.start_calls(status_calls), time.monotonic() + 60)),
+        ("build + encode the other families (pve_up, node status, info, self-metrics)",
+         lambda: generate_latest(rest_registry(result, options.collectors, target.stats))),
+        (f"gzip level 1 of the whole answer ({len(text) / 1e6:.1f} MB)", lambda: gzip.compress(text, compresslevel=1)),
+        ("whole scrape through the WSGI app (phases overlap: the /cluster/resources families are rendered "
+         "while the status calls are out)", whole_scrape),
+    ]
+    try:
+        return median_seconds(phases, rounds), samples
+    finally:
+        app.close()
+
+
+def report(phases: list[tuple[str, float]], samples: int, rounds: int) -> str:
+    floor = phases[0][1]
+    encode = dict(phases)[ENCODE]
+    lines = [
+        "# pvebalance-exporter: one 10,000-guest scrape, phase by phase",
+        "",
+        f"`.venv/bin/python bench/exporter_phases.py` (simulator `large`, 64 nodes, as a separate process; "
+        f"{rounds} rounds in this process with the exporter's code, each running every phase once in turn; "
+        "medians. The machine's 2 cores are shared with other work, so compare within this table).",
+        "",
+        "| phase | median (s) | x floor |",
+        "|---|---|---|",
+    ]
+    lines += [f"| {name} | {seconds:.3f} | {seconds / floor:.1f} |" for name, seconds in phases]
+    lines += [
+        "",
+        f"prometheus-client encodes {encode / samples * 1e6:.1f} µs a sample: the /cluster/resources families "
+        f"alone take {encode / floor:.1f}x the floor, before any API call, parsing or building.",
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="bench-phases-"))
+    try:
+        cert, key = make_cert(work)
+        with running_sim("large", work, cert, key) as sim:
+            phases, samples = measure(sim.host, sim.ca, args.rounds)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    text = report(phases, samples, args.rounds)
+    args.output.write_text(text)
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

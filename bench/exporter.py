@@ -48,6 +48,8 @@ PROMETHEUS_HEADERS = {
 
 
 def ensure_bench_requirements() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit("bench/exporter.py compares against prometheus-pve-exporter 3.10, which needs Python >= 3.11")
     try:
         import pve_exporter  # noqa: F401
     except ImportError:

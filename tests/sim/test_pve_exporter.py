@@ -6,19 +6,23 @@ against the simulator over HTTPS, exactly as its HTTP handler would call them.
 
 from __future__ import annotations
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
-from pve_exporter.collector import CollectorsOptions, collect_pve
 
 from tests.sim.conftest import token_api
 from tests.support.sim import RunningSimulator
+
+# bench/requirements.txt installs it only on Python >= 3.11, which it requires.
+collector = pytest.importorskip("pve_exporter.collector", reason="prometheus-pve-exporter needs Python >= 3.11")
 
 
 def scrape(sim: RunningSimulator, cluster: str = "1", node: str = "1") -> dict[str, dict[tuple, float]]:
     config = {"user": sim.token_user, "token_name": sim.token_name, "token_value": sim.token_value,
               "verify_ssl": sim.ca_path}
-    options = CollectorsOptions(status=True, version=True, subscription=True, node=True, cluster=True,
-                                resources=True, backup_info=True, config=True, replication=True, qdevice=True)
-    text = collect_pve(config, sim.host, cluster, node, options).decode()
+    options = collector.CollectorsOptions(status=True, version=True, subscription=True, node=True, cluster=True,
+                                          resources=True, backup_info=True, config=True, replication=True,
+                                          qdevice=True)
+    text = collector.collect_pve(config, sim.host, cluster, node, options).decode()
     metrics: dict[str, dict[tuple, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:

@@ -18,7 +18,7 @@ from controller.model import MoveKind
 from controller.promql import PromQL
 from controller.server import ControllerServer
 from pveapi.client import PveClient
-from tests.controller.conftest import Watch
+from tests.controller.conftest import Watch, demo_rules_broken
 from tests.support.prometheus import free_port, running_prometheus
 from tests.support.sim import RunningSimulator, running_simulator
 
@@ -300,3 +300,46 @@ def test_the_loop_rechecks_each_migration_against_the_cluster_s_ha_rules(make_co
     assert _metric(controller, 'pvebalance_migrations_total{result="dropped"}') >= 1
     dropped = [e for e in events if e["event"] == "migration.dropped" and e["vmid"] == 300]
     assert dropped and "ha-apart" in dropped[0]["detail"]
+
+
+def test_random_migration_failures_over_many_cycles_break_nothing(frozen_sim, make_config) -> None:
+    """Half the migrations fail, at random (the simulator's seeded draw), over six automatic cycles."""
+    config = make_config(frozen_sim, run={**AUTO, "cooldown": "2h"}, apply={**APPLY, "max_consecutive_failures": 10})
+    watch = Watch(frozen_sim, PveClient(config.proxmox))
+    controller = _controller(frozen_sim, config, watch)
+    frozen_sim.inject_fault({"type": "migration_failure", "rate": 0.5, "message": "migration aborted"})
+    watch.sample()
+    results = []
+    for _ in range(6):
+        results.append(controller.cycle().result)
+        frozen_sim.advance(1800)
+        watch.sample()
+    assert "failed" not in results  # failed migrations fail moves, not the loop's cycles
+    tasks = [t for t in frozen_sim.tasks() if t["type"] in ("qmigrate", "vzmigrate")]
+    failed = [t for t in tasks if t.get("exitstatus") not in (None, "OK")]
+    assert failed and len(failed) < len(tasks)  # both outcomes happened
+    assert watch.problems == []  # every guest once, nothing onto an offline node, no node over its memory
+    assert demo_rules_broken(frozen_sim.placement()) == []
+    assert watch.moved_within(2 * 3600) == {}
+    starts: dict[str, list[int]] = {}
+    for task in tasks:
+        starts.setdefault(task["id"], []).append(task["starttime"])
+    # A failed guest is held like a moved one: never tried again within its cooldown.
+    assert all(b - a >= 2 * 3600 for s in starts.values() for a, b in zip(s, s[1:])), starts
+    assert any(len(s) > 1 for s in starts.values())  # ... and is tried again once it is over
+    assert _metric(controller, 'pvebalance_migrations_total{result="failed"}') == len(failed)
+    assert _metric(controller, 'pvebalance_migrations_total{result="succeeded"}') == len(tasks) - len(failed)
+
+
+def test_a_token_rejected_mid_run_fails_the_cycle_not_the_loop(frozen_sim, make_config) -> None:
+    config = make_config(frozen_sim, run=AUTO, apply=APPLY)
+    controller = _controller(frozen_sim, config)
+    revoked = frozen_sim.inject_fault({"type": "error", "endpoint": "*", "status": 401, "message": "authentication failure"})[0]
+    summary = controller.cycle()
+    assert summary.result == "failed" and "authentication failure" in summary.reason
+    assert config.proxmox.token_value.reveal() not in summary.reason
+    assert controller.health()[1]["last_cycle"]["result"] == "failed"
+    assert not [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]
+    frozen_sim.clear_faults(revoked)  # the admin restores the token: the next cycle works
+    assert controller.cycle().result == "applied"
+    assert _metric(controller, 'pvebalance_cycles_total{result="failed"}') == 1

@@ -20,8 +20,9 @@ from .strategies import MANDATORY, STRATEGIES, Context, Strategy, refine
 def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     """Plan moves for `model`. Tag rules (ignore, exclude_*, plb_*) are read from the guests
     here; pass the config and HA rules in `rules`."""
-    ctx = _run(model, rules, policy, STRATEGIES)
-    before = ClusterState(model, policy, ctx.rules.maintenance, ctx.rules.reservations).snapshot()
+    ctx = _start(model, rules, policy)
+    before = ctx.state.snapshot()
+    _apply(ctx, STRATEGIES)
     greedy, notes = ctx.state.imbalance(), list(ctx.notes)
     # `improve` searches on the greedy plan's final state; when it finds something better the
     # plan is rebuilt from scratch so every step is committed (and checked) in order again.
@@ -47,12 +48,19 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     )
 
 
-def _run(model: ClusterModel, rules: RuleSet, policy: Policy, strategies: tuple[Strategy, ...]) -> Context:
+def _start(model: ClusterModel, rules: RuleSet, policy: Policy) -> Context:
     constraints = Constraints(model, rules, policy)
-    ctx = Context(ClusterState(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
+    return Context(ClusterState(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
+
+
+def _apply(ctx: Context, strategies: tuple[Strategy, ...]) -> Context:
     for strategy in strategies:
         strategy(ctx)
     return ctx
+
+
+def _run(model: ClusterModel, rules: RuleSet, policy: Policy, strategies: tuple[Strategy, ...]) -> Context:
+    return _apply(_start(model, rules, policy), strategies)
 
 
 def _refined(

@@ -100,9 +100,7 @@ def _best_move(ctx: Context, current: float) -> bool:
     if best is None:
         return False
     vmid, source, target = best
-    after = state.imbalance_after(
-        ((source, -state.contribution(vmid, source)), (target, state.contribution(vmid, target)))
-    )
+    after = state.imbalance_if_moved(vmid, target)
     if after >= current:
         return False
     ctx.commit(vmid, target.name, MoveKind.BALANCE, describe(source, target, current, after))

@@ -52,8 +52,9 @@ def _one_exchange(ctx: Context, origin: dict[int, str], fixed: set[int], chosen:
         target = ctx.state.where[vmid]
         ctx.shift(vmid, origin[vmid])
         counts.subtract((origin[vmid], target))
-        redo = ctx_imbalance_with(ctx, vmid, target)
-        scored = [(ctx_imbalance_with(ctx, v, t), v, t) for v, t in _options(ctx, origin, fixed, set(chosen) - {vmid}, counts)]
+        state = ctx.state
+        redo = state.imbalance_if_moved(vmid, state.nodes[target])
+        scored = [(state.imbalance_if_moved(v, state.nodes[t]), v, t) for v, t in _options(ctx, origin, fixed, set(chosen) - {vmid}, counts)]
         after, other, node = min(scored, default=(redo, vmid, target))
         if after >= redo - EPSILON:
             other, node = vmid, target
@@ -121,11 +122,7 @@ def _best_pair(
 ) -> tuple[tuple[int, str], tuple[int, str]] | None:
     """The pair of moves (both feasible in turn) with the lowest imbalance below `bound`."""
     state = ctx.state
-    deltas = []
-    for vmid, target in options:
-        source = state.nodes[state.where[vmid]]
-        dest = state.nodes[target]
-        deltas.append((source, -state.contribution(vmid, source), dest, state.contribution(vmid, dest)))
+    deltas = [state.move_changes(vmid, state.nodes[target]) for vmid, target in options]
     scored = []
     for x in range(len(options)):
         for y in range(x + 1, len(options)):
@@ -133,8 +130,7 @@ def _best_pair(
                 continue
             change: dict[str, float] = {}
             nodes = {}
-            for node, delta in ((deltas[x][0], deltas[x][1]), (deltas[x][2], deltas[x][3]),
-                                (deltas[y][0], deltas[y][1]), (deltas[y][2], deltas[y][3])):
+            for node, delta in (*deltas[x], *deltas[y]):
                 change[node.name] = change.get(node.name, 0.0) + delta
                 nodes[node.name] = node
             after = state.imbalance_after((nodes[n], d) for n, d in change.items())
@@ -162,15 +158,6 @@ def _pair_fits(ctx: Context, first: tuple[int, str], second: tuple[int, str], co
     return False
 
 
-def ctx_imbalance_with(ctx: Context, vmid: int, target: str) -> float:
-    """The imbalance if `vmid` went (back) to `target`."""
-    source = ctx.state.nodes[ctx.state.where[vmid]]
-    dest = ctx.state.nodes[target]
-    return ctx.state.imbalance_after(
-        ((source, -ctx.state.contribution(vmid, source)), (dest, ctx.state.contribution(vmid, dest)))
-    )
-
-
 def sequence(ctx: Context, final: dict[int, str]) -> list[Move] | None:
     """Commit balancing moves reaching `final`, in an order where every step is feasible."""
     pending = dict(sorted(final.items()))
@@ -181,7 +168,7 @@ def sequence(ctx: Context, final: dict[int, str]) -> list[Move] | None:
             if ctx.feasible(vmid, node, mandatory=False):
                 source = ctx.state.nodes[ctx.state.where[vmid]]
                 current = ctx.state.imbalance()
-                after = ctx_imbalance_with(ctx, vmid, target)
+                after = ctx.state.imbalance_if_moved(vmid, node)
                 made.append(ctx.commit(vmid, target, MoveKind.BALANCE, describe(source, node, current, after)))
                 del pending[vmid]
                 break

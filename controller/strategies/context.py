@@ -23,6 +23,9 @@ class Context:
         self.moves: list[Move] = []
         self.problems: list[str] = []
         self.notes: list[str] = []
+        # balancing moves the budget still allows when balancing stopped for want of a move
+        # worth its cost: refinement may use them (see refine)
+        self.spare_moves = 0
         self._costs: dict[int, float] = {}
         self.residents: dict[str, set[int]] = {name: set() for name in state.nodes}
         for vmid, node in state.where.items():

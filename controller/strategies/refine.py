@@ -19,7 +19,6 @@ greedy plan stands.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
 
 from ..model import Move, MoveKind
 from ..placement import NodeState
@@ -308,15 +307,19 @@ def _room_for_repairs(ctx: Context, pending: dict[int, str]) -> Move | None:
 
 
 def _next_balancing(ctx: Context, pending: dict[int, str]) -> Move | None:
+    """Soft-rule repairs first, then the feasible move that lowers the imbalance most, so any
+    prefix of the plan is as good as it can be."""
     state = ctx.state
-    ordered: Sequence[int] = sorted(pending, key=lambda v: (soft_reason(ctx, v, pending[v]) is None, v))
-    for vmid in ordered:
-        target = pending[vmid]
+    best: tuple[bool, float, int] | None = None
+    for vmid, target in pending.items():
         node: NodeState = state.nodes[target]
         if ctx.feasible(vmid, node, mandatory=False):
-            source = state.nodes[state.where[vmid]]
-            why = soft_reason(ctx, vmid, target) or describe(source, node, state.imbalance(), state.imbalance_if_moved(vmid, node))
-            del pending[vmid]
-            return ctx.commit(vmid, target, MoveKind.BALANCE, why)
-    return None
-
+            key = (soft_reason(ctx, vmid, target) is None, state.imbalance_if_moved(vmid, node), vmid)
+            best = key if best is None or key < best else best
+    if best is None:
+        return None
+    vmid = best[2]
+    target = pending.pop(vmid)
+    source, node = state.nodes[state.where[vmid]], state.nodes[target]
+    why = soft_reason(ctx, vmid, target) or describe(source, node, state.imbalance(), best[1])
+    return ctx.commit(vmid, target, MoveKind.BALANCE, why)

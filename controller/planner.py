@@ -27,9 +27,10 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     # `improve` searches on the greedy plan's final state; when it finds something better the
     # plan is rebuilt from the observed cluster so every step is committed (and checked) in order.
     greedy, was = ctx, ctx.state.imbalance()
-    final = refine.improve(ctx, {g.vmid: g.node for g in model.guests})
-    if final is not None:
-        ctx = _refined(model, rules, policy, final, greedy, was) or _run(model, rules, policy)
+    better = refine.improve(ctx, {g.vmid: g.node for g in model.guests})
+    if better:
+        refined = (_refined(model, rules, policy, final, greedy, was) for final in better)
+        ctx = next((c for c in refined if c is not None), None) or _run(model, rules, policy)
     constraints, state = ctx.rules, ctx.state
     after = state.snapshot()
     return Plan(

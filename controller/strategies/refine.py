@@ -30,10 +30,12 @@ from .soft import soft_reason
 MAX_PAIRS = 5_000  # guests x online nodes above which refinement is skipped (greedy is kept)
 MAX_SWAP_GUESTS = 120  # candidates above which trading places is not tried (pairs grow as the square)
 MAX_EXCHANGE_PAIRS = 600  # guests x online nodes above which planned moves are not exchanged for others
-ROUNDS = 30_000  # guests x online nodes x rounds: the search's work, so small clusters search longest
-MAX_ROUNDS = 300
+WORK = 40_000  # guests x online nodes x rounds, for all searches of one plan: small clusters search longest
+MAX_ROUNDS = 600
 PATIENCE = 60  # rounds without a new best placement after which the search stops
-TENURE = 7  # rounds a guest may not go back to the node it just left
+KICKS = 6  # searches restarted from the best placement through a different first change
+KEEP = 8  # placements handed to `sequence`, best first, until one has a feasible order
+TENURES = (7,)  # rounds a guest may not go back to the node it just left; one search per value
 MAX_CHECKED = 400  # changes checked against the rules per round, best first
 EPSILON = 1e-9
 
@@ -63,10 +65,19 @@ class _Search:
             v for v in state.where
             if ctx.movable(v) and ctx.running(v) and state.nodes[state.where[v]].state == "online"
         )
+        self.start = state.imbalance()
+        # placements better than greedy's seen on the way, with their imbalance: the best may
+        # have no feasible order of moves, the next ones are tried then
+        self.found: dict[frozenset[tuple[int, str]], float] = {}
+        self.kicked: set[Change] = set()
+        self.rounds_left = min(MAX_ROUNDS, WORK // max(1, len(self.guests) * len(state.active)))
         self.nodes = list(state.active)
         self.index = {n.name: i for i, n in enumerate(self.nodes)}
         # each guest's load on each node: the scoring below is plain arithmetic on these
         self.share = {v: [state.contribution(v, n) for n in self.nodes] for v in self.guests}
+        # the nodes strict node affinity lets each guest run on, to leave the rest unscored
+        self.may = {v: frozenset(i for i, n in enumerate(self.nodes)
+                                 if v not in rules.allowed or n.name in rules.allowed[v]) for v in self.guests}
 
     def _on_preferred(self, vmid: int) -> bool:
         preferred = self.ctx.rules.preferred.get(vmid)
@@ -89,7 +100,7 @@ class _Search:
                 a, sv = at[v], self.share[v]
                 for w in self.guests[i + 1:]:
                     b, sw = at[w], self.share[w]
-                    if a == b:
+                    if a == b or b not in self.may[v] or a not in self.may[w]:
                         continue
                     extra = (nodes[b].name != origin[v]) + (nodes[a].name != origin[w])
                     if extra - (nodes[a].name != origin[v]) - (nodes[b].name != origin[w]) > room:
@@ -131,8 +142,9 @@ class _Search:
             leaves = loads[a] - share[a]
             base1 = s1 - share[a]
             base2 = s2 - loads[a] * loads[a] + leaves * leaves
+            may = self.may[v]
             for t, node in enumerate(nodes):
-                if t == a or (node.name != home) - away > room:
+                if t == a or t not in may or (node.name != home) - away > room:
                     continue
                 arrives = loads[t] + share[t]
                 t1 = base1 + share[t]
@@ -201,39 +213,52 @@ class _Search:
 
     # --- searching ------------------------------------------------------------------------
 
-    def run(self) -> None:
+    def run(self, tenure: int) -> None:
         """Tabu search: the best allowed change each round, even a worse one; the best placement wins."""
         state = self.ctx.state
         best, best_at, since = state.imbalance(), self.placement(), 0
         tabu: dict[tuple[int, str], int] = {}  # (guest, node) -> last round it may not go there
-        rounds = min(MAX_ROUNDS, ROUNDS // max(1, len(self.guests) * len(self.nodes)))
         n = len(self.nodes)
-        for round_ in range(rounds):
+        round_ = -1
+        while self.rounds_left > 0:
+            self.rounds_left -= 1
+            round_ += 1
             record = (best * best * (n - 1) + 1) / n - EPSILON  # the best imbalance, as S2 / S1^2
-            candidates = self.changes()[:MAX_CHECKED]
             # A forbidden change is allowed when it beats the best, or when nothing else is left.
-            free: list[Change] = []
             held: list[Change] = []
-            for score, change in candidates:
-                (free if score < record or all(tabu.get(s, -1) < round_ for s in change) else held).append(change)
-            for change in free + held:
-                undo = self.apply(change)
-                if undo is not None:
-                    tabu.update((step, round_ + TENURE) for step in undo)
+            undo = None
+            for score, change in self.changes()[:MAX_CHECKED]:
+                if score >= record and any(tabu.get(step, -1) >= round_ for step in change):
+                    held.append(change)
+                elif (undo := self.apply(change)) is not None:
                     break
             else:
+                undo = next((u for u in map(self.apply, held) if u is not None), None)
+            if undo is None:
                 break
+            tabu.update((step, round_ + tenure) for step in undo)
             since += 1
-            if state.imbalance() < best - EPSILON:
-                best, best_at, since = state.imbalance(), self.placement(), 0
+            now = state.imbalance()
+            if now < self.start - EPSILON:
+                self.found.setdefault(frozenset(self.placement().items()), now)
+            if now < best - EPSILON:
+                best, best_at, since = now, self.placement(), 0
             elif since >= PATIENCE:
                 break
-        self._go_to(best_at)
+        self.go_to(best_at)
+
+    def kick(self) -> bool:
+        """Leave the best placement through the least bad change not tried from it before."""
+        for _, change in self.changes():
+            if change not in self.kicked and self.apply(change) is not None:
+                self.kicked.add(change)
+                return True
+        return False
 
     def placement(self) -> dict[int, str]:
         return {v: n for v, n in self.ctx.state.where.items() if n != self.origin[v]}
 
-    def _go_to(self, placement: dict[int, str]) -> None:
+    def go_to(self, placement: dict[int, str]) -> None:
         for vmid in sorted(self.ctx.state.where):
             target = placement.get(vmid, self.origin[vmid])
             if self.ctx.state.where[vmid] != target:
@@ -245,19 +270,29 @@ def _could_return(ctx: Context, vmid: int, home: str) -> bool:
     return home in ctx.rules.usable and ctx.rules.rules_allow(vmid, home, False)
 
 
-def improve(ctx: Context, origin: dict[int, str]) -> dict[int, str] | None:
-    """A better final placement (vmid -> node, for every guest that moves), or None. `ctx`
-    holds the greedy plan's final state (it is left changed); `origin` is where every guest started."""
+def improve(ctx: Context, origin: dict[int, str]) -> list[dict[int, str]]:
+    """Final placements better than greedy's (vmid -> node, for every guest that moves), best
+    first, at most KEEP. `ctx` holds the greedy plan's final state (it is left changed);
+    `origin` is where every guest started."""
     if not ctx.moves and not ctx.spare_moves:
-        return None
+        return []
     if len(ctx.state.where) * len(ctx.state.active) > MAX_PAIRS:
-        return None
-    start = ctx.state.imbalance()
+        return []
     search = _Search(ctx, origin)
-    search.run()
-    if ctx.state.imbalance() >= start - EPSILON:
-        return None
-    return search.placement()
+    greedy = search.placement()
+    for tenure in TENURES:
+        search.go_to(greedy)
+        search.run(tenure)
+    for _ in range(KICKS):
+        if not search.found:
+            break
+        best = min(search.found.items(), key=lambda item: (item[1], sorted(item[0])))[0]
+        search.go_to(dict(best))
+        if not search.kick():
+            break
+        search.run(TENURES[0])
+    ranked = sorted(search.found.items(), key=lambda item: (item[1], sorted(item[0])))
+    return [dict(placement) for placement, _ in ranked[:KEEP]]
 
 
 def sequence(ctx: Context, final: dict[int, str], reasons: dict[int, str], budget: int) -> list[Move] | None:

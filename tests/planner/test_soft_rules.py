@@ -2,6 +2,8 @@
 little: after mandatory moves, within the budgets, never against a limit or a hard rule, and
 not when the imbalance would get worse by more than `soft_rule_tolerance`."""
 
+import pytest
+
 from controller.model import MoveKind
 from controller.policy import Policy
 from controller.rules import ha_rules, load_rules
@@ -80,21 +82,16 @@ def test_non_strict_ha_node_affinity_is_repaired_like_should():
     assert next(m for m in result.moves if m.vmid == 200).reason.startswith("soft rule: should run on pve3 (node affinity 'pref' (HA rule pref))")
 
 
-def test_members_of_a_soft_anti_affinity_group_sharing_a_node_are_spread():
-    guests = [guest(100, "pve1", 1, 4), guest(101, "pve1", 1, 4), guest(102, "pve2", 1, 4), guest(103, "pve3", 1, 4)]
-    rules = load_rules({"anti_affinity": [{"name": "web", "vmids": [100, 101], "strict": False}]}, "rules")
+@pytest.mark.parametrize("kind, where, tolerance, together", [
+    ("anti_affinity", ("pve1", "pve1", "pve2", "pve3"), 0.2, False),  # two members share pve1: spread them
+    ("affinity", ("pve1", "pve2", "pve3", "pve3"), 0.3, True),  # members apart: one joins the other
+])
+def test_soft_groups_are_repaired(kind, where, tolerance, together):
+    guests = [guest(100 + i, node_name, 1, 4) for i, node_name in enumerate(where)]
+    rules = load_rules({kind: [{"name": "app", "vmids": [100, 101], "strict": False}]}, "rules")
     model = cluster(THREE, guests)
-    result = checked_plan(model, rules, Policy(trigger=0.5, soft_rule_tolerance=0.2))
+    result = checked_plan(model, rules, Policy(trigger=0.5, soft_rule_tolerance=tolerance))
     after = placement_after(model, result)
-    assert after[100] != after[101]
-    assert any(m.reason.startswith("soft rule: anti-affinity group 'web'") for m in result.moves)
-
-
-def test_members_of_a_soft_affinity_group_join_each_other():
-    guests = [guest(100, "pve1", 1, 4), guest(101, "pve2", 1, 4), guest(102, "pve3", 1, 4), guest(103, "pve3", 1, 4)]
-    rules = load_rules({"affinity": [{"name": "app", "vmids": [100, 101], "strict": False}]}, "rules")
-    model = cluster(THREE, guests)
-    result = checked_plan(model, rules, Policy(trigger=0.5, soft_rule_tolerance=0.3))
-    after = placement_after(model, result)
-    assert after[100] == after[101]
-    assert any(m.reason.startswith("soft rule: affinity group 'app'") for m in result.moves)
+    assert (after[100] == after[101]) is together
+    label = kind.replace("_", "-")
+    assert any(m.reason.startswith(f"soft rule: {label} group 'app'") for m in result.moves)

@@ -329,15 +329,20 @@ def _next_repair(ctx: Context, pending: dict[int, str], reasons: dict[int, str])
 
 
 def _room_for_repairs(ctx: Context, pending: dict[int, str]) -> Move | None:
-    """A move that is not a repair but must come first so a repair fits (makes room)."""
+    """A move that is no repair itself but must come first: one a waiting repair needs room
+    from, or one that turns another planned move into a repair (it clears the node an
+    anti-affinity member is to take). Made as mandatory, "makes room"."""
     waiting = sorted(v for v, t in pending.items() if repair_reason(ctx, v, t))
-    if not waiting:
-        return None
     for vmid, target in pending.items():
-        if vmid not in waiting and ctx.feasible(vmid, ctx.state.nodes[target], mandatory=True):
-            source = ctx.state.where[vmid]
+        if vmid in waiting or not ctx.feasible(vmid, ctx.state.nodes[target], mandatory=True):
+            continue
+        source = ctx.state.where[vmid]
+        ctx.shift(vmid, target)
+        enabled = waiting[:1] or [v for v, t in pending.items() if v != vmid and repair_reason(ctx, v, t)][:1]
+        ctx.shift(vmid, source)
+        if enabled:
             del pending[vmid]
-            return ctx.commit(vmid, target, MoveKind.MANDATORY, f"makes room on {source} for {waiting[0]}")
+            return ctx.commit(vmid, target, MoveKind.MANDATORY, f"makes room on {source} for {enabled[0]}")
     return None
 
 

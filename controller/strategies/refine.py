@@ -7,13 +7,15 @@ move, a repair may have a better target, two guests may do better by trading pla
 round makes the best change (move one guest to any node or back home, or let two guests
 trade nodes) that keeps every limit, every budget, and every rule at least as satisfied as
 greedy left it, even when that change is worse, and forbids undoing it for a few rounds, so
-the search walks out of the dead ends where plain descent stops. The best placement seen is
-kept. Deterministic: ties go to the lower VMID and node name.
+the search walks out of the dead ends where plain descent stops. It is then restarted a few
+times from the best placement through a different first change ("kicks"). The best
+placements seen are kept. Deterministic: ties go to the lower VMID and node name.
 
-`sequence` then replays the result from the observed cluster: repairs of hard rules first
-(mandatory), soft-rule repairs next, balancing moves last, each step feasible when it is
-made. When no such order exists, or it needs more balancing moves than the budget, the
-greedy plan stands.
+`sequence` then replays a placement from the observed cluster: repairs of hard rules first
+(mandatory, after a "makes room" move when a repair needs one), soft-rule repairs next,
+balancing moves last, best first, each step feasible when it is made. The planner tries the
+kept placements best first; when none has such an order within the budget, the greedy plan
+stands.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ MAX_ROUNDS = 600
 PATIENCE = 60  # rounds without a new best placement after which the search stops
 KICKS = 6  # searches restarted from the best placement through a different first change
 KEEP = 8  # placements handed to `sequence`, best first, until one has a feasible order
-TENURES = (7,)  # rounds a guest may not go back to the node it just left; one search per value
+TENURE = 7  # rounds a guest may not go back to the node it just left
 MAX_CHECKED = 400  # changes checked against the rules per round, best first
 EPSILON = 1e-9
 
@@ -213,7 +215,7 @@ class _Search:
 
     # --- searching ------------------------------------------------------------------------
 
-    def run(self, tenure: int) -> None:
+    def run(self) -> None:
         """Tabu search: the best allowed change each round, even a worse one; the best placement wins."""
         state = self.ctx.state
         best, best_at, since = state.imbalance(), self.placement(), 0
@@ -236,7 +238,7 @@ class _Search:
                 undo = next((u for u in map(self.apply, held) if u is not None), None)
             if undo is None:
                 break
-            tabu.update((step, round_ + tenure) for step in undo)
+            tabu.update((step, round_ + TENURE) for step in undo)
             since += 1
             now = state.imbalance()
             if now < self.start - EPSILON:
@@ -279,10 +281,7 @@ def improve(ctx: Context, origin: dict[int, str]) -> list[dict[int, str]]:
     if len(ctx.state.where) * len(ctx.state.active) > MAX_PAIRS:
         return []
     search = _Search(ctx, origin)
-    greedy = search.placement()
-    for tenure in TENURES:
-        search.go_to(greedy)
-        search.run(tenure)
+    search.run()
     for _ in range(KICKS):
         if not search.found:
             break
@@ -290,7 +289,7 @@ def improve(ctx: Context, origin: dict[int, str]) -> list[dict[int, str]]:
         search.go_to(dict(best))
         if not search.kick():
             break
-        search.run(TENURES[0])
+        search.run()
     ranked = sorted(search.found.items(), key=lambda item: (item[1], sorted(item[0])))
     return [dict(placement) for placement, _ in ranked[:KEEP]]
 

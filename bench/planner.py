@@ -550,9 +550,9 @@ def main() -> None:
     if summary:
         lines += ["## Against the optimum at equal move budget", "",
                   "*missed*: share of the optimum's improvement (before - optimum) that pvebalance does not reach.",
-                  "*ratio*: pvebalance's imbalance after / the optimum's (large when both are near 0). The ILP's
-objective is piecewise linear (tangents every 0.005 of load), so near 0 it is not exact and
-pvebalance can come out lower (negative *missed*, *ratio* below 1).",
+                  "*ratio*: pvebalance's imbalance after / the optimum's (large when both are near 0). The ILP's",
+                  "objective is piecewise linear (tangents every 0.005 of load), so near 0 it is not exact and",
+                  "pvebalance can come out lower (negative *missed*, *ratio* below 1).",
                   "", "| scenario | moves | before | pvebalance | optimum | missed | ratio |",
                   "|---|---|---|---|---|---|---|"]
         for name, budget, before_imb, got, best in summary:

@@ -8,8 +8,9 @@ round makes the best change (move one guest to any node or back home, or let two
 trade nodes) that keeps every limit, every budget, and every rule at least as satisfied as
 greedy left it, even when that change is worse, and forbids undoing it for a few rounds, so
 the search walks out of the dead ends where plain descent stops. It is then restarted a few
-times from the best placement through a different first change ("kicks"). The best
-placements seen are kept. Deterministic: ties go to the lower VMID and node name.
+times from the best placement through a different first change ("kicks"). All of this runs
+once per tenure (how long the way back is forbidden): different tenures walk into different
+placements. The best placements seen are kept. Deterministic: ties go to the lower VMID and node name.
 
 `sequence` then replays a placement from the observed cluster: repairs of hard rules first
 (mandatory, after a "makes room" move when a repair needs one), soft-rule repairs next,
@@ -32,12 +33,12 @@ from .soft import soft_reason
 MAX_PAIRS = 5_000  # guests x online nodes above which refinement is skipped (greedy is kept)
 MAX_SWAP_GUESTS = 120  # candidates above which trading places is not tried (pairs grow as the square)
 MAX_EXCHANGE_PAIRS = 600  # guests x online nodes above which planned moves are not exchanged for others
-WORK = 40_000  # guests x online nodes x rounds, for all searches of one plan: small clusters search longest
+WORK = 25_000  # guests x online nodes x rounds, per pass: small clusters search longest
 MAX_ROUNDS = 600
 PATIENCE = 60  # rounds without a new best placement after which the search stops
 KICKS = 6  # searches restarted from the best placement through a different first change
 KEEP = 8  # placements handed to `sequence`, best first, until one has a feasible order
-TENURE = 7  # rounds a guest may not go back to the node it just left
+TENURES = (7, 9)  # rounds a guest may not go back to the node it just left, one pass each
 MAX_CHECKED = 400  # changes checked against the rules per round, best first
 EPSILON = 1e-9
 
@@ -72,7 +73,8 @@ class _Search:
         # have no feasible order of moves, the next ones are tried then
         self.found: dict[frozenset[tuple[int, str]], float] = {}
         self.kicked: set[Change] = set()
-        self.rounds_left = min(MAX_ROUNDS, WORK // max(1, len(self.guests) * len(state.active)))
+        self.rounds_left = 0
+        self.tenure = TENURES[0]
         self.nodes = list(state.active)
         self.index = {n.name: i for i, n in enumerate(self.nodes)}
         # each guest's load on each node: the scoring below is plain arithmetic on these
@@ -238,7 +240,7 @@ class _Search:
                 undo = next((u for u in map(self.apply, held) if u is not None), None)
             if undo is None:
                 break
-            tabu.update((step, round_ + TENURE) for step in undo)
+            tabu.update((step, round_ + self.tenure) for step in undo)
             since += 1
             now = state.imbalance()
             if now < self.start - EPSILON:
@@ -248,6 +250,13 @@ class _Search:
             elif since >= PATIENCE:
                 break
         self.go_to(best_at)
+
+    def begin(self, placement: dict[int, str], tenure: int) -> None:
+        """Start a pass from `placement` with its own tenure, kicks and rounds."""
+        self.go_to(placement)
+        self.tenure = tenure
+        self.kicked = set()
+        self.rounds_left = min(MAX_ROUNDS, WORK // max(1, len(self.guests) * len(self.nodes)))
 
     def kick(self) -> bool:
         """Leave the best placement through the least bad change not tried from it before."""
@@ -281,15 +290,18 @@ def improve(ctx: Context, origin: dict[int, str]) -> list[dict[int, str]]:
     if len(ctx.state.where) * len(ctx.state.active) > MAX_PAIRS:
         return []
     search = _Search(ctx, origin)
-    search.run()
-    for _ in range(KICKS):
-        if not search.found:
-            break
-        best = min(search.found.items(), key=lambda item: (item[1], sorted(item[0])))[0]
-        search.go_to(dict(best))
-        if not search.kick():
-            break
+    greedy = search.placement()
+    for tenure in TENURES:  # each tenure walks differently: one pass (search and kicks) each
+        search.begin(greedy, tenure)
         search.run()
+        for _ in range(KICKS):
+            if not search.found:
+                break
+            best = min(search.found.items(), key=lambda item: (item[1], sorted(item[0])))[0]
+            search.go_to(dict(best))
+            if not search.kick():
+                break
+            search.run()
     ranked = sorted(search.found.items(), key=lambda item: (item[1], sorted(item[0])))
     return [dict(placement) for placement, _ in ranked[:KEEP]]
 

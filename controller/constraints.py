@@ -77,6 +77,7 @@ class Constraints:
         self.allowed_by: dict[int, str] = {}
         self.stranded: set[int] = set()  # guests whose allowed nodes are all unusable right now
         self.preferred: dict[int, frozenset[str]] = {}  # soft node affinity
+        self.preferred_by: dict[int, str] = {}
         for rule in rules.node_affinity:
             self._add_node_rule(rule)
 
@@ -104,12 +105,11 @@ class Constraints:
                 effective = frozenset(n for n, p in available if p == top)
             else:
                 effective = frozenset(n for n, _ in listed)
-        target = self.allowed if rule.strict else self.preferred
+        target, labels = (self.allowed, self.allowed_by) if rule.strict else (self.preferred, self.preferred_by)
         for vmid in self.members(rule.selector):
             previous = target.get(vmid)
             target[vmid] = effective if previous is None else previous & effective
-            if rule.strict:
-                self.allowed_by[vmid] = label if previous is None else f"{self.allowed_by[vmid]} and {label}"
+            labels[vmid] = label if previous is None else f"{labels[vmid]} and {label}"
 
     def _groups(self, group_rules: Sequence[AntiAffinityRule | AffinityRule], kind: str) -> list[Group]:
         groups = []

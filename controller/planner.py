@@ -10,24 +10,27 @@ from __future__ import annotations
 from collections import Counter
 
 from .constraints import Constraints
-from .model import ClusterModel, Plan, Skipped
+from .model import ClusterModel, MoveKind, Plan, Skipped
 from .placement import ClusterState, imbalance
 from .policy import Policy
 from .rules import RuleSet
-from .strategies import MANDATORY, STRATEGIES, Context, Strategy, refine
+from .strategies import STRATEGIES, Context, refine
 
 
 def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     """Plan moves for `model`. Tag rules (ignore, exclude_*, plb_*) are read from the guests
     here; pass the config and HA rules in `rules`."""
-    ctx = _run(model, rules, policy, STRATEGIES)
-    before = ClusterState(model, policy, ctx.rules.maintenance, ctx.rules.reservations).snapshot()
-    greedy, notes = ctx.state.imbalance(), list(ctx.notes)
+    ctx = _start(model, rules, policy)
+    before = ctx.state.snapshot()
+    for strategy in STRATEGIES:
+        strategy(ctx)
     # `improve` searches on the greedy plan's final state; when it finds something better the
-    # plan is rebuilt from scratch so every step is committed (and checked) in order again.
-    final = refine.improve(ctx, {g.vmid: g.node for g in model.guests})
-    if final is not None:
-        ctx = _refined(model, rules, policy, final, greedy, notes) or _run(model, rules, policy, STRATEGIES)
+    # plan is rebuilt from the observed cluster so every step is committed (and checked) in order.
+    greedy, was = ctx, ctx.state.imbalance()
+    better = refine.improve(ctx, {g.vmid: g.node for g in model.guests})
+    if better:
+        refined = (_refined(model, rules, policy, final, greedy, was) for final in better)
+        ctx = next((c for c in refined if c is not None), None) or _run(model, rules, policy)
     constraints, state = ctx.rules, ctx.state
     after = state.snapshot()
     return Plan(
@@ -47,22 +50,31 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     )
 
 
-def _run(model: ClusterModel, rules: RuleSet, policy: Policy, strategies: tuple[Strategy, ...]) -> Context:
+def _start(model: ClusterModel, rules: RuleSet, policy: Policy) -> Context:
     constraints = Constraints(model, rules, policy)
-    ctx = Context(ClusterState(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
-    for strategy in strategies:
+    return Context(ClusterState(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
+
+
+def _run(model: ClusterModel, rules: RuleSet, policy: Policy) -> Context:
+    ctx = _start(model, rules, policy)
+    for strategy in STRATEGIES:
         strategy(ctx)
     return ctx
 
 
 def _refined(
-    model: ClusterModel, rules: RuleSet, policy: Policy, final: dict[int, str], greedy: float, notes: list[str]
+    model: ClusterModel, rules: RuleSet, policy: Policy, final: dict[int, str], greedy: Context, was: float
 ) -> Context | None:
-    """The same mandatory moves, then the refined balancing moves in a feasible order."""
-    ctx = _run(model, rules, policy, MANDATORY)
-    if refine.sequence(ctx, final) is None or ctx.state.imbalance() >= greedy:
+    """The refined placement reached from the observed cluster in a feasible order, or None
+    when there is no such order within the budget or it is not better than greedy's `was`."""
+    # `greedy` was searched on: its moves, problems and notes are as greedy made them, its state is not.
+    reasons = {m.vmid: m.reason for m in greedy.moves
+               if m.kind is MoveKind.MANDATORY and not m.reason.startswith("makes room")}
+    ctx = _start(model, rules, policy)
+    if refine.sequence(ctx, final, reasons, policy.max_moves) is None or ctx.state.imbalance() >= was:
         return None
-    ctx.notes.extend(notes)
-    ctx.notes.append(f"balancing refined by local search: imbalance {greedy:.3f} -> "
-                     f"{ctx.state.imbalance():.3f} with the same number of moves")
+    ctx.problems.extend(greedy.problems)
+    ctx.notes.extend(greedy.notes)
+    ctx.notes.append(f"plan refined by local search: imbalance {was:.3f} -> {ctx.state.imbalance():.3f} "
+                     f"with {len(ctx.moves)} moves (greedy: {len(greedy.moves)})")
     return ctx

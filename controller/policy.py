@@ -53,7 +53,10 @@ class Policy:
     # even when the imbalance is under the trigger.
     cpu_high_water: float = 0.85
     memory_high_water: float = 0.85
-    # Budgets for balancing moves (mandatory moves are never cut short by them).
+    # Soft rules (node affinity `should`, groups with `strict: false`) are repaired by
+    # non-mandatory moves while the imbalance stays within this much of what it was before.
+    soft_rule_tolerance: float = 0.01
+    # Budgets for balancing and soft-rule moves (mandatory moves are never cut short by them).
     max_moves: int = 20
     max_moves_per_node: int = 4
     # Estimated migration time = memory / bandwidth (+ restart time for a running container).
@@ -113,7 +116,7 @@ class Policy:
 
 _FRACTIONS = frozenset(
     {"cpu_weight", "memory_weight", "trigger", "min_gain", "cost_per_gib", "container_restart_cost",
-     "cpu_high_water", "memory_high_water"}
+     "cpu_high_water", "memory_high_water", "soft_rule_tolerance"}
 )
 _POSITIVE = frozenset({"cpu_overcommit", "container_restart_seconds"})
 

@@ -2,7 +2,7 @@
 
 Like the Kubernetes descheduler's plugins: every strategy looks at the current state and
 commits moves through the context, which keeps every step feasible. Mandatory strategies
-(evacuation, rule repair) run first; balancing last.
+(evacuation, hard-rule repair) run first; soft-rule repair next; balancing last.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from . import refine
 from .context import Context
 from .evacuate import evacuate
 from .repair import repair_affinity, repair_anti_affinity, repair_node_affinity
+from .soft import repair_soft
 
 Strategy = Callable[[Context], None]
 
@@ -23,6 +24,6 @@ MANDATORY: tuple[Strategy, ...] = (
     repair_anti_affinity,
     repair_affinity,
 )
-STRATEGIES: tuple[Strategy, ...] = (*MANDATORY, balance)
+STRATEGIES: tuple[Strategy, ...] = (*MANDATORY, repair_soft, balance)
 
-__all__ = ["MANDATORY", "STRATEGIES", "Context", "Strategy", "refine"]
+__all__ = ["STRATEGIES", "Context", "Strategy", "refine"]

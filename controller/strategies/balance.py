@@ -33,7 +33,7 @@ def balance(ctx: Context) -> None:
         return
     if hot:
         ctx.notes.append(f"above a high-water mark: {', '.join(hot)}")
-    made = 0
+    made = sum(m.kind is MoveKind.BALANCE for m in ctx.moves)  # soft-rule repairs share the budget
     while made < policy.max_moves:
         current = state.imbalance()
         if current <= 0 or (current <= policy.stop_below and not any(state.hot(n) for n in state.active)):
@@ -46,6 +46,7 @@ def balance(ctx: Context) -> None:
         if swapped:
             made += swapped
             continue
+        ctx.spare_moves = policy.max_moves - made
         full = sorted(n.name for n in state.active if n.moves >= policy.max_moves_per_node)
         ctx.notes.append(
             f"balancing stopped: no further move is worth its cost (imbalance {current:.3f})"
@@ -100,9 +101,7 @@ def _best_move(ctx: Context, current: float) -> bool:
     if best is None:
         return False
     vmid, source, target = best
-    after = state.imbalance_after(
-        ((source, -state.contribution(vmid, source)), (target, state.contribution(vmid, target)))
-    )
+    after = state.imbalance_if_moved(vmid, target)
     if after >= current:
         return False
     ctx.commit(vmid, target.name, MoveKind.BALANCE, describe(source, target, current, after))

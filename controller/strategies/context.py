@@ -23,6 +23,9 @@ class Context:
         self.moves: list[Move] = []
         self.problems: list[str] = []
         self.notes: list[str] = []
+        # balancing moves the budget still allows when balancing stopped for want of a move
+        # worth its cost: refinement may use them (see refine)
+        self.spare_moves = 0
         self._costs: dict[int, float] = {}
         self.residents: dict[str, set[int]] = {name: set() for name in state.nodes}
         for vmid, node in state.where.items():
@@ -70,15 +73,12 @@ class Context:
 
     def best_target(self, vmid: int, mandatory: bool = True) -> NodeState | None:
         """The feasible target that leaves the lowest imbalance (ties: lower load, then name)."""
-        source = self.state.nodes[self.state.where[vmid]]
         best: tuple[float, float, str] | None = None
         choice = None
         for target in self.state.nodes.values():
             if not self.feasible(vmid, target, mandatory):
                 continue
-            after = self.state.imbalance_after(
-                ((source, -self.state.contribution(vmid, source)), (target, self.state.contribution(vmid, target)))
-            )
+            after = self.state.imbalance_if_moved(vmid, target)
             key = (round(after, 12), target.load, target.name)
             if best is None or key < best:
                 best, choice = key, target

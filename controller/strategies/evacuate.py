@@ -7,6 +7,7 @@ from __future__ import annotations
 from ..constraints import Group
 from ..model import MoveKind
 from .context import Context
+from .repair import evacuate_reason
 
 
 def evacuate(ctx: Context) -> None:
@@ -17,7 +18,7 @@ def evacuate(ctx: Context) -> None:
             if ctx.state.where[vmid] != node:
                 continue  # already left with its affinity group
             guest = ctx.rules.guests[vmid]
-            reason = f"evacuates maintenance node {node}"
+            reason = evacuate_reason(node)
             if not ctx.movable(vmid):
                 ctx.problems.append(
                     f"guest {vmid} ({guest.name}) stays on maintenance node {node}: {ctx.rules.skip_reason[vmid]}"

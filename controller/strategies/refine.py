@@ -1,10 +1,21 @@
-"""Refinement of the balancing moves by local search, for clusters small enough to afford it.
+"""Refinement by local search on the final placement, for clusters small enough to afford it.
 
-Greedy balancing takes the best move of each round; the best *set* of k moves can differ.
-`improve` works on the final placement: it takes back one balancing move at a time and puts
-the best single move (any guest, any target) in its place when that lowers the imbalance,
-until nothing improves. `sequence` then replays the mandatory moves and orders the new
-balancing moves so that every step is feasible; when no such order is found the greedy plan
+Greedy takes the best move of each round and repairs rules one guest at a time; the best
+*set* of moves can differ: another member of an anti-affinity group may be the better one to
+move, a repair may have a better target, two guests may do better by trading places.
+`improve` starts from the greedy plan's final placement and runs a tabu search over it: each
+round makes the best change (move one guest to any node or back home, or let two guests
+trade nodes) that keeps every limit, every budget, and every rule at least as satisfied as
+greedy left it, even when that change is worse, and forbids undoing it for a few rounds, so
+the search walks out of the dead ends where plain descent stops. It is then restarted a few
+times from the best placement through a different first change ("kicks"). All of this runs
+once per tenure (how long the way back is forbidden): different tenures walk into different
+placements. The best placements seen are kept. Deterministic: ties go to the lower VMID and node name.
+
+`sequence` then replays a placement from the observed cluster: repairs of hard rules first
+(mandatory, after a "makes room" move when a repair needs one), soft-rule repairs next,
+balancing moves last, best first, each step feasible when it is made. The planner tries the
+kept placements best first; when none has such an order within the budget, the greedy plan
 stands.
 """
 
@@ -13,178 +24,353 @@ from __future__ import annotations
 from collections import Counter
 
 from ..model import Move, MoveKind
+from ..placement import NodeState
 from .balance import describe
 from .context import Context
+from .repair import repair_reason
+from .soft import soft_reason
 
 MAX_PAIRS = 5_000  # guests x online nodes above which refinement is skipped (greedy is kept)
-MAX_ROUNDS = 10
-MAX_PAIR_WORK = 2_000_000  # (single-move options)^2 x (moves)^2 above which pairs are not tried
+MAX_SWAP_GUESTS = 120  # candidates above which trading places is not tried (pairs grow as the square)
+MAX_EXCHANGE_PAIRS = 600  # guests x online nodes above which planned moves are not exchanged for others
+WORK = 25_000  # guests x online nodes x rounds, per pass: small clusters search longest
+MAX_ROUNDS = 600
+PATIENCE = 60  # rounds without a new best placement after which the search stops
+KICKS = 6  # searches restarted from the best placement through a different first change
+KEEP = 8  # placements handed to `sequence`, best first, until one has a feasible order
+TENURES = (7, 9)  # rounds a guest may not go back to the node it just left, one pass each
+MAX_CHECKED = 400  # changes checked against the rules per round, best first
 EPSILON = 1e-9
 
-
-def improve(ctx: Context, origin: dict[int, str]) -> dict[int, str] | None:
-    """A better final node for the balancing guests, or None. `ctx` holds the greedy plan's
-    final state (it is left changed); `origin` is where every guest started."""
-    balance = [m for m in ctx.moves if m.kind is MoveKind.BALANCE]
-    moved = [m.vmid for m in balance]
-    if not balance or len(set(moved)) != len(moved):  # staged swaps move a guest twice: keep them
-        return None
-    if len(ctx.state.where) * len(ctx.state.active) > MAX_PAIRS:
-        return None
-    fixed = {m.vmid for m in ctx.moves if m.kind is MoveKind.MANDATORY}
-    counts = Counter(n for m in ctx.moves for n in (m.source, m.target))
-    start = ctx.state.imbalance()
-    chosen = list(moved)
-    for _ in range(MAX_ROUNDS):
-        changed = _one_exchange(ctx, origin, fixed, chosen, counts)
-        changed = _two_exchange(ctx, origin, fixed, chosen, counts) or changed
-        if not changed:
-            break
-    if ctx.state.imbalance() >= start - EPSILON:
-        return None
-    return {vmid: ctx.state.where[vmid] for vmid in chosen}
+Change = tuple[tuple[int, str], ...]  # (guest, node it goes to), applied in order
 
 
-def _one_exchange(ctx: Context, origin: dict[int, str], fixed: set[int], chosen: list[int], counts: Counter[str]) -> bool:
-    """Replace single balancing moves by better ones; True when anything changed."""
-    changed = False
-    for index, vmid in enumerate(chosen):
-        target = ctx.state.where[vmid]
-        ctx.shift(vmid, origin[vmid])
-        counts.subtract((origin[vmid], target))
-        redo = ctx_imbalance_with(ctx, vmid, target)
-        scored = [(ctx_imbalance_with(ctx, v, t), v, t) for v, t in _options(ctx, origin, fixed, set(chosen) - {vmid}, counts)]
-        after, other, node = min(scored, default=(redo, vmid, target))
-        if after >= redo - EPSILON:
-            other, node = vmid, target
-        ctx.shift(other, node)
-        counts.update((origin[other], node))
-        chosen[index] = other
-        changed = changed or (other, node) != (vmid, target)
-    return changed
+class _Search:
+    """The bookkeeping of one search: budgets and the rule levels greedy reached."""
 
+    def __init__(self, ctx: Context, origin: dict[int, str]) -> None:
+        self.ctx = ctx
+        self.origin = origin
+        state, rules = ctx.state, ctx.rules
+        mandatory = sum(m.kind is MoveKind.MANDATORY for m in ctx.moves)
+        balancing = sum(m.kind is MoveKind.BALANCE for m in ctx.moves)
+        self.max_moved = mandatory + balancing + ctx.spare_moves
+        self.per_node = ctx.policy.max_moves_per_node
+        self.counts: Counter[str] = Counter()
+        for vmid, home in origin.items():
+            if state.where[vmid] != home:
+                self.counts.update((home, state.where[vmid]))
+        self.moved = sum(1 for v, home in origin.items() if state.where[v] != home)
+        self.kind = {id(g): False for g in rules.apart} | {id(g): True for g in rules.together}
+        self.level = {id(g): g.violation(self.kind[id(g)]) for g in (*rules.apart, *rules.together)}
+        self.off_preferred = {v for v in rules.preferred if not self._on_preferred(v)}
+        self.guests = sorted(
+            v for v in state.where
+            if ctx.movable(v) and ctx.running(v) and state.nodes[state.where[v]].state == "online"
+        )
+        self.start = state.imbalance()
+        # placements better than greedy's seen on the way, with their imbalance: the best may
+        # have no feasible order of moves, the next ones are tried then
+        self.found: dict[frozenset[tuple[int, str]], float] = {}
+        self.kicked: set[Change] = set()
+        self.rounds_left = 0
+        self.tenure = TENURES[0]
+        self.nodes = list(state.active)
+        self.index = {n.name: i for i, n in enumerate(self.nodes)}
+        # each guest's load on each node: the scoring below is plain arithmetic on these
+        self.share = {v: [state.contribution(v, n) for n in self.nodes] for v in self.guests}
+        # the nodes strict node affinity lets each guest run on, to leave the rest unscored
+        self.may = {v: frozenset(i for i, n in enumerate(self.nodes)
+                                 if v not in rules.allowed or n.name in rules.allowed[v]) for v in self.guests}
 
-def _two_exchange(ctx: Context, origin: dict[int, str], fixed: set[int], chosen: list[int], counts: Counter[str]) -> bool:
-    """Replace pairs of balancing moves by the best pair, when the search space is small."""
-    changed = False
-    for i in range(len(chosen)):
-        for j in range(i + 1, len(chosen)):
-            a, b = chosen[i], chosen[j]
-            ta, tb = ctx.state.where[a], ctx.state.where[b]
-            redo_from = ctx.state.imbalance()
-            for vmid, target in ((a, ta), (b, tb)):
-                ctx.shift(vmid, origin[vmid])
-                counts.subtract((origin[vmid], target))
-            taken = set(chosen) - {a, b}
-            options = _options(ctx, origin, fixed, taken, counts)
-            if len(options) ** 2 * len(chosen) ** 2 > MAX_PAIR_WORK:
-                for vmid, target in ((a, ta), (b, tb)):
-                    ctx.shift(vmid, target)
-                    counts.update((origin[vmid], target))
-                return changed
-            best = _best_pair(ctx, options, counts, redo_from - EPSILON)
-            picks = best if best is not None else ((a, ta), (b, tb))
-            for vmid, target in picks:
-                ctx.shift(vmid, target)
-                counts.update((origin[vmid], target))
-            if best is not None:
-                chosen[i], chosen[j] = picks[0][0], picks[1][0]
-                changed = True
-    return changed
+    def _on_preferred(self, vmid: int) -> bool:
+        preferred = self.ctx.rules.preferred.get(vmid)
+        return preferred is None or self.ctx.state.where[vmid] in preferred
 
+    # --- scoring --------------------------------------------------------------------------
 
-def _options(
-    ctx: Context, origin: dict[int, str], fixed: set[int], taken: set[int], counts: Counter[str]
-) -> list[tuple[int, str]]:
-    """Every single balancing move allowed in the current state (guest not moved yet)."""
-    state, policy = ctx.state, ctx.policy
-    found = []
-    for source in state.active:
-        for vmid in sorted(ctx.residents[source.name]):
-            if vmid in fixed or vmid in taken or state.where[vmid] != origin[vmid]:
+    def changes(self) -> list[tuple[float, Change]]:
+        """Every move of one guest, every trade of places (up to MAX_SWAP_GUESTS guests) and
+        every exchange of one planned move for another, within the move budget, best first.
+        Scored by S2 / S1^2 of the node loads: for a fixed node count the imbalance grows with it."""
+        state, nodes, origin = self.ctx.state, self.nodes, self.origin
+        loads = [n.load for n in nodes]
+        at = {v: self.index[state.where[v]] for v in self.guests}
+        room = self.max_moved - self.moved
+        found = [(score, ((v, nodes[t].name),))
+                 for score, v, t in self._relocations(loads, state.s1, state.s2, at, room)]
+        if len(self.guests) <= MAX_SWAP_GUESTS:
+            for i, v in enumerate(self.guests):
+                a, sv = at[v], self.share[v]
+                for w in self.guests[i + 1:]:
+                    b, sw = at[w], self.share[w]
+                    if a == b or b not in self.may[v] or a not in self.may[w]:
+                        continue
+                    extra = (nodes[b].name != origin[v]) + (nodes[a].name != origin[w])
+                    if extra - (nodes[a].name != origin[v]) - (nodes[b].name != origin[w]) > room:
+                        continue
+                    la, lb = loads[a] - sv[a] + sw[a], loads[b] - sw[b] + sv[b]
+                    t1 = state.s1 + la - loads[a] + lb - loads[b]
+                    t2 = state.s2 + la * la - loads[a] * loads[a] + lb * lb - loads[b] * loads[b]
+                    found.append((t2 / (t1 * t1), ((v, nodes[b].name), (w, nodes[a].name))))
+        # Take one planned move back and make another: scored on the loads after the take-back.
+        for v in self.guests if len(self.guests) * len(nodes) <= MAX_EXCHANGE_PAIRS else ():
+            home = self.index.get(origin[v])
+            if home is None or home == at[v]:
                 continue
-            if not ctx.movable(vmid) or not ctx.running(vmid):
+            a, sv = at[v], self.share[v]
+            after = list(loads)
+            after[a] -= sv[a]
+            after[home] += sv[home]
+            s1 = state.s1 - sv[a] + sv[home]
+            s2 = state.s2 + after[a] ** 2 - loads[a] ** 2 + after[home] ** 2 - loads[home] ** 2
+            back = dict(at)
+            back[v] = home
+            found += [(score, ((v, origin[v]), (u, nodes[t].name)))
+                      for score, u, t in self._relocations(after, s1, s2, back, room + 1, fresh_only=True) if u != v]
+        found.sort()
+        return found
+
+    def _relocations(
+        self, loads: list[float], s1: float, s2: float, at: dict[int, int], room: int, fresh_only: bool = False
+    ) -> list[tuple[float, int, int]]:
+        """(score, guest, node index) of every single move adding at most `room` moves to the
+        plan (`fresh_only`: of guests that have not moved), for the given node loads."""
+        nodes, origin = self.nodes, self.origin
+        found = []
+        for v in self.guests:
+            a, share, home = at[v], self.share[v], origin[v]
+            away = nodes[a].name != home
+            if fresh_only and away:
                 continue
-            margin = policy.min_gain + ctx.cost(vmid)
-            for target in state.active:
-                if target is source or source.load - target.load < margin:
+            leaves = loads[a] - share[a]
+            base1 = s1 - share[a]
+            base2 = s2 - loads[a] * loads[a] + leaves * leaves
+            may = self.may[v]
+            for t, node in enumerate(nodes):
+                if t == a or t not in may or (node.name != home) - away > room:
                     continue
-                if max(counts[source.name], counts[target.name]) + 1 > policy.max_moves_per_node:
-                    continue
-                if ctx.feasible(vmid, target, mandatory=False):
-                    found.append((vmid, target.name))
-    return found
+                arrives = loads[t] + share[t]
+                t1 = base1 + share[t]
+                found.append(((base2 - loads[t] * loads[t] + arrives * arrives) / (t1 * t1), v, t))
+        return found
 
+    # --- applying -------------------------------------------------------------------------
 
-def _best_pair(
-    ctx: Context, options: list[tuple[int, str]], counts: Counter[str], bound: float
-) -> tuple[tuple[int, str], tuple[int, str]] | None:
-    """The pair of moves (both feasible in turn) with the lowest imbalance below `bound`."""
-    state = ctx.state
-    deltas = []
-    for vmid, target in options:
-        source = state.nodes[state.where[vmid]]
-        dest = state.nodes[target]
-        deltas.append((source, -state.contribution(vmid, source), dest, state.contribution(vmid, dest)))
-    scored = []
-    for x in range(len(options)):
-        for y in range(x + 1, len(options)):
-            if options[x][0] == options[y][0]:
-                continue
-            change: dict[str, float] = {}
-            nodes = {}
-            for node, delta in ((deltas[x][0], deltas[x][1]), (deltas[x][2], deltas[x][3]),
-                                (deltas[y][0], deltas[y][1]), (deltas[y][2], deltas[y][3])):
-                change[node.name] = change.get(node.name, 0.0) + delta
-                nodes[node.name] = node
-            after = state.imbalance_after((nodes[n], d) for n, d in change.items())
-            if after < bound:
-                scored.append((after, x, y))
-    for after, x, y in sorted(scored):
-        first, second = options[x], options[y]
-        if _pair_fits(ctx, first, second, counts):
-            return first, second
-    return None
+    def apply(self, change: Change) -> Change | None:
+        """Make the change when it keeps every limit and rule; returns its undo, or None."""
+        state = self.ctx.state
+        undo = tuple((vmid, state.where[vmid]) for vmid, _ in reversed(change))
+        before = {n: (state.nodes[n].mem, state.nodes[n].vcpus, state.nodes[n].load, self.counts[n])
+                  for v, t in change for n in (state.where[v], t)}
+        self._shift(change)
+        if self._allowed(change, before):
+            return undo
+        self._shift(undo)
+        return None
 
+    def _shift(self, change: Change) -> None:
+        for vmid, target in change:
+            home, was = self.origin[vmid], self.ctx.state.where[vmid]
+            self.moved += (target != home) - (was != home)
+            self.counts.subtract(n for n in (home, was) if was != home)
+            self.counts.update(n for n in (home, target) if target != home)
+            self.ctx.shift(vmid, target)
 
-def _pair_fits(ctx: Context, first: tuple[int, str], second: tuple[int, str], counts: Counter[str]) -> bool:
-    """Both moves feasible one after the other (in either order), within the node budgets."""
-    touched = Counter((ctx.state.where[first[0]], first[1], ctx.state.where[second[0]], second[1]))
-    if any(counts[n] + c > ctx.policy.max_moves_per_node for n, c in touched.items()):
-        return False
-    for one, two in ((first, second), (second, first)):
-        home = ctx.state.where[one[0]]
-        ctx.shift(*one)
-        ok = ctx.feasible(two[0], ctx.state.nodes[two[1]], mandatory=False)
-        ctx.shift(one[0], home)
-        if ok:
+    def _allowed(self, change: Change, before: dict[str, tuple[int, float, float, int]]) -> bool:
+        state, rules = self.ctx.state, self.ctx.rules
+        if self.moved > self.max_moved:
+            return False
+        for name, (mem, vcpus, load, count) in before.items():
+            node = state.nodes[name]
+            if node.mem > mem and node.mem > node.limits.mem or node.vcpus > vcpus and node.vcpus > node.limits.vcpus:
+                return False
+            if node.load > load and (node.cpu > node.limits.cpu_high or node.mem > node.limits.mem_high):
+                return False
+            if self.counts[name] > max(self.per_node, count):
+                return False
+        for vmid, _ in change:
+            where = state.where[vmid]
+            if where not in rules.usable:
+                return False
+            allowed = rules.allowed.get(vmid)
+            if allowed and where not in allowed and vmid not in rules.stranded:
+                return False
+            if vmid not in self.off_preferred and not self._on_preferred(vmid):
+                return False
+            for group in rules.apart_of.get(vmid, ()) + rules.together_of.get(vmid, ()):
+                if group.violation(self.kind[id(group)]) > self.level[id(group)]:
+                    return False
+            if not self._worth_it(vmid):
+                return False
+        return True
+
+    def _worth_it(self, vmid: int) -> bool:
+        """A balancing move (one its guest could take back) must clear its margin, as in balance."""
+        ctx, state = self.ctx, self.ctx.state
+        home, where = self.origin[vmid], state.where[vmid]
+        if home == where or not _could_return(ctx, vmid, home):
             return True
-    return False
+        source, target = state.nodes[home], state.nodes[where]
+        gap = (source.load + state.contribution(vmid, source)) - (target.load - state.contribution(vmid, target))
+        return gap >= ctx.policy.min_gain + ctx.cost(vmid)
+
+    # --- searching ------------------------------------------------------------------------
+
+    def run(self) -> None:
+        """Tabu search: the best allowed change each round, even a worse one; the best placement wins."""
+        state = self.ctx.state
+        best, best_at, since = state.imbalance(), self.placement(), 0
+        tabu: dict[tuple[int, str], int] = {}  # (guest, node) -> last round it may not go there
+        n = len(self.nodes)
+        round_ = -1
+        while self.rounds_left > 0:
+            self.rounds_left -= 1
+            round_ += 1
+            record = (best * best * (n - 1) + 1) / n - EPSILON  # the best imbalance, as S2 / S1^2
+            # A forbidden change is allowed when it beats the best, or when nothing else is left.
+            held: list[Change] = []
+            undo = None
+            for score, change in self.changes()[:MAX_CHECKED]:
+                if score >= record and any(tabu.get(step, -1) >= round_ for step in change):
+                    held.append(change)
+                elif (undo := self.apply(change)) is not None:
+                    break
+            else:
+                undo = next((u for u in map(self.apply, held) if u is not None), None)
+            if undo is None:
+                break
+            tabu.update((step, round_ + self.tenure) for step in undo)
+            since += 1
+            now = state.imbalance()
+            if now < self.start - EPSILON:
+                self.found.setdefault(frozenset(self.placement().items()), now)
+            if now < best - EPSILON:
+                best, best_at, since = now, self.placement(), 0
+            elif since >= PATIENCE:
+                break
+        self.go_to(best_at)
+
+    def begin(self, placement: dict[int, str], tenure: int) -> None:
+        """Start a pass from `placement` with its own tenure, kicks and rounds."""
+        self.go_to(placement)
+        self.tenure = tenure
+        self.kicked = set()
+        self.rounds_left = min(MAX_ROUNDS, WORK // max(1, len(self.guests) * len(self.nodes)))
+
+    def kick(self) -> bool:
+        """Leave the best placement through the least bad change not tried from it before."""
+        for _, change in self.changes():
+            if change not in self.kicked and self.apply(change) is not None:
+                self.kicked.add(change)
+                return True
+        return False
+
+    def placement(self) -> dict[int, str]:
+        return {v: n for v, n in self.ctx.state.where.items() if n != self.origin[v]}
+
+    def go_to(self, placement: dict[int, str]) -> None:
+        for vmid in sorted(self.ctx.state.where):
+            target = placement.get(vmid, self.origin[vmid])
+            if self.ctx.state.where[vmid] != target:
+                self._shift(((vmid, target),))
 
 
-def ctx_imbalance_with(ctx: Context, vmid: int, target: str) -> float:
-    """The imbalance if `vmid` went (back) to `target`."""
-    source = ctx.state.nodes[ctx.state.where[vmid]]
-    dest = ctx.state.nodes[target]
-    return ctx.state.imbalance_after(
-        ((source, -ctx.state.contribution(vmid, source)), (dest, ctx.state.contribution(vmid, dest)))
-    )
+def _could_return(ctx: Context, vmid: int, home: str) -> bool:
+    """Would the guest's old node take it back without breaking a rule (so its move is balancing)?"""
+    return home in ctx.rules.usable and ctx.rules.rules_allow(vmid, home, False)
 
 
-def sequence(ctx: Context, final: dict[int, str]) -> list[Move] | None:
-    """Commit balancing moves reaching `final`, in an order where every step is feasible."""
+def improve(ctx: Context, origin: dict[int, str]) -> list[dict[int, str]]:
+    """Final placements better than greedy's (vmid -> node, for every guest that moves), best
+    first, at most KEEP. `ctx` holds the greedy plan's final state (it is left changed);
+    `origin` is where every guest started."""
+    if not ctx.moves and not ctx.spare_moves:
+        return []
+    if len(ctx.state.where) * len(ctx.state.active) > MAX_PAIRS:
+        return []
+    search = _Search(ctx, origin)
+    greedy = search.placement()
+    for tenure in TENURES:  # each tenure walks differently: one pass (search and kicks) each
+        search.begin(greedy, tenure)
+        search.run()
+        for _ in range(KICKS):
+            if not search.found:
+                break
+            best = min(search.found.items(), key=lambda item: (item[1], sorted(item[0])))[0]
+            search.go_to(dict(best))
+            if not search.kick():
+                break
+            search.run()
+    ranked = sorted(search.found.items(), key=lambda item: (item[1], sorted(item[0])))
+    return [dict(placement) for placement, _ in ranked[:KEEP]]
+
+
+def sequence(ctx: Context, final: dict[int, str], reasons: dict[int, str], budget: int) -> list[Move] | None:
+    """Commit moves reaching `final` from the observed cluster in `ctx`: hard-rule repairs
+    first, soft-rule repairs next, balancing last; every step feasible when made. None when
+    no such order is found or more than `budget` balancing moves would be needed."""
     pending = dict(sorted(final.items()))
     made: list[Move] = []
     while pending:
-        for vmid, target in pending.items():
-            node = ctx.state.nodes[target]
-            if ctx.feasible(vmid, node, mandatory=False):
-                source = ctx.state.nodes[ctx.state.where[vmid]]
-                current = ctx.state.imbalance()
-                after = ctx_imbalance_with(ctx, vmid, target)
-                made.append(ctx.commit(vmid, target, MoveKind.BALANCE, describe(source, node, current, after)))
-                del pending[vmid]
-                break
-        else:
+        step = _next_repair(ctx, pending, reasons) or _room_for_repairs(ctx, pending)
+        if step is None:
+            break
+        made.append(step)
+    if any(repair_reason(ctx, v, t) for v, t in pending.items()):
+        return None  # a repair could not be made first
+    while pending:
+        step = _next_balancing(ctx, pending)
+        if step is None:
             return None
+        made.append(step)
+    if sum(m.kind is MoveKind.BALANCE for m in made) > budget:
+        return None
     return made
+
+
+def _next_repair(ctx: Context, pending: dict[int, str], reasons: dict[int, str]) -> Move | None:
+    for vmid in sorted(pending, key=lambda v: (v not in reasons, v)):
+        target = pending[vmid]
+        why = repair_reason(ctx, vmid, target)
+        if why and ctx.feasible(vmid, ctx.state.nodes[target], mandatory=True):
+            del pending[vmid]
+            return ctx.commit(vmid, target, MoveKind.MANDATORY, reasons.get(vmid, why))
+    return None
+
+
+def _room_for_repairs(ctx: Context, pending: dict[int, str]) -> Move | None:
+    """A move that is no repair itself but must come first: one a waiting repair needs room
+    from, or one that turns another planned move into a repair (it clears the node an
+    anti-affinity member is to take). Made as mandatory, "makes room"."""
+    waiting = sorted(v for v, t in pending.items() if repair_reason(ctx, v, t))
+    for vmid, target in pending.items():
+        if vmid in waiting or not ctx.feasible(vmid, ctx.state.nodes[target], mandatory=True):
+            continue
+        source = ctx.state.where[vmid]
+        ctx.shift(vmid, target)
+        enabled = waiting[:1] or [v for v, t in pending.items() if v != vmid and repair_reason(ctx, v, t)][:1]
+        ctx.shift(vmid, source)
+        if enabled:
+            del pending[vmid]
+            return ctx.commit(vmid, target, MoveKind.MANDATORY, f"makes room on {source} for {enabled[0]}")
+    return None
+
+
+def _next_balancing(ctx: Context, pending: dict[int, str]) -> Move | None:
+    """Soft-rule repairs first, then the feasible move that lowers the imbalance most, so any
+    prefix of the plan is as good as it can be."""
+    state = ctx.state
+    best: tuple[bool, float, int] | None = None
+    for vmid, target in pending.items():
+        node: NodeState = state.nodes[target]
+        if ctx.feasible(vmid, node, mandatory=False):
+            key = (soft_reason(ctx, vmid, target) is None, state.imbalance_if_moved(vmid, node), vmid)
+            best = key if best is None or key < best else best
+    if best is None:
+        return None
+    vmid = best[2]
+    target = pending.pop(vmid)
+    source, node = state.nodes[state.where[vmid]], state.nodes[target]
+    why = soft_reason(ctx, vmid, target) or describe(source, node, state.imbalance(), best[1])
+    return ctx.commit(vmid, target, MoveKind.BALANCE, why)

@@ -3,8 +3,54 @@ then affinity. Each repair is a mandatory move; one that cannot be made is a pro
 
 from __future__ import annotations
 
+from ..constraints import Group
 from ..model import MoveKind
 from .context import Context
+
+
+def evacuate_reason(node: str) -> str:
+    return f"evacuates maintenance node {node}"
+
+
+def node_affinity_reason(ctx: Context, vmid: int) -> str:
+    return f"{ctx.rules.allowed_by[vmid]} requires {', '.join(sorted(ctx.rules.allowed[vmid]))}"
+
+
+def apart_reason(group: Group, node: str, other: int) -> str:
+    return f"{group.label}: shares {node} with {other}"
+
+
+def together_reason(group: Group, anchor: str) -> str:
+    return f"{group.label}: joins the group on {anchor}"
+
+
+def sharing(ctx: Context, group: Group, vmid: int) -> int | None:
+    """Another member of `group` on the node of `vmid`, when there is one."""
+    where = ctx.state.where[vmid]
+    return next((v for v in group.members if v != vmid and ctx.state.where[v] == where), None)
+
+
+def joins(group: Group, source: str, target: str) -> bool:
+    """Moving one member from `source` to `target` brings the group closer together."""
+    return target != source and group.nodes[target] >= max(group.nodes.values())
+
+
+def repair_reason(ctx: Context, vmid: int, target: str) -> str | None:
+    """The hard rule that moving `vmid` to `target` repairs (or the evacuation it makes), or None."""
+    rules, where = ctx.rules, ctx.state.where[vmid]
+    if ctx.state.nodes[where].state == "maintenance":
+        return evacuate_reason(where)
+    allowed = rules.allowed.get(vmid)
+    if allowed and where not in allowed and target in allowed and vmid not in rules.stranded:
+        return node_affinity_reason(ctx, vmid)
+    for group in rules.apart_of.get(vmid, ()):
+        other = sharing(ctx, group, vmid)
+        if group.strict and not group.excused and other is not None and group.nodes[target] == 0:
+            return apart_reason(group, where, other)
+    for group in rules.together_of.get(vmid, ()):
+        if group.strict and not group.excused and group.violation(True) > 0 and joins(group, where, target):
+            return together_reason(group, target)
+    return None
 
 
 def repair_node_affinity(ctx: Context) -> None:
@@ -14,7 +60,7 @@ def repair_node_affinity(ctx: Context) -> None:
             continue
         if not _can_repair(ctx, vmid, ctx.rules.allowed_by[vmid]):
             continue
-        ctx.place(vmid, f"{ctx.rules.allowed_by[vmid]} requires {', '.join(sorted(allowed))}")
+        ctx.place(vmid, node_affinity_reason(ctx, vmid))
 
 
 def repair_anti_affinity(ctx: Context) -> None:
@@ -27,7 +73,7 @@ def repair_anti_affinity(ctx: Context) -> None:
             here.sort(key=lambda v: (ctx.movable(v), -ctx.state.demand[v].mem, v))
             for vmid in sorted(here[1:], key=lambda v: (ctx.state.demand[v].mem, v)):
                 if _can_repair(ctx, vmid, group.label):
-                    ctx.place(vmid, f"{group.label}: shares {node} with {here[0]}")
+                    ctx.place(vmid, apart_reason(group, node, here[0]))
 
 
 def repair_affinity(ctx: Context) -> None:
@@ -44,7 +90,7 @@ def repair_affinity(ctx: Context) -> None:
             if ctx.state.where[vmid] == anchor or not _can_repair(ctx, vmid, group.label):
                 continue
             target = ctx.state.nodes[anchor]
-            reason = f"{group.label}: joins the group on {anchor}"
+            reason = together_reason(group, anchor)
             if ctx.feasible(vmid, target, mandatory=True) or (
                 ctx.make_room(vmid, reason) is target and ctx.feasible(vmid, target, mandatory=True)
             ):

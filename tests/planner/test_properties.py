@@ -96,6 +96,8 @@ def test_every_step_of_every_plan_is_within_limits_and_rules(data, model, policy
     online = {n.name for n in result.nodes_after if n.state == "online"}
     skipped = {s.vmid for s in result.skipped}
     assert all(m.target in online and m.vmid not in skipped for m in result.moves)
+    kinds = [m.kind for m in result.moves]
+    assert kinds == sorted(kinds, key=lambda kind: kind is not MoveKind.MANDATORY)  # mandatory moves first
 
 
 @SETTINGS

@@ -229,14 +229,16 @@ def _run(args: argparse.Namespace) -> int:
     config, client, promql = _load(args)
     metrics = ControllerMetrics()
     controller = Controller(config, client, promql, metrics=metrics, dry_run=args.dry_run)
+    _on_signals(controller.stop)
     if args.once:
-        summary = controller.cycle("once")
-        controller.release()
+        try:
+            summary = controller.cycle("once")
+        finally:
+            controller.release()  # the lease and the lock go back however the cycle ended
         print(f"{summary.result}: {summary.reason}")
         return 0 if summary.result != "failed" else 1
     server = ControllerServer(config.run.listen_address, controller.endpoints())
     server.start()
-    _on_signals(controller.stop)
     try:
         controller.run_forever()
     finally:

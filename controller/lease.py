@@ -97,6 +97,7 @@ class ClusterLease:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._renewer: threading.Thread | None = None
+        self._tried = False  # we sent a create: the cluster may show our lease even if we lost track
 
     @property
     def held(self) -> bool:
@@ -124,6 +125,11 @@ class ClusterLease:
             )
         return holder
 
+    def _until(self, now: float) -> float:
+        # Whole seconds, as the comment writes it: the holder must not believe it holds the
+        # lease a fraction of a second longer than what others read.
+        return float(int(now + self.ttl))
+
     def expired(self, holder: Holder, now: float) -> bool:
         return now > holder.until + self.grace
 
@@ -135,7 +141,7 @@ class ClusterLease:
             if self.holder is not None:
                 return
             now = self.clock()
-            mine = Holder(self.instance, socket.gethostname(), os.getpid(), now, now + self.ttl)
+            mine = Holder(self.instance, socket.gethostname(), os.getpid(), now, self._until(now))
             self._take(mine)
             confirmed = self.current()
             if confirmed is None or confirmed.instance != self.instance:
@@ -147,6 +153,7 @@ class ClusterLease:
         log.info("lease.acquired", pool=self.pool, until=_iso(mine.until))
 
     def _take(self, mine: Holder) -> None:
+        self._tried = True
         for _attempt in range(3):  # a lease deleted or taken over between our calls: look again
             try:
                 self.client.post("/pools", poolid=self.pool, comment=mine.comment())
@@ -157,6 +164,14 @@ class ClusterLease:
             current = self.current()
             if current is None:
                 continue
+            if current.instance == self.instance:
+                # Ours from an earlier attempt whose answer we never saw (a timeout, a failed
+                # confirm): renew it rather than refuse ourselves as "another controller".
+                try:
+                    self.client.put("/pools", poolid=self.pool, comment=mine.comment())
+                except ApiError as exc:
+                    raise self._cannot(exc) from None
+                return
             if not self.expired(current, mine.since):
                 raise ControllerBusy(self._busy(current, "holds the cluster lease"))
             log.warning("lease.takeover", pool=self.pool, previous=current.describe())
@@ -208,7 +223,7 @@ class ClusterLease:
         with self._lock:
             if self.holder is None or self._check(self.current()) is not None:
                 return
-            renewed = replace(self.holder, until=self.clock() + self.ttl)
+            renewed = replace(self.holder, until=self._until(self.clock()))
             self.client.put("/pools", poolid=self.pool, comment=renewed.comment())
             self.holder = renewed
 
@@ -227,13 +242,14 @@ class ClusterLease:
             self._renewer.join(timeout=30)
             self._renewer = None
         with self._lock:
-            if self.holder is None:
+            if self.holder is None and not self._tried:
                 return
             self.holder = None
             try:
                 current = self.current()
-                if current is not None and current.instance == self.instance:
-                    self.client.delete("/pools", poolid=self.pool)
+                if current is None or current.instance != self.instance:
+                    return
+                self.client.delete("/pools", poolid=self.pool)
             except (ApiError, ConfigError) as exc:
                 log.warning("lease.release_failed", pool=self.pool, error=str(exc), note="it expires by itself")
                 return

@@ -248,12 +248,13 @@ class Controller:
         limit = 3 * self.config.run.interval
         reference = self.last_success if self.last_success is not None else self._started
         ok = not self.stopping.is_set() and now - reference <= limit
+        holder = self.lease.holder if self.lease is not None else None  # read once: the renewer may drop it
         return ok, {
             "automation": self.config.run.automation,
             "last_cycle": None if self.last is None else {"result": self.last.result, "reason": self.last.reason, "at": self.last.at},
             "last_success": self.last_success,
             "lock_held": self.lock.held and (self.lease is None or self.lease.held),
-            "lease": None if self.lease is None or self.lease.holder is None else self.lease.holder.describe(),
+            "lease": None if holder is None else holder.describe(),
             "lock_busy": self.busy_reason,
         }
 

@@ -167,3 +167,20 @@ def test_a_killed_holder_s_lease_expires_and_another_controller_takes_over(real_
     taken = _cli(configs[1], "run", "--once")
     assert taken.returncode == 0 and taken.stdout.split(":")[0] in ("applied", "planned"), taken.stdout + taken.stderr[-2000:]
     assert '"lease.takeover"' in taken.stderr and _lease_pools(real_time_sim) == []  # taken, then given back on exit
+
+
+def test_a_lease_whose_confirmation_was_lost_is_still_ours(frozen_sim, tmp_path: Path) -> None:
+    """The create went through but the read confirming it failed: the next try must find the
+    lease its own, not refuse itself as "another controller", and a release must delete it."""
+    lease = ClusterLease(PveClient(frozen_sim.connection_settings()), LEASE, 60.0, clock=frozen_sim.clock)
+    fault = frozen_sim.inject_fault({"type": "error", "endpoint": "GET /pools", "status": 596, "message": "Connection timed out"})[0]
+    try:
+        lease.acquire()
+    except Exception as exc:  # noqa: BLE001 - whatever it raises, the pool is left behind
+        assert "596" in str(exc) or "timed out" in str(exc)
+    frozen_sim.clear_faults(fault)
+    assert not lease.held and len(_lease_pools(frozen_sim)) == 1
+    lease.acquire()
+    assert lease.held
+    lease.release()
+    assert _lease_pools(frozen_sim) == []

@@ -349,7 +349,9 @@ def _room_for_repairs(ctx: Context, pending: dict[int, str]) -> Move | None:
             continue
         source = ctx.state.where[vmid]
         ctx.shift(vmid, target)
-        enabled = waiting[:1] or [v for v, t in pending.items() if v != vmid and repair_reason(ctx, v, t)][:1]
+        # Only a move that really helps a repair: one that now fits, or one that became a repair.
+        enabled = ([w for w in waiting if ctx.feasible(w, ctx.state.nodes[pending[w]], mandatory=True)]
+                   or [v for v, t in pending.items() if v != vmid and v not in waiting and repair_reason(ctx, v, t)])
         ctx.shift(vmid, source)
         if enabled:
             del pending[vmid]

@@ -74,7 +74,8 @@ def _refined(
     if refine.sequence(ctx, final, reasons, policy.max_moves) is None or ctx.state.imbalance() >= was:
         return None
     ctx.problems.extend(greedy.problems)
-    ctx.notes.extend(greedy.notes)
+    # Why greedy's balancing stopped describes greedy's end, not this plan's: the next note does.
+    ctx.notes.extend(n for n in greedy.notes if not n.startswith("balancing stopped"))
     ctx.notes.append(f"plan refined by local search: imbalance {was:.3f} -> {ctx.state.imbalance():.3f} "
                      f"with {len(ctx.moves)} moves (greedy: {len(greedy.moves)})")
     return ctx

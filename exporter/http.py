@@ -109,7 +109,7 @@ class ExporterApp:
         started = time.monotonic()
         parts.append(generate_latest(rest_registry(result, self.options.collectors, target.stats)))
         body = b"".join(parts)
-        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4)]
+        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4), ("Vary", "Accept-Encoding")]
         if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):  # Prometheus always asks for it
             body = gzip.compress(body, compresslevel=_GZIP_LEVEL)
             headers.append(("Content-Encoding", "gzip"))

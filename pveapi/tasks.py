@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from proxmoxer.tools import Tasks
 
@@ -27,18 +28,23 @@ class TaskResult:
         )
 
 
-def task_node(upid: str) -> str:
+def _upid_field(upid: str, name: str, template: str) -> Any:
     try:
-        return str(Tasks.decode_upid(upid)["node"])
+        return Tasks.decode_upid(upid)[name]
     except (IndexError, KeyError, AttributeError):
-        raise ApiError(ErrorKind.BAD_ANSWER, "/nodes/{node}/tasks/{upid}/status", f"not a UPID: {upid!r}") from None
+        raise ApiError(ErrorKind.BAD_ANSWER, template, f"not a UPID: {upid!r}") from None
+
+
+def task_node(upid: str) -> str:
+    return str(_upid_field(upid, "node", "/nodes/{node}/tasks/{upid}/status"))
 
 
 def task_starttime(upid: str) -> int:
     """The task's start as a unix time, from its UPID (for `since=` in task lists)."""
+    field = _upid_field(upid, "starttime", "/nodes/{node}/tasks")
     try:
-        return int(Tasks.decode_upid(upid)["starttime"])
-    except (IndexError, KeyError, AttributeError, ValueError):
+        return int(field)
+    except ValueError:
         raise ApiError(ErrorKind.BAD_ANSWER, "/nodes/{node}/tasks", f"not a UPID: {upid!r}") from None
 
 

@@ -154,9 +154,8 @@ def load_averages(cluster: SimCluster, node: NodeState, t: float) -> tuple[str, 
         figures = node_figures(cluster, node, at)
         return 0.0 if figures is None else figures.cores_used + figures.wait * node.spec.cores
 
-    now = runnable(t)  # the first sample of every window
     averages = []
     for window in (60, 300, 900):
-        samples = [now, runnable(t - window / 3), runnable(t - window * 2 / 3)]
+        samples = [runnable(t - window * i / 3) for i in range(3)]  # node figures are memoised
         averages.append(f"{sum(samples) / len(samples):.2f}")
     return averages[0], averages[1], averages[2]

@@ -65,8 +65,11 @@ def cluster_tasks(call: Call) -> Any:
     cluster = call.api.cluster
     see_all = call.caller.can("/", "Sys.Audit")
     answer = []
+    by_node: dict[str, list[Any]] = {}
+    for task in sorted(cluster.tasks.values(), key=lambda t: (t.starttime, t.pid), reverse=True):
+        by_node.setdefault(task.node, []).append(task)
     for name in cluster.nodes:
-        tasks = sorted((t for t in cluster.tasks.values() if t.node == name), key=lambda t: (t.starttime, t.pid), reverse=True)
+        tasks = by_node.get(name, [])
         running = [t for t in tasks if t.status == "running"]
         finished = [t for t in tasks if t.status != "running"][:max(0, TASKLIST_SIZE - len(running))]
         for task in running + finished:

@@ -46,8 +46,8 @@ def _config(call: Call, poolid: str) -> dict[str, Any]:
     cluster = call.api.cluster
     if poolid not in cluster.pools:
         raise PveFailure(500, f"pool '{poolid}' does not exist")
-    members = [guest_entry(cluster, g, call.now) for g in sorted(cluster.guests.values(), key=lambda g: str(g.spec.vmid))
-               if g.spec.pool == poolid]
+    members = [guest_entry(cluster, g, call.now)
+               for g in sorted((g for g in cluster.guests.values() if g.spec.pool == poolid), key=lambda g: str(g.spec.vmid))]
     answer: dict[str, Any] = {"members": members}
     if cluster.pools[poolid] is not None:
         answer["comment"] = cluster.pools[poolid]
@@ -125,10 +125,11 @@ def _delete(call: Call, poolid: str) -> Any:
     cluster = call.api.cluster
     if poolid not in cluster.pools:
         raise PveFailure(500, f"delete pool failed: pool '{poolid}' does not exist")
-    for child in sorted(cluster.pools):
-        if child.startswith(poolid + "/"):
-            raise PveFailure(500, f"delete pool failed: pool '{poolid}' is not empty (contains pool '{child}')")
-    for vmid in sorted(str(g.spec.vmid) for g in cluster.guests.values() if g.spec.pool == poolid):
+    child = min((c for c in cluster.pools if c.startswith(poolid + "/")), default=None)
+    if child is not None:
+        raise PveFailure(500, f"delete pool failed: pool '{poolid}' is not empty (contains pool '{child}')")
+    vmid = min((str(g.spec.vmid) for g in cluster.guests.values() if g.spec.pool == poolid), default=None)
+    if vmid is not None:
         raise PveFailure(500, f"delete pool failed: pool '{poolid}' is not empty (contains VM {vmid})")
     del cluster.pools[poolid]
     cluster.version += 1

@@ -155,14 +155,10 @@ class ClusterState:
                 s2 += new * new - node.load * node.load
         return imbalance_from_sums(s1, s2, len(self.active))
 
-    def move_changes(self, vmid: int, target: NodeState) -> tuple[tuple[NodeState, float], tuple[NodeState, float]]:
-        """The load changes of moving `vmid` from where it is to `target`, for `imbalance_after`."""
-        source = self.nodes[self.where[vmid]]
-        return (source, -self.contribution(vmid, source)), (target, self.contribution(vmid, target))
-
     def imbalance_if_moved(self, vmid: int, target: NodeState) -> float:
         """The imbalance if `vmid` moved from where it is to `target` (nothing is changed)."""
-        return self.imbalance_after(self.move_changes(vmid, target))
+        source = self.nodes[self.where[vmid]]
+        return self.imbalance_after(((source, -self.contribution(vmid, source)), (target, self.contribution(vmid, target))))
 
     def fits(self, vmid: int, target: NodeState, freed_mem: int = 0, freed_vcpus: float = 0.0) -> bool:
         """Hard limits on the target after the guest arrives (optionally after others left it)."""

@@ -22,15 +22,14 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     here; pass the config and HA rules in `rules`."""
     ctx = _start(model, rules, policy)
     before = ctx.state.snapshot()
-    for strategy in STRATEGIES:
-        strategy(ctx)
+    _run(ctx)
     # `improve` searches on the greedy plan's final state; when it finds something better the
     # plan is rebuilt from the observed cluster so every step is committed (and checked) in order.
     greedy, was = ctx, ctx.state.imbalance()
     better = refine.improve(ctx, {g.vmid: g.node for g in model.guests})
     if better:
         refined = (_refined(model, rules, policy, final, greedy, was) for final in better)
-        ctx = next((c for c in refined if c is not None), None) or _run(model, rules, policy)
+        ctx = next((c for c in refined if c is not None), None) or _run(_start(model, rules, policy))
     constraints, state = ctx.rules, ctx.state
     after = state.snapshot()
     return Plan(
@@ -55,8 +54,7 @@ def _start(model: ClusterModel, rules: RuleSet, policy: Policy) -> Context:
     return Context(ClusterState(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
 
 
-def _run(model: ClusterModel, rules: RuleSet, policy: Policy) -> Context:
-    ctx = _start(model, rules, policy)
+def _run(ctx: Context) -> Context:
     for strategy in STRATEGIES:
         strategy(ctx)
     return ctx

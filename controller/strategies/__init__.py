@@ -10,7 +10,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from .balance import balance
-from . import refine
 from .context import Context
 from .evacuate import evacuate
 from .repair import repair_affinity, repair_anti_affinity, repair_node_affinity
@@ -18,12 +17,13 @@ from .soft import repair_soft
 
 Strategy = Callable[[Context], None]
 
-MANDATORY: tuple[Strategy, ...] = (
+STRATEGIES: tuple[Strategy, ...] = (
     evacuate,
     repair_node_affinity,
     repair_anti_affinity,
     repair_affinity,
+    repair_soft,
+    balance,
 )
-STRATEGIES: tuple[Strategy, ...] = (*MANDATORY, repair_soft, balance)
 
-__all__ = ["STRATEGIES", "Context", "Strategy", "refine"]
+__all__ = ["STRATEGIES", "Context", "Strategy"]

@@ -21,6 +21,7 @@ stands.
 
 from __future__ import annotations
 
+import heapq
 from collections import Counter
 
 from ..model import Move, MoveKind
@@ -52,9 +53,7 @@ class _Search:
         self.ctx = ctx
         self.origin = origin
         state, rules = ctx.state, ctx.rules
-        mandatory = sum(m.kind is MoveKind.MANDATORY for m in ctx.moves)
-        balancing = sum(m.kind is MoveKind.BALANCE for m in ctx.moves)
-        self.max_moved = mandatory + balancing + ctx.spare_moves
+        self.max_moved = len(ctx.moves) + ctx.spare_moves
         self.per_node = ctx.policy.max_moves_per_node
         self.counts: Counter[str] = Counter()
         for vmid, home in origin.items():
@@ -128,7 +127,6 @@ class _Search:
             back[v] = home
             found += [(score, ((v, origin[v]), (u, nodes[t].name)))
                       for score, u, t in self._relocations(after, s1, s2, back, room + 1, fresh_only=True) if u != v]
-        found.sort()
         return found
 
     def _relocations(
@@ -185,7 +183,7 @@ class _Search:
             node = state.nodes[name]
             if node.mem > mem and node.mem > node.limits.mem or node.vcpus > vcpus and node.vcpus > node.limits.vcpus:
                 return False
-            if node.load > load and (node.cpu > node.limits.cpu_high or node.mem > node.limits.mem_high):
+            if node.load > load and state.hot(node):
                 return False
             if self.counts[name] > max(self.per_node, count):
                 return False
@@ -209,7 +207,7 @@ class _Search:
         """A balancing move (one its guest could take back) must clear its margin, as in balance."""
         ctx, state = self.ctx, self.ctx.state
         home, where = self.origin[vmid], state.where[vmid]
-        if home == where or not _could_return(ctx, vmid, home):
+        if home == where or not ctx.rules.rules_allow(vmid, home, False):  # could it go back: balancing
             return True
         source, target = state.nodes[home], state.nodes[where]
         gap = (source.load + state.contribution(vmid, source)) - (target.load - state.contribution(vmid, target))
@@ -231,7 +229,7 @@ class _Search:
             # A forbidden change is allowed when it beats the best, or when nothing else is left.
             held: list[Change] = []
             undo = None
-            for score, change in self.changes()[:MAX_CHECKED]:
+            for score, change in heapq.nsmallest(MAX_CHECKED, self.changes()):  # = sorted(...)[:MAX_CHECKED]
                 if score >= record and any(tabu.get(step, -1) >= round_ for step in change):
                     held.append(change)
                 elif (undo := self.apply(change)) is not None:
@@ -260,7 +258,7 @@ class _Search:
 
     def kick(self) -> bool:
         """Leave the best placement through the least bad change not tried from it before."""
-        for _, change in self.changes():
+        for _, change in sorted(self.changes()):
             if change not in self.kicked and self.apply(change) is not None:
                 self.kicked.add(change)
                 return True
@@ -274,11 +272,6 @@ class _Search:
             target = placement.get(vmid, self.origin[vmid])
             if self.ctx.state.where[vmid] != target:
                 self._shift(((vmid, target),))
-
-
-def _could_return(ctx: Context, vmid: int, home: str) -> bool:
-    """Would the guest's old node take it back without breaking a rule (so its move is balancing)?"""
-    return home in ctx.rules.usable and ctx.rules.rules_allow(vmid, home, False)
 
 
 def improve(ctx: Context, origin: dict[int, str]) -> list[dict[int, str]]:

@@ -163,8 +163,6 @@ def _read_yaml(path: Path, what: str, hint: str = "") -> Any:
         raise ConfigError(f"{what} {path}{line}: {problem}") from None
 
 
-
-
 def _prometheus(data: Any, where: str, env: Mapping[str, str]) -> PrometheusSettings | None:
     if data is None:
         return None
@@ -199,8 +197,6 @@ def _prometheus(data: Any, where: str, env: Mapping[str, str]) -> PrometheusSett
         verify_ssl=verify_ssl,
         timeout=parse_duration(data.get("timeout", 10), f"{where}.timeout"),
     )
-
-
 
 
 def _apply(data: Mapping[str, Any], where: str) -> ApplySettings:

@@ -25,12 +25,13 @@ from controller.rules import GuestSelector, IgnoreRule, RuleSet, ha_rules
 from controller.state import LoopState
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
+from pveapi.tasks import MIGRATE_TASK
 
 log = structlog.get_logger("pvebalance.cycle")
 
 PRECONDITION_ROUNDS = 3
 # Task types that move a guest: qemu and container migrations, and HA's own requests for them.
-MIGRATION_TASKS = ("qmigrate", "vzmigrate", "hamigrate", "harelocate")
+MIGRATION_TASKS = (*MIGRATE_TASK.values(), "hamigrate", "harelocate")
 
 
 @dataclass(frozen=True)
@@ -123,10 +124,9 @@ def run_cycle(
     fallback_to_live: bool | None = None,
 ) -> Cycle:
     observation = observe(client, promql, at)
-    rules = cycle_rules(config, observation, hold or {})
-    model, plan, calls, notes = _plan_movable(
-        client, observation.model, rules, config, {**observation.leave_alone, **(hold or {})}
-    )
+    held = {**observation.leave_alone, **(hold or {})}
+    rules = cycle_rules(config, observation, held)  # merging leave_alone again changes nothing
+    model, plan, calls, notes = _plan_movable(client, observation.model, rules, config, held)
     fallback = config.run.fallback_to_live if fallback_to_live is None else fallback_to_live
     why_not = None
     if observation.data_problem is not None and not fallback:

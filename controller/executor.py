@@ -25,13 +25,12 @@ from controller.rules import RuleSet
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory
-from pveapi.tasks import TaskResult, task_starttime, task_status
+from pveapi.tasks import MIGRATE_TASK, TRANSIENT_KINDS, TaskResult, exit_ok, task_starttime, task_status
 
 log = structlog.get_logger("pvebalance.executor")
 
 Result = Literal["succeeded", "failed", "dropped", "not_started"]
 # Poll errors that mean "ask again": the task keeps running on its node whatever our connection does.
-_TRANSIENT = (ErrorKind.UNREACHABLE, ErrorKind.TIMEOUT, ErrorKind.REFUSED)
 
 
 @dataclass(frozen=True)
@@ -152,10 +151,7 @@ class Executor:
                     self._record(report, Outcome(move, "not_started", stop))
                 pending.clear()
             while pending and self._slot_free(pending[0], running):
-                move = pending[0]
-                if any(r.move.source == move.target for r in running):
-                    break  # the target frees memory only when its outgoing migration ends
-                pending.pop(0)
+                move = pending.pop(0)
                 checked = self._recheck(move, live(), running, done, plan, base)
                 if isinstance(checked, str):
                     self._record(report, Outcome(move, "dropped", checked))
@@ -195,6 +191,8 @@ class Executor:
     def _slot_free(self, move: Move, running: list[_Running]) -> bool:
         if len(running) >= self.settings.max_in_flight:
             return False
+        if any(r.move.source == move.target for r in running):
+            return False  # the target frees memory only when its outgoing migration ends
         per_node = self.settings.max_in_flight_per_node
         busy = [n for r in running for n in (r.move.source, r.move.target)]
         return busy.count(move.source) < per_node and busy.count(move.target) < per_node
@@ -274,7 +272,7 @@ class Executor:
             try:
                 status: TaskResult = task_status(self.client, item.upid)
             except ApiError as exc:
-                if exc.kind not in _TRANSIENT:
+                if exc.kind not in TRANSIENT_KINDS:
                     return Outcome(item.move, "failed", f"task status unreadable: {exc}", item.upid, elapsed)
             else:
                 if status.finished and not status.ok:
@@ -295,7 +293,7 @@ class Executor:
         """The UPID of the newest migration task of the guest on its source since shortly before
         the unanswered request, if it exists yet."""
         move = item.move
-        kind = "hamigrate" if item.ha else "qmigrate" if move.type == "qemu" else "vzmigrate"
+        kind = "hamigrate" if item.ha else MIGRATE_TASK[move.type]
         try:
             if item.adopt_since is None:
                 # A UPID's start is stamped by its node's clock: bound the search by that clock,
@@ -322,15 +320,15 @@ class Executor:
             since = task_starttime(item.upid)
             tasks = self.client.get(
                 f"/nodes/{move.source}/tasks", vmid=move.vmid, since=since, source="all",
-                typefilter="qmigrate" if move.type == "qemu" else "vzmigrate",
+                typefilter=MIGRATE_TASK[move.type],
             )
         except ApiError as exc:
-            if exc.kind in _TRANSIENT:
+            if exc.kind in TRANSIENT_KINDS:
                 return None
             return Outcome(move, "failed", f"HA migration not observable: {exc}", item.upid, elapsed)
         for task in tasks if isinstance(tasks, list) else []:
             status = task.get("status") if isinstance(task, Mapping) else None
-            if status is not None and status != "OK" and not str(status).startswith("WARNINGS"):
+            if status is not None and not exit_ok(str(status)):
                 return Outcome(move, "failed", f"HA migration task ended: {status}", str(task.get("upid")), elapsed)
         return None
 

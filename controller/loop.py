@@ -11,6 +11,7 @@ or evacuate a maintenance node do not wait); a guest that moved (or failed to) w
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -261,9 +262,4 @@ class Controller:
 
 def _mandatory_prefix(plan: Plan) -> tuple[Move, ...]:
     """The leading mandatory moves: a prefix of a plan is feasible at every step, like the plan."""
-    prefix: list[Move] = []
-    for move in plan.moves:
-        if move.kind is not MoveKind.MANDATORY:
-            break
-        prefix.append(move)
-    return tuple(prefix)
+    return tuple(itertools.takewhile(lambda move: move.kind is MoveKind.MANDATORY, plan.moves))

@@ -13,6 +13,17 @@ from .client import PveClient
 from .errors import ApiError, ErrorKind
 
 
+# Errors while polling a task that do not end it: the task keeps running on its node.
+TRANSIENT_KINDS = (ErrorKind.UNREACHABLE, ErrorKind.TIMEOUT, ErrorKind.REFUSED)
+# The task type of a migration, by guest type.
+MIGRATE_TASK = {"qemu": "qmigrate", "lxc": "vzmigrate"}
+
+
+def exit_ok(status: str | None) -> bool:
+    """A stopped task's exit status that means success: `OK` or `WARNINGS: N`."""
+    return status is not None and (status == "OK" or status.startswith("WARNINGS"))
+
+
 @dataclass(frozen=True)
 class TaskResult:
     upid: str
@@ -23,9 +34,7 @@ class TaskResult:
 
     @property
     def ok(self) -> bool:
-        return self.finished and self.exitstatus is not None and (
-            self.exitstatus == "OK" or self.exitstatus.startswith("WARNINGS")
-        )
+        return self.finished and exit_ok(self.exitstatus)
 
 
 def _upid_field(upid: str, name: str, template: str) -> Any:
@@ -75,7 +84,7 @@ def wait_for_task(
         try:
             last = task_status(client, upid)
         except ApiError as exc:
-            if exc.kind not in (ErrorKind.UNREACHABLE, ErrorKind.TIMEOUT, ErrorKind.REFUSED):
+            if exc.kind not in TRANSIENT_KINDS:
                 raise
         if last.finished or clock() >= deadline or should_stop():
             return last

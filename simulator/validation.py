@@ -31,16 +31,16 @@ def parse_start(value: Any, where: str) -> float | None:
         return None
     if isinstance(value, datetime):
         return value.timestamp()
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    try:
-        return float(value)
-    except ValueError:
-        pass
-    try:
-        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        raise ConfigError(f"{where}: expected an epoch or an ISO time like 2026-01-05T08:00:00Z, got {value!r}") from None
+    if not isinstance(value, bool):  # float(True) would be 1.0: a YAML `yes` is not a time
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            pass
+        try:
+            return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    raise ConfigError(f"{where}: expected an epoch or an ISO time like 2026-01-05T08:00:00Z, got {value!r}")
 
 
 def required(d: Mapping[str, Any], key: str, where: str) -> Any:

@@ -40,6 +40,8 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         ("no-nodes.yaml", "guests: []\n", "needs at least one node"),
         ("bad-size.yaml", "nodes: [{name: pve1, cores: 8, memory: lots}]\n", "expected a size like 8GiB"),
         ("not-capture.json", '[{"type": "qemu", "vmid": "x", "node": "a"}]', "not a /cluster/resources capture"),
+        ("yes-start.yaml", "start: yes\n" + GOOD_NODE, "start: expected an epoch or an ISO time"),
+        ("list-start.yaml", "start: [1]\n" + GOOD_NODE, "start: expected an epoch or an ISO time"),
     ],
 )
 def test_bad_scenario_is_one_clear_line_and_exit_2(tmp_path: Path, name: str, text: str, message: str) -> None:

@@ -19,6 +19,7 @@ import structlog
 
 from controller.config import ApplySettings
 from controller.model import ClusterModel, Move, Plan, Usage
+from controller.observe import usage_of
 from controller.plancheck import check_plan
 from controller.policy import Policy
 from controller.rules import RuleSet
@@ -352,10 +353,10 @@ def _current_model(base: ClusterModel, inventory: Inventory, running: list[Move]
         replace(g, node=heading[g.vmid].target) if g.vmid in heading and g.node == heading[g.vmid].source else g
         for g in inventory.guests
     )
-    usage = {g.vmid: base.guest_usage.get(g.vmid) or Usage(g.cpu_cores_used, g.mem, "live") for g in guests}
+    usage = {g.vmid: base.guest_usage.get(g.vmid) or usage_of(g, None) for g in guests}
     node_usage = dict(base.node_usage)
     for move in [*done, *running]:
-        moved = usage[move.vmid] if move.vmid in usage else Usage(move.cpu_cores, move.mem_bytes, "live")
+        moved = usage.get(move.vmid) or Usage(move.cpu_cores, move.mem_bytes, "live")
         for name, sign in ((move.source, -1), (move.target, 1)):
             if name in node_usage:
                 old = node_usage[name]

@@ -55,7 +55,7 @@ def observe(client: PveClient, promql: PromQL | None, at: float | None = None) -
     if problem is not None:
         warnings.append(problem)
     fresh = history if problem is None else None
-    guest_usage = {g.vmid: _guest_usage(g, fresh) for g in inventory.guests}
+    guest_usage = {g.vmid: usage_of(g, fresh) for g in inventory.guests}
     by_node = guests_by_node(inventory.guests)
     model = ClusterModel(
         nodes=inventory.nodes,
@@ -87,7 +87,8 @@ def _history(promql: PromQL | None, at: float) -> tuple[History | None, str | No
     return history, None
 
 
-def _guest_usage(guest: Guest, history: History | None) -> Usage:
+def usage_of(guest: Guest, history: History | None) -> Usage:
+    """The guest's figures from `history` when it has them, else the live ones."""
     # A stopped guest uses nothing now, whatever its history says.
     if history is not None and guest.running:
         figures = history.usage(guest.id)

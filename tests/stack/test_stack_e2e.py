@@ -201,12 +201,13 @@ def test_the_controller_plans_from_promql_averages_on_prometheus_and_victoria_me
     for plan in (prom, victoria):
         assert plan["sources"].get("prometheus", 0) >= running - 1, plan["sources"]
         assert plan["moves"] and plan["imbalance"]["after"] < plan["imbalance"]["before"]
-    # Same history, same answer: the nodes' averaged load agrees and the first move is the same.
+    # Same history, same answer: the nodes' averaged load agrees and so does the predicted
+    # balance. Which guest of an anti-affinity group moves, or which of two similar guests goes
+    # first, may differ: the planner's search sees averages a few thousandths apart.
     before = {n["name"]: n["before"]["load"] for n in prom["nodes"]}
     for node in victoria["nodes"]:
         assert node["before"]["load"] == pytest.approx(before[node["name"]], abs=0.03), node["name"]
-    assert (victoria["moves"][0]["vmid"], victoria["moves"][0]["target"]) == (
-        prom["moves"][0]["vmid"], prom["moves"][0]["target"])
+    assert victoria["imbalance"]["after"] == pytest.approx(prom["imbalance"]["after"], abs=0.03)
 
 
 def test_applied_moves_are_visible_in_prometheus(story: Story) -> None:

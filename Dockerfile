@@ -11,6 +11,7 @@ WORKDIR /opt/pvebalance
 COPY pyproject.toml README.md ./
 COPY pveapi ./pveapi
 COPY exporter ./exporter
+COPY planner ./planner
 COPY controller ./controller
 COPY simulator ./simulator
 COPY demoloop ./demoloop

@@ -5,7 +5,7 @@
 Scenarios are generated (seeded) from a 3-node homelab to 64 nodes / 10,000 guests:
 heterogeneous nodes, big guests that barely fit, anti-affinity and affinity groups, pins,
 a maintenance node, an offline node. Every planner's moves are replayed by the same
-independent checker (`controller.plancheck.check_plan`) and scored with the same
+independent checker (`planner.verify.verify_plan`) and scored with the same
 imbalance (Proxmox CRS definition).
 
 - ProxLB 2.3.0's greedy balancer (`proxlb.models.calculations`, installed from
@@ -33,13 +33,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from controller.constraints import Constraints  # noqa: E402
-from controller.model import ClusterModel, Move, MoveKind, Plan, Usage  # noqa: E402
-from controller.placement import ClusterState  # noqa: E402
-from controller.plancheck import check_plan  # noqa: E402
-from controller.planner import plan  # noqa: E402
-from controller.policy import Policy  # noqa: E402
-from controller.rules import RuleSet  # noqa: E402
+from planner.constraints import Constraints  # noqa: E402
+from planner.model import ClusterModel, Move, MoveKind, Plan, Usage  # noqa: E402
+from planner.placement import ClusterState  # noqa: E402
+from planner.verify import verify_plan  # noqa: E402
+from planner.framework import plan  # noqa: E402
+from planner.policy import Policy  # noqa: E402
+from planner.rules import RuleSet  # noqa: E402
 from pveapi.inventory import Guest, Node  # noqa: E402
 
 GIB = 1024**3
@@ -176,7 +176,7 @@ class Result:
 
 def score(sc: Scenario, policy: Policy, moves: Sequence[Move], name: str, seconds: float, note: str = "") -> Result:
     probe = Plan(moves=tuple(moves), nodes_before=(), nodes_after=(), imbalance_before=0, imbalance_after=0)
-    errors = check_plan(sc.model, sc.rules, policy, probe)
+    errors = verify_plan(sc.model, sc.rules, policy, probe)
     constraints = Constraints(sc.model, sc.rules, policy)
     state = ClusterState(sc.model, policy, constraints.maintenance, constraints.reservations)
     for move in moves:
@@ -424,7 +424,7 @@ def _sequence(sc: Scenario, policy: Policy, moves: list[Move]) -> list[Move]:
     while pending:
         for move in pending:
             probe = Plan(tuple(ordered + [move]), (), (), 0, 0)
-            if not check_plan(sc.model, sc.rules, policy, probe):
+            if not verify_plan(sc.model, sc.rules, policy, probe):
                 ordered.append(move)
                 pending.remove(move)
                 break
@@ -480,7 +480,7 @@ def main() -> None:
         "",
         "`.venv/bin/python bench/planner.py` (this file is its output). Imbalance: Proxmox CRS definition",
         "(coefficient of variation of node loads / sqrt(N-1)), node load = 0.5 CPU + 0.5 memory utilisation,",
-        "online nodes only. *violations*: steps the independent checker (`check_plan`) refuses",
+        "online nodes only. *violations*: steps the independent checker (`verify_plan`) refuses",
         "(memory above RAM minus 10% headroom, vCPU overcommit, a hard rule made worse, a guest the API",
         "would refuse to move). *broken after*: hard-rule violations left in the final placement.",
         "Times: best of 3 runs on this machine (2 cores), planning only.",

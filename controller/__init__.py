@@ -1,5 +1,5 @@
-"""pvebalance: plans and applies balance moves.
+"""pvebalance, the controller: the imperative shell around the pure `planner` package.
 
-Data flows one way: Proxmox API (`observe`) and Prometheus (`promql`) -> `model.ClusterModel`
--> `planner.plan` (pure) -> `model.Plan` -> `report` / `executor` -> Proxmox API.
+Data flows one way: Proxmox API (`observe`) and Prometheus (`promql`) -> `planner.model.ClusterModel`
+-> `planner.framework.plan` (pure) -> `planner.model.Plan` -> `report` / `executor` -> Proxmox API.
 """

@@ -13,7 +13,7 @@ from typing import Any
 from controller.config import Config
 from controller.lease import ClusterLease
 from controller.promql import NEEDED_SERIES, PrometheusError, PromQL
-from controller.rules import RuleSet
+from planner.rules import RuleSet
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ConfigError
 from pveapi.inventory import Inventory

@@ -22,12 +22,12 @@ from controller.executor import ApplyReport, Executor
 from controller.lease import cluster_lease
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics
-from controller.model import ClusterModel, Move, Plan
+from planner.model import ClusterModel, Move, Plan
 from controller.observe import observe
-from controller.plancheck import check_plan
+from planner.verify import verify_plan
 from controller.promql import PromQL
-from controller.report import plan_from_dict, plan_to_dict, render_table
-from controller.rules import RuleSet
+from planner.report import plan_from_dict, plan_to_dict, render_table
+from planner.rules import RuleSet
 from controller.server import ControllerServer
 from controller.state import ControllerLock, LoopState
 from pveapi.client import PveClient
@@ -190,7 +190,7 @@ def _saved_plan(
         raise ConfigError(f"--plan {path}: not a usable saved plan: {exc}") from None
     observation = observe(client, promql)
     rules = cycle_rules(config, observation, hold)
-    problems = check_plan(observation.model, rules, config.policy, plan)
+    problems = verify_plan(observation.model, rules, config.policy, plan)
     if problems:
         raise ConfigError(f"--plan {path} no longer fits the cluster: {'; '.join(problems)} - make a fresh plan")
     return plan, observation.model, rules

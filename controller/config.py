@@ -16,10 +16,10 @@ from typing import Any, Literal
 
 import yaml
 
-from controller import values
-from controller.policy import Policy
+from pveapi import values
+from planner.policy import Policy
 from controller.promql import PrometheusSettings, Statistic
-from controller.rules import RuleSet, load_rules
+from planner.rules import RuleSet, load_rules
 from pveapi.errors import ConfigError
 from pveapi.settings import ConnectionSettings, Secret, read_secret
 

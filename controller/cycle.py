@@ -17,11 +17,11 @@ from typing import Any
 import structlog
 
 from controller.config import Config
-from controller.model import ClusterModel, Plan, Skipped
+from planner.model import ClusterModel, Plan, Skipped
 from controller.observe import Observation, movable, observe
-from controller.planner import plan as make_plan
+from planner.framework import plan as make_plan
 from controller.promql import PromQL
-from controller.rules import GuestSelector, IgnoreRule, RuleSet, ha_rules
+from planner.rules import GuestSelector, IgnoreRule, RuleSet, ha_rules
 from controller.state import LoopState
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind

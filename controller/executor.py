@@ -3,7 +3,7 @@
 The plan's order is kept: the next move starts only when the limits allow it (in flight
 cluster-wide and per node) and nothing it depends on is still running. Before each start
 the live placement is read again and the move is dropped if the guest moved, is locked, the
-target is offline, or the planner's own validator (`check_plan`) says the move would now
+target is offline, or the planner's own validator (`verify_plan`) says the move would now
 overcommit a node or break a rule. Migrations are polled to their end; a failure is recorded
 and never retried in the same run, and N failures in a row stop the run.
 """
@@ -18,11 +18,11 @@ from typing import Any, Literal
 import structlog
 
 from controller.config import ApplySettings
-from controller.model import ClusterModel, Move, Plan, Usage
+from planner.model import ClusterModel, Move, Plan, Usage
 from controller.observe import usage_of
-from controller.plancheck import check_plan
-from controller.policy import Policy
-from controller.rules import RuleSet
+from planner.verify import verify_plan
+from planner.policy import Policy
+from planner.rules import RuleSet
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory
@@ -219,7 +219,7 @@ class Executor:
             return f"source {move.source} is offline"
         model = _current_model(base, inventory, [r.move for r in running], done)
         step = replace(plan, moves=(move,))
-        problems = check_plan(model, self.rules, self.policy, step)
+        problems = verify_plan(model, self.rules, self.policy, step)
         return "no longer valid: " + "; ".join(problems) if problems else guest
 
     # --- acting ---------------------------------------------------------------------------

@@ -25,10 +25,10 @@ from controller.cycle import Cycle, cooldown_holds, run_cycle
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.lease import cluster_lease
 from controller.metrics import ControllerMetrics
-from controller.model import Move, MoveKind, Plan
+from planner.model import Move, MoveKind, Plan
 from controller.promql import PromQL
-from controller.report import plan_to_dict
-from controller.rules import RuleSet
+from planner.report import plan_to_dict
+from planner.rules import RuleSet
 from controller.server import Endpoints
 from controller.state import ControllerBusy, ControllerLock, LoopState
 from pveapi.client import PveClient

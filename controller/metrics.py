@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
-from controller.model import MoveKind, Plan
+from planner.model import MoveKind, Plan
 
 CYCLE_RESULTS = ("planned", "applied", "skipped", "failed")
 MIGRATION_RESULTS = ("started", "succeeded", "failed", "dropped")

@@ -15,7 +15,7 @@ from typing import Any
 
 import structlog
 
-from controller.model import ClusterModel, Usage
+from planner.model import ClusterModel, Usage
 from controller.promql import History, PrometheusError, PromQL
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind

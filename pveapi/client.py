@@ -11,7 +11,8 @@ from typing import Any
 from proxmoxer import ProxmoxAPI
 from requests.adapters import HTTPAdapter
 
-from .errors import ApiError, translate
+from .errors import ApiError
+from .translate import translate
 from .inventory import Inventory, parse_resources
 from .settings import ConnectionSettings
 

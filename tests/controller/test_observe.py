@@ -11,7 +11,7 @@ import yaml
 
 from controller.config import load_config
 from controller.cycle import run_cycle
-from controller.model import MoveKind
+from planner.model import MoveKind
 from controller.observe import crs_auto_rebalance, observe
 from pveapi.client import PveClient
 from simulator import scenario as scenarios

@@ -14,7 +14,7 @@ from structlog.testing import capture_logs
 from controller.config import Config
 from controller.cycle import run_cycle
 from controller.loop import Controller
-from controller.model import MoveKind
+from planner.model import MoveKind
 from controller.promql import PromQL
 from controller.server import ControllerServer
 from pveapi.client import PveClient

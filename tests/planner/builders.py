@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from controller.model import ClusterModel, Plan, Usage
-from controller.plancheck import check_plan
-from controller.planner import plan
-from controller.policy import Policy
-from controller.rules import RuleSet
+from planner.model import ClusterModel, Plan, Usage
+from planner.verify import verify_plan
+from planner.framework import plan
+from planner.policy import Policy
+from planner.rules import RuleSet
 from pveapi.inventory import Guest, Node
 
 GIB = 1024**3
@@ -78,7 +78,7 @@ def checked_plan(model: ClusterModel, rules: RuleSet | None = None, policy: Poli
     rules = rules or RuleSet()
     policy = policy or Policy()
     result = plan(model, rules, policy)
-    assert check_plan(model, rules, policy, result) == []
+    assert verify_plan(model, rules, policy, result) == []
     return result
 
 

@@ -2,10 +2,10 @@
 
 import dataclasses
 
-from controller.model import Move, MoveKind, Plan
-from controller.plancheck import check_plan
-from controller.policy import Policy
-from controller.rules import RuleSet, load_rules
+from planner.model import Move, MoveKind, Plan
+from planner.verify import verify_plan
+from planner.policy import Policy
+from planner.rules import RuleSet, load_rules
 from tests.planner.builders import GIB, cluster, guest, node
 
 NODES = [node("pve1", mem_gib=32), node("pve2", mem_gib=32), node("pve3", mem_gib=32, online=False)]
@@ -28,7 +28,7 @@ def step(vmid, source, target, type="qemu"):
 
 def check(*moves, rules=RuleSet(), policy=Policy()):
     empty = Plan(moves=tuple(moves), nodes_before=(), nodes_after=(), imbalance_before=0, imbalance_after=0)
-    return check_plan(MODEL, rules, policy, empty)
+    return verify_plan(MODEL, rules, policy, empty)
 
 
 def test_a_safe_sequence_passes():
@@ -72,7 +72,7 @@ def test_an_affinity_group_may_only_come_apart_while_it_moves():
     together = cluster(NODES, [guest(200, "pve1", 1, 1, tags=["plb_affinity_x"]), guest(201, "pve1", 1, 1, tags=["plb_affinity_x"]),
                                guest(202, "pve2", 1, 1)])
     def run(*moves):
-        return check_plan(together, RuleSet(), Policy(), Plan(tuple(moves), (), (), 0, 0))
+        return verify_plan(together, RuleSet(), Policy(), Plan(tuple(moves), (), (), 0, 0))
     assert run(step(200, "pve1", "pve2"), step(201, "pve1", "pve2"), step(202, "pve2", "pve1")) == []
     assert run(step(200, "pve1", "pve2"), step(202, "pve2", "pve1")) == [
         "step 2 (202 pve2 -> pve1): moves another guest while affinity group 'x' (tag plb_affinity_x) is still split"

@@ -3,10 +3,10 @@
 import dataclasses
 import random
 
-from controller.model import MoveKind
-from controller.planner import plan
-from controller.policy import Policy
-from controller.rules import RuleSet
+from planner.model import MoveKind
+from planner.framework import plan
+from planner.policy import Policy
+from planner.rules import RuleSet
 from tests.planner.builders import checked_plan, cluster, guest, node, placement_after
 
 THREE = [node("pve1"), node("pve2"), node("pve3")]

@@ -2,9 +2,9 @@
 
 import pytest
 
-from controller.model import MoveKind
-from controller.policy import Policy
-from controller.rules import RuleSet, ha_rules, load_rules
+from planner.model import MoveKind
+from planner.policy import Policy
+from planner.rules import RuleSet, ha_rules, load_rules
 from tests.planner.builders import checked_plan, cluster, guest, node, placement_after
 
 THREE = [node("pve1"), node("pve2"), node("pve3")]

@@ -1,6 +1,6 @@
 import pytest
 
-from controller.policy import GIB, Headroom, Policy
+from planner.policy import GIB, Headroom, Policy
 from pveapi.errors import ConfigError
 
 

@@ -6,11 +6,11 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from controller.model import MoveKind
-from controller.plancheck import check_plan
-from controller.planner import plan
-from controller.policy import Policy
-from controller.rules import RuleSet, ha_rules, load_rules
+from planner.model import MoveKind
+from planner.verify import verify_plan
+from planner.framework import plan
+from planner.policy import Policy
+from planner.rules import RuleSet, ha_rules, load_rules
 from tests.planner.builders import cluster, guest, node
 
 TAGS = ["exclude_a", "plb_anti_affinity_b", "plb_affinity_c", "plb_pin_n0", "plb_pin_n1", "ignore", "prod"]
@@ -92,7 +92,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 def test_every_step_of_every_plan_is_within_limits_and_rules(data, model, policy):
     rules = data.draw(rule_blocks(model))
     result = plan(model, rules, policy)
-    assert check_plan(model, rules, policy, result) == []
+    assert verify_plan(model, rules, policy, result) == []
     online = {n.name for n in result.nodes_after if n.state == "online"}
     skipped = {s.vmid for s in result.skipped}
     assert all(m.target in online and m.vmid not in skipped for m in result.moves)

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from controller.model import MoveKind
-from controller.policy import Policy
-from controller.report import SCHEMA_VERSION, plan_from_dict, plan_to_dict, render_table
+from planner.model import MoveKind
+from planner.policy import Policy
+from planner.report import SCHEMA_VERSION, plan_from_dict, plan_to_dict, render_table
 from pveapi.errors import ConfigError
 from tests.planner.builders import checked_plan, cluster, guest, node
 

@@ -2,8 +2,8 @@
 
 import pytest
 
-from controller.policy import GIB
-from controller.rules import (
+from planner.policy import GIB
+from planner.rules import (
     AffinityRule,
     AntiAffinityRule,
     GuestSelector,

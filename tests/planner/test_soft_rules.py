@@ -4,9 +4,9 @@ not when the imbalance would get worse by more than `soft_rule_tolerance`."""
 
 import pytest
 
-from controller.model import MoveKind
-from controller.policy import Policy
-from controller.rules import ha_rules, load_rules
+from planner.model import MoveKind
+from planner.policy import Policy
+from planner.rules import ha_rules, load_rules
 from tests.planner.builders import checked_plan, cluster, guest, node, placement_after
 
 THREE = [node("pve1"), node("pve2"), node("pve3")]

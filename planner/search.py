@@ -24,12 +24,12 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 
-from ..model import Move, MoveKind
-from ..placement import NodeState
-from .balance import describe
+from .model import Move, MoveKind
+from .placement import NodeState
+from .strategies.balance import describe
 from .context import Context
-from .repair import repair_reason
-from .soft import soft_reason
+from .strategies.repair import repair_reason
+from .strategies.soft import soft_reason
 
 MAX_PAIRS = 5_000  # guests x online nodes above which refinement is skipped (greedy is kept)
 MAX_SWAP_GUESTS = 120  # candidates above which trading places is not tried (pairs grow as the square)

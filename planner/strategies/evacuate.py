@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from ..constraints import Group
 from ..model import MoveKind
-from .context import Context
+from ..context import Context
 from .repair import evacuate_reason
 
 

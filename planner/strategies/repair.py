@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from ..constraints import Group
 from ..model import MoveKind
-from .context import Context
+from ..context import Context
 
 
 def evacuate_reason(node: str) -> str:

@@ -6,10 +6,10 @@ per-node resident lists together, so later strategies see the cluster as it will
 
 from __future__ import annotations
 
-from ..constraints import Constraints
-from ..model import Move, MoveKind
-from ..placement import ClusterState, NodeState
-from ..policy import GIB, Policy
+from .constraints import Constraints
+from .model import Move, MoveKind
+from .placement import ClusterState, NodeState
+from .policy import GIB, Policy
 
 # A stopped guest migrates by moving its config (and nothing else on shared storage).
 OFFLINE_MIGRATION_SECONDS = 5.0

@@ -11,7 +11,7 @@ from typing import Any
 
 from pveapi.errors import ConfigError
 
-from . import values
+from pveapi import values
 
 GIB = 1024**3
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from ..model import MoveKind
 from ..placement import NodeState
-from .context import Context
+from ..context import Context
 
 SOURCES = 3  # most loaded nodes whose guests are candidates each round
 TARGETS = 12  # least loaded nodes tried as destinations each round

@@ -17,7 +17,7 @@ from .policy import GIB, Policy
 from .rules import RuleSet
 
 
-def check_plan(model: ClusterModel, rules: RuleSet, policy: Policy, plan: Plan) -> list[str]:
+def verify_plan(model: ClusterModel, rules: RuleSet, policy: Policy, plan: Plan) -> list[str]:
     """One line per problem, `step N: ...`; an empty list means every step is safe."""
     return check_moves(model, rules, policy, plan.moves)
 

@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from ..constraints import Group
 from ..model import MoveKind
 from ..placement import NodeState
-from .context import Context
+from ..context import Context
 from .repair import apart_reason, joins, sharing, together_reason
 
 

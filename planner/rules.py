@@ -17,7 +17,7 @@ from pveapi.errors import ConfigError
 from pveapi.inventory import HA_SID_PREFIX, Guest
 from pveapi.tags import tags_with_prefix
 
-from . import values
+from pveapi import values
 
 IGNORE_TAG = "ignore"  # ProxBalance
 IGNORE_PREFIX = "plb_ignore"  # ProxLB: any tag starting with it (plb_ignore, plb_ignore_backup, ...)

@@ -14,7 +14,9 @@ from .model import ClusterModel, MoveKind, Plan, Skipped
 from .placement import ClusterState, imbalance
 from .policy import Policy
 from .rules import RuleSet
-from .strategies import STRATEGIES, Context, refine
+from . import search
+from .context import Context
+from .strategies import STRATEGIES
 
 
 def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
@@ -26,7 +28,7 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     # `improve` searches on the greedy plan's final state; when it finds something better the
     # plan is rebuilt from the observed cluster so every step is committed (and checked) in order.
     greedy, was = ctx, ctx.state.imbalance()
-    better = refine.improve(ctx, {g.vmid: g.node for g in model.guests})
+    better = search.improve(ctx, {g.vmid: g.node for g in model.guests})
     if better:
         refined = (_refined(model, rules, policy, final, greedy, was) for final in better)
         ctx = next((c for c in refined if c is not None), None) or _run(_start(model, rules, policy))
@@ -69,7 +71,7 @@ def _refined(
     reasons = {m.vmid: m.reason for m in greedy.moves
                if m.kind is MoveKind.MANDATORY and not m.reason.startswith("makes room")}
     ctx = _start(model, rules, policy)
-    if refine.sequence(ctx, final, reasons, policy.max_moves) is None or ctx.state.imbalance() >= was:
+    if search.sequence(ctx, final, reasons, policy.max_moves) is None or ctx.state.imbalance() >= was:
         return None
     ctx.problems.extend(greedy.problems)
     # Why greedy's balancing stopped describes greedy's end, not this plan's: the next note does.

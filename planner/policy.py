@@ -56,9 +56,22 @@ class Policy:
     # Soft rules (node affinity `should`, groups with `strict: false`) are repaired by
     # non-mandatory moves while the imbalance stays within this much of what it was before.
     soft_rule_tolerance: float = 0.01
-    # Budgets for balancing and soft-rule moves (mandatory moves are never cut short by them).
+    # Budgets for balancing and soft-rule moves (mandatory moves are never cut short by them),
+    # asked by one gate (planner.budget) for every move. Cost first: bytes the migrations copy
+    # (memory of a running guest plus local disks) and their estimated time, per plan and per
+    # node (in and out). `max_moves` is a plain cap on the count; `max_moves_per_node` caps the
+    # count per node for plain balancing only: relief of a node above a high-water mark is
+    # limited by cost alone.
     max_moves: int = 20
     max_moves_per_node: int = 4
+    max_copy: int = 512 * GIB
+    max_copy_per_node: int = 128 * GIB
+    max_migration_seconds: float = 7200.0
+    max_migration_seconds_per_node: float = 1800.0
+    # Migrations landing on one node at once, in the executor's order.
+    max_inflow: int = 1
+    # How hard the local search works after greedy: off, quick (the default), thorough.
+    search: str = "quick"
     # Estimated migration time = memory / bandwidth (+ restart time for a running container).
     migration_bandwidth: int = 125_000_000  # bytes/s (1 Gbit/s)
     container_restart_seconds: float = 10.0
@@ -90,6 +103,14 @@ class Policy:
                 kwargs[key] = values.number(raw, at, 0.0)
             elif key in ("max_moves", "max_moves_per_node"):
                 kwargs[key] = values.count(raw, at)
+            elif key == "max_inflow":
+                kwargs[key] = values.count(raw, at, 1)
+            elif key in ("max_copy", "max_copy_per_node"):
+                kwargs[key] = values.size_bytes(raw, at)
+            elif key == "search":
+                if raw not in SEARCH_EFFORTS:
+                    raise ConfigError(f"{at}: expected one of {', '.join(SEARCH_EFFORTS)}, got {raw!r}")
+                kwargs[key] = raw
             elif key == "target_imbalance":
                 kwargs[key] = None if raw is None else values.number(raw, at, 0.0, 1.0)
             elif key == "migration_bandwidth":
@@ -118,7 +139,9 @@ _FRACTIONS = frozenset(
     {"cpu_weight", "memory_weight", "trigger", "min_gain", "cost_per_gib", "container_restart_cost",
      "cpu_high_water", "memory_high_water", "soft_rule_tolerance"}
 )
-_POSITIVE = frozenset({"cpu_overcommit", "container_restart_seconds"})
+_POSITIVE = frozenset({"cpu_overcommit", "container_restart_seconds", "max_migration_seconds",
+                       "max_migration_seconds_per_node"})
+SEARCH_EFFORTS = ("off", "quick", "thorough")
 
 
 def _headroom(raw: Any, where: str, base: Headroom) -> Headroom:

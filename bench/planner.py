@@ -38,7 +38,7 @@ from planner.model import ClusterModel, Move, MoveKind, Plan, Usage  # noqa: E40
 from planner.placement import ClusterState  # noqa: E402
 from planner.verify import verify_plan  # noqa: E402
 from planner.framework import plan  # noqa: E402
-from planner.policy import Policy  # noqa: E402
+from planner.policy import SEARCH_EFFORTS, Policy  # noqa: E402
 from planner.rules import RuleSet  # noqa: E402
 from pveapi.inventory import Guest, Node  # noqa: E402
 
@@ -486,7 +486,8 @@ def main() -> None:
         "Times: best of 3 runs on this machine (2 cores), planning only.",
         "",
     ]
-    bench_policy = Policy(trigger=0.0, max_moves=10_000, max_moves_per_node=10_000)
+    bench_policy = Policy(trigger=0.0, max_moves=10_000, max_moves_per_node=10_000, max_copy=1 << 60,
+                          max_copy_per_node=1 << 60, max_migration_seconds=1e12, max_migration_seconds_per_node=1e12)
     summary = []
     reach: list[tuple] = []  # scenario, method, ProxLB moves, ours; then the same from the common start
     for sc in scenarios():
@@ -494,9 +495,11 @@ def main() -> None:
         state = ClusterState(sc.model, Policy(), before.maintenance, before.reservations)
         start = state.imbalance()
         repeat = 3
-        results = [ours(sc, Policy(), "pvebalance (defaults)", repeat),
+        results = [ours(sc, Policy(), f"pvebalance (defaults, search {Policy().search})", repeat),
                    ours(sc, bench_policy, "pvebalance (no trigger, no budget)", repeat)]
         full = results[1]
+        results += [ours(sc, Policy(search=effort), f"pvebalance (defaults, search {effort})", repeat)
+                    for effort in SEARCH_EFFORTS if effort != Policy().search]
         for method in ("memory", "cpu"):
             moves, seconds = proxlb_plan(sc, Policy(), method)
             results.append(score(sc, Policy(), moves, f"ProxLB 2.3 (method {method})", seconds))
@@ -507,17 +510,22 @@ def main() -> None:
             # the ILP gets as many as ours used.
             pure = dataclasses.replace(bench_policy, min_gain=0.0, cost_per_gib=0.0, container_restart_cost=0.0)
             mandatory = results[0].mandatory
+            optima: dict[int, tuple[list[Move], float, str]] = {}
             for budget in sorted({results[0].moves, full.moves, mandatory + 3}):
-                equal = ours(sc, dataclasses.replace(pure, max_moves=max(0, budget - mandatory)), "", repeat)
-                equal.planner = f"pvebalance, pure objective, {equal.moves} moves"
-                moves, seconds, status = optimum(sc, Policy(), equal.moves)
-                opt = score(sc, Policy(), moves, f"ILP optimum, budget {equal.moves}", seconds, status)
-                if sc.name.startswith("homelab"):
-                    opt.note += f"; exhaustive search: {exhaustive(sc, Policy(), equal.moves):.4f}"
-                missed = _missed(start, equal.imbalance, opt.imbalance)
-                equal.note = f"{equal.imbalance - opt.imbalance:+.4f} vs optimum; {missed} of the possible gain missed"
-                results += [equal, opt]
-                summary.append((sc.name, equal.moves, start, equal.imbalance, opt.imbalance))
+                for effort in SEARCH_EFFORTS:
+                    equal = ours(sc, dataclasses.replace(pure, max_moves=max(0, budget - mandatory), search=effort),
+                                 "", repeat)
+                    equal.planner = f"pvebalance, pure objective, search {effort}, {equal.moves} moves"
+                    if equal.moves not in optima:  # one ILP per move count, shared by the effort levels
+                        optima[equal.moves] = optimum(sc, Policy(), equal.moves)
+                    moves, seconds, status = optima[equal.moves]
+                    opt = score(sc, Policy(), moves, f"ILP optimum, budget {equal.moves}", seconds, status)
+                    if sc.name.startswith("homelab"):
+                        opt.note += f"; exhaustive search: {exhaustive(sc, Policy(), equal.moves):.4f}"
+                    missed = _missed(start, equal.imbalance, opt.imbalance)
+                    equal.note = f"{equal.imbalance - opt.imbalance:+.4f} vs optimum; {missed} of the possible gain missed"
+                    results += [equal, opt]
+                    summary.append((f"{sc.name} (search {effort})", equal.moves, start, equal.imbalance, opt.imbalance))
         lines += [f"## {sc.name}", "",
                   f"{sum(1 for n in sc.model.nodes if n.online)} online of {len(sc.model.nodes)} nodes, "
                   f"{len(sc.model.guests)} guests; imbalance before {start:.3f}.", "",

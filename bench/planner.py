@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from planner.constraints import Constraints  # noqa: E402
 from planner.model import ClusterModel, Move, MoveKind, Plan, Usage  # noqa: E402
-from planner.placement import ClusterState  # noqa: E402
+from planner.placement import Placement  # noqa: E402
 from planner.verify import verify_plan  # noqa: E402
 from planner.framework import plan  # noqa: E402
 from planner.policy import SEARCH_EFFORTS, Policy  # noqa: E402
@@ -178,7 +178,7 @@ def score(sc: Scenario, policy: Policy, moves: Sequence[Move], name: str, second
     probe = Plan(moves=tuple(moves), nodes_before=(), nodes_after=(), imbalance_before=0, imbalance_after=0)
     errors = verify_plan(sc.model, sc.rules, policy, probe)
     constraints = Constraints(sc.model, sc.rules, policy)
-    state = ClusterState(sc.model, policy, constraints.maintenance, constraints.reservations)
+    state = Placement(sc.model, policy, constraints.maintenance, constraints.reservations)
     for move in moves:
         state.move(move.vmid, move.target)
         constraints.moved(move.vmid, move.target)
@@ -325,7 +325,7 @@ def optimum(sc: Scenario, policy: Policy, budget: int) -> tuple[list[Move], floa
     solution's mean until it settles (heterogeneous nodes move the mean a little).
     """
     constraints = Constraints(sc.model, sc.rules, policy)
-    state = ClusterState(sc.model, policy, constraints.maintenance, constraints.reservations)
+    state = Placement(sc.model, policy, constraints.maintenance, constraints.reservations)
     mu = state.s1 / len(state.active)
     best: tuple[float, list[Move]] = (float("inf"), [])
     seconds, status = 0.0, "not run"
@@ -334,7 +334,7 @@ def optimum(sc: Scenario, policy: Policy, budget: int) -> tuple[list[Move], floa
         seconds += spent
         if status != "optimal":
             break
-        final = ClusterState(sc.model, policy, constraints.maintenance, constraints.reservations)
+        final = Placement(sc.model, policy, constraints.maintenance, constraints.reservations)
         for move in moves:
             final.move(move.vmid, move.target)
         if final.imbalance() < best[0]:
@@ -351,7 +351,7 @@ def _solve(sc: Scenario, policy: Policy, budget: int, mu: float) -> tuple[list[M
 
     model = sc.model
     constraints = Constraints(model, sc.rules, policy)
-    state = ClusterState(model, policy, constraints.maintenance, constraints.reservations)
+    state = Placement(model, policy, constraints.maintenance, constraints.reservations)
     usable = list(state.active)
     home = dict(state.where)
     movable = [v for v in sorted(home) if v not in constraints.skip_reason and state.demand[v].vcpus > 0]
@@ -436,7 +436,7 @@ def _sequence(sc: Scenario, policy: Policy, moves: list[Move]) -> list[Move]:
 def exhaustive(sc: Scenario, policy: Policy, budget: int) -> float:
     """The exact best CRS imbalance reachable with at most `budget` moves (tiny scenarios only)."""
     constraints = Constraints(sc.model, sc.rules, policy)
-    state = ClusterState(sc.model, policy, constraints.maintenance, constraints.reservations)
+    state = Placement(sc.model, policy, constraints.maintenance, constraints.reservations)
     movable = [v for v in sorted(state.where) if v not in constraints.skip_reason and state.demand[v].vcpus > 0]
     names = [n.name for n in state.active]
     best = state.imbalance()
@@ -453,7 +453,7 @@ def exhaustive(sc: Scenario, policy: Policy, budget: int) -> float:
 
 
 def _final_ok(sc: Scenario, policy: Policy, constraints: Constraints, moves: list[Move]) -> float | None:
-    state = ClusterState(sc.model, policy, constraints.maintenance, constraints.reservations)
+    state = Placement(sc.model, policy, constraints.maintenance, constraints.reservations)
     for m in moves:
         state.move(m.vmid, m.target)
     if any(n.mem > n.limits.mem or n.vcpus > n.limits.vcpus for n in state.active):
@@ -492,7 +492,7 @@ def main() -> None:
     reach: list[tuple] = []  # scenario, method, ProxLB moves, ours; then the same from the common start
     for sc in scenarios():
         before = Constraints(sc.model, sc.rules, Policy())
-        state = ClusterState(sc.model, Policy(), before.maintenance, before.reservations)
+        state = Placement(sc.model, Policy(), before.maintenance, before.reservations)
         start = state.imbalance()
         repeat = 3
         results = [ours(sc, Policy(), f"pvebalance (defaults, search {Policy().search})", repeat),
@@ -543,7 +543,7 @@ def main() -> None:
         mandatory = [m for m in plan(sc.model, sc.rules, bench_policy).moves if m.kind is MoveKind.MANDATORY]
         if mandatory:
             common = repaired(sc, mandatory)
-            common_start = ClusterState(common.model, Policy(), before.maintenance, before.reservations).imbalance()
+            common_start = Placement(common.model, Policy(), before.maintenance, before.reservations).imbalance()
             lines += ["", f"From a common, rule-satisfying start (this snapshot after pvebalance's {len(mandatory)} "
                           f"mandatory moves, imbalance {common_start:.3f}):", ""]
             for method in ("memory", "cpu"):
@@ -594,7 +594,7 @@ def _moves_to_reach(sc: Scenario, policy: Policy, goal: float) -> tuple[str, str
     mandatory rule repairs, which ProxLB does not make: it leaves those rules broken)."""
     result = plan(sc.model, sc.rules, policy)
     constraints = Constraints(sc.model, sc.rules, policy)
-    state = ClusterState(sc.model, policy, constraints.maintenance, constraints.reservations)
+    state = Placement(sc.model, policy, constraints.maintenance, constraints.reservations)
     if state.imbalance() <= goal + 1e-9:
         return "0", "0"
     for count, move in enumerate(result.moves, 1):

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from pveapi import values
+from planner.model import DEFAULT_WINDOW
 from planner.policy import Policy
 from controller.promql import PrometheusSettings, Statistic
 from planner.rules import RuleSet, load_rules
@@ -172,7 +173,7 @@ def _prometheus(data: Any, where: str, env: Mapping[str, str]) -> PrometheusSett
     url = data.get("url")
     if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
         raise ConfigError(f"{where}.url: expected http(s)://host:port of a Prometheus-compatible query API, got {url!r}")
-    window = str(data.get("window", "1h"))
+    window = str(data.get("window", DEFAULT_WINDOW))
     if window not in WINDOWS:
         raise ConfigError(f"{where}.window: must be one of {', '.join(WINDOWS)}, got {window!r}")
     headers = data.get("headers") or {}

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 import structlog
 
+from planner.model import DEFAULT_WINDOW
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import Secret
 
@@ -61,7 +62,7 @@ class Statistic:
 @dataclass(frozen=True)
 class PrometheusSettings:
     url: str
-    window: str = "1h"
+    window: str = DEFAULT_WINDOW
     statistic: Statistic = Statistic()
     max_data_age: float = 300.0  # seconds: newer data than this or the cycle does not act on it
     bearer_token: Secret | None = field(default=None, repr=False)

@@ -9,7 +9,7 @@ only place a move is admitted; strategies and the search ask the same `refusal` 
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 
 from .policy import Policy
@@ -32,7 +32,7 @@ class Budget:
         self.seconds = 0.0
         self.node_moves: Counter[str] = Counter()
         self.node_bytes: Counter[str] = Counter()
-        self.node_seconds: Counter[str] = Counter()
+        self.node_seconds: dict[str, float] = defaultdict(float)
 
     def refusal(self, charge: Charge, source: str, target: str) -> str | None:
         """The limit this move would cross, as the policy key (and the node, for a per-node one); None: it fits."""

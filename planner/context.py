@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from .budget import Budget, Charge
 from .constraints import Constraints
 from .model import Cause, Move, MoveKind, Why
-from .placement import ClusterState, NodeState
+from .placement import NodeState, Placement
 from .policy import GIB, Policy
 from .report import reason
 
@@ -21,7 +21,7 @@ OFFLINE_MIGRATION_SECONDS = 5.0
 
 
 class Context:
-    def __init__(self, state: ClusterState, constraints: Constraints, policy: Policy) -> None:
+    def __init__(self, state: Placement, constraints: Constraints, policy: Policy) -> None:
         self.state = state
         self.constraints = constraints
         self.policy = policy

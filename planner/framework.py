@@ -13,13 +13,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterator
 
+from . import search
 from .constraints import Constraints
+from .context import Context
 from .model import Cause, ClusterModel, Move, MoveKind, Plan, Skipped, Why
-from .placement import ClusterState, imbalance
+from .placement import Placement, imbalance
 from .policy import Policy
 from .rules import RuleSet
-from . import search
-from .context import Context
 from .strategies import STRATEGIES
 from .strategies.balance import stopped_note
 
@@ -62,7 +62,7 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
 
 def _start(model: ClusterModel, rules: RuleSet, policy: Policy) -> Context:
     constraints = Constraints(model, rules, policy)
-    return Context(ClusterState(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
+    return Context(Placement(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
 
 
 def _run(ctx: Context) -> Context:

@@ -1,6 +1,6 @@
 """Where every guest is and what each node carries, updated move by move in O(1).
 
-The planner works on one `ClusterState`; the imbalance is kept as running sums so a candidate
+The planner works on one `Placement`; the imbalance is kept as running sums so a candidate
 move is scored without touching the other nodes.
 """
 
@@ -96,7 +96,7 @@ class NodeState:
         return NodeLoad(self.name, self.cpu, self.maxcpu, self.mem, self.maxmem, self.load, self.state, self.vcpus)
 
 
-class ClusterState:
+class Placement:
     """Node totals and the running sums behind the imbalance. Only `online` nodes count."""
 
     def __init__(

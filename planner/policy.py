@@ -9,9 +9,8 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
-from pveapi.errors import ConfigError
-
 from pveapi import values
+from pveapi.errors import ConfigError
 
 GIB = 1024**3
 

@@ -151,7 +151,7 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
         "nodes": [
             {"name": b.name, "state": b.state, "maxcpu": b.maxcpu, "maxmem": b.maxmem,
              "before": _load(b), "after": _load(a)}
-            for b, a in zip(plan.nodes_before, plan.nodes_after)
+            for b, a in zip(plan.nodes_before, plan.nodes_after, strict=True)
         ],
         "skipped": [{"vmid": s.vmid, "name": s.name, "reason": s.reason} for s in plan.skipped],
         "problems": list(plan.problems),
@@ -175,7 +175,8 @@ def plan_from_dict(data: Any) -> Plan:
         )
     imbalance = _obj(root.get("imbalance"), "plan.imbalance")
     nodes = _list(root, "nodes", "plan")
-    before, after = [], []
+    before: list[NodeLoad] = []
+    after: list[NodeLoad] = []
     for i, raw in enumerate(nodes):
         at = f"plan.nodes[{i}]"
         node = _obj(raw, at)
@@ -200,9 +201,9 @@ def plan_from_dict(data: Any) -> Plan:
         if gtype not in ("qemu", "lxc"):
             raise ConfigError(f"{at}.type: expected qemu or lxc, got {gtype!r}")
         source, target = _str(move, "source", at), _str(move, "target", at)
-        for key, node in (("source", source), ("target", target)):
-            if node not in node_names:
-                raise ConfigError(f"{at}.{key}: node {node!r} is not among the plan's nodes")
+        for key, name in (("source", source), ("target", target)):
+            if name not in node_names:
+                raise ConfigError(f"{at}.{key}: node {name!r} is not among the plan's nodes")
         if source == target:
             raise ConfigError(f"{at}: source and target are both {source!r}")
         moves.append(

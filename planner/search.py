@@ -121,7 +121,7 @@ class _Search:
         loads = [n.load for n in nodes]
         at = {v: self.index[state.where[v]] for v in self.guests}
         room = self._room()
-        found = [(score, ((v, nodes[t].name),))
+        found: list[tuple[float, Change]] = [(score, ((v, nodes[t].name),))
                  for score, v, t in self._relocations(loads, state.s1, state.s2, at, room)]
         if len(self.guests) <= MAX_SWAP_GUESTS:
             for i, v in enumerate(self.guests):

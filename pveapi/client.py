@@ -12,9 +12,9 @@ from proxmoxer import ProxmoxAPI
 from requests.adapters import HTTPAdapter
 
 from .errors import ApiError
-from .translate import translate
 from .inventory import Inventory, parse_resources
 from .settings import ConnectionSettings
+from .translate import translate
 
 # Called after every API call with (endpoint template, seconds, error or None); the exporter
 # and controller count calls and errors by template from it.

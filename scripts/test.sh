@@ -7,4 +7,7 @@ bash scripts/setup.sh test
 .venv/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 bash scripts/ensure-prometheus.sh
 bash scripts/ensure-stack-tools.sh
+# Lint and type checks, on the packages that are clean so far (the rest follow as they are cleaned).
+.venv/bin/ruff check planner pveapi
+.venv/bin/mypy planner pveapi
 exec .venv/bin/python -m pytest "$@"

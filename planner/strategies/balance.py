@@ -115,7 +115,7 @@ def _best_swap(ctx: Context, current: float) -> bool:
     nodes = state.active
     targets = sorted(nodes, key=lambda n: (n.load, n.name))[:SWAP_TARGETS]
     best_after = current
-    best: tuple[list[tuple[int, str, str]], NodeState, NodeState, float] | None = None
+    best: tuple[list[tuple[int, str]], NodeState, NodeState, float] | None = None
     for source in _sources(ctx, nodes, SWAP_SOURCES):
         big = sorted(_candidates(ctx, source), key=lambda v: (-state.contribution(v, source), v))[:SWAP_GUESTS]
         for target in targets:

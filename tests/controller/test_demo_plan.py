@@ -9,7 +9,7 @@ import pytest
 from planner.constraints import Constraints
 from planner.framework import plan
 from planner.model import Cause, ClusterModel, MoveKind, Plan
-from planner.placement import ClusterState
+from planner.placement import Placement
 from planner.policy import GIB, Policy
 from planner.rules import RuleSet, ha_rules
 from controller.observe import observe
@@ -19,7 +19,7 @@ from tests.support.sim import RunningSimulator, running_simulator
 
 def _imbalance_without(model: ClusterModel, rules: RuleSet, policy: Policy, result: Plan, left_out: set[int]) -> float:
     constraints = Constraints(model, rules, policy)
-    state = ClusterState(model, policy, constraints.maintenance, constraints.reservations)
+    state = Placement(model, policy, constraints.maintenance, constraints.reservations)
     for move in result.moves:
         if move.vmid not in left_out:
             state.move(move.vmid, move.target)

@@ -9,7 +9,7 @@ only place a move is admitted; strategies and the search ask the same `refusal` 
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 
 from .policy import Policy
@@ -30,8 +30,8 @@ class Budget:
         self.moves = 0
         self.copy_bytes = 0
         self.seconds = 0.0
-        self.node_moves: Counter[str] = Counter()
-        self.node_bytes: Counter[str] = Counter()
+        self.node_moves: dict[str, int] = defaultdict(int)
+        self.node_bytes: dict[str, int] = defaultdict(int)
         self.node_seconds: dict[str, float] = defaultdict(float)
 
     def refusal(self, charge: Charge, source: str, target: str) -> str | None:
@@ -54,13 +54,15 @@ class Budget:
 
     def spend(self, charge: Charge, source: str, target: str, sign: int = 1) -> None:
         """Record a move (`sign` -1 takes one back, as the search does)."""
+        copied, seconds = sign * charge.copy_bytes, sign * charge.seconds
         self.moves += sign
-        self.copy_bytes += sign * charge.copy_bytes
-        self.seconds += sign * charge.seconds
+        self.copy_bytes += copied
+        self.seconds += seconds
+        counted = sign if charge.counted_per_node else 0
         for node in (source, target):
-            self.node_moves[node] += sign * charge.counted_per_node
-            self.node_bytes[node] += sign * charge.copy_bytes
-            self.node_seconds[node] += sign * charge.seconds
+            self.node_moves[node] += counted
+            self.node_bytes[node] += copied
+            self.node_seconds[node] += seconds
 
     def over(self) -> str | None:
         """The first limit the recorded moves cross (the search may pass through such states)."""

@@ -43,11 +43,13 @@ class Effort:
     patience: int  # rounds without a new best placement after which a pass stops
     kicks: int  # searches restarted from the best placement through a different first change
     tenures: tuple[int, ...]  # rounds a guest may not go back to the node it just left, one pass each
+    tries: int  # changes tried against the limits and rules, in all: the search's work budget
 
 
 EFFORTS = {
-    "quick": Effort(max_pairs=5_000, work=6_000, max_rounds=150, patience=25, kicks=2, tenures=(7,)),
-    "thorough": Effort(max_pairs=5_000, work=25_000, max_rounds=600, patience=60, kicks=6, tenures=(7, 9)),
+    "quick": Effort(max_pairs=5_000, work=25_000, max_rounds=600, patience=60, kicks=2, tenures=(7,), tries=8_000),
+    "thorough": Effort(max_pairs=5_000, work=25_000, max_rounds=600, patience=60, kicks=6, tenures=(7, 9),
+                       tries=1_000_000),
 }
 MAX_SWAP_GUESTS = 120  # candidates above which trading places is not tried (pairs grow as the square)
 MAX_EXCHANGE_PAIRS = 600  # guests x online nodes above which planned moves are not exchanged for others
@@ -71,6 +73,7 @@ class _Search:
         # search may also repair a rule with another guest than greedy did.
         # When balancing did not run, the search may place the mandatory moves better, no more.
         self.budget = Budget(ctx.policy if ctx.balancing else replace(ctx.policy, max_moves=0))
+        self._charges: dict[int, Charge] = {}
         for m in ctx.moves:
             if m.kind is MoveKind.MANDATORY:
                 self.budget.spend(self._charge(m.vmid), m.source, m.target, -1)
@@ -94,6 +97,10 @@ class _Search:
         self.tenure = effort.tenures[0]
         self.nodes = list(state.active)
         self.index = {n.name: i for i, n in enumerate(self.nodes)}
+        # guests no rule names: a balancing move of theirs must clear its margin (see _worth_it),
+        # which is checked while scoring, before the move is tried
+        named = {v for g in (*rules.apart, *rules.together) for v in g.members} | set(rules.allowed) | set(rules.preferred)
+        self.margin = {v: ctx.policy.min_gain + ctx.cost(v) for v in self.guests if v not in named}
         # each guest's load on each node: the scoring below is plain arithmetic on these
         self.share = {v: [state.contribution(v, n) for n in self.nodes] for v in self.guests}
         # the nodes strict node affinity lets each guest run on, to leave the rest unscored
@@ -101,7 +108,12 @@ class _Search:
                                  if v not in rules.allowed or n.name in rules.allowed[v]) for v in self.guests}
 
     def _charge(self, vmid: int) -> Charge:
-        return self.ctx.charge(vmid, self.origin[vmid], relief=self.origin[vmid] in self.ctx.hot_at_start)
+        """What the guest's move from home costs: the same whatever its target, so kept."""
+        charge = self._charges.get(vmid)
+        if charge is None:
+            charge = self._charges[vmid] = self.ctx.charge(vmid, self.origin[vmid],
+                                                           relief=self.origin[vmid] in self.ctx.hot_at_start)
+        return charge
 
     def _room(self) -> int:
         """Moves the count cap still allows (cost limits are checked when a change is applied)."""
@@ -170,8 +182,13 @@ class _Search:
             base1 = s1 - share[a]
             base2 = s2 - loads[a] * loads[a] + leaves * leaves
             may = self.may[v]
+            margin, h = self.margin.get(v), self.index.get(home)
+            # what the home node carries without the guest, plus the guest: the source side of its margin
+            held = None if margin is None or h is None else loads[h] - (share[h] if a == h else 0.0) + share[h]
             for t, node in enumerate(nodes):
                 if t == a or t not in may or (node.name != home) - away > room:
+                    continue
+                if held is not None and margin is not None and t != h and held - loads[t] < margin:
                     continue
                 arrives = loads[t] + share[t]
                 t1 = base1 + share[t]
@@ -248,7 +265,7 @@ class _Search:
         tabu: dict[tuple[int, str], int] = {}  # (guest, node) -> last round it may not go there
         n = len(self.nodes)
         round_ = -1
-        while self.rounds_left > 0:
+        while self.rounds_left > 0 and self.tried < self.effort.tries:
             self.rounds_left -= 1
             round_ += 1
             record = (best * best * (n - 1) + 1) / n - EPSILON  # the best imbalance, as S2 / S1^2

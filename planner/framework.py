@@ -123,30 +123,46 @@ def _pruned(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, o
     final imbalance worse by more than its cost, replaying the rest from the observed cluster.
 
     A move's cost (Context.cost) is in load points of the node pair it runs between; in
-    imbalance points it is spread over the online nodes, which is what it is divided by here."""
+    imbalance points it is spread over the online nodes, which is what it is divided by here.
+    Each pass leaves out every such unit at once (one replay, so a plan of thousands of moves
+    stays cheap) when together they still cost more than they gain, else the first alone."""
     nodes = max(1, len(ctx.state.active))
     while True:
         final = ctx.state.imbalance()
+        weak: list[tuple[frozenset[int], float, float]] = []  # unit, its cost, imbalance without it
+        taken: set[int] = set()
         for unit in _units(ctx.moves):
+            if unit & taken:
+                continue
             cost = sum(ctx.cost(v) for v in unit) / nodes
-            back = [(v, origin[v]) for v in sorted(unit)]
-            undo = [(v, ctx.state.where[v]) for v in sorted(unit)]
-            for v, home in back:
-                ctx.shift(v, home)
-            without = ctx.state.imbalance()
-            for v, there in undo:
-                ctx.shift(v, there)
-            if without - final > cost:
-                continue
-            placement = {v: n for v, n in ctx.state.where.items() if n != origin[v] and v not in unit}
-            pruned = _replay(model, rules, policy, placement, ctx)
-            if pruned is None:
-                continue
-            pruned.problems.extend(ctx.problems)
-            pruned.notes.extend(ctx.notes)
-            pruned.notes.append(f"left out the move(s) of {', '.join(map(str, sorted(unit)))}: the plan gains "
-                                f"less than their cost from them (imbalance {without:.3f} without, {final:.3f} with)")
-            ctx = pruned
-            break
-        else:
+            without = _imbalance_without(ctx, unit, origin)
+            if without - final <= cost:
+                weak.append((unit, cost, without))
+                taken |= unit
+        if not weak:
             return ctx
+        together = frozenset(taken)
+        if len(weak) > 1 and _imbalance_without(ctx, together, origin) - final > sum(c for _, c, _ in weak):
+            weak = weak[:1]  # together they gain more than they cost: leave out the first only
+        placement = {v: n for v, n in ctx.state.where.items()
+                     if n != origin[v] and not any(v in unit for unit, _, _ in weak)}
+        pruned = _replay(model, rules, policy, placement, ctx)
+        if pruned is None:
+            return ctx
+        pruned.problems.extend(ctx.problems)
+        pruned.notes.extend(ctx.notes)
+        left_out = sorted(v for unit, _, _ in weak for v in unit)
+        pruned.notes.append(f"left out the move(s) of {', '.join(map(str, left_out))}: the plan gains less than "
+                            f"their cost from them (imbalance {pruned.state.imbalance():.3f} without, {final:.3f} with)")
+        ctx = pruned
+
+
+def _imbalance_without(ctx: Context, unit: frozenset[int], origin: dict[int, str]) -> float:
+    """The final imbalance if the guests of `unit` stayed home (the state is put back)."""
+    undo = [(v, ctx.state.where[v]) for v in sorted(unit)]
+    for v in sorted(unit):
+        ctx.shift(v, origin[v])
+    without = ctx.state.imbalance()
+    for v, there in undo:
+        ctx.shift(v, there)
+    return without

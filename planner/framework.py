@@ -120,49 +120,67 @@ def _units(moves: list[Move]) -> Iterator[frozenset[int]]:
 
 def _pruned(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, origin: dict[int, str]) -> Context:
     """Drop every balancing move (or opposite pair, or trade) whose removal does not make the
-    final imbalance worse by more than its cost, replaying the rest from the observed cluster.
+    final plan worse by more than its cost, replaying the rest from the observed cluster.
 
-    A move's cost (Context.cost) is in load points of the node pair it runs between; in
-    imbalance points it is spread over the online nodes, which is what it is divided by here.
+    Worse is measured as S2 / S1^2 of the online node loads (for a fixed node count the CRS
+    imbalance grows with it, whatever the node sizes). With S1 fixed, moving load d across a
+    load gap g lowers S2 by 2d(g - d); greedy makes a move only across a gap of at least
+    `min_gain` plus its cost (Context.cost, in load points), which lowers S2 by at least
+    2d(min_gain + cost - d). A unit earns its place when leaving it out raises S2 / S1^2 by
+    more than that sum over its guests (and at all), so the test means the same on 3 nodes as
+    on 64, and a pair that cancels out never passes it.
     Each pass leaves out every such unit at once (one replay, so a plan of thousands of moves
-    stays cheap) when together they still cost more than they gain, else the first alone."""
-    nodes = max(1, len(ctx.state.active))
+    stays cheap) when together they still gain no more than they cost, else the first alone."""
     while True:
-        final = ctx.state.imbalance()
-        weak: list[tuple[frozenset[int], float, float]] = []  # unit, its cost, imbalance without it
+        final = _spread(ctx)
+        weak: list[tuple[frozenset[int], float]] = []  # unit, what it must gain
         taken: set[int] = set()
         for unit in _units(ctx.moves):
             if unit & taken:
                 continue
-            cost = sum(ctx.cost(v) for v in unit) / nodes
-            without = _imbalance_without(ctx, unit, origin)
-            if without - final <= cost:
-                weak.append((unit, cost, without))
+            due = _due(ctx, unit)
+            if _spread_without(ctx, unit, origin) - final <= due:
+                weak.append((unit, due))
                 taken |= unit
         if not weak:
             return ctx
-        together = frozenset(taken)
-        if len(weak) > 1 and _imbalance_without(ctx, together, origin) - final > sum(c for _, c, _ in weak):
-            weak = weak[:1]  # together they gain more than they cost: leave out the first only
-        placement = {v: n for v, n in ctx.state.where.items()
-                     if n != origin[v] and not any(v in unit for unit, _, _ in weak)}
+        if len(weak) > 1 and _spread_without(ctx, frozenset(taken), origin) - final > sum(d for _, d in weak):
+            weak, taken = weak[:1], set(weak[0][0])  # together they earn their place: the first only
+        placement = {v: n for v, n in ctx.state.where.items() if n != origin[v] and v not in taken}
         pruned = _replay(model, rules, policy, placement, ctx)
         if pruned is None:
             return ctx
         pruned.problems.extend(ctx.problems)
         pruned.notes.extend(ctx.notes)
-        left_out = sorted(v for unit, _, _ in weak for v in unit)
-        pruned.notes.append(f"left out the move(s) of {', '.join(map(str, left_out))}: the plan gains less than "
-                            f"their cost from them (imbalance {pruned.state.imbalance():.3f} without, {final:.3f} with)")
+        pruned.notes.append(f"left out the move(s) of {', '.join(map(str, sorted(taken)))}: they gain less than "
+                            f"their cost (imbalance {pruned.state.imbalance():.4f} without, "
+                            f"{ctx.state.imbalance():.4f} with)")
         ctx = pruned
 
 
-def _imbalance_without(ctx: Context, unit: frozenset[int], origin: dict[int, str]) -> float:
-    """The final imbalance if the guests of `unit` stayed home (the state is put back)."""
+def _spread(ctx: Context) -> float:
+    """S2 / S1^2 of the online node loads."""
+    s1 = ctx.state.s1
+    return ctx.state.s2 / (s1 * s1) if s1 > 0 else 0.0
+
+
+def _due(ctx: Context, unit: frozenset[int]) -> float:
+    """What the unit must lower S2 / S1^2 by: 2d(min_gain + cost - d) / S1^2 summed over its guests, at least 0."""
+    state, margin = ctx.state, ctx.policy.min_gain
+    s1 = state.s1 if state.s1 > 0 else 1.0
+    due = 0.0
+    for v in unit:
+        d = state.contribution(v, state.nodes[state.where[v]])
+        due += 2 * d * (margin + ctx.cost(v) - d)
+    return max(0.0, due) / (s1 * s1)
+
+
+def _spread_without(ctx: Context, unit: frozenset[int], origin: dict[int, str]) -> float:
+    """S2 / S1^2 if the guests of `unit` stayed home (the state is put back)."""
     undo = [(v, ctx.state.where[v]) for v in sorted(unit)]
     for v in sorted(unit):
         ctx.shift(v, origin[v])
-    without = ctx.state.imbalance()
+    without = _spread(ctx)
     for v, there in undo:
         ctx.shift(v, there)
     return without

@@ -10,7 +10,7 @@ from planner.constraints import Constraints
 from planner.framework import plan
 from planner.model import Cause, ClusterModel, MoveKind, Plan
 from planner.placement import Placement
-from planner.policy import GIB, Policy
+from planner.policy import Policy
 from planner.rules import RuleSet, ha_rules
 from controller.observe import observe
 from pveapi.client import PveClient
@@ -27,6 +27,7 @@ def _imbalance_without(model: ClusterModel, rules: RuleSet, policy: Policy, resu
 
 
 # moments of the simulated day whose plans ended in a cancelling pair before moves had to earn their place
+VISIBLE = 0.001  # the table shows the imbalance to three decimals
 MOMENTS = (1_780_007_200, 1_780_014_400, 1_780_028_800, 1_780_072_000)
 
 
@@ -44,12 +45,11 @@ def test_no_pair_of_demo_moves_cancels_out(demo_sim: RunningSimulator, at: int) 
     result = plan(model, rules, policy)
     balancing = [m for m in result.moves if m.kind is MoveKind.BALANCE and m.cause is not Cause.SOFT_RULE]
     assert balancing, "the demo cluster is imbalanced: the plan balances it"
-    online = sum(1 for n in result.nodes_after if n.state == "online")
     for i, a in enumerate(balancing):
         for b in balancing[i + 1:]:
             if (a.source, a.target) != (b.target, b.source):
                 continue
-            # both directions between the same two nodes: together they must gain more than they cost
-            cost = 0.002 * (a.mem_bytes + b.mem_bytes) / GIB / online
+            # both directions between the same two nodes: together they must lower the imbalance
+            # by more than the plan's table can even show (0.001); two migrations for less cancel out
             gained = _imbalance_without(model, rules, policy, result, {a.vmid, b.vmid}) - result.imbalance_after
-            assert gained > cost, f"{a.vmid} {a.source}->{a.target} and {b.vmid} {b.source}->{b.target} gain {gained:.4f}"
+            assert gained > VISIBLE, f"{a.vmid} {a.source}->{a.target} and {b.vmid} {b.source}->{b.target} gain {gained:.4f}"

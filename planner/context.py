@@ -74,15 +74,14 @@ class Context:
 
     # --- the budget -----------------------------------------------------------------------
 
-    def charge(self, vmid: int, source: str, relief: bool | None = None) -> Charge:
-        """What moving `vmid` off `source` costs; a move off a hot node (relief) is not counted per node."""
-        hot = self.state.hot(self.state.nodes[source]) if relief is None else relief
-        return Charge(self.copy_bytes(vmid), self.est_seconds(vmid), counted_per_node=not hot)
+    def charge(self, vmid: int, relief: bool = False) -> Charge:
+        """What moving `vmid` costs; a relief move (cause relief) is not counted per node."""
+        return Charge(self.copy_bytes(vmid), self.est_seconds(vmid), counted_per_node=not relief)
 
-    def refusal(self, vmid: int, target: str, source: str | None = None) -> str | None:
+    def refusal(self, vmid: int, target: str, relief: bool = False) -> str | None:
         """The budget limit a balancing move of `vmid` to `target` would cross, or None."""
-        source = self.state.where[vmid] if source is None else source
-        return self.budget.refusal(self.charge(vmid, source), source, target)
+        source = self.state.where[vmid]
+        return self.budget.refusal(self.charge(vmid, relief), source, target)
 
     def admits(self, steps: Sequence[tuple[int, str]]) -> bool:
         """Whether the budget takes all these balancing moves, made in this order."""
@@ -90,7 +89,7 @@ class Context:
         where = dict((v, self.state.where[v]) for v, _ in steps)
         ok = True
         for vmid, target in steps:
-            charge = self.charge(vmid, where[vmid])
+            charge = self.charge(vmid)
             why = self.budget.refusal(charge, where[vmid], target)
             if why is not None:
                 self.refused.add(why)
@@ -159,7 +158,7 @@ class Context:
     def commit(self, vmid: int, target: str, why: Why) -> Move | None:
         """Admit and make one move; None when the budget refuses it (never a mandatory one)."""
         source = self.state.where[vmid]
-        charge = self.charge(vmid, source)
+        charge = self.charge(vmid, relief=why.cause is Cause.RELIEF)
         if why.cause.kind is not MoveKind.MANDATORY:
             refused = self.budget.refusal(charge, source, target)
             if refused is not None:

@@ -35,10 +35,15 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     # plan is rebuilt from the observed cluster so every step is committed (and checked) in order.
     greedy, was = ctx, ctx.state.imbalance()
     better, tried = search.improve(ctx, origin)
-    if better:
-        refined = (_refined(model, rules, policy, final, greedy, was) for final in better)
-        ctx = next((c for c in refined if c is not None), None) or _run(_start(model, rules, policy))
-    ctx = _pruned(model, rules, policy, ctx, origin)
+    refined = next((c for c in (_refined(model, rules, policy, final, greedy, was) for final in better)
+                    if c is not None), None)
+    # `greedy` was searched on: when the search is kept, greedy's plan is made again to weigh
+    # against it after pruning (the refined plan may lose more to pruning than greedy's).
+    ctx = _pruned(model, rules, policy, refined if refined is not None else greedy, origin)
+    if refined is not None:
+        plain = _pruned(model, rules, policy, _run(_start(model, rules, policy)), origin)
+        if (round(plain.state.imbalance(), 9), len(plain.moves)) <= (round(ctx.state.imbalance(), 9), len(ctx.moves)):
+            ctx = plain
     constraints, state = ctx.constraints, ctx.state
     after = state.snapshot()
     return Plan(

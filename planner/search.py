@@ -47,7 +47,7 @@ class Effort:
 
 
 EFFORTS = {
-    "quick": Effort(max_pairs=5_000, work=25_000, max_rounds=600, patience=60, kicks=2, tenures=(7,), tries=8_000),
+    "quick": Effort(max_pairs=5_000, work=25_000, max_rounds=600, patience=60, kicks=2, tenures=(7,), tries=6_000),
     "thorough": Effort(max_pairs=5_000, work=25_000, max_rounds=600, patience=60, kicks=6, tenures=(7, 9),
                        tries=1_000_000),
 }
@@ -111,8 +111,7 @@ class _Search:
         """What the guest's move from home costs: the same whatever its target, so kept."""
         charge = self._charges.get(vmid)
         if charge is None:
-            charge = self._charges[vmid] = self.ctx.charge(vmid, self.origin[vmid],
-                                                           relief=self.origin[vmid] in self.ctx.hot_at_start)
+            charge = self._charges[vmid] = self.ctx.charge(vmid, relief=self.origin[vmid] in self.ctx.hot_at_start)
         return charge
 
     def _room(self) -> int:

@@ -93,7 +93,7 @@ def _best_move(ctx: Context, current: float, relief: bool = False) -> bool:
                 q = (rest2 - target.load * target.load + new_t * new_t) / (t1 * t1)
                 if q >= best_q or not ctx.feasible(vmid, target, mandatory=False):
                     continue
-                refused = ctx.refusal(vmid, target.name)  # asked here: the next best may still fit
+                refused = ctx.refusal(vmid, target.name, relief=state.hot(source))  # the next best may still fit
                 if refused is not None:
                     ctx.refused.add(refused)
                     continue

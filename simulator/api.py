@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pveapi.client import endpoint_template
 
 from . import views_cluster, views_nodes, views_pools  # noqa: F401 - importing registers their routes
+from . import apischema
 from .auth import Authenticator
 from .cluster import SimCluster
 from .failure import PveFailure, not_implemented, unreachable
@@ -79,16 +80,23 @@ class PveApi:
         if faults.error is not None:
             raise faults.error
         if method == "POST" and path == "/access/ticket":
-            return self.auth.login(params.get("username", ""), params.get("password", ""))
+            apischema.check_parameters(apischema.endpoint(method, path, {}), params, self.cluster.api_node.spec.major)
+            return self.auth.login(params["username"], params["password"])
         caller = self.auth.authenticate(headers, cookies, method)
         found = match(method, path)
         if found is None:
             raise not_implemented(method, path)
         route, args = found
+        schema = apischema.endpoint(method, route.template, args)
+        merged = {**params, **{k: v for k, v in args.items() if k != "kind"}}
         with self.cluster.lock:
             now = self.cluster.tick()
-            if route.proxied:
-                node = self.cluster.nodes.get(args["node"])
-                if node is not None and not node.online:
-                    raise unreachable(595)
+            answering = self.cluster.nodes.get(args["node"]) if schema.proxyto else None
+            if answering is not None and not answering.online:
+                raise unreachable(595)
+            major = (answering or self.cluster.api_node).spec.major
+            if major < 9 and (method, schema.path) in apischema.PVE9_ENDPOINTS:
+                raise not_implemented(method, path)
+            apischema.check_permission(schema, caller.can, merged)
+            apischema.check_parameters(schema, merged, major)
             return route.handler(Call(self, caller, params, now, method, path), **args)

@@ -38,9 +38,11 @@ def pve_bool(value: bool) -> int:
 
 def node_entry(cluster: SimCluster, node: NodeState, t: float, ha_used: bool) -> dict[str, Any]:
     spec = node.spec
-    entry: dict[str, Any] = {"id": f"node/{spec.name}", "type": "node", "node": spec.name,
-                             "status": "online" if node.online else "offline", "level": ""}
+    # Figures of the cache tick `t`: a node back online since then stays offline until the next
+    # tick, as a real status cache shows it (never `online` without cpu, mem and uptime).
     figures = node_figures(cluster, node, t) if node.online else None
+    entry: dict[str, Any] = {"id": f"node/{spec.name}", "type": "node", "node": spec.name,
+                             "status": "online" if figures is not None else "offline", "level": ""}
     if figures is not None:
         entry.update({"uptime": int(t - node.boot), "cpu": figures.cpu, "mem": figures.mem,
                       "disk": spec.rootfs // 4, "cgroup-mode": 2})

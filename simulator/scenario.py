@@ -19,7 +19,10 @@ from pveapi.errors import ConfigError
 from pveapi.inventory import ha_sid
 from pveapi.tags import parse_tags
 
+from .access import BUILTIN_ROLES, PRIVILEGES, AclEntry, normalize_path
 from .generate import expand_generated
+from pveapi.values import flag, reject_unknown
+
 from .validation import listed, mapping, number, parse_size, parse_start, required, unique, whole
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
@@ -32,14 +35,11 @@ PROFILE_KINDS = {
     "trending": {"start": 0.2, "per_day": 0.05, "noise": 0.02},
     "idle": {"noise": 0.01},
 }
-# Every privilege a full-access token holds (the Administrator role, abridged to what matters).
-ALL_PRIVILEGES = (
-    "Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.Audit", "Pool.Allocate", "Pool.Audit",
-    "Sys.Audit", "Sys.Console", "Sys.Modify", "Sys.PowerMgmt", "VM.Allocate", "VM.Audit",
-    "VM.Backup", "VM.Config.Options", "VM.Console", "VM.Migrate", "VM.Monitor", "VM.PowerMgmt",
-)
 # libyaml's loader when PyYAML has it (the pure-Python one takes a third of a second on `demo`).
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+ALL_PRIVILEGES = tuple(sorted(PRIVILEGES))  # what a full-access token holds (the Administrator role)
+_USERID = re.compile(r"^[^\s:/@]+@[A-Za-z][A-Za-z0-9.\-_]+$")
+_TOKEN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.\-_]+$")
 _NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
 
 
@@ -122,12 +122,16 @@ class StorageSpec:
 
 @dataclass(frozen=True)
 class Credential:
-    """A token (`name` set) or a password user, with its ACL: path -> privileges."""
+    """A token (`name` set) or a user (password optional), with privileges granted to it directly.
+
+    `acl` (path -> privileges) is the scenario shorthand; the roles-and-ACL form is `Scenario.acl`.
+    """
 
     user: str
-    secret: str
+    secret: str | None
     acl: Mapping[str, tuple[str, ...]]
     name: str | None = None
+    privsep: bool = True
 
     @property
     def tokenid(self) -> str:
@@ -150,6 +154,8 @@ class Scenario:
     storages: tuple[StorageSpec, ...] = ()
     pools: Mapping[str, str] = field(default_factory=dict)  # id -> comment
     credentials: tuple[Credential, ...] = ()
+    roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    acl: tuple[AclEntry, ...] = ()
     ha_groups: tuple[Mapping[str, Any], ...] = ()
     ha_rules: tuple[Mapping[str, Any], ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -212,7 +218,7 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping with nodes and guests (or a /cluster/resources capture list)")
     known = {"name", "cluster", "seed", "time_scale", "start", "migration", "options", "users", "tokens",
-             "nodes", "storages", "pools", "guests", "ha", "generate"}
+             "roles", "acl", "nodes", "storages", "pools", "guests", "ha", "generate"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(known))}")
@@ -246,7 +252,9 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
         guests=guests,
         storages=storages,
         pools=pools,
-        credentials=_credentials(data, where),
+        credentials=(credentials := _credentials(data, where)),
+        roles=(roles := _roles(data.get("roles"), f"{where}.roles")),
+        acl=_acl_entries(data.get("acl"), f"{where}.acl", roles, credentials),
         ha_groups=tuple(mapping(g, f"{where}.ha.groups") for g in listed(ha.get("groups") or [], f"{where}.ha.groups")),
         ha_rules=tuple(_ha_rule(r, f"{where}.ha.rules[{i}]", guests, nodes)
                        for i, r in enumerate(listed(ha.get("rules") or [], f"{where}.ha.rules"))),
@@ -399,28 +407,73 @@ def _profile(data: Any, where: str, default_level: float) -> Profile:
 
 
 def _credentials(data: Mapping[str, Any], where: str) -> tuple[Credential, ...]:
+    """Tokens and users; without a scenario `acl:` list, one that grants nothing itself has every privilege."""
+    full = {"/": ALL_PRIVILEGES} if data.get("acl") is None else {}
     creds: list[Credential] = []
     for i, t in enumerate(listed(data.get("tokens") or [], f"{where}.tokens")):
         t = mapping(t, f"{where}.tokens[{i}]")
         user, name = str(required(t, "user", f"{where}.tokens[{i}]")), str(required(t, "name", f"{where}.tokens[{i}]"))
-        creds.append(Credential(user, str(required(t, "value", f"token {user}!{name}")), _acl(t, f"token {user}!{name}"), name))
+        it = f"token {user}!{name}"
+        creds.append(Credential(user, str(required(t, "value", it)), _acl(t, it) or full, name,
+                                flag(t.get("privsep", True), f"{it}.privsep")))
     for i, u in enumerate(listed(data.get("users") or [], f"{where}.users")):
         u = mapping(u, f"{where}.users[{i}]")
         user = str(required(u, "user", f"{where}.users[{i}]"))
-        creds.append(Credential(user, str(required(u, "password", f"user {user}")), _acl(u, f"user {user}")))
+        password = u.get("password")
+        creds.append(Credential(user, str(password) if password is not None else None, _acl(u, f"user {user}") or full))
     for cred in creds:
-        if "@" not in cred.user:
-            raise ConfigError(f"{where}: user {cred.user!r} must name a realm, e.g. root@pam")
+        if not _USERID.match(cred.user):
+            raise ConfigError(f"{where}: user {cred.user!r} must be NAME@REALM, e.g. root@pam")
+        if cred.name is not None and not _TOKEN_NAME.match(cred.name):
+            raise ConfigError(f"{where}: token name {cred.name!r}: letters, digits, '.', '-', '_', starting with a letter")
     return tuple(creds)
 
 
 def _acl(d: Mapping[str, Any], where: str) -> Mapping[str, tuple[str, ...]]:
     if "acl" in d:
-        return {str(path): tuple(map(str, listed(privs, f"{where}.acl.{path}")))
+        return {normalize_path(str(path)): _privileges(privs, f"{where}.acl.{path}")
                 for path, privs in mapping(d["acl"], f"{where}.acl").items()}
     if "privileges" in d:
-        return {"/": tuple(map(str, listed(d["privileges"], f"{where}.privileges")))}
-    return {"/": ALL_PRIVILEGES}
+        return {"/": _privileges(d["privileges"], f"{where}.privileges")}
+    return {}
+
+
+def _privileges(value: Any, where: str) -> tuple[str, ...]:
+    names = tuple(map(str, listed(value, where)))
+    unknown = sorted(set(names) - PRIVILEGES)
+    if unknown:
+        raise ConfigError(f"{where}: unknown privilege(s) {', '.join(unknown)} (PVE 9 names, e.g. VM.Audit, Sys.Audit)")
+    return names
+
+
+def _roles(data: Any, where: str) -> Mapping[str, tuple[str, ...]]:
+    roles = {str(k): _privileges(v, f"{where}.{k}") for k, v in mapping(data or {}, where).items()}
+    clash = sorted(set(roles) & set(BUILTIN_ROLES))
+    if clash:
+        raise ConfigError(f"{where}: {', '.join(clash)} is a built-in role; pick another name")
+    return roles
+
+
+def _acl_entries(data: Any, where: str, roles: Mapping[str, Any], creds: tuple[Credential, ...]) -> tuple[AclEntry, ...]:
+    """`acl: [{path, roles, users, tokens, propagate}]`, as `pveum acl modify` takes them."""
+    known_roles = set(roles) | set(BUILTIN_ROLES)
+    ids = {c.tokenid for c in creds} | {c.user for c in creds}
+    entries = []
+    for i, item in enumerate(listed(data or [], where)):
+        d = mapping(item, f"{where}[{i}]")
+        here = f"{where}[{i}]"
+        reject_unknown(d, {"path", "roles", "users", "tokens", "propagate"}, here)
+        path = normalize_path(str(required(d, "path", here)))
+        propagate = flag(d.get("propagate", True), f"{here}.propagate")
+        for role in map(str, listed(required(d, "roles", here), f"{here}.roles")):
+            if role not in known_roles:
+                raise ConfigError(f"{here}.roles: unknown role {role!r}; declare it under `roles`")
+            for ugid in [*map(str, listed(d.get("users") or [], f"{here}.users")),
+                         *map(str, listed(d.get("tokens") or [], f"{here}.tokens"))]:
+                if ugid not in ids:
+                    raise ConfigError(f"{here}: {ugid!r} is not a declared user or token")
+                entries.append(AclEntry(path, ugid, role, propagate))
+    return tuple(entries)
 
 
 def _ha_rule(data: Any, where: str, guests: tuple[GuestSpec, ...], nodes: tuple[NodeSpec, ...]) -> Mapping[str, Any]:

@@ -146,7 +146,7 @@ class Simulator:
         scale = self.scenario.time_scale if time_scale is None else time_scale
         self.clock = VirtualClock(self.scenario.start if start is None else start, scale)
         self.cluster = SimCluster(self.scenario, self.clock, seed)
-        auth = Authenticator(self.scenario.credentials)
+        auth = Authenticator(self.scenario.credentials, self.scenario.roles, self.scenario.acl)
         for credential in tokens:
             auth.add(credential)
         self.faults = FaultSet(self.cluster, seed)

@@ -1,11 +1,11 @@
-"""Per-node endpoints (all proxied to the node on PVE): status, rrddata, guests, migration, tasks."""
+"""Per-node endpoints: status, rrddata, guests, migration, tasks (proxying as the schema says: apischema.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .cluster import GuestState
-from .failure import PveFailure, not_implemented, param_error, unreachable
+from .failure import PveFailure, param_error, unreachable
 from .figures import guest_figures, load_averages, node_figures
 from .resources import node_entry, pve_bool, storage_entries
 from .routing import Call, route
@@ -33,9 +33,8 @@ def nodes(call: Call) -> Any:
     return answer
 
 
-@route("GET", "/nodes/{node}/status", proxied=True)
+@route("GET", "/nodes/{node}/status")
 def node_status(call: Call, node: str) -> Any:
-    call.caller.require(f"/nodes/{node}", "Sys.Audit")
     cluster = call.api.cluster
     state = cluster.node(node)
     spec = state.spec
@@ -61,36 +60,35 @@ def node_status(call: Call, node: str) -> Any:
         "kversion": f"Linux {_KERNELS.get(major, _KERNELS[9])} #1 SMP PREEMPT_DYNAMIC PMX x86_64",
         "uptime": int(call.now - state.boot),
         "boot-info": {"mode": "efi", "secureboot": 0},
-        "current-kernel": {"machine": "x86_64", "release": _KERNELS.get(major, _KERNELS[9]), "sysname": "Linux"},
+        "current-kernel": {"machine": "x86_64", "release": _KERNELS.get(major, _KERNELS[9]), "sysname": "Linux",
+                           "version": "#1 SMP PREEMPT_DYNAMIC PMX"},
     }
 
 
-@route("GET", "/nodes/{node}/version", proxied=True)
+@route("GET", "/nodes/{node}/version")
 def node_version(call: Call, node: str) -> Any:
     return version_info(call.api.cluster.node(node).spec.version)
 
 
-@route("GET", "/nodes/{node}/time", proxied=True)
+@route("GET", "/nodes/{node}/time")
 def node_time(call: Call, node: str) -> Any:
     call.api.cluster.node(node)
-    call.caller.require(f"/nodes/{node}", "Sys.Audit")
     now = int(call.now)
     return {"timezone": "UTC", "time": now, "localtime": now}  # simulated nodes run on UTC
 
 
-@route("GET", "/nodes/{node}/subscription", proxied=True)
+@route("GET", "/nodes/{node}/subscription")
 def subscription(call: Call, node: str) -> Any:
-    call.caller.require(f"/nodes/{node}", "Sys.Audit")
     return {"status": "notfound", "message": "There is no subscription key",
             "url": "https://www.proxmox.com/en/proxmox-virtual-environment/pricing"}
 
 
-@route("GET", "/nodes/{node}/replication", proxied=True)
+@route("GET", "/nodes/{node}/replication")
 def replication(call: Call, node: str) -> Any:
     return []
 
 
-@route("GET", "/nodes/{node}/storage", proxied=True)
+@route("GET", "/nodes/{node}/storage")
 def node_storage(call: Call, node: str) -> Any:
     answer = []
     for entry in storage_entries(call.api.cluster):
@@ -103,13 +101,12 @@ def node_storage(call: Call, node: str) -> Any:
     return answer
 
 
-@route("GET", "/nodes/{node}/rrddata", proxied=True)
+@route("GET", "/nodes/{node}/rrddata")
 def node_rrddata(call: Call, node: str) -> Any:
-    call.caller.require(f"/nodes/{node}", "Sys.Audit")
     return node_rrd(call.api.cluster, call.api.cluster.node(node), call.now, call.params)
 
 
-@route("GET", "/nodes/{node}/{kind}", proxied=True)
+@route("GET", "/nodes/{node}/{kind}")
 def guest_list(call: Call, node: str, kind: str) -> Any:
     cluster = call.api.cluster
     cluster.node(node)
@@ -152,11 +149,10 @@ def _guest_marks(guest: GuestState, entry: dict[str, Any]) -> dict[str, Any]:
 def _guest(call: Call, node: str, kind: str, vmid: str) -> GuestState:
     call.api.cluster.node(node)
     guest = call.api.cluster.guest_on(node, kind, int(vmid))
-    call.caller.require(f"/vms/{vmid}", "VM.Audit")
     return guest
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/config", proxied=True)
+@route("GET", "/nodes/{node}/{kind}/{vmid}/config")
 def guest_config(call: Call, node: str, kind: str, vmid: str) -> Any:
     guest = _guest(call, node, kind, vmid)
     spec = guest.spec
@@ -179,12 +175,12 @@ def guest_config(call: Call, node: str, kind: str, vmid: str) -> Any:
     return config
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/pending", proxied=True)
+@route("GET", "/nodes/{node}/{kind}/{vmid}/pending")
 def guest_pending(call: Call, node: str, kind: str, vmid: str) -> Any:
     return [{"key": k, "value": v} for k, v in guest_config(call, node, kind, vmid).items() if k != "digest"]
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/status/current", proxied=True)
+@route("GET", "/nodes/{node}/{kind}/{vmid}/status/current")
 def guest_status(call: Call, node: str, kind: str, vmid: str) -> Any:
     guest = _guest(call, node, kind, vmid)
     spec = guest.spec
@@ -206,17 +202,15 @@ def guest_status(call: Call, node: str, kind: str, vmid: str) -> Any:
     return _guest_marks(guest, status)
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/rrddata", proxied=True)
+@route("GET", "/nodes/{node}/{kind}/{vmid}/rrddata")
 def guest_rrddata(call: Call, node: str, kind: str, vmid: str) -> Any:
     guest = _guest(call, node, kind, vmid)
     return guest_rrd(call.api.cluster, guest, call.now, call.params)
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/migrate", proxied=True)
+@route("GET", "/nodes/{node}/{kind}/{vmid}/migrate")
 def migrate_precondition(call: Call, node: str, kind: str, vmid: str) -> Any:
     cluster = call.api.cluster
-    if kind == "lxc" and cluster.node_major(node) < 9:
-        raise not_implemented(call.method, call.path)  # the LXC precondition check is new in PVE 9
     guest = _guest(call, node, kind, vmid)
     spec = guest.spec
     target = call.params.get("target")
@@ -236,18 +230,18 @@ def migrate_precondition(call: Call, node: str, kind: str, vmid: str) -> Any:
     running = pve_bool(guest.status != "stopped")
     if kind == "lxc":
         return {"running": running, "allowed-nodes": allowed, "not-allowed-nodes": not_allowed}
-    local = [{"volid": spec.volid, "size": spec.disk, "drivename": "scsi0", "shared": 0}] if spec.local_disks else []
+    local = [{"volid": spec.volid, "size": spec.disk, "drivename": "scsi0", "shared": 0, "cdrom": 0, "is_unused": 0}
+             ] if spec.local_disks else []
     return {"running": running, "allowed_nodes": allowed, "not_allowed_nodes": not_allowed, "local_disks": local,
-            "local_resources": [], "mapped-resources": []}
+            "local_resources": [], "mapped-resources": [], "mapped-resource-info": {}, "has-dbus-vmstate": 0}
 
 
-@route("POST", "/nodes/{node}/{kind}/{vmid}/migrate", proxied=True)
+@route("POST", "/nodes/{node}/{kind}/{vmid}/migrate")
 def migrate(call: Call, node: str, kind: str, vmid: str) -> Any:
-    call.caller.require(f"/vms/{vmid}", "VM.Migrate")
     return call.api.cluster.migrate(node, kind, int(vmid), call.params, call.caller.userid)
 
 
-@route("GET", "/nodes/{node}/tasks", proxied=True)
+@route("GET", "/nodes/{node}/tasks")
 def task_list(call: Call, node: str) -> Any:
     cluster = call.api.cluster
     cluster.node(node)
@@ -284,12 +278,12 @@ def _task(call: Call, upid: str) -> Any:
     return task
 
 
-@route("GET", "/nodes/{node}/tasks/{upid}/status", proxied=True)
+@route("GET", "/nodes/{node}/tasks/{upid}/status")
 def task_status(call: Call, node: str, upid: str) -> Any:
     return _task(call, upid).status_entry()
 
 
-@route("GET", "/nodes/{node}/tasks/{upid}/log", proxied=True)
+@route("GET", "/nodes/{node}/tasks/{upid}/log")
 def task_log(call: Call, node: str, upid: str) -> Any:
     lines = _task(call, upid).log
     start, limit = int(call.params.get("start", 0)), int(call.params.get("limit", 50))

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import math
+import os
+import re
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from pveapi.errors import ConfigError, PvebalanceError
@@ -12,7 +16,7 @@ from pveapi.logsetup import configure_logging
 
 from .faults import load_faults_file
 from .scenario import ALL_PRIVILEGES, Credential
-from .validation import parse_start
+from .validation import MAX_TIME_SCALE, parse_start
 from .server import Simulator
 
 
@@ -33,6 +37,38 @@ def parse_user(text: str) -> Credential:
     return Credential(user, password, {"/": ALL_PRIVILEGES})
 
 
+TOKENS_ENV = "PVEBALANCE_SIM_TOKENS"
+USERS_ENV = "PVEBALANCE_SIM_USERS"
+ADMIN_TOKEN_ENV = "PVEBALANCE_SIM_ADMIN_TOKEN"
+
+
+def _secret_lines(files: list[str], env_var: str, what: str) -> list[str]:
+    """Credentials from files (one a line; `#` comments) and a whitespace-separated environment variable."""
+    lines: list[str] = []
+    for name in files:
+        try:
+            text = Path(name).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"--{what}-file {name}: cannot read it: {exc.strerror}") from None
+        lines += [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+    return lines + os.environ.get(env_var, "").split()
+
+
+def _admin_token(args: argparse.Namespace) -> str | None:
+    if args.admin_token_file:
+        lines = _secret_lines([args.admin_token_file], "", "admin-token")
+        if len(lines) != 1:
+            raise ConfigError(f"--admin-token-file {args.admin_token_file}: expected one line with the token")
+        return lines[0]
+    return args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
+
+
+def _bounded(value: float | None, flag: str, high: float) -> float | None:
+    if value is not None and not (math.isfinite(value) and 0 <= value <= high):
+        raise ConfigError(f"{flag}: expected a number from 0 to {high:g}, got {value!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pvebalance-sim", description="Serve a simulated Proxmox VE cluster over HTTPS.")
     p.add_argument("--scenario", default="demo", help="built-in name (demo, large), a YAML scenario or a JSON capture")
@@ -44,10 +80,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--start", help="virtual start time, epoch or ISO (default: now)")
     p.add_argument("--cert", help="TLS certificate (PEM); default: a self-signed one made at start")
     p.add_argument("--key", help="TLS key (PEM) for --cert")
-    p.add_argument("--token", action="append", default=[], help="extra API token USER@REALM!NAME=VALUE (repeatable)")
-    p.add_argument("--user", action="append", default=[], help="extra user USER@REALM=PASSWORD for ticket login")
+    p.add_argument("--token-file", action="append", default=[],
+                   help=f"file of extra API tokens, USER@REALM!NAME=VALUE one a line (also ${TOKENS_ENV})")
+    p.add_argument("--user-file", action="append", default=[],
+                   help=f"file of extra users USER@REALM=PASSWORD for ticket login (also ${USERS_ENV})")
+    p.add_argument("--token", action="append", default=[],
+                   help="extra API token USER@REALM!NAME=VALUE; visible in ps: throwaway secrets only")
+    p.add_argument("--user", action="append", default=[],
+                   help="extra user USER@REALM=PASSWORD; visible in ps: throwaway secrets only")
+    p.add_argument("--pve-version", help="the Proxmox VE version every node reports, e.g. 9.0.10 (for captures)")
     p.add_argument("--faults", help="YAML/JSON file with a list of faults")
-    p.add_argument("--admin-token", help="require 'Authorization: Bearer TOKEN' on /_sim/")
+    p.add_argument("--admin-token-file", help=f"file holding the token /_sim/ requires (also ${ADMIN_TOKEN_ENV})")
+    p.add_argument("--admin-token", help="require 'Authorization: Bearer TOKEN' on /_sim/; visible in ps")
     p.add_argument("--auth-failure-delay", type=float, default=0.0, help="seconds before a 401 (real PVE: 3)")
     p.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
     p.add_argument("--log-level", default="info")
@@ -66,12 +110,17 @@ def main(argv: list[str] | None = None) -> int:
             port = int(port_text)
         if args.cert and not args.key:
             raise ConfigError("--cert needs --key (the certificate's private key)")
+        if args.pve_version is not None and not re.match(r"^\d+\.\d+\.\d+$", args.pve_version):
+            raise ConfigError(f"--pve-version: expected a version like 9.0.10, got {args.pve_version!r}")
+        tokens = args.token + _secret_lines(args.token_file, TOKENS_ENV, "token")
+        users = args.user + _secret_lines(args.user_file, USERS_ENV, "user")
         options: dict[str, Any] = {
-            "host": host, "port": port, "seed": args.seed, "time_scale": args.time_scale,
+            "host": host, "port": port, "seed": args.seed,
+            "time_scale": _bounded(args.time_scale, "--time-scale", MAX_TIME_SCALE),
             "start": parse_start(args.start, "--start"), "cert": args.cert, "key": args.key,
-            "tokens": [parse_token(t) for t in args.token] + [parse_user(u) for u in args.user],
-            "admin_token": args.admin_token,
-            "auth_failure_delay": args.auth_failure_delay,
+            "tokens": [parse_token(t) for t in tokens] + [parse_user(u) for u in users],
+            "admin_token": _admin_token(args), "pve_version": args.pve_version,
+            "auth_failure_delay": _bounded(args.auth_failure_delay, "--auth-failure-delay", 60),
             "faults": load_faults_file(args.faults) if args.faults else [],
         }
         try:

@@ -21,6 +21,7 @@ from pveapi.errors import ConfigError
 
 from .cluster import MigrationFailure, SimCluster
 from .failure import PveFailure
+from .validation import MAX_EPOCH, number
 
 FAULT_TYPES = ("latency", "error", "hang", "node_offline", "migration_failure")
 _DEFAULT_MESSAGES = {
@@ -141,10 +142,12 @@ class FaultSet:
             raise ConfigError(f"{where}: unknown node {node!r}; known nodes: {', '.join(self._cluster.nodes)}")
         if kind == "node_offline" and node is None:
             raise ConfigError(f"{where}: a node_offline fault needs `node`")
-        for key in ("seconds", "at", "until", "after", "for"):
-            value = spec.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        for key in ("seconds", "after", "for"):
+            if spec.get(key) is not None:
+                number(spec[key], f"{where}.{key}", minimum=0)
+        for key in ("at", "until"):
+            if spec.get(key) is not None:
+                number(spec[key], f"{where}.{key}", minimum=0, maximum=MAX_EPOCH)
         return Fault(
             id=str(next(self._ids)), type=kind, spec=dict(spec), endpoint=str(spec.get("endpoint", "*")),
             node=node, rate=float(rate), remaining=count,

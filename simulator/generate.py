@@ -11,6 +11,9 @@ from typing import Any
 
 from pveapi.errors import ConfigError
 
+from .validation import number, whole
+
+MAX_COUNT = 100_000  # nodes or guests: ten times the `large` scenario
 _PROFILES = (
     {"profile": "diurnal", "mean": 0.3, "amplitude": 0.2},
     {"profile": "constant", "level": 0.15},
@@ -40,11 +43,11 @@ def expand_generated(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     guests = list(data.get("guests") or [])
     guest_spec = dict(spec.get("guests") or {})
     total = _count(guest_spec, f"{where}.generate.guests")
-    first = int(guest_spec.get("first_vmid", 1000))
+    first = whole(guest_spec.get("first_vmid", 1000), f"{where}.generate.guests.first_vmid", 100, 999_999_999 - total)
     cpus = list(guest_spec.get("cpus", [1, 2, 4]))
     memory = list(guest_spec.get("memory", ["1GiB", "2GiB", "4GiB"]))
-    lxc_share = float(guest_spec.get("lxc_share", 0.3))
-    stopped_share = float(guest_spec.get("stopped_share", 0.05))
+    lxc_share = number(guest_spec.get("lxc_share", 0.3), f"{where}.generate.guests.lxc_share", 0, 1)
+    stopped_share = number(guest_spec.get("stopped_share", 0.05), f"{where}.generate.guests.stopped_share", 0, 1)
     for i in range(total):
         guests.append({
             "vmid": first + i,
@@ -62,6 +65,6 @@ def expand_generated(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
 
 def _count(spec: Mapping[str, Any], where: str) -> int:
     count = spec.get("count", 0)
-    if isinstance(count, bool) or not isinstance(count, int) or count < 0:
-        raise ConfigError(f"{where}.count: expected a whole number, got {count!r}")
+    if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= MAX_COUNT:
+        raise ConfigError(f"{where}.count: expected a whole number from 0 to {MAX_COUNT}, got {count!r}")
     return count

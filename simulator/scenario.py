@@ -23,7 +23,7 @@ from .access import BUILTIN_ROLES, PRIVILEGES, AclEntry, normalize_path
 from .generate import expand_generated
 from pveapi.values import flag, reject_unknown
 
-from .validation import listed, mapping, number, parse_size, parse_start, required, unique, whole
+from .validation import MAX_TIME_SCALE, listed, mapping, number, parse_size, parse_start, required, unique, whole
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
 GUEST_TYPES = ("qemu", "lxc")
@@ -36,6 +36,9 @@ PROFILE_KINDS = {
     "idle": {"noise": 0.01},
 }
 # libyaml's loader when PyYAML has it (the pure-Python one takes a third of a second on `demo`).
+MAX_CORES = 8192
+# Profile parameters are loads (fractions of the guest's allocation) unless listed here.
+_PROFILE_RANGES = {"peak_hour": (0, 24), "per_day": (-1, 1)}
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ALL_PRIVILEGES = tuple(sorted(PRIVILEGES))  # what a full-access token holds (the Administrator role)
 _USERID = re.compile(r"^[^\s:/@]+@[A-Za-z][A-Za-z0-9.\-_]+$")
@@ -188,6 +191,8 @@ def load_scenario(source: str | Path | Mapping[str, Any] | list[Any]) -> Scenari
     where = f"scenario {path.name}"
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_YAML_LOADER)
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply; expected a scenario mapping or a capture list") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
@@ -202,6 +207,8 @@ def _from_data(data: Any, where: str, default_name: str = "scenario") -> Scenari
     """Build and validate; every problem names the scenario it is in."""
     try:
         return _build(data, where, default_name)
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply; expected a scenario mapping or a capture list") from None
     except ConfigError as exc:
         if str(exc).startswith(where):
             raise
@@ -261,7 +268,7 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
         options=mapping(data.get("options") or {}, f"{where}.options"),
         migration=_migration(data.get("migration") or {}, f"{where}.migration"),
         seed=whole(data.get("seed", 1), f"{where}.seed"),
-        time_scale=number(data.get("time_scale", 1), f"{where}.time_scale", minimum=0),
+        time_scale=number(data.get("time_scale", 1), f"{where}.time_scale", minimum=0, maximum=MAX_TIME_SCALE),
         start=parse_start(data.get("start"), f"{where}.start"),
     )
 
@@ -278,7 +285,7 @@ def _node(data: Any, where: str) -> NodeSpec:
         raise ConfigError(f"{where}.version: expected a PVE version like 8.4.14 or 9.0.10, got {version!r}")
     return NodeSpec(
         name=name,
-        cores=whole(d.get("cores"), f"{where}.cores", minimum=1),
+        cores=whole(d.get("cores"), f"{where}.cores", minimum=1, maximum=MAX_CORES),
         memory=parse_size(required(d, "memory", where), f"{where}.memory"),
         version=version,
         online=bool(d.get("online", True)),
@@ -394,7 +401,7 @@ def _profile(data: Any, where: str, default_level: float) -> Profile:
     if data is None:
         return Profile("constant", {"level": default_level, "noise": 0.02})
     if isinstance(data, (int, float)) and not isinstance(data, bool):
-        return Profile("constant", {"level": float(data), "noise": 0.02})
+        return Profile("constant", {"level": number(data, f"{where} (a load from 0 to 1)", 0, 1), "noise": 0.02})
     d = mapping(data, where)
     kind = str(d.get("profile", "constant"))
     if kind not in PROFILE_KINDS:
@@ -403,7 +410,8 @@ def _profile(data: Any, where: str, default_level: float) -> Profile:
     unknown = sorted(set(d) - set(defaults) - {"profile"})
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)} for profile {kind}; allowed: {', '.join(defaults)}")
-    return Profile(kind, {k: number(d.get(k, v), f"{where}.{k}") for k, v in defaults.items()})
+    return Profile(kind, {k: number(d.get(k, v), f"{where}.{k}", *_PROFILE_RANGES.get(k, (0, 1)))
+                          for k, v in defaults.items()})
 
 
 def _credentials(data: Mapping[str, Any], where: str) -> tuple[Credential, ...]:
@@ -497,10 +505,17 @@ def _ha_rule(data: Any, where: str, guests: tuple[GuestSpec, ...], nodes: tuple[
     return d
 
 
+def _bandwidth(value: Any, where: str) -> int:
+    bandwidth = parse_size(value, where)
+    if bandwidth < 1024:
+        raise ConfigError(f"{where}: expected at least 1KiB per second, got {value!r}")
+    return bandwidth
+
+
 def _migration(data: Any, where: str) -> Migration:
     d = mapping(data, where)
     return Migration(
-        bandwidth=max(1, parse_size(d.get("bandwidth", "1GiB"), f"{where}.bandwidth")),
+        bandwidth=_bandwidth(d.get("bandwidth", "1GiB"), f"{where}.bandwidth"),
         overhead_s=number(d.get("overhead_s", 4), f"{where}.overhead_s", minimum=0),
         ha_delay_s=number(d.get("ha_delay_s", 5), f"{where}.ha_delay_s", minimum=0),
     )

@@ -7,4 +7,5 @@ bash scripts/setup.sh test
 .venv/bin/python -m pip install -q --disable-pip-version-check -r bench/requirements.txt
 bash scripts/ensure-prometheus.sh
 bash scripts/ensure-stack-tools.sh
+bash scripts/ensure-package-tools.sh
 exec .venv/bin/python -m pytest "$@"

@@ -46,8 +46,8 @@ FORBIDDEN = {"moves": [
     {"vmid": 117, "target": "pve4", "reason": "pve1 is the most loaded node"},
 ], "summary": "two moves"}
 OVERCOMMIT = {"moves": [
-    {"vmid": 117, "target": "pve4", "reason": "pve1 is the most loaded node"},
-    {"vmid": 103, "target": "pve4", "reason": "db01 is the biggest guest on pve1"},  # 24.3+6.4+27.4 > 57.6 GiB
+    {"vmid": 101, "target": "pve4", "reason": "web02 shares pve1 with web01"},  # 11.9 GiB: fits
+    {"vmid": 103, "target": "pve4", "reason": "db01 is the biggest guest on pve1"},  # 24.3+11.9+27.4 > 57.6 GiB
 ], "summary": "pve4 can take db01"}
 
 
@@ -120,12 +120,13 @@ def test_the_saved_ai_plan_passes_apply_dry_run(
     assert code == 0 and "dry run" in out
 
 
-# Per bad answer: the one move that survives, and for each rejected VMID its category and what the line says.
+# Per bad answer: the move that survives, and for each rejected VMID its category and what the line says.
 BAD_ANSWERS = {
-    "hallucinated vmid": (HALLUCINATED, {"9999": ("unknown_guest", ["no guest 9999 in the cluster"])}),
-    "node to avoid": (FORBIDDEN, {"122": ("rule", ["breaks", "ha-apart"]),
-                                  "131": ("rule", ["plb_pin_pve3", "does not allow pve5"])}),
-    "overcommit at step 2": (OVERCOMMIT, {"103": ("memory", ["pve4 would hold", "above its limit of 57.6 GiB"])}),
+    "hallucinated vmid": (HALLUCINATED, (117, "pve1", "pve4"), {"9999": ("unknown_guest", ["no guest 9999 in the cluster"])}),
+    "node to avoid": (FORBIDDEN, (117, "pve1", "pve4"), {"122": ("rule", ["breaks", "ha-apart"]),
+                                                         "131": ("rule", ["plb_pin_pve3", "does not allow pve5"])}),
+    "overcommit at step 2": (OVERCOMMIT, (101, "pve1", "pve4"),
+                             {"103": ("memory", ["pve4 would hold", "above its limit of 57.6 GiB"])}),
 }
 
 
@@ -134,10 +135,10 @@ BAD_ANSWERS = {
 def test_bad_suggestions_are_rejected_and_the_rest_still_checked(
     provider: str, case: str, sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    answer, expected = BAD_ANSWERS[case]
+    answer, survivor, expected = BAD_ANSWERS[case]
     with running_llm(provider, [reply_with(answer)]) as llm:
         advice = _json_advice(capsys, _config(tmp_path, sim, llm))
-    assert _moves(advice) == [(117, "pve1", "pve4")]
+    assert _moves(advice) == [survivor]
     rejected = {r["vmid"]: r for r in advice["rejected"]}
     assert set(rejected) == set(expected)
     for vmid, (category, fragments) in expected.items():

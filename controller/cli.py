@@ -15,6 +15,8 @@ from typing import Any
 
 import structlog
 
+from controller.advisor.advice import advise
+from controller.advisor.report import advice_to_dict, render_advice
 from controller.check import check
 from controller.config import WINDOWS, Config, load_config
 from controller.cycle import Cycle, cooldown_holds, cycle_rules, run_cycle
@@ -80,6 +82,12 @@ def _parser() -> argparse.ArgumentParser:
     apply.add_argument("--dry-run", action="store_true", help="check every move against live state; migrate nothing")
     apply.set_defaults(command=_apply)
 
+    advise = commands.add_parser("advise", help="ask the AI advisor (ai: block) for a second opinion, every move checked")
+    advise.add_argument("--window", choices=WINDOWS, help="history window (overrides ai.window and prometheus.window)")
+    advise.add_argument("--format", choices=("table", "json"), default="table")
+    advise.add_argument("--output", metavar="FILE", help="write the AI plan as JSON, for `apply --plan FILE`")
+    advise.set_defaults(command=_advise)
+
     run = commands.add_parser("run", help="the balancing loop, with /metrics, /health, /plan and POST /webhook")
     run.add_argument("--dry-run", action="store_true", help="in automatic mode, check moves but migrate nothing")
     run.add_argument("--once", action="store_true", help="run one cycle and exit")
@@ -117,11 +125,25 @@ def _plan_document(cycle: Cycle) -> dict[str, Any]:
     return {**plan_to_dict(cycle.plan), "warnings": list(cycle.warnings)}
 
 
-def _write_json(path: Path, document: Mapping[str, Any]) -> None:
+def _write_json(path: Path, document: Mapping[str, Any], option: str = "--save") -> None:
     try:
         path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"--save {path}: cannot write it ({exc.strerror})") from None
+        raise ConfigError(f"{option} {path}: cannot write it ({exc.strerror})") from None
+
+
+def _advise(args: argparse.Namespace) -> int:
+    config = load_config(args.config)
+    if config.ai is not None and args.window is not None:
+        config = replace(config, ai=replace(config.ai, window=args.window))
+    advice = advise(config, PveClient(config.proxmox))
+    if args.output and advice.ai_plan is not None:
+        _write_json(Path(args.output), plan_to_dict(advice.ai_plan), "--output")
+    if args.format == "json":
+        print(json.dumps(advice_to_dict(advice), indent=2))
+    else:
+        print(render_advice(advice), end="")
+    return 0 if advice.error is None else 1
 
 
 def _check(args: argparse.Namespace) -> int:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 
 from pveapi import values
+from controller.advisor.settings import AdvisorSettings, parse_advisor
 from planner.policy import Policy
 from controller.promql import PrometheusSettings, Statistic
 from planner.rules import RuleSet, load_rules
@@ -85,16 +86,17 @@ class Config:
     apply: ApplySettings
     run: RunSettings
     source: str = "<config>"
+    ai: AdvisorSettings | None = None  # the optional AI advisor (docs/advisor.md); None: off
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, so tests and output checks can prove none leaks."""
-        extra = [self.run.webhook_token]
+        extra = [self.run.webhook_token, self.ai.api_key if self.ai is not None else None]
         if self.prometheus is not None:
             extra += [self.prometheus.bearer_token, self.prometheus.password]
         return self.proxmox.secrets() + tuple(s.reveal() for s in extra if s is not None)
 
 
-_TOP_KEYS = {"proxmox", "prometheus", "policy", "rules", "rules_file", "apply", "run"}
+_TOP_KEYS = {"proxmox", "prometheus", "policy", "rules", "rules_file", "apply", "run", "ai"}
 _PROM_KEYS = {
     "url", "window", "statistic", "max_data_age", "bearer_token", "bearer_token_file", "bearer_token_env",
     "username", "password", "password_file", "password_env", "headers", "verify_ssl", "timeout",
@@ -139,6 +141,7 @@ def parse_config(
         apply=_apply(values.mapping(data.get("apply"), f"{source}: apply"), f"{source}: apply"),
         run=_run(_files_from(values.mapping(data.get("run"), f"{source}: run"), base), f"{source}: run", base, env),
         source=source,
+        ai=parse_advisor(_files_from(data.get("ai"), base), f"{source}: ai", env, WINDOWS),
     )
 
 

@@ -62,8 +62,6 @@ class Progress:
         if _Bar is not None and _isatty(self._stream):
             self._bar = _Bar(total=total, desc=label, unit=f" {unit}" if unit else "it", file=self._stream,
                              delay=quiet_for, leave=True, dynamic_ncols=True)
-        else:
-            self._maybe_line()
         threading.Thread(target=self._heartbeat, name=f"progress-{label}", daemon=True).start()
 
     def update(self, done: int | None = None, note: str | None = None, total: int | None = None) -> None:
@@ -81,10 +79,15 @@ class Progress:
                 self._bar.n = self.done
                 self._bar.set_postfix_str(self.note, refresh=True)
             else:
-                self._maybe_line(force=note is not None)
+                self._maybe_line()
 
-    def advance(self, count: int = 1, note: str | None = None) -> None:
-        self.update(self.done + count, note)
+    def say(self, text: str) -> None:
+        """A line that stays (an outcome), printed above the bar when there is one."""
+        with self._lock:
+            if self._bar is not None:
+                self._bar.write(text, file=self._stream)
+            else:
+                print(text, file=self._stream, flush=True)
 
     def close(self, note: str = "done") -> None:
         if self._closed.is_set():
@@ -95,7 +98,7 @@ class Progress:
             if self._bar is not None:
                 self._bar.set_postfix_str(note, refresh=False)
                 self._bar.close()
-            elif self._printed_at is not None or self._clock() - self._started >= self._quiet_for:
+            elif self._clock() - self._started >= self._quiet_for:
                 self._line()
 
     def __enter__(self) -> Progress:
@@ -115,11 +118,11 @@ class Progress:
                 else:
                     self._maybe_line()
 
-    def _maybe_line(self, force: bool = False) -> None:
+    def _maybe_line(self) -> None:
         now = self._clock()
         if now - self._started < self._quiet_for:
             return
-        if force or self._printed_at is None or now - self._printed_at >= self._every:
+        if self._printed_at is None or now - self._printed_at >= self._every:
             self._line()
 
     def _line(self) -> None:

@@ -120,8 +120,8 @@ class Progress:
 
     def _maybe_line(self) -> None:
         now = self._clock()
-        if now - self._started < self._quiet_for:
-            return
+        if now - self._started < self._quiet_for or (self.total and self.done >= self.total):
+            return  # too early to show, or complete: close() says so
         if self._printed_at is None or now - self._printed_at >= self._every:
             self._line()
 

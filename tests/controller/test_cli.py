@@ -129,7 +129,7 @@ def test_check_names_each_problem_on_its_own_line(frozen_sim, tmp_path: Path, ca
     assert code == 1 and len(problems) == 4, out
     assert "lacks VM.Migrate on /vms" in problems[0]
     assert "lacks Pool.Allocate on /pool/pvebalance-lease: apply and automatic run cannot take the controller lease" in problems[1]
-    assert "maintenance names node 'pve9', which is not in the cluster" in problems[2]
+    assert "rules: maintenance names unknown node(s) pve9: ignored" in problems[2]  # as plan reports it
     assert "Prometheus http://127.0.0.1" in problems[3] and "unreachable" in problems[3]
     assert MONITOR_TOKEN not in out
 

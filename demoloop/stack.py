@@ -14,6 +14,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -49,8 +50,11 @@ def prometheus_installed() -> bool:
 
 
 class LocalStack:
-    def __init__(self, workdir: Path, scenario: str | Path = "demo", time_scale: float | None = None) -> None:
+    def __init__(self, workdir: Path, scenario: str | Path = "demo", time_scale: float | None = None,
+                 tokens: Sequence[Credential] = ()) -> None:
+        """`tokens`: more API tokens the simulator accepts, besides the stack's own."""
         self.workdir = workdir
+        self.extra_tokens = tuple(tokens)
         self.scenario = scenario
         self.time_scale = time_scale
         self.children = Children(workdir)
@@ -72,6 +76,7 @@ class LocalStack:
         tokens = [
             Credential("monitor@pve", self._tokens["exporter"], {"/": READ_ONLY}, "stack-exporter"),
             Credential("root@pam", self._tokens["controller"], {"/": ALL_PRIVILEGES}, "stack-controller"),
+            *self.extra_tokens,
         ]
         self.simulator = Simulator(self.scenario, host="127.0.0.1", port=0, time_scale=self.time_scale,
                                    tokens=tokens).start()

@@ -31,7 +31,8 @@ def test_plan_json_has_the_documented_schema_and_changes_nothing(
     before = frozen_sim.placement()
     frozen_sim.reset_request_counts()
     code, out, err = _run(capsys, "--config", str(config), "plan", "--output", "json", "--save", str(tmp_path / "p.json"))
-    assert code == 0 and err == ""
+    # stderr has at most progress lines (a slow plan on a pipe); stdout is the JSON alone
+    assert code == 0 and all(line.startswith("plan: ") for line in err.splitlines()), err
     plan = json.loads(out)
     assert plan["moves"] and {"vmid", "name", "type", "source", "target", "reason"} <= set(plan["moves"][0])
     assert plan["sources"] == {"live": 60} and plan["window"] == "live"

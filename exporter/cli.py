@@ -129,18 +129,22 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def check_credentials(config: ExporterConfig) -> None:
-    """One call per module at start: refused credentials stop the exporter with one line; a
-    cluster that does not answer is only logged (scrapes then report it, see docs/exporter.md)."""
-    for name, module in config.modules.items():
-        try:
-            answer = PveClient(module.settings, pool_size=1).get("/version")
-        except ApiError as exc:
-            if exc.kind in (ErrorKind.AUTH, ErrorKind.PERMISSION):
-                raise PvebalanceError(f"module {name} ({module.settings.host}): {exc}") from None
-            log.warning("credentials_unchecked", module=name, host=module.settings.host, error=str(exc))
-            continue
-        found = answer.get("version", "?") if isinstance(answer, dict) else "?"
-        log.info("credentials_ok", module=name, host=module.settings.host, pve_version=found)
+    """One call at start with the default module (the one /metrics scrapes), so a wrong token
+    is one log line at once rather than a silent `scrape_success 0` later. The exporter serves
+    either way: the token may be fixed, or the cluster come back, without a restart."""
+    module = config.default_module
+    where = {"module": module.name, "host": module.settings.host}
+    try:
+        answer = PveClient(module.settings, pool_size=1).get("/version")
+    except ApiError as exc:
+        if exc.kind in (ErrorKind.AUTH, ErrorKind.PERMISSION):
+            log.error("credentials_refused", **where, error=str(exc),
+                      hint="fix the module's user, token_name and secret; scrapes answer scrape_success 0 until then")
+        else:
+            log.warning("credentials_unchecked", **where, error=str(exc))
+        return
+    found = answer.get("version", "?") if isinstance(answer, dict) else "?"
+    log.info("credentials_ok", **where, pve_version=found)
 
 
 def _label(text: str) -> tuple[str, str]:

@@ -154,7 +154,7 @@ class Walkthrough:
         try:
             wait_until(lambda: http_ok(f"http://127.0.0.1:{port}/health"), "exporter", 30, process)
             metrics = requests.get(f"http://127.0.0.1:{port}/metrics", timeout=30).text
-            assert "pvebalance_exporter_scrape_success 1.0" in metrics, metrics[-2000:]
+            assert re.search(r"^pvebalance_exporter_scrape_success\{[^}]*\} 1\.0$", metrics, re.M), metrics[-2000:]
         finally:
             process.terminate()
             process.wait(timeout=30)

@@ -10,8 +10,9 @@ The cluster is the simulator, behind a real exporter and a real Prometheus (demo
 LocalStack). The docs' example names are swapped for the stack's: `pve1.example.com` for the
 simulator's address, `/etc/pvebalance/...` for files in the work directory (secrets hold the
 token the simulator accepts; the CA is the simulator's), `http://prometheus:9090` for the
-stack's Prometheus. A YAML block whose first line is `# NAME` is saved as NAME, so later
-blocks of the same walk-through (`--config pvebalance.yml`) find it.
+stack's Prometheus. A YAML block whose first line is `# NAME` is saved as NAME before any
+block runs, so the blocks that use it (`--config pvebalance.yml`, `rules_file: rules.yaml`)
+find it whichever document is run first.
 """
 
 from __future__ import annotations
@@ -135,16 +136,21 @@ class Walkthrough:
             pytest.fail(f"{block.doc}:{block.line}: no way to run this YAML block; mark it <!-- not run: why -->")
 
     def shell(self, script: str) -> None:
-        process = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script], cwd=self.workdir, env=self.env,
-                                   stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-        try:
-            out, _ = process.communicate(timeout=600)
-        finally:
+        # Output to a file, not a pipe: a process the block leaves in the background (`... &`)
+        # would hold a pipe open after the block ended.
+        output = self.workdir / "block-output.txt"
+        with output.open("w", encoding="utf-8") as out:
+            process = subprocess.Popen(["bash", "-euo", "pipefail", "-c", script], cwd=self.workdir, env=self.env,
+                                       stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             try:
-                os.killpg(process.pid, signal.SIGTERM)  # what the block left in the background
-            except ProcessLookupError:
-                pass
-        assert process.returncode == 0, f"exit {process.returncode}:\n{script}\n---\n{out}"
+                process.wait(timeout=600)
+            finally:
+                try:
+                    os.killpg(process.pid, signal.SIGTERM)  # what the block left in the background
+                except ProcessLookupError:
+                    pass
+        text = output.read_text(encoding="utf-8")
+        assert process.returncode == 0, f"exit {process.returncode}:\n{script}\n---\n{text}"
 
     def exporter(self, config: Path) -> None:
         port = free_port()
@@ -173,7 +179,11 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walkthroug
         stack.start_exporter()
         stack.start_prometheus()
         (root / "reader").mkdir()
-        yield Walkthrough(stack, root / "reader")
+        walkthrough = Walkthrough(stack, root / "reader")
+        # The files the README's walk-through has the reader write, which the docs then use.
+        for block in (b for doc in DOCS for b in blocks(doc) if b.name and b.not_run is None):
+            (root / "reader" / block.name).write_text(walkthrough.localize(block.text), encoding="utf-8")
+        yield walkthrough
     finally:
         stack.close()
 
@@ -186,7 +196,7 @@ def test_every_runnable_block_is_found_and_marked_blocks_say_why() -> None:
             assert block.not_run is None or len(block.not_run) > 10, f"{doc}:{block.line}: say why it is not run"
 
 
-@pytest.mark.parametrize("doc", DOCS)  # in this order: docs/ reuse the README's files
+@pytest.mark.parametrize("doc", DOCS)
 def test_doc_blocks_run_as_written(doc: str, walkthrough: Walkthrough) -> None:
     ran = 0
     for block in blocks(doc):

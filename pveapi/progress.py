@@ -131,7 +131,7 @@ class Progress:
         if self.total:
             parts[0] += f" ({self.done / self.total:.0%})"
         parts.append(f"{duration(elapsed)} elapsed")
-        if self.total and 0 < self.done < self.total:
+        if self.total and 0 < self.done < self.total and elapsed >= 1:  # before that a guess, not an estimate
             parts.append(f"about {duration(elapsed / self.done * (self.total - self.done))} left")
         text = f"{self.label}: {', '.join(parts)}" + (f" - {self.note}" if self.note else "")
         print(text, file=self._stream, flush=True)

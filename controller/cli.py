@@ -8,7 +8,7 @@ import os
 import signal
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -35,8 +35,11 @@ from controller.state import ControllerLock, LoopState
 from pveapi.client import PveClient
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.logsetup import configure_logging
+from pveapi.progress import Progress, duration
+from pveapi.version import version_text
 
 DEFAULT_CONFIG = "/etc/pvebalance/config.yaml"
+PLAN_QUIET = 2.0  # seconds a plan may take before its progress shows (most take less)
 log = structlog.get_logger("pvebalance")
 
 
@@ -54,32 +57,45 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
 
 
-def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="pvebalance", description="Rules-driven, history-aware balancer for Proxmox VE")
+def _global_options(parser: argparse.ArgumentParser, defaults: bool) -> None:
+    """The options every command takes, before or after its name. Only the main parser has
+    defaults: a command's parser leaves a value given before the command alone."""
+    def default(value: Any) -> Any:
+        return value if defaults else argparse.SUPPRESS
+
     parser.add_argument(
-        "--config", default=os.environ.get("PVEBALANCE_CONFIG", DEFAULT_CONFIG),
+        "--config", default=default(None), metavar="FILE",
         help=f"config file (default: $PVEBALANCE_CONFIG or {DEFAULT_CONFIG})",
     )
-    parser.add_argument("--log-format", choices=("auto", "json", "console"), default="auto")
+    parser.add_argument("--log-format", choices=("auto", "json", "console"), default=default("auto"))
     parser.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"),
+        "--log-level", choices=("debug", "info", "warning", "error"), default=default(None),
         help="default: info for apply and run (one event per action), warning for plan and check",
     )
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="pvebalance", description="Rules-driven, history-aware balancer for Proxmox VE")
+    parser.add_argument("--version", action="version", version=version_text("pvebalance"))
+    _global_options(parser, defaults=True)
     commands = parser.add_subparsers(required=True, metavar="COMMAND")
 
     plan = commands.add_parser("plan", help="show a balance plan; changes nothing")
     plan.add_argument("--output", choices=("table", "json"), default="table")
     plan.add_argument("--window", choices=WINDOWS, help="history window (overrides prometheus.window)")
     plan.add_argument("--save", metavar="FILE", help="also write the plan as JSON, for `apply --plan FILE`")
+    _global_options(plan, defaults=False)
     plan.set_defaults(command=_plan)
 
     chk = commands.add_parser("check", help="check the config, API token privileges and Prometheus series")
+    _global_options(chk, defaults=False)
     chk.set_defaults(command=_check)
 
     apply = commands.add_parser("apply", help="carry out a fresh plan, or a saved one after re-validating it")
     apply.add_argument("--plan", metavar="FILE", help="a plan saved with `plan --save`")
     apply.add_argument("--window", choices=WINDOWS)
     apply.add_argument("--dry-run", action="store_true", help="check every move against live state; migrate nothing")
+    _global_options(apply, defaults=False)
     apply.set_defaults(command=_apply)
 
     advise = commands.add_parser("advise", help="ask the AI advisor (ai: block) for a second opinion, every move checked")
@@ -91,12 +107,23 @@ def _parser() -> argparse.ArgumentParser:
     run = commands.add_parser("run", help="the balancing loop, with /metrics, /health, /plan and POST /webhook")
     run.add_argument("--dry-run", action="store_true", help="in automatic mode, check moves but migrate nothing")
     run.add_argument("--once", action="store_true", help="run one cycle and exit")
+    _global_options(run, defaults=False)
     run.set_defaults(command=_run)
     return parser
 
 
+def _config_source(args: argparse.Namespace) -> tuple[str, str]:
+    """The config file to read, and what to do when it cannot be read, as the user chose it."""
+    if args.config is not None:
+        return args.config, "check the path given with --config"
+    if os.environ.get("PVEBALANCE_CONFIG"):
+        return os.environ["PVEBALANCE_CONFIG"], "check the path in PVEBALANCE_CONFIG, or pass --config"
+    return DEFAULT_CONFIG, "pass --config FILE or set PVEBALANCE_CONFIG"
+
+
 def _load(args: argparse.Namespace) -> tuple[Config, PveClient, PromQL | None]:
-    config = load_config(args.config)
+    path, hint = _config_source(args)
+    config = load_config(path, hint=hint)
     window = getattr(args, "window", None)
     if window is not None:
         if config.prometheus is None:
@@ -108,7 +135,10 @@ def _load(args: argparse.Namespace) -> tuple[Config, PveClient, PromQL | None]:
 
 def _plan(args: argparse.Namespace) -> int:
     config, client, promql = _load(args)
-    cycle = run_cycle(client, promql, config, cooldown_holds(client, config), fallback_to_live=True)
+    with Progress("plan", quiet_for=PLAN_QUIET) as progress:
+        progress.update(note="reading cooldowns from the cluster's task list")
+        hold = cooldown_holds(client, config)
+        cycle = run_cycle(client, promql, config, hold, fallback_to_live=True, on_step=_noting(progress))
     document = _plan_document(cycle)
     if args.save:
         _write_json(Path(args.save), document)
@@ -172,27 +202,32 @@ def _apply(args: argparse.Namespace) -> int:
     stop = threading.Event()
     _on_signals(stop.set)  # from here on SIGTERM ends cleanly, giving the lease back
     try:
-        state = LoopState.load(config.run.state_file)
-        hold = cooldown_holds(client, config, state)
-        if args.plan:
-            plan, base, rules = _saved_plan(Path(args.plan), config, client, promql, hold)
-        else:
-            cycle = run_cycle(client, promql, config, hold)
-            if not cycle.actionable:
-                print(f"not applying: {cycle.why_not}")
-                return 1
-            plan, base, rules = cycle.plan, cycle.model, cycle.rules
-        if not plan.moves:
-            print("nothing to do: the plan has no moves")
-            return 0
-        if lease is not None:
-            lease.acquire()  # after the plan: a bad saved plan or nothing to do never touches it
-        executor = Executor(
-            client, rules, config.policy, config.apply, dry_run=args.dry_run,
-            should_stop=stop.is_set, on_event=_Progress(plan.moves), on_moved=state.record_move,
-            may_start=lease.confirm if lease is not None else lambda: None,
-        )
-        report = executor.apply(plan, base)
+        with Progress("apply: preparing", quiet_for=PLAN_QUIET) as progress:
+            progress.update(note="reading cooldowns from the state file and the cluster's task list")
+            state = LoopState.load(config.run.state_file)
+            hold = cooldown_holds(client, config, state)
+            if args.plan:
+                progress.update(note=f"checking the saved plan {args.plan} against the cluster")
+                plan, base, rules = _saved_plan(Path(args.plan), config, client, promql, hold)
+            else:
+                cycle = run_cycle(client, promql, config, hold, on_step=_noting(progress))
+                if not cycle.actionable:
+                    print(f"not applying: {cycle.why_not}")
+                    return 1
+                plan, base, rules = cycle.plan, cycle.model, cycle.rules
+            if not plan.moves:
+                print("nothing to do: the plan has no moves")
+                return 0
+            if lease is not None:
+                progress.update(note=f"taking the controller lease (pool '{config.run.lease_pool}')")
+                lease.acquire()  # after the plan: a bad saved plan or nothing to do never touches it
+        with _ApplyProgress(plan.moves) as on_event:
+            executor = Executor(
+                client, rules, config.policy, config.apply, dry_run=args.dry_run,
+                should_stop=stop.is_set, on_event=on_event, on_moved=state.record_move,
+                may_start=lease.confirm if lease is not None else lambda: None,
+            )
+            report = executor.apply(plan, base)
         print(("dry run: " if args.dry_run else "") + report.summary)
         return 0 if not report.stopped and not report.count("failed") else 1
     finally:
@@ -218,25 +253,46 @@ def _saved_plan(
     return plan, observation.model, rules
 
 
-class _Progress:
-    """Terminal progress: each migration's state, with a running summary after each outcome."""
+def _noting(progress: Progress) -> Callable[[str], None]:
+    return lambda step: progress.update(note=step)
+
+
+class _ApplyProgress:
+    """Apply's terminal progress: a line for each migration's start and outcome (with a running
+    summary), and while migrations run, a bar or periodic line saying which and for how long."""
 
     def __init__(self, moves: Sequence[Move]) -> None:
         self.position = {m.vmid: i for i, m in enumerate(moves, start=1)}
         self.total = len(moves)
         self.counts = dict.fromkeys(("succeeded", "failed", "dropped", "not_started"), 0)
+        self.running: dict[int, str] = {}
+        self.progress = Progress("apply", self.total, "moves", stream=sys.stdout)
+
+    def __enter__(self) -> _ApplyProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.close("stopped" if exc[0] is not None else "done")
 
     def __call__(self, event: Mapping[str, Any]) -> None:
         move, kind = event["move"], str(event["event"])
-        head = f"[{self.position.get(move.vmid, '?')}/{self.total}] {move.type}/{move.vmid} {move.name} {move.source} -> {move.target}:"
+        name = f"{move.type}/{move.vmid} {move.name} {move.source} -> {move.target}"
+        head = f"[{self.position.get(move.vmid, '?')}/{self.total}] {name}:"
+        if kind == "running":
+            self.running[move.vmid] = f"{name} running {duration(float(event['seconds']))}"
+            self.progress.update(note="; ".join(self.running.values()))
+            return
         if kind == "started":
-            print(f"{head} started ({event['upid']})", flush=True)
+            self.running[move.vmid] = f"{name} started"
+            self.progress.say(f"{head} started ({event['upid']})")
             return
         outcome = event["outcome"]
+        self.running.pop(move.vmid, None)
         self.counts[kind] = self.counts.get(kind, 0) + 1
         took = f" after {outcome.seconds:.0f}s" if outcome.seconds >= 1 else ""
         summary = ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in self.counts.items() if n)
-        print(f"{head} {kind.replace('_', ' ')}{took} - {outcome.detail}  [{summary}]", flush=True)
+        self.progress.say(f"{head} {kind.replace('_', ' ')}{took} - {outcome.detail}  [{summary}]")
+        self.progress.update(sum(self.counts.values()), "; ".join(self.running.values()))
 
 
 def _on_signals(handler: Any) -> None:

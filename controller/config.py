@@ -113,10 +113,13 @@ _RUN_KEYS = {
 _POOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.\-_]*$")
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and check the config file at `path`; raises ConfigError naming the first problem."""
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, hint: str = "pass --config or set PVEBALANCE_CONFIG"
+) -> Config:
+    """Read and check the config file at `path`; raises ConfigError naming the first problem.
+    `hint` says what to do when it cannot be read, in the terms the user chose it in."""
     path = Path(path)
-    data = _read_yaml(path, "config file", hint="pass --config or set PVEBALANCE_CONFIG")
+    data = _read_yaml(path, "config file", hint=hint)
     return parse_config(data, str(path), base=path.parent, env=env)
 
 

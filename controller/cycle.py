@@ -10,7 +10,7 @@ most, so API calls stay bounded by the plan size).
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -100,9 +100,17 @@ def recent_migrations(client: PveClient, cooldown: float, now: float) -> dict[in
         if vmid not in newest or float(task["starttime"]) > float(newest[vmid]["starttime"]):
             newest[vmid] = task
     return {
-        vmid: f"cooldown: migrated by {_who(task)} {max(0.0, now - float(task['starttime'])):.0f}s ago (task on {task.get('node')})"
+        vmid: f"cooldown: migrated by {_who(task)} {_ago(now - float(task['starttime']))} (task on {task.get('node')})"
         for vmid, task in newest.items()
     }
+
+
+def _ago(seconds: float) -> str:
+    """How long ago a task started; a start in the future means the cluster's clock is ahead
+    (a simulator running faster than real time, or a node off NTP), and the text says so."""
+    if seconds >= 0:
+        return f"{seconds:.0f}s ago"
+    return f"just now (the cluster's clock is {-seconds:.0f}s ahead of this host's)"
 
 
 def _who(task: Mapping[str, Any]) -> str:
@@ -122,11 +130,14 @@ def run_cycle(
     hold: Mapping[int, str] | None = None,
     at: float | None = None,
     fallback_to_live: bool | None = None,
+    on_step: Callable[[str], None] = lambda step: None,
 ) -> Cycle:
+    """Observe and plan; `on_step` hears what it is doing now, for progress."""
+    on_step("reading the cluster" + (" and its history from Prometheus" if promql is not None else ""))
     observation = observe(client, promql, at)
     held = {**observation.leave_alone, **(hold or {})}
     rules = cycle_rules(config, observation, held)  # merging leave_alone again changes nothing
-    model, plan, calls, notes = _plan_movable(client, observation.model, rules, config, held)
+    model, plan, calls, notes = _plan_movable(client, observation.model, rules, config, held, on_step)
     fallback = config.run.fallback_to_live if fallback_to_live is None else fallback_to_live
     why_not = None
     if observation.data_problem is not None and not fallback:
@@ -135,19 +146,23 @@ def run_cycle(
 
 
 def _plan_movable(
-    client: PveClient, model: ClusterModel, rules: RuleSet, config: Config, held: Mapping[int, str]
+    client: PveClient, model: ClusterModel, rules: RuleSet, config: Config, held: Mapping[int, str],
+    on_step: Callable[[str], None],
 ) -> tuple[ClusterModel, Plan, int, tuple[str, ...]]:
     refused: dict[int, str] = {}
     notes: list[str] = []
     checked: set[tuple[int, str]] = set()
     calls = 0
     guests = {g.vmid: g for g in model.guests}
-    for _round in range(PRECONDITION_ROUNDS):
+    size = f"{len(model.guests)} guests on {len(model.nodes)} nodes"
+    for round_ in range(1, PRECONDITION_ROUNDS + 1):
         model = replace(model, pinned_local=frozenset(refused))
+        on_step(f"planning {size}" + (f" (round {round_}: without the guests the API refused)" if refused else ""))
         plan = make_plan(model, rules, config.policy)
         ask = [(guests[m.vmid], m.target) for m in plan.moves if (m.vmid, m.target) not in checked]
         if not ask:
             break
+        on_step(f"asking the API whether {len(ask)} move(s) may start (migrate precondition)")
         checked.update((g.vmid, target) for g, target in ask)
         calls += len(ask)
         blocked, warning = movable(client, ask, config.policy.allow_local_disks)
@@ -158,6 +173,7 @@ def _plan_movable(
         refused.update(blocked)
     else:
         model = replace(model, pinned_local=frozenset(refused))
+        on_step(f"planning {size} (last round)")
         plan = make_plan(model, rules, config.policy)
     # The API's own reason, or why the controller holds a guest, beats the planner's generic line.
     reasons = {**held, **refused}

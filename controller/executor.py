@@ -288,6 +288,7 @@ class Executor:
                 item.move, "failed", f"not finished after {self.settings.task_timeout:.0f}s (apply.task_timeout)",
                 item.upid, elapsed,
             )
+        self.on_event({"event": "running", "vmid": item.move.vmid, "move": item.move, "upid": item.upid, "seconds": elapsed})
         return None
 
     def _find_task(self, item: _Running) -> str | None:

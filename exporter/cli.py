@@ -15,13 +15,16 @@ from types import FrameType
 
 import structlog
 
-from pveapi.errors import PvebalanceError
+from pveapi.client import PveClient
+from pveapi.errors import ApiError, ErrorKind, PvebalanceError
 from pveapi.logsetup import configure_logging
+from pveapi.progress import Progress
 from pveapi.settings import Secret
+from pveapi.version import version_text
 
 from .backfill import SimClock, backfill
 from .collectors import CollectorOptions
-from .config import load_config
+from .config import ExporterConfig, load_config
 from .http import ExporterApp, ServeOptions, make_http_server
 
 PROG = "pvebalance-exporter"
@@ -37,6 +40,7 @@ log = structlog.get_logger("pvebalance.exporter")
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     parser.add_argument(
         "--config.file", dest="config_file", type=Path, default=None,
         help=f"YAML modules of credentials (default {DEFAULT_CONFIG} if it exists, else the PVE_* environment)",
@@ -99,6 +103,7 @@ def serve(args: argparse.Namespace) -> int:
     if args.scrape_timeout <= 0 or args.max_workers < 1:
         raise PvebalanceError("--scrape.timeout must be > 0 and --scrape.max-workers >= 1")
     config = load_config(_config_path(args.config_file))
+    check_credentials(config)
     app = ExporterApp(config, ServeOptions(_collector_options(args), args.scrape_timeout, args.max_workers))
     server = make_http_server(args.listen, app)
     gc.set_threshold(*GC_THRESHOLDS)
@@ -123,6 +128,25 @@ def serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_credentials(config: ExporterConfig) -> None:
+    """One call at start with the default module (the one /metrics scrapes), so a wrong token
+    is one log line at once rather than a silent `scrape_success 0` later. The exporter serves
+    either way: the token may be fixed, or the cluster come back, without a restart."""
+    module = config.default_module
+    where = {"module": module.name, "host": module.settings.host}
+    try:
+        answer = PveClient(module.settings, pool_size=1).get("/version")
+    except ApiError as exc:
+        if exc.kind in (ErrorKind.AUTH, ErrorKind.PERMISSION):
+            log.error("credentials_refused", **where, error=str(exc),
+                      hint="fix the module's user, token_name and secret; scrapes answer scrape_success 0 until then")
+        else:
+            log.warning("credentials_unchecked", **where, error=str(exc))
+        return
+    found = answer.get("version", "?") if isinstance(answer, dict) else "?"
+    log.info("credentials_ok", **where, pve_version=found)
+
+
 def _label(text: str) -> tuple[str, str]:
     name, sep, value = text.partition("=")
     if not sep or not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__"):
@@ -144,10 +168,16 @@ def run_backfill(args: argparse.Namespace) -> int:
     # Prometheus stamps live scrapes with the wall clock: history past it (a simulator running
     # faster than real time is ahead) would make the first live samples "out of bounds".
     end = min(sim_now, time.time())
-    report = backfill(
-        settings, args.sim_admin_url, end - args.hours * 3600, end, args.step, args.output,
-        _collector_options(args), args.promtool, token, labels,
-    )
+    with Progress("backfill", unit="steps") as progress:
+
+        def on_step(done: int, total: int, at: float) -> None:
+            note = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)) if done < total else "promtool: writing blocks"
+            progress.update(done, note, total)
+
+        report = backfill(
+            settings, args.sim_admin_url, end - args.hours * 3600, end, args.step, args.output,
+            _collector_options(args), args.promtool, token, labels, on_step=on_step,
+        )
     print(
         f"wrote {report.samples} samples ({report.steps} steps from "
         f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(report.start))} to "

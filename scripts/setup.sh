@@ -7,6 +7,6 @@ python3 -c 'import sys; sys.exit(sys.version_info < (3, 10))' || { echo "pvebala
 if [ ! -x .venv/bin/python ]; then
   python3 -m venv .venv || { echo "python3 -m venv failed: install the Debian package python3-venv" >&2; exit 1; }
 fi
-extras=""
-[ "${1:-}" = "test" ] && extras="[test,ai]"
+extras="[progress]"
+[ "${1:-}" = "test" ] && extras="[progress,test,ai]"
 .venv/bin/python -m pip install -q --disable-pip-version-check -e ".${extras}"

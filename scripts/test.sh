@@ -8,4 +8,6 @@ bash scripts/setup.sh test
 bash scripts/ensure-prometheus.sh
 bash scripts/ensure-stack-tools.sh
 bash scripts/ensure-package-tools.sh
-exec .venv/bin/python -m pytest "$@"
+# Most tests wait on processes and HTTP, so four workers share two cores well; a file stays on
+# one worker (its module fixtures are set up once).
+exec .venv/bin/python -m pytest -n "${PVEBALANCE_TEST_WORKERS:-4}" --dist loadfile "$@"

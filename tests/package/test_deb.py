@@ -27,10 +27,7 @@ import yaml
 from tests.package.debroot import depends_names, in_root, make_root, unit, unit_command
 from tests.support.sim import running_simulator
 
-pytestmark = [
-    pytest.mark.package,
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root: mmdebstrap's root mode and chroot"),
-]
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: mmdebstrap's root mode and chroot")
 
 ROOT = Path(__file__).resolve().parents[2]
 UNITS = ("pvebalance-exporter.service", "pvebalance.service")

@@ -192,3 +192,30 @@ def test_a_captures_version_can_be_given(tmp_path: Path) -> None:
         token = f"root@pam!rehearse={Path(started['token_file']).read_text().strip()}"
         assert _get(started, "/version", token).json()["data"]["version"] == "9.1.2"
         assert "available" in _get(started, "/nodes/a/status", token).json()["data"]["memory"]  # PVE 9
+
+
+def test_pveum_subcommand_sets_up_a_token_on_a_running_simulator(tmp_path: Path) -> None:
+    (tmp_path / "admin").write_text("admin-secret\n")
+    args = [SIM, "--scenario", "demo", "--port", "0", "--time-scale", "0", "--admin-token-file", str(tmp_path / "admin")]
+    with _serving(args) as (started, _):
+        base = started["url"].removesuffix("/api2/json")
+
+        def pveum(*words: str, admin: bool = True) -> subprocess.CompletedProcess[str]:
+            login = ["--admin-token-file", str(tmp_path / "admin")] if admin else []
+            return subprocess.run([SIM, "pveum", "--url", base, "--ca", started["cert"], *login, *words],
+                                  capture_output=True, text=True, timeout=60, check=False)
+
+        assert pveum("user", "add", "ops@pve").returncode == 0
+        token = pveum("user", "token", "add", "ops@pve", "tk", "--privsep", "1")
+        assert token.returncode == 0, token.stderr
+        secret = json.loads(token.stdout)["value"]
+        for words in (["acl", "modify", "/", "--users", "ops@pve", "--roles", "PVEAuditor"],
+                      ["acl", "modify", "/", "--tokens", "ops@pve!tk", "--roles", "PVEAuditor"]):
+            assert pveum(*words).returncode == 0
+        permissions = _get(started, "/access/permissions", f"ops@pve!tk={secret}").json()["data"]
+        assert permissions["/"]["Sys.Audit"] == 1 and "VM.Migrate" not in permissions["/"]
+        refused = pveum("user", "add", "x@pve", admin=False)
+        assert refused.returncode == 2 and refused.stderr.strip() == (
+            "pvebalance-sim pveum: admin API: send 'Authorization: Bearer <admin token>'")
+        unknown = pveum("frobnicate")
+        assert unknown.returncode == 2 and "unsupported command 'frobnicate'" in unknown.stderr

@@ -3,7 +3,8 @@ Proxmox VE 9.1.3's schema.
 
 The simulator checks every request against its trimmed copy of that schema (the one home of
 those rules) and records each refusal, a parameter the schema rejects or a method and path it
-lacks. These tests drive our clients through their calls against one simulator and expect none.
+lacks (tests/sim/test_faults_admin.py tests the recorder). This test drives our clients through
+their calls against one simulator and expects none.
 """
 
 from __future__ import annotations
@@ -12,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import requests
 
 from controller.cli import main as controller_main
 from controller.config import load_config
@@ -62,21 +62,6 @@ def _execute(sim: RunningSimulator, config_path: Path) -> None:
 
 def _no_refusals(sim: RunningSimulator, step: str) -> None:
     assert sim.schema_refusals() == {}, f"{step} sent what PVE's schema refuses"
-
-
-def test_the_simulator_records_what_the_schema_refuses(sim: RunningSimulator) -> None:
-    """The recorder the other test relies on: a bad parameter and an unknown path are recorded."""
-    sim.reset_request_counts()
-    headers = {"Authorization": f"PVEAPIToken={sim.token_id}={sim.token_value}"}
-    for path, params in (("/cluster/resources", {"typ": "vm"}), ("/nodes/pve1/rrddata", {}), ("/nodes/pve1/bogus", {})):
-        requests.get(f"{sim.url}{path}", params=params, headers=headers, verify=sim.ca_path, timeout=10)
-    assert sim.schema_refusals() == {
-        "GET /cluster/resources: typ: property is not defined in schema and the schema does not allow additional properties": 1,
-        "GET /nodes/{node}/rrddata: timeframe: property is missing and it is not optional": 1,
-        "GET /nodes/{node}/bogus: Method 'GET /nodes/pve1/bogus' not implemented": 1,
-    }
-    sim.reset_request_counts()
-    assert sim.schema_refusals() == {}
 
 
 def test_controller_exporter_and_pveapi_send_only_what_the_schema_allows(

@@ -75,7 +75,7 @@ class RunningSimulator:
 
     def schema_refusals(self) -> dict[str, int]:
         """Requests refused by PVE's schema since start (or the last reset):
-        `"METHOD /template: parameter: message"` -> count (`parameter` empty for a 501)."""
+        `"METHOD /template: parameter: message"` -> count (`"METHOD /template: message"` for a 501)."""
         return dict(self._admin("GET", "/requests")["refused"])
 
     def reset_request_counts(self) -> None:

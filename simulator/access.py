@@ -82,9 +82,11 @@ class AccessControl:
         self.acl: list[AclEntry] = []
         self.lock = threading.RLock()
         self._memo: dict[tuple[str, str], frozenset[str]] = {}
+        self._uniform: dict[str, bool] = {}
 
     def changed(self) -> None:
         self._memo.clear()
+        self._uniform.clear()
 
     def token(self, tokenid: str) -> Token | None:
         user, _, name = tokenid.partition("!")
@@ -97,6 +99,21 @@ class AccessControl:
         if found is None:
             with self.lock:
                 found = self._memo[key] = self._privileges(ugid, normalize_path(path))
+        return found
+
+    def uniform(self, ugid: str) -> bool:
+        """Whether `ugid` has on every path exactly what it has on `/`: no ACL entry that counts
+        for it (its user's, and a privsep token's own) sits deeper or stops propagating. Lets
+        /cluster/resources skip the per-entry checks, memoized until user.cfg changes."""
+        found = self._uniform.get(ugid)
+        if found is None:
+            user, bang, name = ugid.partition("!")
+            token = self.token(ugid) if bang else None
+            counted = {ugid} if token is not None and token.privsep else set()
+            if user != SUPERUSER:
+                counted.add(user)
+            with self.lock:
+                found = self._uniform[ugid] = all(e.path == "/" and e.propagate for e in self.acl if e.ugid in counted)
         return found
 
     def _privileges(self, ugid: str, path: str) -> frozenset[str]:

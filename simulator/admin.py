@@ -54,10 +54,10 @@ class AdminApi:
             return {"time": cluster.tick(), "time_scale": cluster.clock.scale}
         if (method, path) == ("GET", "/requests"):
             counts = self.api.request_counts()
-            return {"counts": counts, "total": sum(counts.values())}
+            return {"counts": counts, "total": sum(counts.values()), "refused": self.api.refusals()}
         if (method, path) == ("POST", "/requests/reset"):
             self.api.reset_counts()
-            return {"counts": {}, "total": 0}
+            return {"counts": {}, "total": 0, "refused": {}}
         if path == "/faults":
             if method == "GET":
                 return {"faults": self.api.faults.list()}

@@ -39,6 +39,10 @@ class PveApi:
         self.resources = ResourceCache(cluster)
         self.auth_failure_delay = auth_failure_delay
         self._counts: Counter[str] = Counter()
+        # Requests PVE's schema refuses (a 400 from the parameter check, or a 501 for a method
+        # and path it lacks): "METHOD /template: parameter: message" -> count. The client-side
+        # contract test (tests/sim/test_client_contract.py) drives our clients and expects none.
+        self._refusals: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -46,9 +50,27 @@ class PveApi:
         with self._counts_lock:
             return dict(self._counts)
 
+    def refusals(self) -> dict[str, int]:
+        with self._counts_lock:
+            return dict(self._refusals)
+
     def reset_counts(self) -> None:
         with self._counts_lock:
             self._counts.clear()
+            self._refusals.clear()
+
+    def _refused(self, method: str, template: str, failure: PveFailure) -> PveFailure:
+        problems = [f"{name}: {text}" for name, text in (failure.errors or {}).items()] or [failure.message]
+        with self._counts_lock:
+            self._refusals.update(f"{method} {template}: {problem}" for problem in problems)
+        return failure
+
+    def _check_parameters(self, method: str, template: str, schema: apischema.Endpoint, params: Mapping[str, str],
+                          major: int) -> None:
+        try:
+            apischema.check_parameters(schema, params, major)
+        except PveFailure as failure:
+            raise self._refused(method, template, failure) from None
 
     def handle(self, method: str, path: str, params: dict[str, str], headers: Mapping[str, str],
                cookies: Mapping[str, str]) -> Answer:
@@ -80,12 +102,13 @@ class PveApi:
         if faults.error is not None:
             raise faults.error
         if method == "POST" and path == "/access/ticket":
-            apischema.check_parameters(apischema.endpoint(method, path, {}), params, self.cluster.api_node.spec.major)
+            self._check_parameters(method, template, apischema.endpoint(method, path, {}), params,
+                                   self.cluster.api_node.spec.major)
             return self.auth.login(params["username"], params["password"])
         caller = self.auth.authenticate(headers, cookies, method)
         found = match(method, path)
         if found is None:
-            raise not_implemented(method, path)
+            raise self._refused(method, template, not_implemented(method, path))
         route, args = found
         schema = apischema.endpoint(method, route.template, args)
         merged = {**params, **{k: v for k, v in args.items() if k != "kind"}}
@@ -96,7 +119,7 @@ class PveApi:
                 raise unreachable(595)
             major = (answering or self.cluster.api_node).spec.major
             if major < 9 and (method, schema.path) in apischema.PVE9_ENDPOINTS:
-                raise not_implemented(method, path)
+                raise self._refused(method, template, not_implemented(method, path))
             apischema.check_permission(schema, caller.can, merged)
-            apischema.check_parameters(schema, merged, major)
+            self._check_parameters(method, template, schema, merged, major)
             return route.handler(Call(self, caller, params, now, method, path), **args)

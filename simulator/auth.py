@@ -22,6 +22,10 @@ class Caller:
     def can(self, path: str, privilege: str) -> bool:
         return privilege in self.access.privileges(self.userid, path)
 
+    def uniform(self) -> bool:
+        """The same privileges on every path as on `/` (see AccessControl.uniform)."""
+        return self.access.uniform(self.userid)
+
     def require(self, path: str, privilege: str) -> None:
         if not self.can(path, privilege):
             raise PveFailure(403, f"Permission check failed ({path}, {privilege})")

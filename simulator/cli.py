@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import os
 import re
+import shlex
 import signal
 import sys
 from pathlib import Path
 from typing import Any
+
+import requests
 
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.logsetup import configure_logging
@@ -54,13 +58,13 @@ def _secret_lines(files: list[str], env_var: str, what: str) -> list[str]:
     return lines + os.environ.get(env_var, "").split()
 
 
-def _admin_token(args: argparse.Namespace) -> str | None:
-    if args.admin_token_file:
-        lines = _secret_lines([args.admin_token_file], "", "admin-token")
+def _admin_token(token_file: str | None, token: str | None = None) -> str | None:
+    if token_file:
+        lines = _secret_lines([token_file], "", "admin-token")
         if len(lines) != 1:
-            raise ConfigError(f"--admin-token-file {args.admin_token_file}: expected one line with the token")
+            raise ConfigError(f"--admin-token-file {token_file}: expected one line with the token")
         return lines[0]
-    return args.admin_token or os.environ.get(ADMIN_TOKEN_ENV) or None
+    return token or os.environ.get(ADMIN_TOKEN_ENV) or None
 
 
 def _bounded(value: float | None, flag: str, high: float) -> float | None:
@@ -98,7 +102,40 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def pveum_main(argv: list[str]) -> int:
+    """`pvebalance-sim pveum --url URL user add ...`: one pveum command posted to /_sim/pveum."""
+    p = argparse.ArgumentParser(prog="pvebalance-sim pveum",
+                                description="Apply a pveum command (user add, user token add, acl modify, acl delete, "
+                                            "role add) to a running simulator.")
+    p.add_argument("--url", required=True, help="the simulator, e.g. https://127.0.0.1:8006")
+    p.add_argument("--ca", help="its certificate (the start event's `cert`); default: the system's CAs")
+    p.add_argument("--admin-token-file", help=f"the admin token, if it needs one (also ${ADMIN_TOKEN_ENV})")
+    p.add_argument("command", nargs=argparse.REMAINDER, help="the pveum command, e.g. user add ops@pve")
+    args = p.parse_args(argv)
+    try:
+        token = _admin_token(args.admin_token_file)
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        url = f"{args.url.rstrip('/')}/_sim/pveum"
+        try:
+            answer = requests.post(url, json={"command": "pveum " + shlex.join(args.command)}, headers=headers,
+                                   verify=args.ca or True, timeout=30)
+            body = answer.json()
+        except (requests.RequestException, ValueError) as exc:
+            raise ConfigError(f"{url}: no simulator answered: {exc}") from None
+        if answer.status_code != 200:
+            raise ConfigError(str(body.get("error") if isinstance(body, dict) else body))
+    except PvebalanceError as exc:
+        print(f"pvebalance-sim pveum: {exc}", file=sys.stderr)
+        return 2
+    if body.get("data") is not None:
+        print(json.dumps(body["data"], indent=1))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["pveum"]:
+        return pveum_main(argv[1:])
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format, args.log_level)
     try:
@@ -119,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
             "time_scale": _bounded(args.time_scale, "--time-scale", MAX_TIME_SCALE),
             "start": parse_start(args.start, "--start"), "cert": args.cert, "key": args.key,
             "tokens": [parse_token(t) for t in tokens] + [parse_user(u) for u in users],
-            "admin_token": _admin_token(args), "pve_version": args.pve_version,
+            "admin_token": _admin_token(args.admin_token_file, args.admin_token), "pve_version": args.pve_version,
             "auth_failure_delay": _bounded(args.auth_failure_delay, "--auth-failure-delay", 60),
             "faults": load_faults_file(args.faults) if args.faults else [],
         }

@@ -128,11 +128,12 @@ class ResourceCache:
             return self._snapshot
 
     def answer(self, now: float, kind: str | None, caller: Caller) -> bytes | list[dict[str, Any]]:
-        """Encoded bytes for callers who may audit everything (cached); a filtered list otherwise."""
+        """Encoded bytes for callers who may audit everything, everywhere (cached); a filtered list
+        otherwise (an entry deeper than `/`, e.g. NoAccess on /vms/100, hides what it covers)."""
         snapshot = self.entries(now)
         wanted = TYPE_FILTER.get(kind) if kind else None
         selected = [e for e in snapshot.entries if wanted is None or e["type"] in wanted]
-        if all(caller.can("/", p) for p in set(AUDIT_PRIVILEGES.values())):
+        if caller.uniform() and all(caller.can("/", p) for p in set(AUDIT_PRIVILEGES.values())):
             with self._lock:
                 if kind not in snapshot.encoded:
                     snapshot.encoded[kind] = json.dumps({"data": selected}, separators=(",", ":")).encode()

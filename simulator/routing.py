@@ -15,7 +15,8 @@ from .auth import Caller
 if TYPE_CHECKING:
     from .api import PveApi
 
-_PARAM_PATTERNS = {"vmid": r"\d+", "kind": r"qemu|lxc", "upid": r"[^/]+", "sid": r"[^/]+"}
+# Any segment matches {vmid}, as on PVE: a non-integer one is then a 400 from the schema check.
+_PARAM_PATTERNS = {"kind": r"qemu|lxc"}
 
 
 @dataclass

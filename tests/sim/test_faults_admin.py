@@ -24,8 +24,17 @@ def test_request_counts_by_endpoint_template(demo: RunningSimulator) -> None:
         "GET /nodes/{node}/qemu/{vmid}/status/current": 1,
         "GET /cluster/resources": 1,
     }
+    assert demo.schema_refusals() == {}
+    for call in (lambda: api.cluster.resources.get(typ="vm"), api.nodes("pve1").rrddata.get, api.nodes("pve1").bogus.get):
+        with pytest.raises(ResourceException):
+            call()
+    assert demo.schema_refusals() == {
+        "GET /cluster/resources: typ: property is not defined in schema and the schema does not allow additional properties": 1,
+        "GET /nodes/{node}/rrddata: timeframe: property is missing and it is not optional": 1,
+        "GET /nodes/{node}/bogus: Method 'GET /nodes/pve1/bogus' not implemented": 1,
+    }
     demo.reset_request_counts()
-    assert demo.request_counts() == {}
+    assert demo.request_counts() == {} and demo.schema_refusals() == {}
 
 
 def test_clock_set_and_advance(demo: RunningSimulator) -> None:

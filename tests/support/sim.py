@@ -73,6 +73,11 @@ class RunningSimulator:
         """Requests per `METHOD /endpoint/{template}` since start (or the last reset)."""
         return dict(self._admin("GET", "/requests")["counts"])
 
+    def schema_refusals(self) -> dict[str, int]:
+        """Requests refused by PVE's schema since start (or the last reset):
+        `"METHOD /template: parameter: message"` -> count (`"METHOD /template: message"` for a 501)."""
+        return dict(self._admin("GET", "/requests")["refused"])
+
     def reset_request_counts(self) -> None:
         self._admin("POST", "/requests/reset")
 

@@ -86,7 +86,7 @@ def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], i
     families = list(resources_registry(inventory).collect())
     prebuilt = CollectorRegistry(auto_describe=False)
     prebuilt.register(Prebuilt(families))
-    result = scrape(target, options.collectors.concerns(), 120)
+    result = scrape(target, concerns(options.collectors), 120)
     text = generate_latest(resources_registry(inventory)) + generate_latest(
         rest_registry(result, options.collectors, target.stats))
     status_calls = list(NodeStatusCollector.calls(inventory))

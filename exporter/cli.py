@@ -18,6 +18,7 @@ import structlog
 from pveapi.errors import PvebalanceError
 from pveapi.logsetup import configure_logging
 from pveapi.settings import Secret
+from pveapi.values import finite_number
 
 from .backfill import SimClock, backfill
 from .collectors import CollectorOptions
@@ -32,6 +33,10 @@ DEFAULT_CONFIG = Path("/etc/pvebalance/exporter.yml")
 # (0.17-0.21 s of CPU, measured); at 50,000 about 3 young ones (0.06 s). Cycles are still
 # collected, in larger batches.
 GC_THRESHOLDS = (50_000, 10, 10)
+# Bounds of the scrape flags: Prometheus' own scrape timeouts are seconds to minutes; more
+# workers than this per target only queue at the API.
+MIN_SCRAPE_TIMEOUT, MAX_SCRAPE_TIMEOUT = 0.5, 3600.0
+MAX_WORKERS = 256
 
 log = structlog.get_logger("pvebalance.exporter")
 
@@ -96,10 +101,10 @@ def _collector_options(args: argparse.Namespace) -> CollectorOptions:
 
 
 def serve(args: argparse.Namespace) -> int:
-    if args.scrape_timeout <= 0 or args.max_workers < 1:
-        raise PvebalanceError("--scrape.timeout must be > 0 and --scrape.max-workers >= 1")
+    scrape_timeout = finite_number(args.scrape_timeout, "--scrape.timeout", low=MIN_SCRAPE_TIMEOUT, high=MAX_SCRAPE_TIMEOUT)
+    max_workers = int(finite_number(args.max_workers, "--scrape.max-workers", low=1, high=MAX_WORKERS))
     config = load_config(_config_path(args.config_file))
-    app = ExporterApp(config, ServeOptions(_collector_options(args), args.scrape_timeout, args.max_workers))
+    app = ExporterApp(config, ServeOptions(_collector_options(args), scrape_timeout, max_workers))
     server = make_http_server(args.listen, app)
     gc.set_threshold(*GC_THRESHOLDS)
 

@@ -53,6 +53,9 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
                         default=False, help="PSI per node from rrddata (PVE 9): one more call per node (default off)")
     parser.add_argument("--collector.config", dest="collector_config", action=argparse.BooleanOptionalAction,
                         default=False, help="guest onboot from each guest's config: one more call per guest (default off)")
+    parser.add_argument("--collector.deprecated", dest="collector_deprecated", action=argparse.BooleanOptionalAction,
+                        default=True, help="prometheus-pve-exporter's deprecated byte gauges pve_network_*_bytes and "
+                        "pve_disk_*_bytes beside the _total counters (default on, as it does)")
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -97,7 +100,8 @@ def _config_path(given: Path | None) -> Path | None:
 
 
 def _collector_options(args: argparse.Namespace) -> CollectorOptions:
-    return CollectorOptions(pressure=args.collector_pressure, config=args.collector_config)
+    return CollectorOptions(pressure=args.collector_pressure, config=args.collector_config,
+                            deprecated=args.collector_deprecated)
 
 
 def serve(args: argparse.Namespace) -> int:

@@ -71,6 +71,8 @@ class FastFamily(Metric):
         if typ not in ("gauge", "counter"):
             raise ValueError(f"FastFamily is a gauge or a counter, not {typ}")
         self._rows: list[tuple[Series, float]] = []
+        if typ == "counter" and name.endswith("_total"):  # as CounterMetricFamily does
+            name = name[: -len("_total")]
         super().__init__(name, documentation, typ)
         self._sample_name = name + "_total" if typ == "counter" else name
 

@@ -13,14 +13,26 @@ from prometheus_client.metrics_core import Metric
 from .base import ResultCollector
 from .families import FastFamily, Series
 
-# prometheus-pve-exporter's gauges of the guest counters, deprecated there since 3.8 beside the
-# `_total` counters and still read by dashboards (Grafana 10347's Network and Disk IO panels).
-DEPRECATED_BYTES = (
-    ("netin", "pve_network_receive_bytes", "Bytes the guest received since it started; DEPRECATED: use pve_network_receive_bytes_total"),
-    ("netout", "pve_network_transmit_bytes", "Bytes the guest sent since it started; DEPRECATED: use pve_network_transmit_bytes_total"),
-    ("diskread", "pve_disk_read_bytes", "Bytes the guest read from its disks since it started; DEPRECATED: use pve_disk_read_bytes_total"),
-    ("diskwrite", "pve_disk_write_bytes", "Bytes the guest wrote to its disks since it started; DEPRECATED: use pve_disk_written_bytes_total"),
+# Families of one series per node, guest or storage, labelled by `id` alone.
+ID_GAUGES = {
+    "cpu": ("pve_cpu_usage_ratio", "CPU use: nodes as a fraction of all host CPUs, guests of their vCPUs"),
+    "maxcpu": ("pve_cpu_usage_limit", "Number of CPUs: host threads (nodes), vCPUs (guests)"),
+    "mem": ("pve_memory_usage_bytes", "Used memory in bytes (nodes, guests)"),
+    "maxmem": ("pve_memory_size_bytes", "Memory size in bytes (nodes, guests)"),
+    "disk": ("pve_disk_usage_bytes", "Used disk space in bytes (nodes, storages, lxc)"),
+    "maxdisk": ("pve_disk_size_bytes", "Disk size in bytes (nodes, storages, guests' root disk)"),
+    "uptime": ("pve_uptime_seconds", "Uptime of the node or guest in seconds"),
+}
+# Guest counters: (Guest field, family, what it counts). Each is also exported as
+# prometheus-pve-exporter's gauge of the same figure, deprecated there since 3.8 and still read by
+# dashboards (Grafana 10347's Network and Disk IO panels).
+GUEST_COUNTERS = (
+    ("netin", "pve_network_receive_bytes", "Bytes the guest received since it started"),
+    ("netout", "pve_network_transmit_bytes", "Bytes the guest sent since it started"),
+    ("diskread", "pve_disk_read_bytes", "Bytes the guest read from its disks since it started"),
+    ("diskwrite", "pve_disk_written_bytes", "Bytes the guest wrote to its disks since it started"),
 )
+DEPRECATED_GAUGE = {"pve_disk_written_bytes": "pve_disk_write_bytes"}  # the peer's old name differs
 
 
 class ResourcesCollector(ResultCollector):
@@ -28,25 +40,23 @@ class ResourcesCollector(ResultCollector):
         inventory = self._result.inventory
         if inventory is None:
             return
-        cpu_ratio = FastFamily("pve_cpu_usage_ratio", "CPU use: nodes as a fraction of all host CPUs, guests of their vCPUs")
-        cpu_limit = FastFamily("pve_cpu_usage_limit", "Number of CPUs: host threads (nodes), vCPUs (guests)")
-        mem_used = FastFamily("pve_memory_usage_bytes", "Used memory in bytes (nodes, guests)")
-        mem_size = FastFamily("pve_memory_size_bytes", "Memory size in bytes (nodes, guests)")
-        disk_used = FastFamily("pve_disk_usage_bytes", "Used disk space in bytes (nodes, storages, lxc)")
-        disk_size = FastFamily("pve_disk_size_bytes", "Disk size in bytes (nodes, storages, guests' root disk)")
-        uptime = FastFamily("pve_uptime_seconds", "Uptime of the node or guest in seconds")
-        net_in = FastFamily("pve_network_receive_bytes", "Bytes the guest received since it started", "counter")
-        net_out = FastFamily("pve_network_transmit_bytes", "Bytes the guest sent since it started", "counter")
-        disk_read = FastFamily("pve_disk_read_bytes", "Bytes the guest read from its disks since it started", "counter")
-        disk_written = FastFamily("pve_disk_written_bytes", "Bytes the guest wrote to its disks since it started", "counter")
-        deprecated = [(field, FastFamily(name, text)) for field, name, text in DEPRECATED_BYTES] if self._options.deprecated else []
-        guest_info = FastFamily("pve_guest_info", "Guest info")
-        tag_info = FastFamily("pve_guest_tag_info", "One series per guest tag")
-        pool_info = FastFamily("pve_guest_pool_info", "The pool of a guest")
-        storage_info = FastFamily("pve_storage_info", "Storage info")
-        storage_shared = FastFamily("pve_storage_shared", "1 if the storage is shared among the cluster's nodes")
-        ha_state = FastFamily("pve_ha_state", "1 for the current HA state of an HA-managed guest or node")
-        lock_state = FastFamily("pve_lock_state", "1 for the guest's current config lock")
+        gauges = {key: FastFamily(name, text) for key, (name, text) in ID_GAUGES.items()}
+        counters = [(field, FastFamily(name, text, "counter")) for field, name, text in GUEST_COUNTERS]
+        deprecated = [
+            (field, FastFamily(DEPRECATED_GAUGE.get(name, name), f"{text}; DEPRECATED: use {name}_total"))
+            for field, name, text in GUEST_COUNTERS
+        ] if self._options.deprecated else []
+        cpu_ratio, cpu_limit, mem_used, mem_size, disk_used, disk_size, uptime = gauges.values()
+        info = {name: FastFamily(name, text) for name, text in (
+            ("pve_guest_info", "Guest info"),
+            ("pve_guest_tag_info", "One series per guest tag"),
+            ("pve_guest_pool_info", "The pool of a guest"),
+            ("pve_storage_info", "Storage info"),
+            ("pve_storage_shared", "1 if the storage is shared among the cluster's nodes"),
+            ("pve_ha_state", "1 for the current HA state of an HA-managed guest or node"),
+            ("pve_lock_state", "1 for the guest's current config lock"),
+        )}
+        guest_info, tag_info, pool_info, storage_info, storage_shared, ha_state, lock_state = info.values()
 
         for node in inventory.nodes:
             series = Series({"id": node.id})
@@ -72,10 +82,8 @@ class ResourcesCollector(ResultCollector):
                 disk_used.add(series, guest.disk)
             disk_size.add(series, guest.maxdisk)
             uptime.add(series, guest.uptime)
-            net_in.add(series, guest.netin)
-            net_out.add(series, guest.netout)
-            disk_read.add(series, guest.diskread)
-            disk_written.add(series, guest.diskwrite)
+            for field, family in counters:
+                family.add(series, getattr(guest, field))
             for field, family in deprecated:
                 family.add(series, getattr(guest, field))
             tags = sorted(guest.tags)
@@ -98,7 +106,6 @@ class ResourcesCollector(ResultCollector):
             storage_info.add(Series({"id": storage.id, "node": storage.node, "storage": storage.storage,
                                      "content": ",".join(sorted(storage.content)), "plugintype": storage.plugintype}), 1)
 
-        yield from (cpu_ratio, cpu_limit, mem_used, mem_size, disk_used, disk_size, uptime, net_in, net_out, disk_read,
-                    disk_written)
-        yield from (family for _, family in deprecated)
-        yield from (guest_info, tag_info, pool_info, storage_info, storage_shared, ha_state, lock_state)
+        yield from gauges.values()
+        yield from (family for _, family in counters + deprecated)
+        yield from info.values()

@@ -12,7 +12,7 @@ from pveapi.inventory import Inventory, cluster_id
 from ..scrape import Call
 from .base import ResultCollector
 from .cluster import cluster_status
-from .families import gauge
+from .families import FastFamily, Series, gauge
 
 CONCERN = "backup"
 # Backup jobs change by hand, rarely; a guest created since shows up within this many seconds.
@@ -42,8 +42,8 @@ class BackupCollector(ResultCollector):
         total = gauge("pve_not_backed_up_total", "Number of guests no backup job covers")
         if name is not None:
             total.add_metric([cluster_id(name)], len(guests))
-        info = gauge("pve_not_backed_up_info", "1 for each guest no backup job covers")
+        info = FastFamily("pve_not_backed_up_info", "1 for each guest no backup job covers")  # one per guest
         for guest_id in guests:
-            info.add_metric([guest_id], 1)
+            info.add(Series({"id": guest_id}), 1)
         yield total
         yield info

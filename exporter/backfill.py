@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import ConnectionSettings, Secret
 
-from .collectors import CollectorOptions, cluster_registry
+from .collectors import CollectorOptions, cluster_registry, concerns
 from .scrape import scrape
 from .target import Target
 
@@ -177,7 +177,7 @@ def backfill(
     try:
         for timestamp in steps(start, end, step):
             clock.set(timestamp, 0)
-            result = scrape(target, options.concerns(), _STEP_TIMEOUT)
+            result = scrape(target, concerns(options), _STEP_TIMEOUT)
             if result.error is not None:
                 raise result.error
             writer.add(timestamp, cluster_registry(result, options).collect())

@@ -20,6 +20,7 @@ from pveapi.errors import ApiError, ErrorKind, PvebalanceError
 from pveapi.logsetup import configure_logging
 from pveapi.progress import Progress
 from pveapi.settings import Secret
+from pveapi.values import finite_number
 from pveapi.version import version_text
 
 from .backfill import SimClock, backfill
@@ -35,6 +36,10 @@ DEFAULT_CONFIG = Path("/etc/pvebalance/exporter.yml")
 # (0.17-0.21 s of CPU, measured); at 50,000 about 3 young ones (0.06 s). Cycles are still
 # collected, in larger batches.
 GC_THRESHOLDS = (50_000, 10, 10)
+# Bounds of the scrape flags: Prometheus' own scrape timeouts are seconds to minutes; more
+# workers than this per target only queue at the API.
+MIN_SCRAPE_TIMEOUT, MAX_SCRAPE_TIMEOUT = 0.5, 3600.0
+MAX_WORKERS = 256
 
 log = structlog.get_logger("pvebalance.exporter")
 
@@ -52,6 +57,9 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
                         default=False, help="PSI per node from rrddata (PVE 9): one more call per node (default off)")
     parser.add_argument("--collector.config", dest="collector_config", action=argparse.BooleanOptionalAction,
                         default=False, help="guest onboot from each guest's config: one more call per guest (default off)")
+    parser.add_argument("--collector.deprecated", dest="collector_deprecated", action=argparse.BooleanOptionalAction,
+                        default=True, help="prometheus-pve-exporter's deprecated byte gauges pve_network_*_bytes and "
+                        "pve_disk_*_bytes beside the _total counters (default on, as it does)")
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -96,15 +104,16 @@ def _config_path(given: Path | None) -> Path | None:
 
 
 def _collector_options(args: argparse.Namespace) -> CollectorOptions:
-    return CollectorOptions(pressure=args.collector_pressure, config=args.collector_config)
+    return CollectorOptions(pressure=args.collector_pressure, config=args.collector_config,
+                            deprecated=args.collector_deprecated)
 
 
 def serve(args: argparse.Namespace) -> int:
-    if args.scrape_timeout <= 0 or args.max_workers < 1:
-        raise PvebalanceError("--scrape.timeout must be > 0 and --scrape.max-workers >= 1")
+    scrape_timeout = finite_number(args.scrape_timeout, "--scrape.timeout", low=MIN_SCRAPE_TIMEOUT, high=MAX_SCRAPE_TIMEOUT)
+    max_workers = int(finite_number(args.max_workers, "--scrape.max-workers", low=1, high=MAX_WORKERS))
     config = load_config(_config_path(args.config_file))
     check_credentials(config)
-    app = ExporterApp(config, ServeOptions(_collector_options(args), args.scrape_timeout, args.max_workers))
+    app = ExporterApp(config, ServeOptions(_collector_options(args), scrape_timeout, max_workers))
     server = make_http_server(args.listen, app)
     gc.set_threshold(*GC_THRESHOLDS)
 

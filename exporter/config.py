@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -33,6 +35,30 @@ from pveapi.settings import ConnectionSettings
 DEFAULT_MODULE = "default"
 DEFAULT_HOST = "localhost"  # the exporter running on a PVE node, as prometheus-pve-exporter assumes
 _EXPORTER_KEYS = {"targets"}
+# A DNS name or IPv4 address; IPv6 comes in brackets and is checked by urlsplit.
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def target_host(target: str) -> str | None:
+    """`HOST` or `HOST:PORT` in canonical (lower-case) form, or None for anything else.
+
+    A target is only a host and a port: userinfo (`pve@127.0.0.1`), a path, query or fragment
+    would let `pve*.example.com` match a string that sends the token somewhere else.
+    """
+    try:
+        parts = urlsplit(f"//{target}")
+        port = parts.port
+    except ValueError:
+        return None
+    host = parts.hostname
+    if host is None or parts.username is not None or parts.password is not None:
+        return None
+    if parts.path or parts.query or parts.fragment:
+        return None
+    if ":" not in host and not _HOST_NAME.fullmatch(host):
+        return None
+    canonical = (f"[{host}]" if ":" in host else host) + ("" if port is None else f":{port}")
+    return canonical if canonical == target.lower() else None
 
 
 @dataclass(frozen=True)
@@ -41,9 +67,18 @@ class Module:
     settings: ConnectionSettings
     targets: tuple[str, ...]  # glob patterns /pve?target= may match, besides settings.host
 
-    def allows(self, target: str) -> bool:
-        # The token travels to whatever host is named, so only configured hosts may be scraped.
-        return target == self.settings.host or any(fnmatchcase(target, pattern) for pattern in self.targets)
+    def allowed_target(self, target: str) -> str:
+        """`target` as a host to scrape, if this module allows it; else one ConfigError line.
+
+        The token travels to whatever host is named, so only configured hosts may be scraped,
+        and the globs are matched against the parsed host and port alone.
+        """
+        host = target_host(target)
+        if host is None:
+            raise ConfigError(f"target {target!r} is not a host name or HOST:PORT; nothing else may follow the host")
+        if host != self.settings.host.lower() and not any(fnmatchcase(host, p.lower()) for p in self.targets):
+            raise ConfigError(f"target {target!r} is not allowed by module {self.name!r}; add it to the module's `targets`")
+        return host
 
     def settings_for(self, target: str) -> ConnectionSettings:
         return dataclasses.replace(self.settings, host=target)

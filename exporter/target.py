@@ -7,6 +7,7 @@ self-metrics, so /pve?target=a never reports b's API errors.
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from collections import OrderedDict
@@ -75,6 +76,45 @@ class PendingCalls:
     answers: dict[CallKey, Any] = field(default_factory=dict)  # reused from the cache
 
 
+class Collection:
+    """One collection of a target's answer, shared by the scrapes that arrive while it runs."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.body = b""  # the text exposition; empty if the collection failed
+        self._gzipped: bytes | None = None
+        self._lock = threading.Lock()
+
+    def gzipped(self, level: int) -> bytes:
+        """`body` gzipped, compressed once for all the scrapes that share it."""
+        with self._lock:
+            if self._gzipped is None:
+                self._gzipped = gzip.compress(self.body, compresslevel=level)
+            return self._gzipped
+
+
+class Collections:
+    """At most one collection in flight per target; later scrapes join it."""
+
+    def __init__(self) -> None:
+        self._current: Collection | None = None
+        self._lock = threading.Lock()
+
+    def join(self) -> tuple[Collection, bool]:
+        """The collection under way, or a new one; True if the caller must run it."""
+        with self._lock:
+            if self._current is not None:
+                return self._current, False
+            self._current = Collection()
+            return self._current, True
+
+    def finish(self, collection: Collection) -> None:
+        with self._lock:
+            if self._current is collection:
+                self._current = None
+        collection.done.set()
+
+
 class Target:
     def __init__(self, settings: ConnectionSettings, max_workers: int) -> None:
         self.host = settings.host
@@ -85,6 +125,7 @@ class Target:
         self._failing: set[CallKey] = set()
         self._lock = threading.Lock()
         self.render_seconds = 0.0  # how long rendering the last answer for this target took
+        self.collections = Collections()
 
     def start_calls(self, calls: Sequence[Call]) -> PendingCalls:
         """Submit `calls` to the pool (answering reusable ones from the cache) without waiting."""
@@ -123,16 +164,26 @@ class Target:
         return answers, failures
 
     def _fetch(self, call: Call) -> Any:
-        answer = self.client.get(call.path, **call.params)
+        try:
+            answer = self.client.get(call.path, **call.params)
+        except RecursionError:  # JSON nested deeper than the decoder goes
+            raise self._bad_answer(call, "the answer is nested too deeply to read") from None
         try:
             return call.parse(answer)
         except ApiError as exc:
             self.stats.count_error(endpoint_template(call.path), exc.kind)
             raise
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            template = endpoint_template(call.path)
-            self.stats.count_error(template, ErrorKind.BAD_ANSWER)
-            raise ApiError(ErrorKind.BAD_ANSWER, template, f"unexpected answer: {exc!r}") from None
+        except RecursionError:
+            raise self._bad_answer(call, "the answer is nested too deeply to read") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError) as exc:
+            # ArithmeticError: int(Infinity) and the like, which JSON from the API may carry.
+            raise self._bad_answer(call, f"unexpected answer: {exc!r}") from None
+
+    def _bad_answer(self, call: Call, message: str) -> ApiError:
+        """The error to raise for an answer that cannot be read, counted."""
+        template = endpoint_template(call.path)
+        self.stats.count_error(template, ErrorKind.BAD_ANSWER)
+        return ApiError(ErrorKind.BAD_ANSWER, template, message)
 
     def record(self, result: ScrapeResult) -> None:
         """Count node errors and log each failure once when it starts and once when it ends."""

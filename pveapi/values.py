@@ -6,6 +6,7 @@ Used by the policy and rules loaders so every bad value is reported the same way
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -102,3 +103,10 @@ def _bounds(low: float | None, high: float | None) -> str:
     if high is not None:
         return f" <= {high:g}"
     return ""
+
+
+def finite_number(value: Any, where: str, low: float | None = None, high: float | None = None) -> float:
+    """`number`, refusing NaN and the infinities (NaN passes every bound check)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(f"{where}: expected a number{_bounds(low, high)}, got {value!r}")
+    return number(value, where, low, high)

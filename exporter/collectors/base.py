@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 from prometheus_client.registry import Collector
 
@@ -11,9 +12,17 @@ from pveapi.inventory import Inventory
 from ..scrape import Call, ScrapeResult
 
 
+@dataclass(frozen=True)
+class CollectorOptions:
+    pressure: bool = False  # one rrddata call per node
+    config: bool = False  # one config call per guest
+    deprecated: bool = True  # prometheus-pve-exporter's deprecated byte gauges, as it still exports them
+
+
 class ResultCollector(Collector):
-    def __init__(self, result: ScrapeResult) -> None:
+    def __init__(self, result: ScrapeResult, options: CollectorOptions = CollectorOptions()) -> None:
         self._result = result
+        self._options = options
 
     @staticmethod
     def calls(inventory: Inventory) -> Iterable[Call]:

@@ -11,7 +11,7 @@ import pytest
 import yaml
 
 from exporter.backfill import backfill
-from exporter.collectors import CollectorOptions
+from exporter.collectors import CollectorOptions, concerns
 from exporter.scrape import scrape
 from exporter.target import Target
 from pveapi.errors import ConfigError
@@ -27,7 +27,7 @@ def live_value(sim: RunningSimulator, at: float, vmid: int) -> float:
     sim.set_time(at)
     target = Target(sim.connection_settings(), max_workers=2)
     try:
-        result = scrape(target, CollectorOptions().concerns(), 30)
+        result = scrape(target, concerns(CollectorOptions()), 30)
     finally:
         target.close()
     assert result.inventory is not None

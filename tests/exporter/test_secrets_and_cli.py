@@ -153,6 +153,21 @@ def test_bad_listen_address_and_busy_port_are_one_line(tmp_path: Path) -> None:
     assert done.returncode == 2 and "cannot listen on" in done.stderr and "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("flag", [
+    "--scrape.timeout=nan", "--scrape.timeout=inf", "--scrape.timeout=-1", "--scrape.timeout=1e308",
+    "--scrape.max-workers=0", "--scrape.max-workers=100000000",
+])
+def test_impossible_scrape_flags_are_one_line(tmp_path: Path, flag: str) -> None:
+    # NaN passed `<= 0` and then bounded nothing (issue #10, item 3); a port that is free shows
+    # the flag is refused before anything listens.
+    path = write(tmp_path / "exporter.yml", {"default": {"user": "root@pam", "password": "x"}})
+    done = run_cli(f"--config.file={path}", f"--web.listen-address=127.0.0.1:{free_port()}", flag)
+    name = flag.partition("=")[0]
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"pvebalance-exporter: {name}: expected a number"), done.stderr
+
+
 def test_config_from_environment_alone(sim: RunningSimulator) -> None:
     env = {"PVE_USER": sim.token_user, "PVE_HOST": sim.host, "PVE_TOKEN_NAME": sim.token_name,
            "PVE_TOKEN_VALUE": sim.token_value, "PVE_VERIFY_SSL": sim.ca_path}

@@ -17,16 +17,16 @@ import structlog
 
 from controller.check import check
 from controller.config import WINDOWS, Config, load_config
-from controller.cycle import Cycle, cooldown_holds, cycle_rules, run_cycle
-from controller.executor import ApplyReport, Executor
+from controller.cycle import cooldown_holds, run_cycle
+from controller.executor import Executor
 from controller.lease import cluster_lease
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics
-from planner.model import ClusterModel, Move, Plan
-from controller.observe import observe
-from planner.verify import verify_plan
+from planner.model import Move, Plan
+from controller.observe import cluster_identity
 from controller.promql import PromQL
-from planner.report import plan_from_dict, plan_to_dict, render_table
+from controller.reviewed import apply_reviewed, differs_from_last_saved, last_saved_path, plan_document, read_reviewed
+from planner.report import render_table
 from planner.rules import RuleSet
 from controller.server import ControllerServer
 from controller.state import ControllerLock, LoopState
@@ -44,6 +44,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_format, args.log_level or ("info" if acting else "warning"))
     try:
         return int(args.command(args))
+    except BrokenPipeError:
+        # The reader went away (`pvebalance plan | head -1`): stop quietly, as CLI tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool the pipe ended
     except PvebalanceError as exc:
         print(f"pvebalance: {exc}", file=sys.stderr)
         return 2
@@ -101,27 +105,33 @@ def _load(args: argparse.Namespace) -> tuple[Config, PveClient, PromQL | None]:
 def _plan(args: argparse.Namespace) -> int:
     config, client, promql = _load(args)
     cycle = run_cycle(client, promql, config, cooldown_holds(client, config), fallback_to_live=True)
-    document = _plan_document(cycle)
+    document = plan_document(cycle, config)
     if args.save:
-        _write_json(Path(args.save), document)
+        saved = {**document, "saved_to": str(Path(args.save).resolve())}
+        _write_json(Path(args.save), saved, "--save")
+        try:
+            _write_json(last_saved_path(config), saved, "the note of the last saved plan")
+        except ConfigError as exc:
+            print(f"warning: {exc}; a fresh `apply` cannot say whether it differs from this plan", file=sys.stderr)
     if args.output == "json":
         print(json.dumps(document, indent=2))
     else:
-        print(render_table(cycle.plan))
+        _show(cycle.plan, document["plan_id"])
         for warning in cycle.warnings:
             print(f"warning: {warning}")
     return 0
 
 
-def _plan_document(cycle: Cycle) -> dict[str, Any]:
-    return {**plan_to_dict(cycle.plan), "warnings": list(cycle.warnings)}
+def _show(plan: Plan, plan_id: str) -> None:
+    print(f"Plan {plan_id}")
+    print(render_table(plan), flush=True)
 
 
-def _write_json(path: Path, document: Mapping[str, Any]) -> None:
+def _write_json(path: Path, document: Mapping[str, Any], what: str) -> None:
     try:
         path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"--save {path}: cannot write it ({exc.strerror})") from None
+        raise ConfigError(f"{what}: cannot write {path} ({exc.strerror})") from None
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -144,56 +154,57 @@ def _check(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace) -> int:
     config, client, promql = _load(args)
-    lock = ControllerLock(config.run.state_file)
-    lock.acquire()  # one controller per cluster: a second apply or run says who holds it
+    reviewed = read_reviewed(Path(args.plan)) if args.plan else None
+    # A dry run writes nothing: no lock file, no state; it reads the cooldowns it must honour.
+    lock = None if args.dry_run else ControllerLock(config.run.state_file)
+    if lock is not None:
+        lock.acquire()  # one controller per cluster: a second apply or run says who holds it
     lease = cluster_lease(client, config.run, args.dry_run)
     stop = threading.Event()
     _on_signals(stop.set)  # from here on SIGTERM ends cleanly, giving the lease back
     try:
-        state = LoopState.load(config.run.state_file)
+        state = LoopState.load(config.run.state_file, cluster_identity(client), writable=not args.dry_run)
         hold = cooldown_holds(client, config, state)
-        if args.plan:
-            plan, base, rules = _saved_plan(Path(args.plan), config, client, promql, hold)
+
+        def executor(rules: RuleSet, moves: Sequence[Move]) -> Executor:
+            if lease is not None:
+                lease.acquire()  # after the plan: a bad saved plan or nothing to do never touches it
+            return Executor(
+                client, rules, config.policy, config.apply, dry_run=args.dry_run,
+                should_stop=stop.is_set, on_event=_Progress(moves), on_moved=state.record_move,
+                on_not_started=state.forget_move, may_start=lease.confirm if lease is not None else lambda: None,
+            )
+
+        if reviewed is not None:
+            if not reviewed.plan.moves:
+                print("nothing to do: the plan has no moves")
+                return 0
+            print(f"carrying out the reviewed plan {args.plan}; each move is checked against the live cluster first")
+            _show(reviewed.plan, reviewed.plan_id)
+            report = apply_reviewed(reviewed, client, promql, config, hold, lambda r: executor(r, reviewed.plan.moves))
         else:
             cycle = run_cycle(client, promql, config, hold)
             if not cycle.actionable:
                 print(f"not applying: {cycle.why_not}")
                 return 1
-            plan, base, rules = cycle.plan, cycle.model, cycle.rules
-        if not plan.moves:
-            print("nothing to do: the plan has no moves")
-            return 0
-        if lease is not None:
-            lease.acquire()  # after the plan: a bad saved plan or nothing to do never touches it
-        executor = Executor(
-            client, rules, config.policy, config.apply, dry_run=args.dry_run,
-            should_stop=stop.is_set, on_event=_Progress(plan.moves), on_moved=state.record_move,
-            may_start=lease.confirm if lease is not None else lambda: None,
-        )
-        report = executor.apply(plan, base)
+            if not cycle.plan.moves:
+                print("nothing to do: the plan has no moves")
+                return 0
+            fresh_id = plan_document(cycle, config)["plan_id"]
+            _show(cycle.plan, fresh_id)
+            changed = differs_from_last_saved(config, cycle.plan, fresh_id)
+            if changed is not None:
+                print(f"note: {changed}")
+            report = executor(cycle.rules, cycle.plan.moves).apply(cycle.plan, cycle.model)
         print(("dry run: " if args.dry_run else "") + report.summary)
-        return 0 if not report.stopped and not report.count("failed") else 1
+        # A reviewed plan that did not run as reviewed (a move dropped) is not a success either.
+        incomplete = report.stopped or report.count("failed") or (reviewed is not None and report.count("dropped"))
+        return 1 if incomplete else 0
     finally:
         if lease is not None:
             lease.release()
-        lock.release()
-
-
-def _saved_plan(
-    path: Path, config: Config, client: PveClient, promql: PromQL | None, hold: Mapping[int, str]
-) -> tuple[Plan, ClusterModel, RuleSet]:
-    try:
-        plan = plan_from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise ConfigError(f"--plan {path}: cannot read it ({exc.strerror})") from None
-    except (ValueError, ConfigError) as exc:  # JSON syntax, or a field plan_from_dict names
-        raise ConfigError(f"--plan {path}: not a usable saved plan: {exc}") from None
-    observation = observe(client, promql)
-    rules = cycle_rules(config, observation, hold)
-    problems = verify_plan(observation.model, rules, config.policy, plan)
-    if problems:
-        raise ConfigError(f"--plan {path} no longer fits the cluster: {'; '.join(problems)} - make a fresh plan")
-    return plan, observation.model, rules
+        if lock is not None:
+            lock.release()
 
 
 class _Progress:

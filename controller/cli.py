@@ -43,7 +43,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     acting = args.command in (_apply, _run)
     configure_logging(args.log_format, args.log_level or ("info" if acting else "warning"))
     try:
-        return int(args.command(args))
+        code = int(args.command(args))
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+        return code
     except BrokenPipeError:
         # The reader went away (`pvebalance plan | head -1`): stop quietly, as CLI tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

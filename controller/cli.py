@@ -242,6 +242,7 @@ def _run(args: argparse.Namespace) -> int:
     config, client, promql = _load(args)
     metrics = ControllerMetrics()
     controller = Controller(config, client, promql, metrics=metrics, dry_run=args.dry_run)
+    controller.read_state()
     _on_signals(controller.stop)
     if args.once:
         try:

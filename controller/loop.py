@@ -33,7 +33,7 @@ from planner.rules import RuleSet
 from controller.server import Endpoints
 from controller.state import ControllerBusy, ControllerLock, LoopState
 from pveapi.client import PveClient
-from pveapi.errors import PvebalanceError
+from pveapi.errors import ApiError, PvebalanceError
 
 log = structlog.get_logger("pvebalance.loop")
 
@@ -113,6 +113,14 @@ class Controller:
         self.metrics.lock_held.set(0)
 
     # --- one cycle ------------------------------------------------------------------------
+
+    def read_state(self) -> None:
+        """Read the state file now: one that belongs to another cluster (ConfigError) stops the
+        command before it starts; an API that does not answer yet leaves it to the first cycle."""
+        try:
+            self.state
+        except ApiError as exc:
+            log.warning("state.deferred", reason=str(exc))
 
     @property
     def state(self) -> LoopState:

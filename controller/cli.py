@@ -28,7 +28,6 @@ from controller.promql import PromQL
 from controller.reviewed import apply_reviewed, differs_from_last_saved, last_saved_path, plan_document, read_reviewed
 from planner.report import render_table
 from planner.rules import RuleSet
-from controller.server import ControllerServer
 from controller.state import ControllerLock, LoopState
 from pveapi.client import PveClient
 from pveapi.errors import ConfigError, PvebalanceError
@@ -251,6 +250,8 @@ def _run(args: argparse.Namespace) -> int:
             controller.release()  # the lease and the lock go back however the cycle ended
         print(f"{summary.result}: {summary.reason}")
         return 0 if summary.result != "failed" else 1
+    from controller.server import ControllerServer  # the HTTP framework loads only when it serves
+
     server = ControllerServer(config.run.listen_address, controller.endpoints())
     server.start()
     try:

@@ -30,7 +30,7 @@ from planner.model import Move, MoveKind, Plan
 from controller.promql import PromQL
 from controller.reviewed import plan_document
 from planner.rules import RuleSet
-from controller.server import Endpoints
+from controller.endpoints import Endpoints
 from controller.state import ControllerBusy, ControllerLock, LoopState
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, PvebalanceError

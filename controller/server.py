@@ -21,7 +21,6 @@ import hmac
 import json
 import threading
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import structlog
@@ -31,8 +30,8 @@ from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
 
+from controller.endpoints import Endpoints
 from pveapi.errors import ConfigError
-from pveapi.settings import Secret
 
 log = structlog.get_logger("pvebalance.server")
 
@@ -42,17 +41,6 @@ IDLE_SECONDS = 10  # for a request head to arrive, and between requests on one c
 READ_SECONDS = 30  # without receiving anything, mid-request
 BODY_SECONDS = 10  # for a whole request body
 MAX_IN_FLIGHT = 32  # requests answered at once; the endpoints are quick, more is an attack
-
-
-@dataclass(frozen=True)
-class Endpoints:
-    """What the server shows and does; the loop provides these."""
-
-    metrics: Callable[[], bytes]
-    health: Callable[[], tuple[bool, Mapping[str, Any]]]
-    plan: Callable[[], Mapping[str, Any] | None]
-    trigger: Callable[[str], None]  # start a cycle now; the argument says why
-    webhook_token: Secret | None
 
 
 class ControllerServer:

@@ -252,13 +252,13 @@ AUTH = b"Authorization: Bearer hook-s3cret\r\n"
 @pytest.mark.parametrize("length", [b"abc", b"-1", b"1, 2"])
 def test_a_bad_content_length_is_refused_even_with_the_token(server: ControllerServer, length: bytes) -> None:
     answer = _raw(server, b"POST /webhook HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: " + length + b"\r\n\r\n{}")
-    assert answer.startswith(b"HTTP/1.1 400"), answer[:200]
+    assert answer.split(b"\r\n")[0].startswith(b"HTTP/1.1 400"), answer[:200]
     assert requests.get(server.url + "/health", timeout=30).status_code in (200, 503)
 
 
 def test_a_body_over_the_cap_is_refused_whatever_the_headers_say(server: ControllerServer) -> None:
     declared = _raw(server, b"POST /webhook HTTP/1.1\r\nHost: x\r\n" + AUTH + b"Content-Length: 2000000\r\n\r\n")
-    assert declared.startswith(b"HTTP/1.1 413"), declared[:200]
+    assert b" 413 " in declared.split(b"\r\n")[0], declared[:200]
     chunked = requests.post(server.url + "/webhook", data=iter([b"x" * 65536] * 20),
                             headers={"Authorization": "Bearer hook-s3cret"}, timeout=30)
     assert chunked.status_code == 413

@@ -19,18 +19,17 @@ from controller.advisor.advice import advise
 from controller.advisor.report import advice_to_dict, render_advice
 from controller.check import check
 from controller.config import WINDOWS, Config, load_config
-from controller.cycle import Cycle, cooldown_holds, cycle_rules, run_cycle
-from controller.executor import ApplyReport, Executor
+from controller.cycle import cooldown_holds, run_cycle
+from controller.executor import Executor
 from controller.lease import cluster_lease
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics
-from planner.model import ClusterModel, Move, Plan
-from controller.observe import observe
-from planner.verify import verify_plan
+from planner.model import Move, Plan
+from controller.observe import cluster_identity
 from controller.promql import PromQL
-from planner.report import plan_from_dict, plan_to_dict, render_table
+from controller.reviewed import apply_reviewed, differs_from_last_saved, last_saved_path, plan_document, read_reviewed
+from planner.report import plan_to_dict, render_table
 from planner.rules import RuleSet
-from controller.server import ControllerServer
 from controller.state import ControllerLock, LoopState
 from pveapi.client import PveClient
 from pveapi.errors import ConfigError, PvebalanceError
@@ -48,7 +47,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     acting = args.command in (_apply, _run)
     configure_logging(args.log_format, args.log_level or ("info" if acting else "warning"))
     try:
-        return int(args.command(args))
+        code = int(args.command(args))
+        sys.stdout.flush()  # here, not at exit: a closed pipe is then caught below
+        return code
+    except BrokenPipeError:
+        # The reader went away (`pvebalance plan | head -1`): stop quietly, as CLI tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE, what a shell reports for a tool the pipe ended
     except PvebalanceError as exc:
         print(f"pvebalance: {exc}", file=sys.stderr)
         return 2
@@ -139,31 +144,38 @@ def _plan(args: argparse.Namespace) -> int:
         progress.update(note="reading cooldowns from the cluster's task list")
         hold = cooldown_holds(client, config)
         cycle = run_cycle(client, promql, config, hold, fallback_to_live=True, on_step=_noting(progress))
-    document = _plan_document(cycle)
+    document = plan_document(cycle, config)
     if args.save:
-        _write_json(Path(args.save), document)
+        saved = {**document, "saved_to": str(Path(args.save).resolve())}
+        _write_json(Path(args.save), saved, "--save")
+        try:
+            _write_json(last_saved_path(config), saved, "the note of the last saved plan")
+        except ConfigError as exc:
+            print(f"warning: {exc}; a fresh `apply` cannot say whether it differs from this plan", file=sys.stderr)
     if args.output == "json":
         print(json.dumps(document, indent=2))
     else:
-        print(render_table(cycle.plan))
+        _show(cycle.plan, document["plan_id"])
         for warning in cycle.warnings:
             print(f"warning: {warning}")
     return 0
 
 
-def _plan_document(cycle: Cycle) -> dict[str, Any]:
-    return {**plan_to_dict(cycle.plan), "warnings": list(cycle.warnings)}
+def _show(plan: Plan, plan_id: str) -> None:
+    print(f"Plan {plan_id}")
+    print(render_table(plan), flush=True)
 
 
-def _write_json(path: Path, document: Mapping[str, Any], option: str = "--save") -> None:
+def _write_json(path: Path, document: Mapping[str, Any], what: str) -> None:
     try:
         path.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"{option} {path}: cannot write it ({exc.strerror})") from None
+        raise ConfigError(f"{what}: cannot write {path} ({exc.strerror})") from None
 
 
 def _advise(args: argparse.Namespace) -> int:
-    config = load_config(args.config)
+    path, hint = _config_source(args)
+    config = load_config(path, hint=hint)
     if config.ai is not None and args.window is not None:
         config = replace(config, ai=replace(config.ai, window=args.window))
     advice = advise(config, PveClient(config.proxmox))
@@ -196,61 +208,60 @@ def _check(args: argparse.Namespace) -> int:
 
 def _apply(args: argparse.Namespace) -> int:
     config, client, promql = _load(args)
-    lock = ControllerLock(config.run.state_file)
-    lock.acquire()  # one controller per cluster: a second apply or run says who holds it
+    reviewed = read_reviewed(Path(args.plan)) if args.plan else None
+    # A dry run writes nothing: no lock file, no state; it reads the cooldowns it must honour.
+    lock = None if args.dry_run else ControllerLock(config.run.state_file)
+    if lock is not None:
+        lock.acquire()  # one controller per cluster: a second apply or run says who holds it
     lease = cluster_lease(client, config.run, args.dry_run)
     stop = threading.Event()
     _on_signals(stop.set)  # from here on SIGTERM ends cleanly, giving the lease back
     try:
         with Progress("apply: preparing", quiet_for=PLAN_QUIET) as progress:
             progress.update(note="reading cooldowns from the state file and the cluster's task list")
-            state = LoopState.load(config.run.state_file)
+            state = LoopState.load(config.run.state_file, cluster_identity(client), writable=not args.dry_run)
             hold = cooldown_holds(client, config, state)
-            if args.plan:
-                progress.update(note=f"checking the saved plan {args.plan} against the cluster")
-                plan, base, rules = _saved_plan(Path(args.plan), config, client, promql, hold)
-            else:
-                cycle = run_cycle(client, promql, config, hold, on_step=_noting(progress))
-                if not cycle.actionable:
-                    print(f"not applying: {cycle.why_not}")
-                    return 1
-                plan, base, rules = cycle.plan, cycle.model, cycle.rules
-            if not plan.moves:
-                print("nothing to do: the plan has no moves")
-                return 0
+            cycle = None if reviewed is not None else run_cycle(client, promql, config, hold, on_step=_noting(progress))
+        plan = reviewed.plan if reviewed is not None else cycle.plan if cycle is not None else None
+        if cycle is not None and not cycle.actionable:
+            print(f"not applying: {cycle.why_not}")
+            return 1
+        if plan is None or not plan.moves:
+            print("nothing to do: the plan has no moves")
+            return 0
+        apply_progress = _ApplyProgress(plan.moves)
+
+        def executor(rules: RuleSet) -> Executor:
             if lease is not None:
-                progress.update(note=f"taking the controller lease (pool '{config.run.lease_pool}')")
                 lease.acquire()  # after the plan: a bad saved plan or nothing to do never touches it
-        with _ApplyProgress(plan.moves) as on_event:
-            executor = Executor(
+            return Executor(
                 client, rules, config.policy, config.apply, dry_run=args.dry_run,
-                should_stop=stop.is_set, on_event=on_event, on_moved=state.record_move,
-                may_start=lease.confirm if lease is not None else lambda: None,
+                should_stop=stop.is_set, on_event=apply_progress, on_moved=state.record_move,
+                on_not_started=state.forget_move, may_start=lease.confirm if lease is not None else lambda: None,
             )
-            report = executor.apply(plan, base)
+
+        with apply_progress:
+            if reviewed is not None:
+                print(f"carrying out the reviewed plan {args.plan}; each move is checked against the live cluster first")
+                _show(reviewed.plan, reviewed.plan_id)
+                report = apply_reviewed(reviewed, client, promql, config, hold, executor)
+            else:
+                assert cycle is not None
+                fresh_id = plan_document(cycle, config)["plan_id"]
+                _show(cycle.plan, fresh_id)
+                changed = differs_from_last_saved(config, cycle.plan, fresh_id)
+                if changed is not None:
+                    print(f"note: {changed}")
+                report = executor(cycle.rules).apply(cycle.plan, cycle.model)
         print(("dry run: " if args.dry_run else "") + report.summary)
-        return 0 if not report.stopped and not report.count("failed") else 1
+        # A reviewed plan that did not run as reviewed (a move dropped) is not a success either.
+        incomplete = report.stopped or report.count("failed") or (reviewed is not None and report.count("dropped"))
+        return 1 if incomplete else 0
     finally:
         if lease is not None:
             lease.release()
-        lock.release()
-
-
-def _saved_plan(
-    path: Path, config: Config, client: PveClient, promql: PromQL | None, hold: Mapping[int, str]
-) -> tuple[Plan, ClusterModel, RuleSet]:
-    try:
-        plan = plan_from_dict(json.loads(path.read_text(encoding="utf-8")))
-    except OSError as exc:
-        raise ConfigError(f"--plan {path}: cannot read it ({exc.strerror})") from None
-    except (ValueError, ConfigError) as exc:  # JSON syntax, or a field plan_from_dict names
-        raise ConfigError(f"--plan {path}: not a usable saved plan: {exc}") from None
-    observation = observe(client, promql)
-    rules = cycle_rules(config, observation, hold)
-    problems = verify_plan(observation.model, rules, config.policy, plan)
-    if problems:
-        raise ConfigError(f"--plan {path} no longer fits the cluster: {'; '.join(problems)} - make a fresh plan")
-    return plan, observation.model, rules
+        if lock is not None:
+            lock.release()
 
 
 def _noting(progress: Progress) -> Callable[[str], None]:
@@ -307,6 +318,7 @@ def _run(args: argparse.Namespace) -> int:
     config, client, promql = _load(args)
     metrics = ControllerMetrics()
     controller = Controller(config, client, promql, metrics=metrics, dry_run=args.dry_run)
+    controller.read_state()
     _on_signals(controller.stop)
     if args.once:
         try:
@@ -315,6 +327,8 @@ def _run(args: argparse.Namespace) -> int:
             controller.release()  # the lease and the lock go back however the cycle ended
         print(f"{summary.result}: {summary.reason}")
         return 0 if summary.result != "failed" else 1
+    from controller.server import ControllerServer  # the HTTP framework loads only when it serves
+
     server = ControllerServer(config.run.listen_address, controller.endpoints())
     server.start()
     try:

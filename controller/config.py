@@ -227,8 +227,8 @@ def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]
     if automation not in ("manual", "automatic"):
         raise ConfigError(f"{where}.automation: must be manual (plan only) or automatic (migrate), got {automation!r}")
     listen = str(data.get("listen", d.listen))
-    if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}", listen):
-        raise ConfigError(f"{where}.listen: expected host:port such as 127.0.0.1:9883, got {listen!r}")
+    if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}", listen) or int(listen.rpartition(":")[2]) > 65535:
+        raise ConfigError(f"{where}.listen: expected host:port (port 1-65535) such as 127.0.0.1:9883, got {listen!r}")
     state_file = Path(str(data.get("state_file", d.state_file)))
     lease = data.get("lease", d.lease)
     if lease not in ("cluster", "local"):

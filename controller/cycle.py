@@ -18,7 +18,7 @@ import structlog
 
 from controller.config import Config
 from planner.model import ClusterModel, Plan, Skipped
-from controller.observe import Observation, movable, observe
+from controller.observe import Observation, cluster_identity, movable, observe
 from planner.framework import plan as make_plan
 from controller.promql import PromQL
 from planner.rules import GuestSelector, IgnoreRule, RuleSet, ha_rules
@@ -69,7 +69,7 @@ def cooldown_holds(
     """Guests in their cooldown: moved by this controller (the state file, none when it does
     not exist yet), or by anyone else (another controller, a person, HA) as far as the
     cluster's recent task list shows."""
-    state = LoopState.load(config.run.state_file) if state is None else state
+    state = LoopState.load(config.run.state_file, cluster_identity(client), writable=False) if state is None else state
     now = time.time() if now is None else now
     cooldown = config.run.cooldown
     holds = recent_migrations(client, cooldown, now)

@@ -25,14 +25,15 @@ from controller.cycle import Cycle, cooldown_holds, run_cycle
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.lease import cluster_lease
 from controller.metrics import ControllerMetrics
+from controller.observe import cluster_identity
 from planner.model import Move, MoveKind, Plan
 from controller.promql import PromQL
-from planner.report import plan_to_dict
+from controller.reviewed import plan_document
 from planner.rules import RuleSet
-from controller.server import Endpoints
+from controller.endpoints import Endpoints
 from controller.state import ControllerBusy, ControllerLock, LoopState
 from pveapi.client import PveClient
-from pveapi.errors import PvebalanceError
+from pveapi.errors import ApiError, PvebalanceError
 
 log = structlog.get_logger("pvebalance.loop")
 
@@ -65,7 +66,7 @@ class Controller:
         self.clock = clock
         self.sleep = sleep
         self.dry_run = dry_run
-        self.state = LoopState.load(config.run.state_file)
+        self._state: LoopState | None = None  # read at the first cycle: the API may be down at start
         self.lock = ControllerLock(config.run.state_file)
         self.lease = cluster_lease(client, config.run, dry_run) if config.run.automation == "automatic" else None
         self.stopping = threading.Event()
@@ -99,7 +100,8 @@ class Controller:
                 self._wake.clear()
                 self._wake_reason = ""
         finally:
-            self.state.save()
+            if self._state is not None:
+                self._state.save()
             self.release()
             log.info("loop.stopped", last=self.last.result if self.last else None)
 
@@ -111,6 +113,21 @@ class Controller:
         self.metrics.lock_held.set(0)
 
     # --- one cycle ------------------------------------------------------------------------
+
+    def read_state(self) -> None:
+        """Read the state file now: one that belongs to another cluster (ConfigError) stops the
+        command before it starts; an API that does not answer yet leaves it to the first cycle."""
+        try:
+            self.state
+        except ApiError as exc:
+            log.warning("state.deferred", reason=str(exc))
+
+    @property
+    def state(self) -> LoopState:
+        """This cluster's state file (a dry run reads it and never writes it)."""
+        if self._state is None:
+            self._state = LoopState.load(self.config.run.state_file, cluster_identity(self.client), writable=not self.dry_run)
+        return self._state
 
     def cycle(self, trigger: str = "interval") -> CycleSummary:
         now = self.clock()
@@ -132,7 +149,7 @@ class Controller:
     def _cycle(self, now: float) -> CycleSummary:
         automatic = self.config.run.automation == "automatic"
         # Taken before planning, so a second instance says at once why it will not migrate.
-        may_migrate = automatic and self._hold_lock()
+        may_migrate = automatic and (self.dry_run or self._hold_lock())  # a dry run takes no lock: it writes nothing
         self.state.forget_before(now - self.config.run.cooldown)
         cycle = run_cycle(self.client, self.promql, self.config, cooldown_holds(self.client, self.config, self.state, now), at=now)
         self._publish(cycle, now)
@@ -198,6 +215,7 @@ class Controller:
             sleep=self.sleep,
             should_stop=self.stopping.is_set,
             on_moved=self.state.record_move,
+            on_not_started=self.state.forget_move,
             may_start=self._confirm_lease,
         )
 
@@ -225,11 +243,10 @@ class Controller:
         elif self.promql is not None:
             self.metrics.data_age.set(float("nan"))  # Prometheus down or empty: no age to report
         self.current_plan = {
-            **plan_to_dict(cycle.plan),
+            **plan_document(cycle, self.config),
             "generated_at": now,
             "actionable": cycle.actionable,
             "why_not": cycle.why_not,
-            "warnings": list(cycle.warnings),
         }
 
     def endpoints(self) -> Endpoints:

@@ -41,10 +41,12 @@ def test_plan_json_has_the_documented_schema_and_changes_nothing(
     assert frozen_sim.placement() == before
     counts = frozen_sim.request_counts()
     assert not any(k.startswith("POST") for k in counts)
-    # A fixed number of calls per plan (observation and cooldowns), plus one precondition check per planned move.
+    # A fixed number of calls per plan (observation, cooldowns and the cluster the state file must
+    # belong to), plus one precondition check per planned move.
     fixed = {k: v for k, v in counts.items() if not k.endswith("/migrate")}
-    assert fixed == {"GET /cluster/resources": 1, "GET /cluster/ha/status/current": 1,
-                     "GET /cluster/ha/rules": 1, "GET /cluster/options": 1, "GET /cluster/tasks": 1}
+    assert fixed == {"GET /cluster/resources": 1, "GET /cluster/ha/status/current": 1, "GET /cluster/ha/rules": 1,
+                     "GET /cluster/options": 1, "GET /cluster/tasks": 1, "GET /cluster/status": 1}
+    assert not (tmp_path / "state.json").exists() and not (tmp_path / "state.json.lock").exists()
     assert counts["GET /nodes/{node}/qemu/{vmid}/migrate"] <= 2 * len(plan["moves"])
 
 
@@ -183,9 +185,11 @@ def test_apply_a_saved_plan_and_refuse_a_stale_one(tmp_path: Path, capsys) -> No
         assert code == 0, out + err
         assert f"{len(moves)} succeeded, 0 failed, 0 dropped, 0 not started" in out
         assert all(sim.placement()[m["vmid"]] == m["target"] for m in moves)
-        # The same plan again: its guests are no longer where it says.
+        # The same plan again: its guests are no longer where it says; each move is dropped, saying why.
         code, out, err = _run(capsys, "--config", str(config), "apply", "--plan", str(saved))
-        assert code == 2 and "no longer fits the cluster" in err and "make a fresh plan" in err
+        assert code == 1 and f"0 succeeded, 0 failed, {len(moves)} dropped" in out, out + err
+        for m in moves:
+            assert f"{m['vmid']} {m['name']} {m['source']} -> {m['target']}: dropped - the guest is on {m['target']} now" in out
         saved.write_text('{"moves": []}')
         code, out, err = _run(capsys, "--config", str(config), "apply", "--plan", str(saved))
         assert code == 2 and "not a usable saved plan" in err and err.count("\n") == 1

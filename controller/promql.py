@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 import structlog
 
+from pveapi import values
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import Secret
 
@@ -43,16 +44,18 @@ class Statistic:
 
     @classmethod
     def parse(cls, value: Any, where: str) -> Statistic:
-        text = str(value).strip().replace(" ", "")
+        text = value.strip().replace(" ", "") if isinstance(value, str) else ""
         if text == "avg":
             return cls()
-        match = re.fullmatch(r"(quantile|mean_stddev)\(([0-9.]+)\)", text)
+        match = re.fullmatch(r"(quantile|mean_stddev)\((\d{1,6}(?:\.\d{1,12})?)\)", text)
         if not match:
-            raise ConfigError(f"{where}: expected avg, quantile(Q) with 0<Q<=1 or mean_stddev(K), got {value!r}")
+            raise ConfigError(
+                f"{where}: expected avg, quantile(Q) with 0<Q<=1 or mean_stddev(K) with 0<=K<=10, got {values.found(value)}"
+            )
         kind, param = match.group(1), float(match.group(2))
         if kind == "quantile" and not 0 < param <= 1:
-            raise ConfigError(f"{where}: the quantile must be in (0, 1], got {param}")
-        return cls(kind, param)  # type: ignore[arg-type]
+            raise ConfigError(f"{where}: the quantile must be in (0, 1], got {param:g}")
+        return cls(kind, values.number(param, f"{where}: mean_stddev's K", 0.0, 10.0))  # type: ignore[arg-type]
 
     def __str__(self) -> str:
         return "avg" if self.kind == "avg" else f"{self.kind}({self.param:g})"

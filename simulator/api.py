@@ -78,6 +78,8 @@ class PveApi:
                 deadline -= 0.1
         if faults.error is not None:
             raise faults.error
+        if faults.answer is not None:
+            return faults.answer
         if method == "POST" and path == "/access/ticket":
             return self.auth.login(params.get("username", ""), params.get("password", ""))
         caller = self.auth.authenticate(headers, cookies, method)

@@ -13,7 +13,7 @@ from typing import Any
 from controller.config import Config
 from controller.lease import ClusterLease
 from controller.promql import NEEDED_SERIES, PrometheusError, PromQL
-from planner.rules import RuleSet
+from planner.rules import RuleSet, missing_guests
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ConfigError
 from pveapi.inventory import Inventory
@@ -117,6 +117,7 @@ def _check_rules(rules: RuleSet, inventory: Inventory, result: CheckResult) -> N
     for node, where in named:
         if node not in nodes:
             result.problems.append(f"rules: {where} names node {node!r}, which is not in the cluster ({', '.join(sorted(nodes))})")
+    result.problems += [f"rules: {line}" for line in missing_guests(rules, (g.vmid for g in inventory.guests))]
 
 
 def _check_prometheus(promql: PromQL, inventory: Inventory | None, result: CheckResult) -> None:

@@ -116,6 +116,21 @@ class RuleSet:
         )
 
 
+def missing_guests(rules: RuleSet, vmids: Iterable[int]) -> list[str]:
+    """One line per rule that names a VMID the cluster does not have (a typo, or a guest gone)."""
+    present = set(vmids)
+    named: list[tuple[str, GuestSelector]] = [(f"ignore ({r.source})", r.selector) for r in rules.ignore]
+    named += [(f"anti-affinity '{r.name}' ({r.source})", r.selector) for r in rules.anti_affinity]
+    named += [(f"affinity '{r.name}' ({r.source})", r.selector) for r in rules.affinity]
+    named += [(f"node affinity '{r.name}' ({r.source})", r.selector) for r in rules.node_affinity]
+    lines = []
+    for label, selector in named:
+        missing = sorted(selector.vmids - present)
+        if missing:
+            lines.append(f"{label} names guest(s) {', '.join(map(str, missing))}, not in the cluster: check the rule")
+    return lines
+
+
 # --- the `rules:` block ---------------------------------------------------------------------
 
 _Group = TypeVar("_Group", AntiAffinityRule, AffinityRule)

@@ -157,22 +157,25 @@ def read_secret(
     data: Mapping[str, Any], key: str, where: str, env: Mapping[str, str], fallback_env: str | None = None
 ) -> Secret | None:
     """The secret `key` of a config block: `<key>_file`, `<key>_env`, `<key>`, then `fallback_env`."""
-    path = data.get(f"{key}_file")
-    if path is not None:
+    if data.get(f"{key}_file") is not None:
+        path = values.text(data[f"{key}_file"], f"{where}.{key}_file")
         try:
-            value = Path(str(path)).read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise ConfigError(f"{where}.{key}_file: cannot read {path}: {exc.strerror}") from None
+            value = Path(path).read_text(encoding="utf-8").strip()
+        except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+            reason = exc.strerror if isinstance(exc, OSError) else "not a path"
+            raise ConfigError(f"{where}.{key}_file: cannot read {values.found(path)}: {reason}") from None
         if not value:
             raise ConfigError(f"{where}.{key}_file: {path} is empty")
         return Secret(value)
-    var = data.get(f"{key}_env")
-    if var is not None:
-        if not env.get(str(var)):
-            raise ConfigError(f"{where}.{key}_env: environment variable {var} is not set or empty")
-        return Secret(env[str(var)])
+    if data.get(f"{key}_env") is not None:
+        var = values.text(data[f"{key}_env"], f"{where}.{key}_env")
+        if not env.get(var):
+            raise ConfigError(f"{where}.{key}_env: environment variable {values.found(var)} is not set or empty")
+        return Secret(env[var])
     if data.get(key) is not None:
-        return Secret(str(data[key]))
+        if not isinstance(data[key], str) or not data[key].strip():
+            raise ConfigError(f"{where}.{key}: expected a non-empty string (not shown: it is a secret)")
+        return Secret(data[key].strip())
     if fallback_env and env.get(fallback_env):
         return Secret(env[fallback_env])
     return None

@@ -170,7 +170,7 @@ def read_secret(
     if data.get(f"{key}_env") is not None:
         var = values.text(data[f"{key}_env"], f"{where}.{key}_env")
         if not env.get(var):
-            raise ConfigError(f"{where}.{key}_env: environment variable {values.found(var)} is not set or empty")
+            raise ConfigError(f"{where}.{key}_env: environment variable {var} is not set or empty")
         return Secret(env[var])
     if data.get(key) is not None:
         if not isinstance(data[key], str) or not data[key].strip():

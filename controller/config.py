@@ -22,30 +22,10 @@ from planner.policy import Policy
 from controller.promql import PrometheusSettings, Statistic
 from planner.rules import RuleSet, load_rules
 from pveapi.errors import ConfigError
-from pveapi.settings import ConnectionSettings, Secret, read_secret
+from pveapi.settings import ConnectionSettings, Secret, read_secret, verify_ssl
 
 WINDOWS = ("1h", "6h", "24h", "7d")
 Automation = Literal["manual", "automatic"]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any, where: str) -> float:
-    """`30`, `30s`, `5m`, `1h`, `7d` -> seconds (a plain number is seconds)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a duration such as 30s, 5m or 1h, got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ConfigError(f"{where}: expected a duration such as 30s, 5m or 1h, got {value!r}")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ConfigError(f"{where}: must be a positive duration, got {value!r}")
-    return seconds
-
 
 @dataclass(frozen=True)
 class ApplySettings:
@@ -75,6 +55,19 @@ class RunSettings:
     def listen_address(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]") or "0.0.0.0", int(port)
+
+
+# The longest each duration may be: beyond these a value is a typo, not a choice.
+_PROMETHEUS_TIMEOUT = values.HOUR
+_MAX_DATA_AGE = values.DAY
+_TASK_TIMEOUT = 7 * values.DAY  # a migration copying local disks can take hours, not weeks
+_SHUTDOWN_TIMEOUT = values.HOUR
+_POLL_INTERVAL = 5 * values.MINUTE
+_INTERVAL = values.DAY
+_HOLD_TIME = 7 * values.DAY
+_COOLDOWN = 30 * values.DAY
+_LEASE_TTL = values.HOUR
+_MAX_IN_FLIGHT = 64
 
 
 @dataclass(frozen=True)
@@ -162,6 +155,8 @@ def _read_yaml(path: Path, what: str, hint: str = "") -> Any:
         raise ConfigError(f"{what} {path}: cannot read it ({exc.strerror}){' - ' + hint if hint else ''}") from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{what} {path}: nested too deeply to be a {what}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
@@ -177,46 +172,45 @@ def _prometheus(data: Any, where: str, env: Mapping[str, str]) -> PrometheusSett
     values.reject_unknown(data, _PROM_KEYS, where)
     url = data.get("url")
     if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
-        raise ConfigError(f"{where}.url: expected http(s)://host:port of a Prometheus-compatible query API, got {url!r}")
-    window = str(data.get("window", "1h"))
-    if window not in WINDOWS:
-        raise ConfigError(f"{where}.window: must be one of {', '.join(WINDOWS)}, got {window!r}")
-    headers = data.get("headers") or {}
-    if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(
+            f"{where}.url: expected http(s)://host:port of a Prometheus-compatible query API, got {values.found(url)}"
+        )
+    window = values.choice(data.get("window", "1h"), f"{where}.window", WINDOWS)
+    headers = values.mapping(data.get("headers"), f"{where}.headers")
+    if not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"{where}.headers: expected a mapping of header name to string value")
     username = data.get("username")
     password = read_secret(data, "password", where, env, "PVEBALANCE_PROMETHEUS_PASSWORD")
     if username is not None and password is None:
         raise ConfigError(f"{where}: username is set but no password; set password_file or password_env")
-    verify_ssl = data.get("verify_ssl", True)
-    if not isinstance(verify_ssl, (bool, str)):
-        raise ConfigError(f"{where}.verify_ssl: must be true, false or the path of a CA bundle")
     return PrometheusSettings(
         url=url.rstrip("/"),
         window=window,
         statistic=Statistic.parse(data.get("statistic", "avg"), f"{where}.statistic"),
-        max_data_age=parse_duration(data.get("max_data_age", 300), f"{where}.max_data_age"),
+        max_data_age=values.duration(data.get("max_data_age", 300), f"{where}.max_data_age", _MAX_DATA_AGE),
         bearer_token=read_secret(data, "bearer_token", where, env, "PVEBALANCE_PROMETHEUS_TOKEN"),
-        username=str(username) if username is not None else None,
+        username=values.text(username, f"{where}.username") if username is not None else None,
         password=password if username is not None else None,
         headers={str(k): v for k, v in headers.items()},
-        verify_ssl=verify_ssl,
-        timeout=parse_duration(data.get("timeout", 10), f"{where}.timeout"),
+        verify_ssl=verify_ssl(data.get("verify_ssl", True), f"{where}.verify_ssl"),
+        timeout=values.duration(data.get("timeout", 10), f"{where}.timeout", _PROMETHEUS_TIMEOUT),
     )
 
 
 def _apply(data: Mapping[str, Any], where: str) -> ApplySettings:
     values.reject_unknown(data, _APPLY_KEYS, where)
     d = ApplySettings()
+
+    def read(key: str, reader: Any, *bounds: Any) -> Any:
+        return reader(data.get(key, getattr(d, key)), f"{where}.{key}", *bounds)
+
     return ApplySettings(
-        max_in_flight=values.count(data.get("max_in_flight", d.max_in_flight), f"{where}.max_in_flight", low=1),
-        max_in_flight_per_node=values.count(data.get("max_in_flight_per_node", d.max_in_flight_per_node), f"{where}.max_in_flight_per_node", low=1),
-        max_consecutive_failures=values.count(data.get("max_consecutive_failures", d.max_consecutive_failures), f"{where}.max_consecutive_failures", low=1),
-        task_timeout=parse_duration(data.get("task_timeout", d.task_timeout), f"{where}.task_timeout"),
-        lxc_shutdown_timeout=int(
-            parse_duration(data.get("lxc_shutdown_timeout", d.lxc_shutdown_timeout), f"{where}.lxc_shutdown_timeout")
-        ),
-        poll_interval=parse_duration(data.get("poll_interval", d.poll_interval), f"{where}.poll_interval"),
+        max_in_flight=read("max_in_flight", values.count, 1, _MAX_IN_FLIGHT),
+        max_in_flight_per_node=read("max_in_flight_per_node", values.count, 1, _MAX_IN_FLIGHT),
+        max_consecutive_failures=read("max_consecutive_failures", values.count, 1, 1000),
+        task_timeout=read("task_timeout", values.duration, _TASK_TIMEOUT),
+        lxc_shutdown_timeout=int(read("lxc_shutdown_timeout", values.duration, _SHUTDOWN_TIMEOUT)),
+        poll_interval=read("poll_interval", values.duration, _POLL_INTERVAL),
     )
 
 
@@ -225,35 +219,33 @@ def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]
     d = RunSettings()
     automation = data.get("automation", d.automation)
     if automation not in ("manual", "automatic"):
-        raise ConfigError(f"{where}.automation: must be manual (plan only) or automatic (migrate), got {automation!r}")
-    listen = str(data.get("listen", d.listen))
-    if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}", listen) or int(listen.rpartition(":")[2]) > 65535:
-        raise ConfigError(f"{where}.listen: expected host:port (port 1-65535) such as 127.0.0.1:9883, got {listen!r}")
-    state_file = Path(str(data.get("state_file", d.state_file)))
+        raise ConfigError(
+            f"{where}.automation: must be manual (plan only) or automatic (migrate), got {values.found(automation)}"
+        )
+    listen = values.text(data.get("listen", d.listen), f"{where}.listen")
+    if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}", listen):
+        raise ConfigError(f"{where}.listen: expected host:port such as 127.0.0.1:9883, got {listen!r}")
+    values.port(int(listen.rpartition(":")[2]), f"{where}.listen port")
+    state_file = Path(values.text(data.get("state_file", str(d.state_file)), f"{where}.state_file"))
     lease = data.get("lease", d.lease)
     if lease not in ("cluster", "local"):
         raise ConfigError(
             f"{where}.lease: must be cluster (a lease in the Proxmox cluster) or local (only the lock file: "
-            f"you run one controller), got {lease!r}"
+            f"you run one controller), got {values.found(lease)}"
         )
-    lease_pool = str(data.get("lease_pool", d.lease_pool))
+    lease_pool = values.text(data.get("lease_pool", d.lease_pool), f"{where}.lease_pool")
     if not _POOL_NAME.match(lease_pool):
         raise ConfigError(f"{where}.lease_pool: {lease_pool!r} is not a Proxmox pool name (a letter, then letters, digits, . - _)")
     return RunSettings(
-        interval=parse_duration(data.get("interval", d.interval), f"{where}.interval"),
+        interval=values.duration(data.get("interval", d.interval), f"{where}.interval", _INTERVAL),
         automation=automation,
-        hold_time=_duration_or_zero(data.get("hold_time", d.hold_time), f"{where}.hold_time"),
-        cooldown=_duration_or_zero(data.get("cooldown", d.cooldown), f"{where}.cooldown"),
+        hold_time=values.duration(data.get("hold_time", d.hold_time), f"{where}.hold_time", _HOLD_TIME, zero=True),
+        cooldown=values.duration(data.get("cooldown", d.cooldown), f"{where}.cooldown", _COOLDOWN, zero=True),
         state_file=state_file if state_file.is_absolute() else base / state_file,
         listen=listen,
         webhook_token=read_secret(data, "webhook_token", where, env, "PVEBALANCE_WEBHOOK_TOKEN"),
         fallback_to_live=values.flag(data.get("fallback_to_live", d.fallback_to_live), f"{where}.fallback_to_live"),
         lease=lease,
         lease_pool=lease_pool,
-        lease_ttl=parse_duration(data.get("lease_ttl", d.lease_ttl), f"{where}.lease_ttl"),
+        lease_ttl=values.duration(data.get("lease_ttl", d.lease_ttl), f"{where}.lease_ttl", _LEASE_TTL),
     )
-
-
-def _duration_or_zero(value: Any, where: str) -> float:
-    """Hold time and cooldown may be switched off with 0."""
-    return 0.0 if value in (0, "0", "0s") else parse_duration(value, where)

@@ -120,7 +120,9 @@ def _who(task: Mapping[str, Any]) -> str:
 def cycle_rules(config: Config, observation: Observation, hold: Mapping[int, str]) -> RuleSet:
     """The config's rules, the cluster's HA rules and this cycle's guests to leave alone."""
     ha = ha_rules([dict(e) for e in observation.ha_rule_entries])
-    return config.rules.merge(ha).merge(hold_rules({**observation.leave_alone, **hold}))
+    present = {g.vmid for g in observation.inventory.guests}  # a cooldown may outlive its guest: not a rule problem
+    held = {vmid: why for vmid, why in {**observation.leave_alone, **hold}.items() if vmid in present}
+    return config.rules.merge(ha).merge(hold_rules(held))
 
 
 def run_cycle(

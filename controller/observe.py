@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from planner.model import ClusterModel, Usage
-from controller.promql import History, PrometheusError, PromQL
+from controller.promql import CLOCK_SKEW, History, PrometheusError, PromQL
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory, Node, guests_by_node
@@ -96,6 +96,11 @@ def _history(promql: PromQL | None, at: float) -> tuple[History | None, str | No
         history = promql.history(at)
     except PrometheusError as exc:
         return None, str(exc)
+    if history.data_age is None and history.future_samples:
+        return history, (
+            f"{promql.where}: the newest pve_* samples are dated in the future (more than {CLOCK_SKEW:.0f}s ahead): "
+            "check the clocks of this host, Prometheus and the exporter"
+        )
     if history.data_age is None:
         return history, f"{promql.where} has no recent pve_* samples - is the exporter scraped?"
     if not history.fresh:

@@ -19,6 +19,7 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 import structlog
 
+from pveapi import values
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import Secret
 
@@ -28,6 +29,10 @@ log = structlog.get_logger("pvebalance.promql")
 # its current guests (see observe._node_usage), never from its own window average.
 ID_SELECTOR = 'id=~"qemu/.+|lxc/.+"'
 NEEDED_SERIES = ("pve_cpu_usage_ratio", "pve_cpu_usage_limit", "pve_memory_usage_bytes")
+# Seconds a sample may be dated ahead of this host's clock (clocks differ a little); a sample
+# further in the future is not fresh data but a wrong clock, and is not used.
+CLOCK_SKEW = 60.0
+MAX_CORES = 65536.0  # a guest's CPU figure above this is not a reading
 
 
 class PrometheusError(PvebalanceError):
@@ -43,16 +48,18 @@ class Statistic:
 
     @classmethod
     def parse(cls, value: Any, where: str) -> Statistic:
-        text = str(value).strip().replace(" ", "")
+        text = value.strip().replace(" ", "") if isinstance(value, str) else ""
         if text == "avg":
             return cls()
-        match = re.fullmatch(r"(quantile|mean_stddev)\(([0-9.]+)\)", text)
+        match = re.fullmatch(r"(quantile|mean_stddev)\((\d{1,6}(?:\.\d{1,12})?)\)", text)
         if not match:
-            raise ConfigError(f"{where}: expected avg, quantile(Q) with 0<Q<=1 or mean_stddev(K), got {value!r}")
+            raise ConfigError(
+                f"{where}: expected avg, quantile(Q) with 0<Q<=1 or mean_stddev(K) with 0<=K<=10, got {values.found(value)}"
+            )
         kind, param = match.group(1), float(match.group(2))
         if kind == "quantile" and not 0 < param <= 1:
-            raise ConfigError(f"{where}: the quantile must be in (0, 1], got {param}")
-        return cls(kind, param)  # type: ignore[arg-type]
+            raise ConfigError(f"{where}: the quantile must be in (0, 1], got {param:g}")
+        return cls(kind, values.number(param, f"{where}: mean_stddev's K", 0.0, 10.0))  # type: ignore[arg-type]
 
     def __str__(self) -> str:
         return "avg" if self.kind == "avg" else f"{self.kind}({self.param:g})"
@@ -114,7 +121,13 @@ class History:
 
     @property
     def newest_sample(self) -> float | None:
-        return max(self.last_seen.values(), default=None)
+        """The newest sample time, leaving out samples dated in the future (a wrong clock)."""
+        return max((seen for seen in self.last_seen.values() if seen <= self.at + CLOCK_SKEW), default=None)
+
+    @property
+    def future_samples(self) -> int:
+        """Series whose newest sample is dated more than CLOCK_SKEW ahead of the query time."""
+        return sum(1 for seen in self.last_seen.values() if seen > self.at + CLOCK_SKEW)
 
     @property
     def data_age(self) -> float | None:
@@ -130,11 +143,12 @@ class History:
     def usage(self, resource_id: str) -> tuple[float, int] | None:
         """(cores, bytes) for one node or guest, or None when missing or stale."""
         seen = self.last_seen.get(resource_id)
-        if seen is None or self.at - seen > self.max_age:
+        if seen is None or not -CLOCK_SKEW <= self.at - seen <= self.max_age:
             return None
-        if resource_id not in self.cpu_cores or resource_id not in self.mem_bytes:
-            return None
-        return self.cpu_cores[resource_id], int(self.mem_bytes[resource_id])
+        cores, mem = self.cpu_cores.get(resource_id), self.mem_bytes.get(resource_id)
+        if cores is None or mem is None or not 0 <= cores <= MAX_CORES or not 0 <= mem <= values.MAX_BYTES:
+            return None  # missing, or a figure no guest can have: the live one is used instead
+        return cores, int(mem)
 
 
 @dataclass
@@ -203,6 +217,8 @@ def _vector(where: str, response: requests.Response, key: str) -> dict[str, floa
         raise PrometheusError(f"{where}: HTTP {response.status_code} - check prometheus.bearer_token or username/password")
     try:
         body = response.json()
+    except RecursionError:
+        raise PrometheusError(f"{where}: the answer is nested too deeply to be a query result") from None
     except ValueError:
         raise PrometheusError(
             f"{where}: HTTP {response.status_code}, and the answer is not JSON - is prometheus.url a Prometheus query API?"
@@ -215,13 +231,13 @@ def _vector(where: str, response: requests.Response, key: str) -> dict[str, floa
     data = body.get("data")
     if not isinstance(data, Mapping) or data.get("resultType") != "vector" or not isinstance(data.get("result"), list):
         raise PrometheusError(f"{where}: expected an instant vector result, got {str(data)[:80]!r}")
-    values: dict[str, float] = {}
+    figures: dict[str, float] = {}
     for item in data["result"]:
         try:
             resource_id = item["metric"][key]
             value = float(item["value"][1])
         except (KeyError, TypeError, ValueError, IndexError):
             continue  # a series we cannot use is treated as absent: the guest falls back to live figures
-        if math.isfinite(value):
-            values[str(resource_id)] = value
-    return values
+        if math.isfinite(value) and abs(value) <= values.HUGE:  # beyond that, not a reading
+            figures[str(resource_id)] = value
+    return figures

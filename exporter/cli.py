@@ -20,7 +20,7 @@ from pveapi.errors import ApiError, ErrorKind, PvebalanceError
 from pveapi.logsetup import configure_logging
 from pveapi.progress import Progress
 from pveapi.settings import Secret
-from pveapi.values import finite_number
+from pveapi.values import count, number
 from pveapi.version import version_text
 
 from .backfill import SimClock, backfill
@@ -109,8 +109,8 @@ def _collector_options(args: argparse.Namespace) -> CollectorOptions:
 
 
 def serve(args: argparse.Namespace) -> int:
-    scrape_timeout = finite_number(args.scrape_timeout, "--scrape.timeout", low=MIN_SCRAPE_TIMEOUT, high=MAX_SCRAPE_TIMEOUT)
-    max_workers = int(finite_number(args.max_workers, "--scrape.max-workers", low=1, high=MAX_WORKERS))
+    scrape_timeout = number(args.scrape_timeout, "--scrape.timeout", low=MIN_SCRAPE_TIMEOUT, high=MAX_SCRAPE_TIMEOUT)
+    max_workers = count(args.max_workers, "--scrape.max-workers", low=1, high=MAX_WORKERS)
     config = load_config(_config_path(args.config_file))
     check_credentials(config)
     app = ExporterApp(config, ServeOptions(_collector_options(args), scrape_timeout, max_workers))

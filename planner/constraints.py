@@ -15,7 +15,7 @@ from pveapi.inventory import Guest
 
 from .model import ClusterModel
 from .policy import Policy
-from .rules import AffinityRule, AntiAffinityRule, GuestSelector, NodeAffinityRule, RuleSet, tag_rules
+from .rules import AffinityRule, AntiAffinityRule, GuestSelector, NodeAffinityRule, RuleSet, missing_guests, tag_rules
 
 
 @dataclass(eq=False)
@@ -81,6 +81,7 @@ class Constraints:
         for rule in rules.node_affinity:
             self._add_node_rule(rule)
 
+        self.problems += missing_guests(rules, self.guests)
         self.apart = self._groups(rules.anti_affinity, "anti-affinity")
         self.together = self._groups(rules.affinity, "affinity")
         self.apart_of = _index(self.apart)
@@ -92,6 +93,17 @@ class Constraints:
     def _add_node_rule(self, rule: NodeAffinityRule) -> None:
         listed = [(self.by_lower[n.lower()], p) for n, p in rule.nodes if n.lower() in self.by_lower]
         label = f"node affinity '{rule.name}' ({rule.source})"
+        if not listed and rule.strict and not rule.negative:
+            # A must-rule (a plb_pin_ tag) with a mistyped node: moving its guests anywhere could
+            # break what was meant, so they stay where they are until the rule is fixed.
+            members = self.members(rule.selector)
+            self.problems.append(
+                f"{label} names no node of this cluster ({', '.join(n for n, _ in rule.nodes)}): "
+                f"{', '.join(map(str, members)) or 'its guests'} stay where they are until it is fixed"
+            )
+            for vmid in members:
+                self.skip_reason.setdefault(vmid, f"{label} names no node of this cluster: held where it is")
+            return
         if not listed:
             self.problems.append(f"{label} names no node of this cluster: ignored")
             return

@@ -86,16 +86,16 @@ class Policy:
             at = f"{where}.{key}"
             if key in _FRACTIONS:
                 kwargs[key] = values.number(raw, at, 0.0, 1.0)
-            elif key in _POSITIVE:
-                kwargs[key] = values.number(raw, at, 0.0)
+            elif key in _BOUNDED:
+                kwargs[key] = values.number(raw, at, *_BOUNDED[key])
             elif key in ("max_moves", "max_moves_per_node"):
-                kwargs[key] = values.count(raw, at)
+                kwargs[key] = values.count(raw, at, 0, MAX_MOVES)
             elif key == "target_imbalance":
                 kwargs[key] = None if raw is None else values.number(raw, at, 0.0, 1.0)
             elif key == "migration_bandwidth":
-                kwargs[key] = values.size_bytes(raw, at)
+                kwargs[key] = values.size_bytes(raw, at, MAX_BANDWIDTH)
                 if kwargs[key] <= 0:
-                    raise ConfigError(f"{at}: must be above zero, e.g. 125MB (bytes per second)")
+                    raise ConfigError(f"{at}: expected a size per second above zero such as 125MB, got {values.found(raw)}")
             elif key == "allow_local_disks":
                 kwargs[key] = values.flag(raw, at)
             elif key == "memory_headroom":
@@ -118,7 +118,12 @@ _FRACTIONS = frozenset(
     {"cpu_weight", "memory_weight", "trigger", "min_gain", "cost_per_gib", "container_restart_cost",
      "cpu_high_water", "memory_high_water", "soft_rule_tolerance"}
 )
-_POSITIVE = frozenset({"cpu_overcommit", "container_restart_seconds"})
+# (low, high): beyond these a value is a typo. No host runs more than 1024 vCPUs per thread,
+# and a container restart is seconds, not days.
+_BOUNDED = {"cpu_overcommit": (0.01, 1024.0), "container_restart_seconds": (0.0, 86400.0)}
+MAX_MOVES = 100_000
+MAX_BANDWIDTH = 2**40  # 1 TiB/s
+MAX_HEADROOM = 0.9
 
 
 def _headroom(raw: Any, where: str, base: Headroom) -> Headroom:
@@ -126,12 +131,12 @@ def _headroom(raw: Any, where: str, base: Headroom) -> Headroom:
     if raw is None:
         return base
     if isinstance(raw, float) or raw == 0:
-        return Headroom(fraction=values.number(raw, where, 0.0, 0.9), bytes=0)
+        return Headroom(fraction=values.number(raw, where, 0.0, MAX_HEADROOM), bytes=0)
     if isinstance(raw, (str, int)) and not isinstance(raw, bool):
         return Headroom(fraction=0.0, bytes=values.size_bytes(raw, where))
     block = values.mapping(raw, where)
     values.reject_unknown(block, {"fraction", "bytes"}, where)
     return Headroom(
-        fraction=values.number(block["fraction"], f"{where}.fraction", 0.0, 0.9) if "fraction" in block else base.fraction,
+        fraction=values.number(block["fraction"], f"{where}.fraction", 0.0, MAX_HEADROOM) if "fraction" in block else base.fraction,
         bytes=values.size_bytes(block["bytes"], f"{where}.bytes") if "bytes" in block else base.bytes,
     )

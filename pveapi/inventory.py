@@ -10,7 +10,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from .errors import ApiError, ErrorKind
+from . import values
+from .errors import ApiError, ConfigError, ErrorKind
 from .tags import parse_tags
 
 GuestType = Literal["qemu", "lxc"]
@@ -135,12 +136,21 @@ class Inventory:
 
 
 ENDPOINT = "/cluster/resources"
+_REFUSE = "refusing to plan on an answer that cannot be true"
+
+# The largest figure each field can hold; anything above (or negative, NaN, infinite) is not a
+# reading of a real cluster, and acting on it could overcommit a node.
+MAX_THREADS = 65536
+MAX_CPU_RATIO = 64.0  # a sample overshoots 1 a little; a guest's vCPUs past its cap, not 64 times
+MAX_COUNTER = 2**63  # bytes moved, seconds up
 
 
 def parse_resources(entries: Any) -> Inventory:
     """Parse the answer of GET /cluster/resources (the bare list).
 
-    Raises ApiError(BAD_ANSWER) naming the first entry that is not the documented shape.
+    Every figure is checked (whole, finite, within what a real cluster can report; see
+    MAX_*): raises ApiError(BAD_ANSWER) naming the first entry that is not the documented
+    shape. `check_consistent` checks the entries against each other.
     """
     if not isinstance(entries, list):
         raise ApiError(ErrorKind.BAD_ANSWER, ENDPOINT, f"expected a list, got {type(entries).__name__}")
@@ -150,21 +160,20 @@ def parse_resources(entries: Any) -> Inventory:
     pools: list[str] = []
     for index, entry in enumerate(entries):
         if not isinstance(entry, Mapping):
-            raise ApiError(ErrorKind.BAD_ANSWER, ENDPOINT, f"entry {index} is not an object")
+            raise ApiError(ErrorKind.BAD_ANSWER, ENDPOINT, f"entry {index} is not an object; {_REFUSE}")
         kind = entry.get("type")
+        label = values.found(entry.get("id", f"#{index}"))
         try:
             if kind == "node":
-                nodes.append(_node(entry))
+                nodes.append(_node(_Fields(entry, f"node {label}")))
             elif kind in ("qemu", "lxc"):
-                guests.append(_guest(entry))
+                guests.append(_guest(_Fields(entry, f"guest {label}")))
             elif kind == "storage":
-                storages.append(_storage(entry))
+                storages.append(_storage(_Fields(entry, f"storage {label}")))
             elif kind == "pool":
-                pools.append(str(entry["pool"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ApiError(
-                ErrorKind.BAD_ANSWER, ENDPOINT, f"entry {entry.get('id', index)!r} is malformed: {exc!r}"
-            ) from None
+                pools.append(_Fields(entry, f"pool {label}").name("pool"))
+        except ConfigError as exc:
+            raise ApiError(ErrorKind.BAD_ANSWER, ENDPOINT, f"{exc}; {_REFUSE}") from None
     return Inventory(
         nodes=tuple(sorted(nodes, key=lambda n: n.name)),
         guests=tuple(sorted(guests, key=lambda g: g.vmid)),
@@ -173,51 +182,130 @@ def parse_resources(entries: Any) -> Inventory:
     )
 
 
-def _whole_numbers(e: Mapping[str, Any], *keys: str) -> dict[str, int]:
-    """Byte, second and counter fields; the API leaves them out for offline nodes and stopped guests."""
-    return {key: int(e.get(key) or 0) for key in keys}
+def check_consistent(inventory: Inventory) -> Inventory:
+    """The inventory, if its entries agree with each other: each node and each VMID listed once,
+    every guest on a listed node. Raises ApiError(BAD_ANSWER) naming the first guest that is not.
+
+    The controller plans only on a consistent inventory (`PveClient.resources`); the exporter
+    may export one that is not.
+    """
+    names = [n.name for n in inventory.nodes]
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise ApiError(ErrorKind.BAD_ANSWER, ENDPOINT, f"node {twice[0]} is listed twice; {_REFUSE}")
+    where: dict[int, str] = {}
+    for guest in inventory.guests:
+        if guest.vmid in where:
+            raise ApiError(
+                ErrorKind.BAD_ANSWER, ENDPOINT,
+                f"guest {guest.vmid} is listed on both {where[guest.vmid]} and {guest.node}; {_REFUSE}",
+            )
+        where[guest.vmid] = guest.node
+        if guest.node not in names:
+            raise ApiError(
+                ErrorKind.BAD_ANSWER, ENDPOINT,
+                f"guest {guest.vmid} ({guest.name}) is on node {guest.node}, which is not in the node list "
+                f"(does the token lack Sys.Audit on /nodes?); {_REFUSE}",
+            )
+    return inventory
 
 
-def _node(e: Mapping[str, Any]) -> Node:
+class _Fields:
+    """One /cluster/resources entry, read field by field through pveapi.values.
+
+    The API leaves figures out for offline nodes and stopped guests (0 then); numbers may come
+    as text (PVE's JSON is not always typed).
+    """
+
+    def __init__(self, entry: Mapping[str, Any], label: str) -> None:
+        self.entry, self.label = entry, label
+
+    def _raw(self, key: str) -> Any:
+        value = self.entry.get(key)
+        if isinstance(value, str):
+            try:
+                return float(value) if value.strip() else None
+            except ValueError:
+                return value
+        return value
+
+    def whole(self, key: str, high: float = values.MAX_BYTES) -> int:
+        value = self._raw(key)
+        return 0 if value is None else values.count(value, f"{self.label}.{key}", 0, int(high))
+
+    def number(self, key: str, high: float = MAX_CPU_RATIO) -> float:
+        value = self._raw(key)
+        return 0.0 if value is None else values.number(value, f"{self.label}.{key}", 0.0, high)
+
+    def name(self, key: str) -> str:
+        return values.name(self.entry.get(key), f"{self.label}.{key}")
+
+    def text(self, key: str, default: str | None = None) -> str | None:
+        value = self.entry.get(key)
+        if value is None or value == "":
+            return default
+        if not isinstance(value, str):
+            raise ConfigError(f"{self.label}.{key}: expected text, got {values.found(value)}")
+        return value
+
+    def flag(self, key: str) -> bool:
+        value = self.entry.get(key)
+        if value is None or value == "":
+            return False
+        return values.flag(int(value) if value in ("0", "1") else value, f"{self.label}.{key}")
+
+
+def _node(f: _Fields) -> Node:
     return Node(
-        name=str(e["node"]),
-        online=e.get("status") == "online",
-        cpu=float(e.get("cpu") or 0.0),
-        level=str(e.get("level") or ""),
-        hastate=e.get("hastate"),
-        **_whole_numbers(e, "maxcpu", "maxmem", "mem", "disk", "maxdisk", "uptime"),
+        name=f.name("node"),
+        online=f.text("status") == "online",
+        cpu=f.number("cpu"),
+        level=f.text("level", "") or "",
+        hastate=f.text("hastate"),
+        maxcpu=f.whole("maxcpu", MAX_THREADS),
+        maxmem=f.whole("maxmem"),
+        mem=f.whole("mem"),
+        disk=f.whole("disk"),
+        maxdisk=f.whole("maxdisk"),
+        uptime=f.whole("uptime", MAX_COUNTER),
     )
 
 
-def _guest(e: Mapping[str, Any]) -> Guest:
+def _guest(f: _Fields) -> Guest:
+    vmid = values.vmid(f.entry.get("vmid"), f"{f.label}.vmid")
+    kind = f.entry["type"]
+    counters = ("uptime", "netin", "netout", "diskread", "diskwrite")
     return Guest(
-        vmid=int(e["vmid"]),
-        type=e["type"],
-        name=str(e.get("name") or f"{e['type']}{e['vmid']}"),
-        node=str(e["node"]),
-        status=str(e.get("status") or "unknown"),
-        maxcpu=float(e.get("maxcpu") or 0),
-        cpu=float(e.get("cpu") or 0.0),
-        template=bool(int(e.get("template") or 0)),
-        tags=parse_tags(e.get("tags")),
-        pool=e.get("pool"),
-        lock=e.get("lock") or None,
-        hastate=e.get("hastate"),
-        **_whole_numbers(
-            e, "maxmem", "mem", "disk", "maxdisk", "uptime", "netin", "netout", "diskread", "diskwrite"
-        ),
+        vmid=vmid,
+        type=kind,
+        name=f.text("name") or f"{kind}{vmid}",
+        node=f.name("node"),
+        status=f.text("status", "unknown") or "unknown",
+        maxcpu=f.number("maxcpu", MAX_THREADS),
+        cpu=f.number("cpu"),
+        template=f.flag("template"),
+        tags=parse_tags(f.text("tags")),
+        pool=f.text("pool"),
+        lock=f.text("lock"),
+        hastate=f.text("hastate"),
+        maxmem=f.whole("maxmem"),
+        mem=f.whole("mem"),
+        disk=f.whole("disk"),
+        maxdisk=f.whole("maxdisk"),
+        **{key: f.whole(key, MAX_COUNTER) for key in counters},
     )
 
 
-def _storage(e: Mapping[str, Any]) -> Storage:
+def _storage(f: _Fields) -> Storage:
     return Storage(
-        storage=str(e["storage"]),
-        node=str(e["node"]),
-        plugintype=str(e.get("plugintype") or ""),
-        status=str(e.get("status") or "unknown"),
-        shared=bool(int(e.get("shared") or 0)),
-        content=frozenset(c for c in str(e.get("content") or "").split(",") if c),
-        **_whole_numbers(e, "disk", "maxdisk"),
+        storage=f.name("storage"),
+        node=f.name("node"),
+        plugintype=f.text("plugintype", "") or "",
+        status=f.text("status", "unknown") or "unknown",
+        shared=f.flag("shared"),
+        content=frozenset(c for c in (f.text("content", "") or "").split(",") if c),
+        disk=f.whole("disk"),
+        maxdisk=f.whole("maxdisk"),
     )
 
 

@@ -101,6 +101,8 @@ class PveApi:
                 deadline -= 0.1
         if faults.error is not None:
             raise faults.error
+        if faults.answer is not None:
+            return faults.answer
         if method == "POST" and path == "/access/ticket":
             self._check_parameters(method, template, apischema.endpoint(method, path, {}), params,
                                    self.cluster.api_node.spec.major)

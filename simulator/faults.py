@@ -23,7 +23,7 @@ from .cluster import MigrationFailure, SimCluster
 from .failure import PveFailure
 from .validation import MAX_EPOCH, number
 
-FAULT_TYPES = ("latency", "error", "hang", "node_offline", "migration_failure")
+FAULT_TYPES = ("latency", "error", "hang", "answer", "node_offline", "migration_failure")
 _DEFAULT_MESSAGES = {
     400: "Parameter verification failed.",
     401: "Authentication failed!",
@@ -47,7 +47,7 @@ class Fault:
     released: threading.Event = field(default_factory=threading.Event)
 
     def matches(self, method: str, template: str, path: str) -> bool:
-        if self.type not in ("latency", "error", "hang"):
+        if self.type not in ("latency", "error", "hang", "answer"):
             return False
         pattern = self.endpoint if " " in self.endpoint or self.endpoint == "*" else f"* {self.endpoint}"
         if not fnmatch.fnmatchcase(f"{method} {template}", pattern):
@@ -62,6 +62,7 @@ class RequestFaults:
     latency: float = 0.0
     hang: Fault | None = None
     error: PveFailure | None = None
+    answer: bytes | None = None  # an `answer` fault's body, sent instead of the real one
 
 
 class FaultSet:
@@ -105,6 +106,7 @@ class FaultSet:
         latency = 0.0
         hang: Fault | None = None
         error: PveFailure | None = None
+        answer: bytes | None = None
         with self._lock:
             for fault in list(self._faults.values()):
                 if not fault.matches(method, template, path) or self._rng.random() >= fault.rate:
@@ -117,11 +119,13 @@ class FaultSet:
                     latency += float(fault.spec.get("seconds", 1.0))
                 elif fault.type == "hang" and hang is None:
                     hang = fault
+                elif fault.type == "answer" and answer is None:
+                    answer = str(fault.spec["body"]).encode()
                 elif fault.type == "error" and error is None:
                     status = int(fault.spec["status"])
                     message = str(fault.spec.get("message") or _DEFAULT_MESSAGES.get(status, "simulated fault"))
                     error = PveFailure(status, message, {"fault": "simulated"} if status == 400 else None)
-        return RequestFaults(latency, hang, error)
+        return RequestFaults(latency, hang, error, answer)
 
     def _parse(self, spec: Any, where: str) -> Fault:
         if not isinstance(spec, Mapping):
@@ -137,6 +141,8 @@ class FaultSet:
             raise ConfigError(f"{where}: count must be a positive whole number, got {count!r}")
         if kind == "error" and (not isinstance(spec.get("status"), int) or not 400 <= spec["status"] <= 599):
             raise ConfigError(f"{where}: an error fault needs `status`, an HTTP error code such as 500 or 595")
+        if kind == "answer" and not isinstance(spec.get("body"), str):
+            raise ConfigError(f"{where}: an answer fault needs `body`, the exact text to answer with (HTTP 200)")
         node = spec.get("node")
         if node is not None and node not in self._cluster.nodes:
             raise ConfigError(f"{where}: unknown node {node!r}; known nodes: {', '.join(self._cluster.nodes)}")

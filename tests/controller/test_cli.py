@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import pytest
+import responses
 
 from controller.cli import main
 from exporter.backfill import backfill
@@ -224,3 +225,17 @@ def test_apply_refuses_stale_prometheus_data(frozen_sim, tmp_path: Path, capsys)
     assert "set run.fallback_to_live: true" in out
     assert not [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]
     assert time.time()  # the cluster was observed, nothing was migrated
+
+
+@responses.activate
+def test_apply_refuses_prometheus_samples_dated_in_the_future(frozen_sim, tmp_path: Path, capsys) -> None:
+    """A Prometheus-compatible server whose clock is a year ahead: its data is not fresh."""
+    responses.add_passthru(frozen_sim.url.rsplit("/api2", 1)[0])  # the simulator itself is real
+    future = time.time() + 365 * 86400
+    result = [{"metric": {"id": f"qemu/{vmid}"}, "value": [future, str(future)]} for vmid in frozen_sim.placement()]
+    responses.get("http://prom.example:9090/api/v1/query",
+                  json={"status": "success", "data": {"resultType": "vector", "result": result}})
+    config = write_config(tmp_path, frozen_sim, prometheus={"url": "http://prom.example:9090"})
+    code, out, _ = _run(capsys, "--config", str(config), "apply")
+    assert code == 1 and out.startswith("not applying: ") and "dated in the future" in out and "check the clocks" in out
+    assert not [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]

@@ -67,7 +67,8 @@ def test_a_saved_plan_with_an_infinite_figure_is_refused(frozen_sim: RunningSimu
 def test_the_host_pasted_from_the_browser_works(frozen_sim: RunningSimulator, tmp_path: Path, capsys) -> None:
     config = write_config(tmp_path, frozen_sim, proxmox={"host": f"https://{frozen_sim.host}/"})
     code, out, err = _run(capsys, "--config", str(config), "plan")
-    assert code == 0 and "Moves (" in out and err == ""
+    # stderr carries only progress lines (a slow plan reports itself), never an error
+    assert code == 0 and "Moves (" in out and all(line.startswith("plan: ") for line in err.splitlines())
 
 
 def test_a_tls_failure_says_what_to_do_and_nothing_unrelated(frozen_sim: RunningSimulator, tmp_path: Path, capsys,

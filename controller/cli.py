@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from controller.loop import Controller
 from controller.metrics import ControllerMetrics
 from planner.model import ClusterModel, Move, Plan
 from controller.observe import observe
+from controller.outcomes import OutcomeLog, record_report
 from planner.verify import verify_plan
 from controller.promql import PromQL
 from planner.report import plan_from_dict, plan_to_dict, render_table
@@ -173,6 +175,7 @@ def _apply(args: argparse.Namespace) -> int:
     _on_signals(stop.set)  # from here on SIGTERM ends cleanly, giving the lease back
     try:
         state = LoopState.load(config.run.state_file)
+        outcomes = OutcomeLog.load(config.run.state_file, config.run.outcomes_kept)  # before migrating: a bad file stops here
         hold = cooldown_holds(client, config, state)
         if args.plan:
             plan, base, rules = _saved_plan(Path(args.plan), config, client, promql, hold)
@@ -193,6 +196,8 @@ def _apply(args: argparse.Namespace) -> int:
             may_start=lease.confirm if lease is not None else lambda: None,
         )
         report = executor.apply(plan, base)
+        if not args.dry_run:
+            record_report(outcomes, plan, report, time.time())
         print(("dry run: " if args.dry_run else "") + report.summary)
         return 0 if not report.stopped and not report.count("failed") else 1
     finally:

@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -26,6 +27,7 @@ from controller.loop import Controller
 from controller.metrics import ControllerMetrics
 from planner.model import Move, Plan
 from controller.observe import cluster_identity
+from controller.outcomes import OutcomeLog, record_report
 from controller.promql import PromQL
 from controller.reviewed import apply_reviewed, differs_from_last_saved, last_saved_path, plan_document, read_reviewed
 from planner.report import plan_to_dict, render_table
@@ -220,6 +222,7 @@ def _apply(args: argparse.Namespace) -> int:
         with Progress("apply: preparing", quiet_for=PLAN_QUIET) as progress:
             progress.update(note="reading cooldowns from the state file and the cluster's task list")
             state = LoopState.load(config.run.state_file, cluster_identity(client), writable=not args.dry_run)
+            outcomes = OutcomeLog.load(config.run.state_file, config.run.outcomes_kept)  # before migrating: a bad file stops here
             hold = cooldown_holds(client, config, state)
             cycle = None if reviewed is not None else run_cycle(client, promql, config, hold, on_step=_noting(progress))
         plan = reviewed.plan if reviewed is not None else cycle.plan if cycle is not None else None
@@ -253,6 +256,8 @@ def _apply(args: argparse.Namespace) -> int:
                 if changed is not None:
                     print(f"note: {changed}")
                 report = executor(cycle.rules).apply(cycle.plan, cycle.model)
+        if not args.dry_run:
+            record_report(outcomes, plan, report, time.time())
         print(("dry run: " if args.dry_run else "") + report.summary)
         # A reviewed plan that did not run as reviewed (a move dropped) is not a success either.
         incomplete = report.stopped or report.count("failed") or (reviewed is not None and report.count("dropped"))

@@ -50,6 +50,9 @@ class RunSettings:
     lease: Literal["cluster", "local"] = "cluster"  # one migrating controller per cluster (controller/lease.py)
     lease_pool: str = "pvebalance-lease"
     lease_ttl: float = 60.0
+    # After each applied plan, its outcome is measured this long after (controller/outcomes.py).
+    outcome_horizons: tuple[float, ...] = (300.0, 3600.0, 86400.0)
+    outcomes_kept: int = 20
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -101,6 +104,7 @@ _APPLY_KEYS = {
 _RUN_KEYS = {
     "interval", "automation", "hold_time", "cooldown", "state_file", "listen",
     "webhook_token", "webhook_token_file", "webhook_token_env", "fallback_to_live", "lease", "lease_pool", "lease_ttl",
+    "outcome_horizons", "outcomes_kept",
 }
 # A pool name PVE accepts at the top level (pve-access-control's verify_poolname, and a leading letter).
 _POOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.\-_]*$")
@@ -248,4 +252,13 @@ def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]
         lease=lease,
         lease_pool=lease_pool,
         lease_ttl=values.duration(data.get("lease_ttl", d.lease_ttl), f"{where}.lease_ttl", _LEASE_TTL),
+        outcome_horizons=_durations(data.get("outcome_horizons", list(d.outcome_horizons)), f"{where}.outcome_horizons"),
+        outcomes_kept=values.count(data.get("outcomes_kept", d.outcomes_kept), f"{where}.outcomes_kept", low=1, high=10_000),
     )
+
+
+def _durations(value: Any, where: str) -> tuple[float, ...]:
+    """A list of durations, shortest first, each once."""
+    if not isinstance(value, list) or not value or len(value) > 16:
+        raise ConfigError(f"{where}: expected a list of up to 16 durations such as [5m, 1h, 24h], got {values.found(value)}")
+    return tuple(sorted({values.duration(item, f"{where}[{i}]") for i, item in enumerate(value)}))

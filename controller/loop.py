@@ -26,6 +26,7 @@ from controller.executor import ApplyReport, Executor, Outcome
 from controller.lease import cluster_lease
 from controller.metrics import ControllerMetrics
 from controller.observe import cluster_identity
+from controller.outcomes import OutcomeLog, OutcomeMetrics, find_ping_pongs, observe_due, record_report
 from planner.model import Move, MoveKind, Plan
 from controller.promql import PromQL
 from controller.reviewed import plan_document
@@ -67,6 +68,8 @@ class Controller:
         self.sleep = sleep
         self.dry_run = dry_run
         self._state: LoopState | None = None  # read at the first cycle: the API may be down at start
+        self.outcomes = OutcomeLog.load(config.run.state_file, config.run.outcomes_kept)
+        self.outcome_metrics = OutcomeMetrics(self.metrics.registry)
         self.lock = ControllerLock(config.run.state_file)
         self.lease = cluster_lease(client, config.run, dry_run) if config.run.automation == "automatic" else None
         self.stopping = threading.Event()
@@ -153,6 +156,7 @@ class Controller:
         self.state.forget_before(now - self.config.run.cooldown)
         cycle = run_cycle(self.client, self.promql, self.config, cooldown_holds(self.client, self.config, self.state, now), at=now)
         self._publish(cycle, now)
+        self._check_outcomes(cycle, now)
         balance_ready = self._hysteresis(cycle.plan, now)
         if not automatic:
             return CycleSummary("planned", "manual automation: plan published, nothing migrated", now, len(cycle.plan.moves))
@@ -169,7 +173,17 @@ class Controller:
         report = self._executor(cycle.rules).apply(replace(cycle.plan, moves=moves), cycle.model)
         for outcome in report.outcomes:
             self._count(outcome)
+        if not self.dry_run and record_report(self.outcomes, cycle.plan, report, self.clock()) is not None:
+            self.outcome_metrics.publish(self.outcomes, self.config.run.outcome_horizons)
         return CycleSummary("applied", report.summary, now, len(moves), report)
+
+    def _check_outcomes(self, cycle: Cycle, now: float) -> None:
+        """Measure the horizons past applied plans have reached, and count guests that came back."""
+        run = self.config.run
+        if self.promql is not None:
+            observe_due(self.outcomes, self.promql, run.outcome_horizons, self.config.policy, now)
+        self.outcome_metrics.ping_pongs.inc(len(find_ping_pongs(self.outcomes, cycle.observation.inventory, run.cooldown, now)))
+        self.outcome_metrics.publish(self.outcomes, run.outcome_horizons)
 
     def _hysteresis(self, plan: Plan, now: float) -> bool:
         """True once the imbalance has stayed above the trigger for hold_time."""

@@ -20,6 +20,7 @@ import requests
 import structlog
 
 from pveapi import values
+from controller import forecast
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import Secret
 
@@ -41,20 +42,29 @@ class PrometheusError(PvebalanceError):
 
 @dataclass(frozen=True)
 class Statistic:
-    """How a window of samples becomes one figure: `avg`, `quantile(q)` or `mean_stddev(k)`."""
+    """How a window of samples becomes one figure: `avg`, `quantile(q)`, `mean_stddev(k)`,
+    `forecast(D)` (param: seconds ahead) or `blend(W*WINDOW, ...)` (parts); see controller/forecast.py."""
 
-    kind: Literal["avg", "quantile", "mean_stddev"] = "avg"
+    kind: Literal["avg", "quantile", "mean_stddev", "forecast", "blend"] = "avg"
     param: float = 0.0
+    parts: tuple[tuple[float, str], ...] = ()  # blend: (weight, window)
 
     @classmethod
     def parse(cls, value: Any, where: str) -> Statistic:
         text = value.strip().replace(" ", "") if isinstance(value, str) else ""
         if text == "avg":
             return cls()
+        ahead = forecast.parse_forecast(text, where)
+        if ahead is not None:
+            return cls("forecast", ahead)
+        parts = forecast.parse_blend(text, where)
+        if parts is not None:
+            return cls("blend", parts=parts)
         match = re.fullmatch(r"(quantile|mean_stddev)\((\d{1,6}(?:\.\d{1,12})?)\)", text)
         if not match:
             raise ConfigError(
-                f"{where}: expected avg, quantile(Q) with 0<Q<=1 or mean_stddev(K) with 0<=K<=10, got {values.found(value)}"
+                f"{where}: expected avg, quantile(Q) with 0<Q<=1, mean_stddev(K) with 0<=K<=10, forecast(6h) or "
+                f"blend(0.5*now, 0.3*24h, 0.2*7d), got {values.found(value)}"
             )
         kind, param = match.group(1), float(match.group(2))
         if kind == "quantile" and not 0 < param <= 1:
@@ -62,6 +72,10 @@ class Statistic:
         return cls(kind, values.number(param, f"{where}: mean_stddev's K", 0.0, 10.0))  # type: ignore[arg-type]
 
     def __str__(self) -> str:
+        if self.kind == "forecast":
+            return f"forecast({forecast.duration_text(self.param)})"
+        if self.kind == "blend":
+            return forecast.describe_blend(self.parts)
         return "avg" if self.kind == "avg" else f"{self.kind}({self.param:g})"
 
 
@@ -81,6 +95,10 @@ class PrometheusSettings:
 
 
 def _over_window(metric: str, window: str, statistic: Statistic) -> str:
+    if statistic.kind == "forecast":
+        return forecast.forecast_expr(metric, ID_SELECTOR, window, statistic.param)
+    if statistic.kind == "blend":
+        return forecast.blend_expr(metric, ID_SELECTOR, statistic.parts)
     selector = f"{metric}{{{ID_SELECTOR}}}[{window}]"
     if statistic.kind == "quantile":
         inner = f"quantile_over_time({statistic.param:g}, {selector})"

@@ -356,10 +356,29 @@ def balancer() -> dict[str, Any]:
               "Running guests of each anti-affinity group per node; more than 1 breaks the group "
               "(alert PveAntiAffinityViolated).", columns=("group", "node"), thresholds=((2, "red"),),
               options={"cellOptions": {"type": "color-text"}}),
+        *outcome_panels(),
     ]
     return dashboard("pvebalance-balancer", "pvebalance / Balancer",
                      "The controller: current plan and its reasons, migrations and failures, tagged, ignored and "
                      "anti-affinity guests.", panels, time_from="now-24h")
+
+
+def outcome_panels() -> list[Panel]:
+    """Did the applied plans do what they said (controller/outcomes.py)?"""
+    return [
+        Panel("Plan outcome: predicted and observed imbalance", "timeseries",
+              (q("pvebalance_plan_predicted_imbalance_ratio", "predicted"),
+               q("pvebalance_plan_observed_imbalance_ratio", "observed {{horizon}} after")),
+              "What the newest applied plan predicted, and the imbalance measured from Prometheus 5 minutes, "
+              "1 hour and 24 hours after it (run.outcome_horizons).", unit="percentunit", max=1),
+        Panel("Plan prediction error", "timeseries",
+              (q("pvebalance_plan_prediction_error_ratio", "{{horizon}}"),),
+              "Observed minus predicted imbalance at each horizon; past the threshold an hour after a plan, "
+              "PvebalancePlanOffPrediction fires.", thresholds=((0.1, "red"),)),
+        Panel("Ping-pong moves", "stat", (q("increase(pvebalance_plan_ping_pongs_total[24h])", instant=True),),
+              "Moved guests found back on their old node within their cooldown in the last 24 hours "
+              "(alert PvebalancePingPong).", width=6, height=4, thresholds=((1, "red"),)),
+    ]
 
 
 DASHBOARDS = {"overview": overview, "node": node, "guest": guest, "balancer": balancer}

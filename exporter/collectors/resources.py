@@ -33,6 +33,13 @@ GUEST_COUNTERS = (
     ("diskwrite", "pve_disk_written_bytes", "Bytes the guest wrote to its disks since it started"),
 )
 DEPRECATED_GAUGE = {"pve_disk_written_bytes": "pve_disk_write_bytes"}  # the peer's old name differs
+# The states prometheus-pve-exporter writes a 0 or 1 for, every one for every node or guest
+# (`CollectorOptions.zeros`); a state the API reports outside these lists still gets its 1.
+NODE_HA_STATES = ("online", "maintenance", "unknown", "fence", "gone")
+GUEST_HA_STATES = ("stopped", "request_stop", "request_start", "request_start_balance", "started", "fence",
+                   "recovery", "migrate", "relocate", "freeze", "error")
+LOCK_STATES = ("backup", "clone", "create", "migrate", "rollback", "snapshot", "snapshot-delete", "suspended",
+               "suspending")
 
 
 class ResourcesCollector(ResultCollector):
@@ -68,8 +75,7 @@ class ResourcesCollector(ResultCollector):
                 mem_used.add(series, node.mem)
                 disk_used.add(series, node.disk)
                 uptime.add(series, node.uptime)
-            if node.hastate:
-                ha_state.add(Series({"id": node.id, "state": node.hastate}), 1)
+            self._states(ha_state, node.id, node.hastate, NODE_HA_STATES)
 
         for guest in inventory.guests:
             guest_id = guest.id
@@ -78,7 +84,7 @@ class ResourcesCollector(ResultCollector):
             cpu_limit.add(series, guest.maxcpu)
             mem_used.add(series, guest.mem)
             mem_size.add(series, guest.maxmem)
-            if guest.type == "lxc":  # qemu always reports disk 0
+            if guest.type == "lxc" or self._options.zeros:  # qemu always reports disk 0
                 disk_used.add(series, guest.disk)
             disk_size.add(series, guest.maxdisk)
             uptime.add(series, guest.uptime)
@@ -93,10 +99,8 @@ class ResourcesCollector(ResultCollector):
                 tag_info.add(Series({"id": guest_id, "tag": tag}), 1)
             if guest.pool:
                 pool_info.add(Series({"id": guest_id, "pool": guest.pool}), 1)
-            if guest.hastate:
-                ha_state.add(Series({"id": guest_id, "state": guest.hastate}), 1)
-            if guest.lock:
-                lock_state.add(Series({"id": guest_id, "state": guest.lock}), 1)
+            self._states(ha_state, guest_id, guest.hastate, GUEST_HA_STATES)
+            self._states(lock_state, guest_id, guest.lock, LOCK_STATES)
 
         for storage in inventory.storages:
             series = Series({"id": storage.id})
@@ -109,3 +113,11 @@ class ResourcesCollector(ResultCollector):
         yield from gauges.values()
         yield from (family for _, family in counters + deprecated)
         yield from info.values()
+
+    def _states(self, family: FastFamily, resource_id: str, held: str | None, known: tuple[str, ...]) -> None:
+        """1 for the `held` state; with `zeros`, also 0 for every other `known` one."""
+        if self._options.zeros:
+            for state in known:
+                family.add(Series({"id": resource_id, "state": state}), 1 if state == held else 0)
+        if held and (held not in known or not self._options.zeros):
+            family.add(Series({"id": resource_id, "state": held}), 1)

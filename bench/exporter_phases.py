@@ -14,6 +14,7 @@ import argparse
 import gc
 import gzip
 import json
+import os
 import shutil
 import statistics
 import sys
@@ -115,7 +116,7 @@ def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], i
         app.close()
 
 
-def report(phases: list[tuple[str, float]], samples: int, rounds: int) -> str:
+def report(phases: list[tuple[str, float]], samples: int, rounds: int, load: tuple[str, str]) -> str:
     floor = phases[0][1]
     reference, encoded = dict(phases)[REFERENCE], dict(phases)[ENCODE]
     lines = [
@@ -123,7 +124,8 @@ def report(phases: list[tuple[str, float]], samples: int, rounds: int) -> str:
         "",
         f"`.venv/bin/python bench/exporter_phases.py` (simulator `large`, 64 nodes, as a separate process; "
         f"{rounds} rounds in this process with the exporter's code, each running every phase once in turn; "
-        "medians. The machine's 2 cores are shared with other work, so compare within this table).",
+        f"medians. The machine's 2 cores are shared with other work, so compare within this table; load average "
+        f"at start {load[0]}, at the end {load[1]} (1 / 5 / 15 min)).",
         "",
         "| phase | median (s) | x floor |",
         "|---|---|---|",
@@ -138,11 +140,16 @@ def report(phases: list[tuple[str, float]], samples: int, rounds: int) -> str:
     return "\n".join(lines) + "\n"
 
 
+def load_average() -> str:
+    return " / ".join(f"{figure:.1f}" for figure in os.getloadavg())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
+    load_at_start = load_average()
     work = Path(tempfile.mkdtemp(prefix="bench-phases-"))
     try:
         cert, key = make_cert(work)
@@ -150,7 +157,7 @@ def main() -> int:
             phases, samples = measure(sim.host, sim.ca, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = report(phases, samples, args.rounds)
+    text = report(phases, samples, args.rounds, (load_at_start, load_average()))
     args.output.write_text(text)
     print(text)
     return 0

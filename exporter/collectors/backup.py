@@ -12,7 +12,7 @@ from pveapi.inventory import Inventory, cluster_id
 from ..scrape import Call
 from .base import ResultCollector
 from .cluster import cluster_status
-from .families import FastFamily, Series, gauge
+from .families import FastFamily, gauge, id_series
 
 CONCERN = "backup"
 # Backup jobs change by hand, rarely; a guest created since shows up within this many seconds.
@@ -44,6 +44,6 @@ class BackupCollector(ResultCollector):
             total.add_metric([cluster_id(name)], len(guests))
         info = FastFamily("pve_not_backed_up_info", "1 for each guest no backup job covers")  # one per guest
         for guest_id in guests:
-            info.add(Series({"id": guest_id}), 1)
+            info.add(id_series(guest_id), 1)
         yield total
         yield info

@@ -17,6 +17,7 @@ class CollectorOptions:
     pressure: bool = False  # one rrddata call per node
     config: bool = False  # one config call per guest
     deprecated: bool = True  # prometheus-pve-exporter's deprecated byte gauges, as it still exports them
+    zeros: bool = True  # prometheus-pve-exporter's 0 for every HA and lock state not held, and qemu's disk usage
 
 
 class ResultCollector(Collector):

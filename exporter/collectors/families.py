@@ -40,6 +40,18 @@ def _escape_value(value: str) -> str:
 
 
 _label_name = lru_cache(maxsize=256)(escape_label_name)
+_EXACT = 2**53  # below it an int's float repr is its digits and ".0"
+
+
+def go_float(value: float) -> str:
+    """floatToGoString(value), without its float round trip for the ints most samples are."""
+    if type(value) is int and -_EXACT < value < _EXACT:
+        digits = str(value)
+        if value < 1_000_000:
+            return digits + ".0"
+        # floatToGoString's exponent form for d > 0 whose repr has the dot past position 6.
+        return f"{(digits[0] + '.' + digits[1:]).rstrip('0.')}e+{len(digits) - 1:02d}"
+    return floatToGoString(value)
 
 
 class Series:
@@ -58,6 +70,12 @@ class Series:
             self.text = "{" + pairs + "}"
         else:
             self.text = ""
+
+
+@lru_cache(maxsize=65536)
+def id_series(resource_id: str) -> Series:
+    """The `{id="..."}` label set, built once per resource for all families and scrapes (ids are stable)."""
+    return Series({"id": resource_id})
 
 
 class FastFamily(Metric):
@@ -90,12 +108,62 @@ class FastFamily(Metric):
     def add(self, series: Series, value: float) -> None:
         self._rows.append((series, value))
 
+    def _head(self, exposed: str) -> str:
+        documentation = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
+        return f"# HELP {exposed} {documentation}\n# TYPE {exposed} {self.type}\n"
+
     def text(self) -> str:
         """This family in the text format, exactly as generate_latest writes it."""
         exposed = escape_metric_name(self._sample_name)
-        documentation = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
-        head = f"# HELP {exposed} {documentation}\n# TYPE {exposed} {self.type}\n"
-        return head + "".join([f"{exposed}{series.text} {floatToGoString(value)}\n" for series, value in self._rows])
+        return self._head(exposed) + "".join([f"{exposed}{series.text} {go_float(value)}\n" for series, value in self._rows])
+
+
+@lru_cache(maxsize=1024)
+def _state_tail(state: str, value: int) -> str:
+    return f'{_escape_value(state)}"}} {go_float(value)}\n'
+
+
+class StateFamily(FastFamily):
+    """A gauge of which state each resource is in: `{id, state}` series, 1 for the held one.
+
+    With `zeros` (prometheus-pve-exporter's way) every `known` state gets a series, 0 where not
+    held; a held state outside `known` still gets its 1. Rows are kept per resource and expanded
+    only when written, so the zeros cost no objects.
+    """
+
+    def __init__(self, name: str, documentation: str, zeros: bool) -> None:
+        super().__init__(name, documentation)
+        self._zeros = zeros
+        self._held: list[tuple[Series, str | None, tuple[str, ...]]] = []
+
+    def add_state(self, series: Series, held: str | None, known: tuple[str, ...]) -> None:
+        """`series` labels the resource by `id` alone; a `held` that is not a string renders as its text."""
+        self._held.append((series, held if held is None or type(held) is str else str(held), known))
+
+    def _states(self, held: str | None, known: tuple[str, ...]) -> list[tuple[str, int]]:
+        states = [(state, 1 if state == held else 0) for state in known] if self._zeros else []
+        if held and (held not in known or not self._zeros):
+            states.append((held, 1))
+        return states
+
+    @property  # type: ignore[override]
+    def samples(self) -> list[Sample]:
+        name = self._sample_name
+        return [Sample(name, {**series.labels, "state": state}, value)
+                for series, held, known in self._held for state, value in self._states(held, known)]
+
+    @samples.setter
+    def samples(self, samples: list[Sample]) -> None:
+        FastFamily.samples.fset(self, samples)  # type: ignore[attr-defined]
+
+    def text(self) -> str:
+        exposed = escape_metric_name(self._sample_name)
+        head = self._head(exposed)
+        parts = [head]
+        for series, held, known in self._held:
+            start = f'{exposed}{series.text[:-1]},state="'  # "state" sorts after "id"
+            parts.extend([start + _state_tail(state, value) for state, value in self._states(held, known)])
+        return "".join(parts)
 
 
 class _Only:

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from prometheus_client.metrics_core import Metric
 
 from .base import ResultCollector
-from .families import FastFamily, Series
+from .families import FastFamily, Series, StateFamily, id_series
 
 # Families of one series per node, guest or storage, labelled by `id` alone.
 ID_GAUGES = {
@@ -33,6 +33,13 @@ GUEST_COUNTERS = (
     ("diskwrite", "pve_disk_written_bytes", "Bytes the guest wrote to its disks since it started"),
 )
 DEPRECATED_GAUGE = {"pve_disk_written_bytes": "pve_disk_write_bytes"}  # the peer's old name differs
+# The states prometheus-pve-exporter writes a 0 or 1 for, every one for every node or guest
+# (`CollectorOptions.zeros`, `StateFamily`).
+NODE_HA_STATES = ("online", "maintenance", "unknown", "fence", "gone")
+GUEST_HA_STATES = ("stopped", "request_stop", "request_start", "request_start_balance", "started", "fence",
+                   "recovery", "migrate", "relocate", "freeze", "error")
+LOCK_STATES = ("backup", "clone", "create", "migrate", "rollback", "snapshot", "snapshot-delete", "suspended",
+               "suspending")
 
 
 class ResourcesCollector(ResultCollector):
@@ -53,13 +60,14 @@ class ResourcesCollector(ResultCollector):
             ("pve_guest_pool_info", "The pool of a guest"),
             ("pve_storage_info", "Storage info"),
             ("pve_storage_shared", "1 if the storage is shared among the cluster's nodes"),
-            ("pve_ha_state", "1 for the current HA state of an HA-managed guest or node"),
-            ("pve_lock_state", "1 for the guest's current config lock"),
         )}
-        guest_info, tag_info, pool_info, storage_info, storage_shared, ha_state, lock_state = info.values()
+        guest_info, tag_info, pool_info, storage_info, storage_shared = info.values()
+        zeros = self._options.zeros
+        ha_state = StateFamily("pve_ha_state", "1 for the current HA state of an HA-managed guest or node", zeros)
+        lock_state = StateFamily("pve_lock_state", "1 for the guest's current config lock", zeros)
 
         for node in inventory.nodes:
-            series = Series({"id": node.id})
+            series = id_series(node.id)
             cpu_limit.add(series, node.maxcpu)
             mem_size.add(series, node.maxmem)
             disk_size.add(series, node.maxdisk)
@@ -68,17 +76,16 @@ class ResourcesCollector(ResultCollector):
                 mem_used.add(series, node.mem)
                 disk_used.add(series, node.disk)
                 uptime.add(series, node.uptime)
-            if node.hastate:
-                ha_state.add(Series({"id": node.id, "state": node.hastate}), 1)
+            ha_state.add_state(series, node.hastate, NODE_HA_STATES)
 
         for guest in inventory.guests:
             guest_id = guest.id
-            series = Series({"id": guest_id})
+            series = id_series(guest_id)
             cpu_ratio.add(series, guest.cpu)
             cpu_limit.add(series, guest.maxcpu)
             mem_used.add(series, guest.mem)
             mem_size.add(series, guest.maxmem)
-            if guest.type == "lxc":  # qemu always reports disk 0
+            if guest.type == "lxc" or zeros:  # qemu always reports disk 0
                 disk_used.add(series, guest.disk)
             disk_size.add(series, guest.maxdisk)
             uptime.add(series, guest.uptime)
@@ -93,13 +100,11 @@ class ResourcesCollector(ResultCollector):
                 tag_info.add(Series({"id": guest_id, "tag": tag}), 1)
             if guest.pool:
                 pool_info.add(Series({"id": guest_id, "pool": guest.pool}), 1)
-            if guest.hastate:
-                ha_state.add(Series({"id": guest_id, "state": guest.hastate}), 1)
-            if guest.lock:
-                lock_state.add(Series({"id": guest_id, "state": guest.lock}), 1)
+            ha_state.add_state(series, guest.hastate, GUEST_HA_STATES)
+            lock_state.add_state(series, guest.lock, LOCK_STATES)
 
         for storage in inventory.storages:
-            series = Series({"id": storage.id})
+            series = id_series(storage.id)
             disk_used.add(series, storage.disk)
             disk_size.add(series, storage.maxdisk)
             storage_shared.add(series, 1 if storage.shared else 0)
@@ -109,3 +114,5 @@ class ResourcesCollector(ResultCollector):
         yield from gauges.values()
         yield from (family for _, family in counters + deprecated)
         yield from info.values()
+        yield from (ha_state, lock_state)
+

@@ -10,7 +10,7 @@ from pveapi.inventory import cluster_id
 
 from .base import ResultCollector
 from .cluster import cluster_status
-from .families import FastFamily, Series
+from .families import FastFamily, id_series
 from .node_status import CONCERN as NODE_STATUS
 
 
@@ -26,12 +26,12 @@ class StatusCollector(ResultCollector):
         )
         status = cluster_status(self._result)
         if status is not None and status.name is not None:
-            up.add(Series({"id": cluster_id(status.name)}), 1 if status.quorate else 0)
+            up.add(id_series(cluster_id(status.name)), 1 if status.quorate else 0)
         for node in inventory.nodes:
             answered = node.online and not self._result.failed(NODE_STATUS, node.name)
-            up.add(Series({"id": node.id}), 1 if answered else 0)
+            up.add(id_series(node.id), 1 if answered else 0)
         for guest in inventory.guests:
-            up.add(Series({"id": guest.id}), 1 if guest.running else 0)
+            up.add(id_series(guest.id), 1 if guest.running else 0)
         for storage in inventory.storages:
-            up.add(Series({"id": storage.id}), 1 if storage.status == "available" else 0)
+            up.add(id_series(storage.id), 1 if storage.status == "available" else 0)
         yield up

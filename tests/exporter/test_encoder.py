@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.utils import floatToGoString
 
-from exporter.collectors.families import FastFamily, Series, encode
+from exporter.collectors.families import FastFamily, Series, StateFamily, encode, go_float
 
 NAMES = st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,20}", fullmatch=True)
 LABEL_NAMES = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,12}", fullmatch=True).filter(lambda n: not n.startswith("__"))
@@ -85,6 +86,34 @@ def test_fast_encoding_is_generate_latest_byte_for_byte(drawn: list) -> None:
     assert encode(fast(drawn)) == expected
     # FastFamily is still a prometheus-client Metric: generate_latest on it agrees too.
     assert latest(fast(drawn)) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.tuples(LABEL_VALUES, st.one_of(st.none(), LABEL_VALUES, st.sampled_from(["started", "backup", ""]))),
+             max_size=5),
+    st.lists(st.sampled_from(["started", "stopped", "backup", "snapshot-delete"]) | LABEL_VALUES, max_size=4, unique=True),
+    st.booleans(),
+)
+def test_state_family_is_generate_latest_byte_for_byte(resources: list, known: list, zeros: bool) -> None:
+    # The 0/1 state gauges (pve_ha_state, pve_lock_state), their zeros written straight from the rows.
+    family = StateFamily("pve_ha_state", "HA state", zeros)
+    for resource_id, held in resources:
+        family.add_state(Series({"id": resource_id}), held, tuple(known))
+    expected = GaugeMetricFamily("pve_ha_state", "HA state", labels=["id", "state"])
+    for resource_id, held in resources:
+        states = [(state, 1 if state == held else 0) for state in known] if zeros else []
+        if held and (held not in known or not zeros):
+            states.append((held, 1))
+        for state, value in states:
+            expected.add_metric([resource_id, state], value)
+    assert encode([family]) == latest([expected])
+    assert latest([family]) == latest([expected])
+
+
+@given(VALUES)
+def test_go_float_is_float_to_go_string(value: float) -> None:
+    assert go_float(value) == floatToGoString(value)
 
 
 @settings(max_examples=100, deadline=None)

@@ -86,12 +86,30 @@ def test_info_tags_pools_ha_and_locks(exporter: RunningExporter) -> None:
     assert scrape.value("pve_guest_pool_info", id="qemu/111", pool="infra") == 1
     assert scrape.value("pve_ha_state", id="qemu/120", state="started") == 1
     assert scrape.value("pve_lock_state", id="qemu/140", state="backup") == 1
-    assert [s["id"] for s in scrape.series("pve_lock_state")] == ["qemu/140"]
+    assert [s["id"] for s in scrape.series("pve_lock_state") if scrape.value("pve_lock_state", **s) == 1] == ["qemu/140"]
+    # As prometheus-pve-exporter: a 0 for each of 9 lock and 11 HA states a guest is not in.
+    assert scrape.value("pve_lock_state", id="qemu/140", state="migrate") == 0
+    assert len(scrape.series("pve_lock_state")) == 60 * 9
+    assert scrape.value("pve_ha_state", id="qemu/120", state="stopped") == 0
+    assert scrape.value("pve_ha_state", id="node/pve1", state="maintenance") == 0
     assert scrape.value("pve_cluster_info", id="cluster/demo", nodes="5", quorate="1", version="8") == 1
     assert scrape.value("pve_up", id="cluster/demo") == 1
     assert {s["nodeid"] for s in scrape.series("pve_node_info")} == {"1", "2", "3", "4", "5"}
     assert scrape.series("pve_version_info")[0]["version"] == "9.0.10"
     assert scrape.value("pvebalance_exporter_scrape_success", cluster=exporter.app.config.default_module.settings.host) == 1
+
+
+def test_the_zero_and_deprecated_series_can_be_turned_off(sim: RunningSimulator, start_exporter: Any, tmp_path: Path) -> None:
+    full = start_exporter({"default": module_block(sim, tmp_path / "token")}).scrape()
+    lean = start_exporter({"default": module_block(sim, tmp_path / "token")},
+                          CollectorOptions(deprecated=False, zeros=False)).scrape()
+    assert [s for s in lean.series("pve_lock_state")] == [{"id": "qemu/140", "state": "backup"}]
+    assert all(lean.value("pve_ha_state", **s) == 1 for s in lean.series("pve_ha_state"))
+    assert lean.value("pve_ha_state", id="qemu/120", state="started") == 1
+    assert not [s for s in lean.series("pve_disk_usage_bytes") if s["id"].startswith("qemu/")]
+    assert full.value("pve_disk_usage_bytes", id="qemu/100") == 0
+    assert "pve_network_receive_bytes" in full.names and "pve_network_receive_bytes" not in lean.names
+    assert "pve_network_receive_bytes_total" in lean.names
 
 
 def test_one_resources_call_plus_one_status_call_per_online_node(sim: RunningSimulator, exporter: RunningExporter) -> None:

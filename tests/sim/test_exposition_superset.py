@@ -4,11 +4,14 @@ Both scrape one frozen simulator: prometheus-pve-exporter in its default cluster
 (every collector on, as its defaults are), pvebalance-exporter with its defaults plus
 `--collector.config` (the peer's node mode reads each local guest's config; ours asks one call
 per guest, so that is a flag). `missing()` lists every family, label name set and series of the
-peer's that ours lacks; run this file to see the list.
+peer's that ours lacks or gives another value; run this file to see the list. Nothing is
+allowed for: every series the peer exports by default on this cluster, its 0-valued HA and lock
+states included, ours exports with the same labels and value.
 """
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 from collections.abc import Iterator
@@ -23,15 +26,6 @@ from tests.support.sim import running_simulator
 
 collector = pytest.importorskip("pve_exporter.collector", reason="prometheus-pve-exporter needs Python >= 3.11")
 
-# Series the peer writes that ours leaves out on purpose (docs/metrics.md says why): every HA
-# and lock state that is not the current one, as 0 (200,000 zeros at 10,000 guests), and qemu's
-# disk usage, which the API always reports as 0.
-DELIBERATE = {
-    "pve_ha_state": lambda labels, value: value == 0,
-    "pve_lock_state": lambda labels, value: value == 0,
-    "pve_disk_usage_bytes": lambda labels, value: value == 0 and labels["id"].startswith("qemu/"),
-}
-
 Exposition = dict[str, tuple[str, dict[tuple[tuple[str, str], ...], float]]]
 
 
@@ -43,6 +37,10 @@ def exposition(text: str) -> Exposition:
             entry = found.setdefault(sample.name, (family.type, {}))
             entry[1][tuple(sorted(sample.labels.items()))] = sample.value
     return found
+
+
+def _same(ours: float, peers: float) -> bool:
+    return ours == peers or (math.isnan(ours) and math.isnan(peers))
 
 
 def missing(peer: Exposition, ours: Exposition) -> list[str]:
@@ -58,11 +56,14 @@ def missing(peer: Exposition, ours: Exposition) -> list[str]:
         label_sets = {tuple(k for k, _ in labels) for labels in our_series}
         for names in sorted({tuple(k for k, _ in labels) for labels in series} - label_sets):
             gaps.append(f"family {name}: label set {{{', '.join(names)}}}")
-        deliberate = DELIBERATE.get(name, lambda labels, value: False)
-        absent = [labels for labels, value in series.items()
-                  if labels not in our_series and not deliberate(dict(labels), value)]
+        absent = [labels for labels in series if labels not in our_series]
         if absent:
             gaps.append(f"family {name}: {len(absent)} series, e.g. {dict(absent[0])}")
+        differ = [labels for labels, value in series.items()
+                  if labels in our_series and not _same(our_series[labels], value)]
+        if differ:
+            gaps.append(f"family {name}: {len(differ)} series with another value, e.g. {dict(differ[0])}: "
+                        f"{our_series[differ[0]]}, the peer's {series[differ[0]]}")
     return gaps
 
 

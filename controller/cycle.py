@@ -17,6 +17,7 @@ from typing import Any
 import structlog
 
 from controller.config import Config
+from controller.drainstate import DrainState, drain_rules
 from planner.model import ClusterModel, Plan, Skipped
 from controller.observe import Observation, movable, observe
 from planner.framework import plan as make_plan
@@ -109,10 +110,14 @@ def _who(task: Mapping[str, Any]) -> str:
     return f"{task.get('user')}!{task['tokenid']}" if task.get("tokenid") else str(task.get("user"))
 
 
-def cycle_rules(config: Config, observation: Observation, hold: Mapping[int, str]) -> RuleSet:
-    """The config's rules, the cluster's HA rules and this cycle's guests to leave alone."""
+def cycle_rules(
+    config: Config, observation: Observation, hold: Mapping[int, str], drained: frozenset[str] | None = None
+) -> RuleSet:
+    """The config's rules, the cluster's HA rules, this cycle's guests to leave alone and the
+    drained nodes (`drained`, else those the drain state file names)."""
     ha = ha_rules([dict(e) for e in observation.ha_rule_entries])
-    return config.rules.merge(ha).merge(hold_rules({**observation.leave_alone, **hold}))
+    drained = DrainState.load(config.run.state_file).drained if drained is None else drained
+    return config.rules.merge(ha).merge(hold_rules({**observation.leave_alone, **hold})).merge(drain_rules(drained))
 
 
 def run_cycle(
@@ -122,10 +127,16 @@ def run_cycle(
     hold: Mapping[int, str] | None = None,
     at: float | None = None,
     fallback_to_live: bool | None = None,
+    drained: frozenset[str] | None = None,
+    extra_rules: RuleSet | None = None,
 ) -> Cycle:
+    """`drained` overrides the drain state file's nodes; `extra_rules` are added for this cycle
+    only (a drain's or a return's own rules)."""
     observation = observe(client, promql, at)
     held = {**observation.leave_alone, **(hold or {})}
-    rules = cycle_rules(config, observation, held)  # merging leave_alone again changes nothing
+    rules = cycle_rules(config, observation, held, drained)  # merging leave_alone again changes nothing
+    if extra_rules is not None:
+        rules = rules.merge(extra_rules)
     model, plan, calls, notes = _plan_movable(client, observation.model, rules, config, held)
     fallback = config.run.fallback_to_live if fallback_to_live is None else fallback_to_live
     why_not = None

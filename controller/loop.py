@@ -22,6 +22,7 @@ import structlog
 
 from controller.config import Config
 from controller.cycle import Cycle, cooldown_holds, run_cycle
+from controller.drainstate import DrainState
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.lease import cluster_lease
 from controller.metrics import ControllerMetrics
@@ -219,6 +220,7 @@ class Controller:
 
     def _publish(self, cycle: Cycle, now: float) -> None:
         self.metrics.publish_plan(cycle.plan)
+        self.metrics.publish_drained(DrainState.load(self.config.run.state_file).drained)
         history = cycle.observation.history
         if history is not None and history.data_age is not None:
             self.metrics.data_age.set(history.data_age)

@@ -38,6 +38,10 @@ class ControllerMetrics:
         self.lock_held = Gauge(
             "pvebalance_lock_held", "1 when this instance holds the one-controller lock and may migrate", registry=r
         )
+        self.node_drained = Gauge(
+            "pvebalance_node_drained", "1 for each node drained with `pvebalance drain` (it receives no guests)",
+            ["node"], registry=r,
+        )
         # Every label value exists from the start, so rate() and alerts see zeros, not gaps.
         for result in CYCLE_RESULTS:
             self.cycles.labels(result)
@@ -58,6 +62,11 @@ class ControllerMetrics:
         for when, loads in (("now", plan.nodes_before), ("predicted", plan.nodes_after)):
             for node in loads:
                 self.node_load.labels(node.name, when).set(node.load)
+
+    def publish_drained(self, nodes: frozenset[str]) -> None:
+        self.node_drained.clear()
+        for node in sorted(nodes):
+            self.node_drained.labels(node).set(1)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -16,6 +16,7 @@ from typing import Any
 
 import structlog
 
+from controller.compat import plan_described
 from controller.config import Config
 from controller.drainstate import DrainState, drain_rules
 from planner.model import ClusterModel, Plan, Skipped
@@ -153,9 +154,12 @@ def _plan_movable(
     checked: set[tuple[int, str]] = set()
     calls = 0
     guests = {g.vmid: g for g in model.guests}
+
+    def planner(m: ClusterModel) -> Plan:
+        return make_plan(m, rules, config.policy)
+
     for _round in range(PRECONDITION_ROUNDS):
-        model = replace(model, pinned_local=frozenset(refused))
-        plan = make_plan(model, rules, config.policy)
+        model, plan = plan_described(client, replace(model, pinned_local=frozenset(refused)), planner, notes)
         ask = [(guests[m.vmid], m.target) for m in plan.moves if (m.vmid, m.target) not in checked]
         if not ask:
             break
@@ -168,8 +172,7 @@ def _plan_movable(
             break
         refused.update(blocked)
     else:
-        model = replace(model, pinned_local=frozenset(refused))
-        plan = make_plan(model, rules, config.policy)
+        model, plan = plan_described(client, replace(model, pinned_local=frozenset(refused)), planner, notes)
     # The API's own reason, or why the controller holds a guest, beats the planner's generic line.
     reasons = {**held, **refused}
     listed = {s.vmid for s in plan.skipped}

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import structlog
 
+from controller.compat import keep_described
 from controller.config import ApplySettings
 from planner.model import ClusterModel, Move, Plan, Usage
 from controller.observe import usage_of
@@ -363,4 +364,5 @@ def _current_model(base: ClusterModel, inventory: Inventory, running: list[Move]
                 node_usage[name] = Usage(
                     max(0.0, old.cpu_cores + sign * moved.cpu_cores), max(0, old.mem_bytes + sign * moved.mem_bytes), old.source
                 )
-    return replace(base, nodes=inventory.nodes, guests=guests, guest_usage=usage, node_usage=node_usage)
+    fresh = replace(base, nodes=inventory.nodes, guests=guests, guest_usage=usage, node_usage=node_usage)
+    return keep_described(base, fresh)

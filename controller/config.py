@@ -19,6 +19,7 @@ import yaml
 from pveapi import values
 from planner.policy import Policy
 from controller.promql import PrometheusSettings, Statistic
+from controller.windows import MigrationWindows, parse_windows
 from planner.rules import RuleSet, load_rules
 from pveapi.errors import ConfigError
 from pveapi.settings import ConnectionSettings, Secret, read_secret
@@ -69,6 +70,7 @@ class RunSettings:
     lease: Literal["cluster", "local"] = "cluster"  # one migrating controller per cluster (controller/lease.py)
     lease_pool: str = "pvebalance-lease"
     lease_ttl: float = 60.0
+    windows: MigrationWindows | None = None  # when automatic mode may start migrations (None: always)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -106,6 +108,7 @@ _APPLY_KEYS = {
 _RUN_KEYS = {
     "interval", "automation", "hold_time", "cooldown", "state_file", "listen",
     "webhook_token", "webhook_token_file", "webhook_token_env", "fallback_to_live", "lease", "lease_pool", "lease_ttl",
+    "windows",
 }
 # A pool name PVE accepts at the top level (pve-access-control's verify_poolname, and a leading letter).
 _POOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.\-_]*$")
@@ -245,6 +248,7 @@ def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]
         lease=lease,
         lease_pool=lease_pool,
         lease_ttl=parse_duration(data.get("lease_ttl", d.lease_ttl), f"{where}.lease_ttl"),
+        windows=parse_windows(data.get("windows"), f"{where}.windows"),
     )
 
 

@@ -42,6 +42,13 @@ class ControllerMetrics:
             "pvebalance_node_drained", "1 for each node drained with `pvebalance drain` (it receives no guests)",
             ["node"], registry=r,
         )
+        self.window_open = Gauge(
+            "pvebalance_migration_window_open", "1 inside a migration window (run.windows), 0 outside", registry=r
+        )
+        self.window_next_open = Gauge(
+            "pvebalance_migration_window_next_open_timestamp_seconds",
+            "When the next migration window opens (NaN inside one, or none within two weeks)", registry=r,
+        )
         # Every label value exists from the start, so rate() and alerts see zeros, not gaps.
         for result in CYCLE_RESULTS:
             self.cycles.labels(result)
@@ -67,6 +74,10 @@ class ControllerMetrics:
         self.node_drained.clear()
         for node in sorted(nodes):
             self.node_drained.labels(node).set(1)
+
+    def publish_window(self, inside: bool, next_open: float | None) -> None:
+        self.window_open.set(1 if inside else 0)
+        self.window_next_open.set(float("nan") if next_open is None else next_open)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

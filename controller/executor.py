@@ -227,6 +227,9 @@ class Executor:
 
     def _start(self, move: Move, guest: Guest) -> _Running | Outcome:
         params: dict[str, Any] = {"target": move.target}
+        bwlimit = self.policy.bwlimit_for(move.source, move.target)
+        if bwlimit is not None:
+            params["bwlimit"] = bwlimit
         if guest.type == "qemu":
             if guest.running:
                 params["online"] = 1

@@ -10,6 +10,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ from controller.check import check
 from controller.config import WINDOWS, Config, load_config
 from controller.cycle import cooldown_holds, run_cycle
 from controller.executor import Executor
+from controller.drain import drain_node, undrain_node
 from controller.lease import cluster_lease
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics
@@ -46,7 +48,7 @@ log = structlog.get_logger("pvebalance")
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    acting = args.command in (_apply, _run)
+    acting = args.command in (_apply, _run, _drain, _undrain)
     configure_logging(args.log_format, args.log_level or ("info" if acting else "warning"))
     try:
         code = int(args.command(args))
@@ -110,6 +112,15 @@ def _parser() -> argparse.ArgumentParser:
     advise.add_argument("--format", choices=("table", "json"), default="table")
     advise.add_argument("--output", metavar="FILE", help="write the AI plan as JSON, for `apply --plan FILE`")
     advise.set_defaults(command=_advise)
+    for name, handler, text in (
+        ("drain", _drain, "move every guest off NODE for maintenance; it receives nothing until undrained"),
+        ("undrain", _undrain, "end the drain of NODE and bring back the guests that left it"),
+    ):
+        sub = commands.add_parser(name, help=text)
+        sub.add_argument("node", metavar="NODE")
+        sub.add_argument("--dry-run", action="store_true", help="plan and check every move; migrate nothing, remember nothing")
+        sub.add_argument("--output", choices=("table", "json"), default="table")
+        sub.set_defaults(command=handler)
 
     run = commands.add_parser("run", help="the balancing loop, with /metrics, /health, /plan and POST /webhook")
     run.add_argument("--dry-run", action="store_true", help="in automatic mode, check moves but migrate nothing")
@@ -271,6 +282,57 @@ def _apply(args: argparse.Namespace) -> int:
 
 def _noting(progress: Progress) -> Callable[[str], None]:
     return lambda step: progress.update(note=step)
+
+
+def _drain(args: argparse.Namespace) -> int:
+    return _drain_or_return(args, drain_node, "drain")
+
+
+def _undrain(args: argparse.Namespace) -> int:
+    return _drain_or_return(args, undrain_node, "undrain")
+
+
+def _drain_or_return(args: argparse.Namespace, operation: Any, action: str) -> int:
+    """`drain` and `undrain`: under the controller lock, the lease taken before the first migration."""
+    config, client, promql = _load(args)
+    lock = None if args.dry_run else ControllerLock(config.run.state_file)  # a dry run writes nothing
+    if lock is not None:
+        lock.acquire()
+    lease = cluster_lease(client, config.run, args.dry_run)
+    stop = threading.Event()
+    _on_signals(stop.set)
+    state = LoopState.load(config.run.state_file, cluster_identity(client), writable=not args.dry_run)
+    shown = ExitStack()  # each executor's progress display, closed when the operation ends
+
+    def executor(rules: RuleSet, plan: Plan) -> Executor:
+        if args.output == "table":
+            print(render_table(plan))
+        if lease is not None:
+            lease.acquire()
+        return Executor(
+            client, rules, config.policy, config.apply, dry_run=args.dry_run, should_stop=stop.is_set,
+            on_event=shown.enter_context(_ApplyProgress(plan.moves)) if args.output == "table" else lambda event: None,
+            on_moved=state.record_move, on_not_started=state.forget_move,
+            may_start=lease.confirm if lease is not None else lambda: None,
+        )
+
+    try:
+        with shown:
+            result = operation(args.node, config, client, promql, executor, dry_run=args.dry_run)
+    finally:
+        if lease is not None:
+            lease.release()
+        if lock is not None:
+            lock.release()
+    if args.output == "json":
+        print(json.dumps(result.as_dict(action), indent=2))
+    else:
+        for line in result.lines:
+            print(f"stays: {line}")
+        done = result.report.summary if result.report is not None else "nothing to move"
+        print(("dry run: " if args.dry_run else "") + f"{action} {args.node}: {done}")
+    report = result.report
+    return 0 if report is None or (not report.stopped and not report.count("failed")) else 1
 
 
 class _ApplyProgress:

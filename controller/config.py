@@ -20,6 +20,7 @@ from pveapi import values
 from controller.advisor.settings import AdvisorSettings, parse_advisor
 from planner.policy import Policy
 from controller.promql import PrometheusSettings, Statistic
+from controller.windows import MigrationWindows, parse_windows
 from planner.rules import RuleSet, load_rules
 from pveapi.errors import ConfigError
 from pveapi.settings import ConnectionSettings, Secret, read_secret, verify_ssl
@@ -53,6 +54,7 @@ class RunSettings:
     # After each applied plan, its outcome is measured this long after (controller/outcomes.py).
     outcome_horizons: tuple[float, ...] = (300.0, 3600.0, 86400.0)
     outcomes_kept: int = 20
+    windows: MigrationWindows | None = None  # when automatic mode may start migrations (None: always)
 
     @property
     def listen_address(self) -> tuple[str, int]:
@@ -105,6 +107,7 @@ _RUN_KEYS = {
     "interval", "automation", "hold_time", "cooldown", "state_file", "listen",
     "webhook_token", "webhook_token_file", "webhook_token_env", "fallback_to_live", "lease", "lease_pool", "lease_ttl",
     "outcome_horizons", "outcomes_kept",
+    "windows",
 }
 # A pool name PVE accepts at the top level (pve-access-control's verify_poolname, and a leading letter).
 _POOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.\-_]*$")
@@ -254,6 +257,7 @@ def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]
         lease_ttl=values.duration(data.get("lease_ttl", d.lease_ttl), f"{where}.lease_ttl", _LEASE_TTL),
         outcome_horizons=_durations(data.get("outcome_horizons", list(d.outcome_horizons)), f"{where}.outcome_horizons"),
         outcomes_kept=values.count(data.get("outcomes_kept", d.outcomes_kept), f"{where}.outcomes_kept", low=1, high=10_000),
+        windows=parse_windows(data.get("windows"), f"{where}.windows"),
     )
 
 

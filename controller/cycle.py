@@ -16,7 +16,9 @@ from typing import Any
 
 import structlog
 
+from controller.compat import plan_described
 from controller.config import Config
+from controller.drainstate import DrainState, drain_rules
 from planner.model import ClusterModel, Plan, Skipped
 from controller.observe import Observation, cluster_identity, movable, observe
 from planner.framework import plan as make_plan
@@ -117,12 +119,16 @@ def _who(task: Mapping[str, Any]) -> str:
     return f"{task.get('user')}!{task['tokenid']}" if task.get("tokenid") else str(task.get("user"))
 
 
-def cycle_rules(config: Config, observation: Observation, hold: Mapping[int, str]) -> RuleSet:
-    """The config's rules, the cluster's HA rules and this cycle's guests to leave alone."""
+def cycle_rules(
+    config: Config, observation: Observation, hold: Mapping[int, str], drained: frozenset[str] | None = None
+) -> RuleSet:
+    """The config's rules, the cluster's HA rules, this cycle's guests to leave alone and the
+    drained nodes (`drained`, else those the drain state file names)."""
     ha = ha_rules([dict(e) for e in observation.ha_rule_entries])
     present = {g.vmid for g in observation.inventory.guests}  # a cooldown may outlive its guest: not a rule problem
     held = {vmid: why for vmid, why in {**observation.leave_alone, **hold}.items() if vmid in present}
-    return config.rules.merge(ha).merge(hold_rules(held))
+    drained = DrainState.load(config.run.state_file).drained if drained is None else drained
+    return config.rules.merge(ha).merge(hold_rules(held)).merge(drain_rules(drained))
 
 
 def run_cycle(
@@ -133,12 +139,18 @@ def run_cycle(
     at: float | None = None,
     fallback_to_live: bool | None = None,
     on_step: Callable[[str], None] = lambda step: None,
+    drained: frozenset[str] | None = None,
+    extra_rules: RuleSet | None = None,
 ) -> Cycle:
-    """Observe and plan; `on_step` hears what it is doing now, for progress."""
+    """Observe and plan; `on_step` hears what it is doing now, for progress. `drained` overrides
+    the drain state file's nodes; `extra_rules` are added for this cycle only (a drain's or a
+    return's own rules)."""
     on_step("reading the cluster" + (" and its history from Prometheus" if promql is not None else ""))
     observation = observe(client, promql, at)
     held = {**observation.leave_alone, **(hold or {})}
-    rules = cycle_rules(config, observation, held)  # merging leave_alone again changes nothing
+    rules = cycle_rules(config, observation, held, drained)  # merging leave_alone again changes nothing
+    if extra_rules is not None:
+        rules = rules.merge(extra_rules)
     model, plan, calls, notes = _plan_movable(client, observation.model, rules, config, held, on_step)
     fallback = config.run.fallback_to_live if fallback_to_live is None else fallback_to_live
     why_not = None
@@ -157,10 +169,13 @@ def _plan_movable(
     calls = 0
     guests = {g.vmid: g for g in model.guests}
     size = f"{len(model.guests)} guests on {len(model.nodes)} nodes"
+
+    def planner(m: ClusterModel) -> Plan:
+        return make_plan(m, rules, config.policy)
+
     for round_ in range(1, PRECONDITION_ROUNDS + 1):
-        model = replace(model, pinned_local=frozenset(refused))
         on_step(f"planning {size}" + (f" (round {round_}: without the guests the API refused)" if refused else ""))
-        plan = make_plan(model, rules, config.policy)
+        model, plan = plan_described(client, replace(model, pinned_local=frozenset(refused)), planner, notes)
         ask = [(guests[m.vmid], m.target) for m in plan.moves if (m.vmid, m.target) not in checked]
         if not ask:
             break
@@ -174,9 +189,8 @@ def _plan_movable(
             break
         refused.update(blocked)
     else:
-        model = replace(model, pinned_local=frozenset(refused))
         on_step(f"planning {size} (last round)")
-        plan = make_plan(model, rules, config.policy)
+        model, plan = plan_described(client, replace(model, pinned_local=frozenset(refused)), planner, notes)
     # The API's own reason, or why the controller holds a guest, beats the planner's generic line.
     reasons = {**held, **refused}
     listed = {s.vmid for s in plan.skipped}

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 import structlog
 
+from controller.compat import keep_described
 from controller.config import ApplySettings
 from planner.model import ClusterModel, Move, Plan, Usage
 from controller.observe import fit_usage, node_usage
@@ -230,6 +231,9 @@ class Executor:
 
     def _start(self, move: Move, guest: Guest) -> _Running | Outcome:
         params: dict[str, Any] = {"target": move.target}
+        bwlimit = self.policy.bwlimit_for(move.source, move.target)
+        if bwlimit is not None:
+            params["bwlimit"] = bwlimit
         if guest.type == "qemu":
             if guest.running:
                 params["online"] = 1
@@ -374,4 +378,5 @@ def _current_model(base: ClusterModel, inventory: Inventory, running: list[Move]
                 totals[name] = Usage(
                     max(0.0, old.cpu_cores + sign * moved.cpu_cores), max(0, old.mem_bytes + sign * moved.mem_bytes), old.source
                 )
-    return replace(base, nodes=inventory.nodes, guests=tuple(guests), guest_usage=usage, node_usage=totals)
+    fresh = replace(base, nodes=inventory.nodes, guests=tuple(guests), guest_usage=usage, node_usage=totals)
+    return keep_described(base, fresh)

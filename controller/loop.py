@@ -22,6 +22,7 @@ import structlog
 
 from controller.config import Config
 from controller.cycle import Cycle, cooldown_holds, run_cycle
+from controller.drainstate import DrainState
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.lease import cluster_lease
 from controller.metrics import ControllerMetrics
@@ -165,12 +166,18 @@ class Controller:
         if not cycle.actionable:
             return CycleSummary("skipped", cycle.why_not or "", now)
         moves = cycle.plan.moves if balance_ready else _mandatory_prefix(cycle.plan)
+        windows = self.config.run.windows
+        window_bound = windows is not None and not (windows.mandatory_outside and moves == _mandatory_prefix(cycle.plan))
+        if windows is not None and not windows.inside(now):
+            if not windows.mandatory_outside:
+                return CycleSummary("skipped", f"outside the migration windows (run.windows); {self._next_open(now)}", now)
+            moves, window_bound = _mandatory_prefix(cycle.plan), False
         if not moves:
             why = "nothing to do" if not cycle.plan.moves else (
                 f"imbalance not above the trigger for run.hold_time ({self.config.run.hold_time:.0f}s) yet"
             )
             return CycleSummary("planned", why, now)
-        report = self._executor(cycle.rules).apply(replace(cycle.plan, moves=moves), cycle.model)
+        report = self._executor(cycle.rules, window_bound).apply(replace(cycle.plan, moves=moves), cycle.model)
         for outcome in report.outcomes:
             self._count(outcome)
         if not self.dry_run and record_report(self.outcomes, cycle.plan, report, self.clock()) is not None:
@@ -216,7 +223,7 @@ class Controller:
         self.metrics.lock_held.set(1)
         return True
 
-    def _executor(self, rules: RuleSet) -> Executor:
+    def _executor(self, rules: RuleSet, window_bound: bool = False) -> Executor:
         # The cycle's rules (config, HA rules read from the cluster, cooldown holds), as in
         # `pvebalance apply`: the re-check before each migration must see every rule the plan saw.
         return Executor(
@@ -230,7 +237,7 @@ class Controller:
             should_stop=self.stopping.is_set,
             on_moved=self.state.record_move,
             on_not_started=self.state.forget_move,
-            may_start=self._confirm_lease,
+            may_start=(lambda: self._confirm_lease() or self._window_closed()) if window_bound else self._confirm_lease,
         )
 
     def _confirm_lease(self) -> str | None:
@@ -239,6 +246,26 @@ class Controller:
         if why is not None:
             self.metrics.lock_held.set(0)
         return why
+
+    def _window_closed(self) -> str | None:
+        """Asked before each migration of a window-bound run: None while a window is open."""
+        windows, now = self.config.run.windows, self.clock()
+        self._publish_window(now)
+        if windows is None or windows.inside(now):
+            return None
+        return f"the migration window closed (run.windows): running migrations were left to finish; {self._next_open(now)}"
+
+    def _next_open(self, now: float) -> str:
+        windows = self.config.run.windows
+        at = windows.next_open(now) if windows is not None else None
+        return "no window opens within two weeks" if at is None else (
+            f"the next opens at {time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(at))}"
+        )
+
+    def _publish_window(self, now: float) -> None:
+        windows = self.config.run.windows
+        if windows is not None:
+            self.metrics.publish_window(windows.inside(now), windows.next_open(now))
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.result == "not_started" or self.dry_run:
@@ -251,6 +278,8 @@ class Controller:
 
     def _publish(self, cycle: Cycle, now: float) -> None:
         self.metrics.publish_plan(cycle.plan)
+        self._publish_window(now)
+        self.metrics.publish_drained(DrainState.load(self.config.run.state_file).drained)
         history = cycle.observation.history
         if history is not None and history.data_age is not None:
             self.metrics.data_age.set(history.data_age)
@@ -288,6 +317,7 @@ class Controller:
             "lock_held": self.lock.held and (self.lease is None or self.lease.held),
             "lease": None if holder is None else holder.describe(),
             "lock_busy": self.busy_reason,
+            "migration_window": None if self.config.run.windows is None else self.config.run.windows.describe(now),
         }
 
 

@@ -38,6 +38,17 @@ class ControllerMetrics:
         self.lock_held = Gauge(
             "pvebalance_lock_held", "1 when this instance holds the one-controller lock and may migrate", registry=r
         )
+        self.node_drained = Gauge(
+            "pvebalance_node_drained", "1 for each node drained with `pvebalance drain` (it receives no guests)",
+            ["node"], registry=r,
+        )
+        self.window_open = Gauge(
+            "pvebalance_migration_window_open", "1 inside a migration window (run.windows), 0 outside", registry=r
+        )
+        self.window_next_open = Gauge(
+            "pvebalance_migration_window_next_open_timestamp_seconds",
+            "When the next migration window opens (NaN inside one, or none within two weeks)", registry=r,
+        )
         # Every label value exists from the start, so rate() and alerts see zeros, not gaps.
         for result in CYCLE_RESULTS:
             self.cycles.labels(result)
@@ -58,6 +69,15 @@ class ControllerMetrics:
         for when, loads in (("now", plan.nodes_before), ("predicted", plan.nodes_after)):
             for node in loads:
                 self.node_load.labels(node.name, when).set(node.load)
+
+    def publish_drained(self, nodes: frozenset[str]) -> None:
+        self.node_drained.clear()
+        for node in sorted(nodes):
+            self.node_drained.labels(node).set(1)
+
+    def publish_window(self, inside: bool, next_open: float | None) -> None:
+        self.window_open.set(1 if inside else 0)
+        self.window_next_open.set(float("nan") if next_open is None else next_open)
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -322,6 +322,20 @@ def balancer() -> dict[str, Any]:
         Panel("Data age", "stat", (q("pvebalance_data_age_seconds", instant=True),),
               "Age of the newest Prometheus sample the plan used; the controller refuses to migrate on stale data.",
               unit="s", width=5, height=4, thresholds=((300, "yellow"), (900, "red"))),
+        Panel("Drained nodes", "table", (q("pvebalance_node_drained == 1", instant=True),),
+              "Nodes drained with `pvebalance drain NODE`: they receive no guests until `pvebalance undrain NODE` "
+              "brings their guests back.", width=6, height=5, columns=("node",)),
+        Panel("Inside a migration window", "stat", (q("pvebalance_migration_window_open", instant=True),),
+              "1: automatic mode may start migrations now (run.windows); 0: outside, running ones finish and "
+              "nothing new starts (mandatory repairs only if run.windows.mandatory_outside).", width=4, height=5,
+              thresholds=((1, "green"),), base="orange"),
+        Panel("Next migration window opens", "stat",
+              (q("pvebalance_migration_window_next_open_timestamp_seconds * 1000", instant=True),),
+              "When the next migration window opens; empty while inside one or without run.windows.",
+              unit="dateTimeAsIso", width=5, height=5, base="blue"),
+        Panel("Node CPU models", "table", (q("pve_node_cpu_info", instant=True),),
+              "Host CPU model per node: a guest with cpu: host only moves between nodes with the same model.",
+              width=9, height=5, columns=("id", "model")),
         Panel("Current plan", "table", (q("pvebalance_plan_move_info", instant=True),),
               "The moves of the current plan in execution order, each with the reason it was chosen.",
               width=24, height=8, columns=("step", "vmid", "name", "type", "source", "target", "reason"),
@@ -359,8 +373,8 @@ def balancer() -> dict[str, Any]:
         *outcome_panels(),
     ]
     return dashboard("pvebalance-balancer", "pvebalance / Balancer",
-                     "The controller: current plan and its reasons, migrations and failures, tagged, ignored and "
-                     "anti-affinity guests.", panels, time_from="now-24h")
+                     "The controller: current plan and its reasons, drained nodes, migration windows, node CPU "
+                     "models, migrations and failures, tagged, ignored and anti-affinity guests.", panels, time_from="now-24h")
 
 
 def outcome_panels() -> list[Panel]:

@@ -11,7 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pveapi.inventory import Guest
+from pveapi.inventory import HOST_CPU, Guest
 
 from .model import ClusterModel
 from .policy import Policy
@@ -43,6 +43,7 @@ class Constraints:
         self.where: dict[int, str] = {g.vmid: g.node for g in model.guests}  # kept current by `moved`
         node_names = {n.name for n in model.nodes}
         self.by_lower = {n.name.lower(): n.name for n in model.nodes}
+        self.nodes = {n.name: n for n in model.nodes}
         self.maintenance = frozenset(
             {n for r in rules.maintenance for n in r.nodes if n in node_names}
             | (model.maintenance & node_names)
@@ -82,6 +83,7 @@ class Constraints:
             self._add_node_rule(rule)
 
         self.problems += missing_guests(rules, self.guests)
+        self.notes: list[str] = self._compatibility_notes()
         self.apart = self._groups(rules.anti_affinity, "anti-affinity")
         self.together = self._groups(rules.affinity, "affinity")
         self.apart_of = _index(self.apart)
@@ -122,6 +124,17 @@ class Constraints:
             previous = target.get(vmid)
             target[vmid] = effective if previous is None else previous & effective
             labels[vmid] = label if previous is None else f"{labels[vmid]} and {label}"
+
+    def _compatibility_notes(self) -> list[str]:
+        """One line per guest for which CPU or storage compatibility leaves usable nodes out."""
+        notes = []
+        for vmid, guest in sorted(self.guests.items()):
+            if guest.cputype is None and guest.disk_storages is None:
+                continue
+            why = {n: r for n in sorted(self.usable - {guest.node}) if (r := self.incompatible(vmid, n))}
+            if why:
+                notes.append(f"guest {vmid} ({guest.name}) may not go to " + "; ".join(f"{n}: {r}" for n, r in why.items()))
+        return notes
 
     def _groups(self, group_rules: Sequence[AntiAffinityRule | AffinityRule], kind: str) -> list[Group]:
         groups = []
@@ -192,7 +205,7 @@ class Constraints:
         member of an affinity group away from its group. `moving_group` is an affinity group
         being moved as a whole, which its members may leave for the same target.
         """
-        if target not in self.usable:
+        if target not in self.usable or self.incompatible(vmid, target):
             return False
         allowed = self.allowed.get(vmid)
         if allowed is not None and target not in allowed:
@@ -208,6 +221,26 @@ class Constraints:
             if preferred is not None and self.where[vmid] in preferred and target not in preferred:
                 return False
         return True
+
+    def incompatible(self, vmid: int, target: str) -> str | None:
+        """Why the guest cannot run on `target` whatever the rules say (CPU model, storage), or None.
+
+        A `cpu: host` guest sees its host's CPU: live migration to another CPU model can crash it,
+        so it only goes to nodes with the model it started on. Disks need their storage on the
+        target (PVE refuses otherwise). Unknown figures (not read) are not held against a node.
+        """
+        guest, node = self.guests[vmid], self.nodes.get(target)
+        if node is None:
+            return None
+        if guest.cputype == HOST_CPU:
+            home = self.nodes[guest.node].cpu_model if guest.node in self.nodes else None
+            if home is not None and node.cpu_model is not None and node.cpu_model != home:
+                return f"cpu: host needs CPU model {home}, {target} has {node.cpu_model}"
+        if guest.disk_storages and node.storages:
+            missing = sorted(guest.disk_storages - node.storages)
+            if missing:
+                return f"storage {', '.join(missing)} is not available on {target}"
+        return None
 
     def _joins(self, group: Group, vmid: int, target: str) -> bool:
         """Moving a member is fine only if it ends where more of its group is than where it was."""

@@ -46,7 +46,7 @@ class Context:
             return OFFLINE_MIGRATION_SECONDS
         if guest.type == "lxc":
             return self.policy.container_restart_seconds
-        return round(self.state.demand[vmid].mem / self.policy.migration_bandwidth + 1.0, 1)
+        return round(self.state.demand[vmid].mem / self.policy.estimate_bandwidth + 1.0, 1)
 
     def cost(self, vmid: int) -> float:
         """The extra load difference a balancing move of this guest must bridge (see Policy)."""

@@ -62,6 +62,10 @@ class Policy:
     # Estimated migration time = memory / bandwidth (+ restart time for a running container).
     migration_bandwidth: int = 125_000_000  # bytes/s (1 Gbit/s)
     container_restart_seconds: float = 10.0
+    # PVE's migrate `bwlimit` (KiB/s) passed on every migration; `node_bwlimit` per node (the
+    # smaller of source's and target's wins). None: PVE's own limits (datacenter.cfg) apply.
+    bwlimit: int | None = None
+    node_bwlimit: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
     # Guests with local disks or local resources need `with-local-disks` copies; off by default.
     allow_local_disks: bool = False
 
@@ -71,6 +75,16 @@ class Policy:
 
     def headroom_for(self, node: str) -> Headroom:
         return self.node_headroom.get(node, self.memory_headroom)
+
+    def bwlimit_for(self, source: str, target: str) -> int | None:
+        """The `bwlimit` (KiB/s) of a migration from `source` to `target`, or None for none."""
+        per_node = [self.node_bwlimit[n] for n in (source, target) if n in self.node_bwlimit]
+        return min(per_node) if per_node else self.bwlimit
+
+    @property
+    def estimate_bandwidth(self) -> float:
+        """Bytes/s a migration time estimate assumes: the bandwidth, capped by `bwlimit`."""
+        return min(self.migration_bandwidth, self.bwlimit * 1024) if self.bwlimit else self.migration_bandwidth
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, where: str) -> Policy:
@@ -96,6 +110,13 @@ class Policy:
                 kwargs[key] = values.size_bytes(raw, at, MAX_BANDWIDTH)
                 if kwargs[key] <= 0:
                     raise ConfigError(f"{at}: expected a size per second above zero such as 125MB, got {values.found(raw)}")
+            elif key == "bwlimit":
+                kwargs[key] = None if raw is None else values.count(raw, at, low=1, high=MAX_BWLIMIT)
+            elif key == "node_bwlimit":
+                per_node = values.mapping(raw, at)
+                kwargs[key] = MappingProxyType(
+                    {str(n): values.count(v, f"{at}.{n}", low=1, high=MAX_BWLIMIT) for n, v in sorted(per_node.items())}
+                )
             elif key == "allow_local_disks":
                 kwargs[key] = values.flag(raw, at)
             elif key == "memory_headroom":
@@ -123,6 +144,7 @@ _FRACTIONS = frozenset(
 _BOUNDED = {"cpu_overcommit": (0.01, 1024.0), "container_restart_seconds": (0.0, 86400.0)}
 MAX_MOVES = 100_000
 MAX_BANDWIDTH = 2**40  # 1 TiB/s
+MAX_BWLIMIT = 2**30  # KiB/s, as PVE's bwlimit takes it: 1 TiB/s
 MAX_HEADROOM = 0.9
 
 

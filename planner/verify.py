@@ -66,6 +66,9 @@ def check_moves(model: ClusterModel, rules: RuleSet, policy: Policy, moves: Sequ
             )
         if vcpus > limit.vcpus:
             errors.append(f"{at}: {move.target} would run {vcpus:g} vCPUs, above its overcommit limit {limit.vcpus:g}")
+        incompatible = constraints.incompatible(move.vmid, move.target)
+        if incompatible:
+            errors.append(f"{at}: {incompatible}")
         allowed = constraints.allowed.get(move.vmid)
         if allowed and move.target not in allowed:
             errors.append(f"{at}: {constraints.allowed_by[move.vmid]} does not allow {move.target}")

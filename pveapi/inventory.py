@@ -7,7 +7,7 @@ the live ones the API reports; the controller may replace them with history from
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from . import values
@@ -18,6 +18,10 @@ GuestType = Literal["qemu", "lxc"]
 
 # PVE HA names guests by service id: `vm:100` for a qemu guest, `ct:101` for a container.
 HA_SID_PREFIX: dict[str, str] = {"qemu": "vm", "lxc": "ct"}
+
+
+# The qemu CPU type that passes the host's own CPU through (see Guest.cputype).
+HOST_CPU = "host"
 
 
 def ha_sid(guest_type: str, vmid: int) -> str:
@@ -37,6 +41,8 @@ class Node:
     uptime: int = 0
     level: str = ""
     hastate: str | None = None  # "online", "maintenance", ... when HA reports on the node
+    storages: frozenset[str] = frozenset()  # storages available on the node (its /cluster/resources entries)
+    cpu_model: str | None = None  # node status `cpuinfo.model`, when read (controller/compat.py)
 
     @property
     def cpu_cores_used(self) -> float:
@@ -71,6 +77,9 @@ class Guest:
     pool: str | None = None
     lock: str | None = None
     hastate: str | None = None  # set when the guest is an HA resource
+    # From the guest config, when read (controller/compat.py); None: not known, not checked.
+    cputype: str | None = None
+    disk_storages: frozenset[str] | None = None
 
     @property
     def running(self) -> bool:
@@ -174,6 +183,11 @@ def parse_resources(entries: Any) -> Inventory:
                 pools.append(_Fields(entry, f"pool {label}").name("pool"))
         except ConfigError as exc:
             raise ApiError(ErrorKind.BAD_ANSWER, ENDPOINT, f"{exc}; {_REFUSE}") from None
+    available: dict[str, set[str]] = {}
+    for s in storages:
+        if s.status == "available":
+            available.setdefault(s.node, set()).add(s.storage)
+    nodes = [replace(n, storages=frozenset(available.get(n.name, ()))) for n in nodes]
     return Inventory(
         nodes=tuple(sorted(nodes, key=lambda n: n.name)),
         guests=tuple(sorted(guests, key=lambda g: g.vmid)),

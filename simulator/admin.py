@@ -84,7 +84,8 @@ class AdminApi:
         if (method, path) == ("GET", "/tasks"):
             with cluster.lock:
                 cluster.tick()
-                return {"tasks": [{**t.status_entry(), "endtime": t.endtime} for t in cluster.tasks.values()]}
+                return {"tasks": [{**t.status_entry(), "endtime": t.endtime, "bwlimit": t.bwlimit}
+                                  for t in cluster.tasks.values()]}
         return None
 
     def _set_clock(self, payload: Any) -> None:

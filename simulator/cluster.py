@@ -248,6 +248,9 @@ class SimCluster:
             task.finish(now, "lxc live migration is currently not implemented")
             self.version += 1
             return task.upid
+        if options.get("bwlimit"):
+            task.bwlimit = int(options["bwlimit"])
+            task.log.append(f"{_stamp(now)} migration speed limit: {task.bwlimit} KiB/s")
         guest.lock = "migrate"
         if guest.hastate:
             guest.hastate = "migrate"

@@ -98,6 +98,7 @@ class GuestSpec:
     lock: str | None = None
     ha: HaSpec | None = None
     cpu: Profile = Profile("constant", {"level": 0.1, "noise": 0.02})
+    cputype: str | None = None  # the qemu config's `cpu` (e.g. host); None: PVE's default, left out
     mem: Profile = Profile("constant", {"level": 0.5, "noise": 0.02})
     uptime: int = 86400  # seconds already up when the simulation starts
 
@@ -377,9 +378,18 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
         lock=str(d["lock"]) if d.get("lock") else None,
         ha=ha_spec,
         cpu=_profile(d.get("cpu"), f"{where}.cpu", 0.1),
+        cputype=_cputype(d.get("cputype"), f"{where}.cputype", kind),
         mem=_profile(d.get("mem"), f"{where}.mem", 0.5),
         uptime=whole(d.get("uptime", 86400), f"{where}.uptime"),
     )
+
+
+def _cputype(value: Any, where: str, kind: str) -> str | None:
+    if value is None:
+        return None
+    if kind != "qemu" or not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_.+-]+$", value):
+        raise ConfigError(f"{where}: expected a qemu CPU type such as host or x86-64-v2-AES (VMs only), got {value!r}")
+    return value
 
 
 def _guest_storage(d: Mapping[str, Any], where: str, storages: tuple[StorageSpec, ...], local: bool, node: str) -> str:

@@ -36,6 +36,7 @@ class Task:
     exitstatus: str | None = None
     endtime: int | None = None
     log: list[str] = field(default_factory=list)
+    bwlimit: int | None = None  # KiB/s, for migrations started with `bwlimit`
 
     def finish(self, at: float, exitstatus: str) -> None:
         self.status = "stopped"

@@ -164,6 +164,8 @@ def guest_config(call: Call, node: str, kind: str, vmid: str) -> Any:
             "boot": "order=scsi0;net0", "net0": f"virtio=BC:24:11:{spec.vmid % 256:02X}:00:01,bridge=vmbr0",
             "onboot": 1, "agent": "1", "vmgenid": digest(spec.vmid)[:8] + "-0000-4000-8000-000000000000",
         }
+        if spec.cputype is not None:
+            config["cpu"] = spec.cputype
     else:
         config = {
             "hostname": spec.name, "cores": spec.cpus, "memory": spec.memory // 1024**2, "swap": 512,

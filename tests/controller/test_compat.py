@@ -1,0 +1,49 @@
+"""CPU and storage compatibility through the simulator: the emptiest node is not taken when the
+guest cannot run there."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from controller.config import Config
+from controller.cycle import run_cycle
+from controller.executor import Executor
+from pveapi.client import PveClient
+from tests.controller.conftest import Watch
+from tests.support.sim import running_simulator
+
+INTEL = "Intel(R) Xeon(R) Gold 6338 CPU @ 2.00GHz"
+SCENARIO = {
+    "name": "compat", "seed": 3,
+    "nodes": [{"name": "amd1", "cores": 16, "memory": "64GiB"},
+              {"name": "intel1", "cores": 32, "memory": "128GiB", "model": INTEL},  # empty and big: the best target
+              {"name": "amd2", "cores": 16, "memory": "64GiB"}],
+    "storages": [{"name": "ceph", "type": "rbd", "shared": True},
+                 {"name": "nfs-amd", "type": "nfs", "shared": True, "nodes": ["amd1", "amd2"]}],
+    "guests": [
+        {"vmid": 100, "node": "amd1", "cputype": "host", "cpus": 4, "memory": "8GiB", "storage": "ceph"},
+        {"vmid": 101, "node": "amd1", "cpus": 4, "memory": "8GiB", "storage": "nfs-amd"},
+        {"vmid": 102, "node": "amd1", "cpus": 4, "memory": "8GiB", "storage": "ceph"},
+        {"vmid": 103, "node": "amd2", "cpus": 4, "memory": "8GiB", "storage": "ceph"},
+    ],
+}
+
+
+def test_cpu_host_and_storage_keep_guests_off_incompatible_nodes_and_the_plan_says_why(
+    make_config: Callable[..., Config]
+) -> None:
+    with running_simulator(SCENARIO, time_scale=0) as sim:
+        config = make_config(sim, rules={"maintenance": ["amd1"]}, apply={"poll_interval": 5})
+        client = PveClient(config.proxmox)
+        cycle = run_cycle(client, None, config)
+        targets = {m.vmid: m.target for m in cycle.plan.moves}
+        assert targets[100] == "amd2" and targets[101] == "amd2" and targets[102] == "intel1", targets
+        notes = "\n".join(cycle.plan.notes)
+        assert "guest 100 (vm100) may not go to intel1: cpu: host needs CPU model" in notes and INTEL in notes
+        assert "guest 101 (vm101) may not go to intel1: storage nfs-amd is not available on intel1" in notes
+        watch = Watch(sim, client)
+        report = Executor(client, cycle.rules, config.policy, config.apply, sleep=watch.sleep).apply(cycle.plan, cycle.model)
+        assert report.count("succeeded") == len(cycle.plan.moves), report.outcomes
+        placement = sim.placement()
+        assert placement[100] == "amd2" and placement[101] == "amd2" and placement[102] == "intel1"
+        assert watch.problems == []

@@ -135,8 +135,17 @@ def size_bytes(value: Any, where: str, high: int = MAX_BYTES) -> int:
     else:
         amount = _real(value)
     if amount is None or not 0 <= amount <= high:
-        raise _fail(where, f"a size such as 8GiB or 512MiB (binary; 8GB is decimal), at most {high / 2**40:g}TiB", value)
+        raise _fail(where, f"a size such as 8GiB or 512MiB (binary; 8GB is decimal), at most {_human_bytes(high)}", value)
     return int(amount)
+
+
+def _human_bytes(size: int) -> str:
+    """A bound in the largest binary unit it is a whole number of (2**60 is 1EiB, not 1.04858e+06TiB)."""
+    for unit in "EPTGMK":
+        scale = 1024 ** (" KMGTPE".index(unit))
+        if size >= scale and size % scale == 0:
+            return f"{size // scale}{unit}iB"
+    return f"{size}B"
 
 
 def flag(value: Any, where: str) -> bool:

@@ -12,10 +12,11 @@ from collections.abc import Mapping
 from typing import Any
 
 from pveapi.errors import ConfigError
+from pveapi.values import number
 
 from . import pveum
 from .api import Answer, PveApi
-from .validation import MAX_EPOCH, MAX_SECONDS, MAX_TIME_SCALE, number
+from .validation import MAX_EPOCH, MAX_SECONDS, MAX_TIME_SCALE
 
 ADMIN_PREFIX = "/_sim"
 _NODE_ACTION = re.compile(r"^/nodes/([^/]+)/(offline|online)$")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import re
 import shlex
@@ -17,6 +16,7 @@ import requests
 
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.logsetup import configure_logging
+from pveapi.values import number
 
 from .faults import load_faults_file
 from .scenario import ALL_PRIVILEGES, Credential
@@ -68,9 +68,7 @@ def _admin_token(token_file: str | None, token: str | None = None) -> str | None
 
 
 def _bounded(value: float | None, flag: str, high: float) -> float | None:
-    if value is not None and not (math.isfinite(value) and 0 <= value <= high):
-        raise ConfigError(f"{flag}: expected a number from 0 to {high:g}, got {value!r}")
-    return value
+    return None if value is None else number(value, flag, 0, high)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -18,10 +18,11 @@ from typing import Any
 import yaml
 
 from pveapi.errors import ConfigError
+from pveapi.values import count, number
 
 from .cluster import MigrationFailure, SimCluster
 from .failure import PveFailure
-from .validation import MAX_EPOCH, number
+from .validation import MAX_EPOCH, MAX_SECONDS
 
 FAULT_TYPES = ("latency", "error", "hang", "answer", "node_offline", "migration_failure")
 _DEFAULT_MESSAGES = {
@@ -133,12 +134,8 @@ class FaultSet:
         kind = spec.get("type")
         if kind not in FAULT_TYPES:
             raise ConfigError(f"{where}: type {kind!r} is not one of {', '.join(FAULT_TYPES)}")
-        rate = spec.get("rate", 1.0)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ConfigError(f"{where}: rate must be a number from 0 to 1, got {rate!r}")
-        count = spec.get("count")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-            raise ConfigError(f"{where}: count must be a positive whole number, got {count!r}")
+        rate = number(spec.get("rate", 1.0), f"{where}.rate", 0, 1)
+        remaining = None if spec.get("count") is None else count(spec["count"], f"{where}.count", 1)
         if kind == "error" and (not isinstance(spec.get("status"), int) or not 400 <= spec["status"] <= 599):
             raise ConfigError(f"{where}: an error fault needs `status`, an HTTP error code such as 500 or 595")
         if kind == "answer" and not isinstance(spec.get("body"), str):
@@ -150,13 +147,13 @@ class FaultSet:
             raise ConfigError(f"{where}: a node_offline fault needs `node`")
         for key in ("seconds", "after", "for"):
             if spec.get(key) is not None:
-                number(spec[key], f"{where}.{key}", minimum=0)
+                number(spec[key], f"{where}.{key}", 0, MAX_SECONDS)
         for key in ("at", "until"):
             if spec.get(key) is not None:
-                number(spec[key], f"{where}.{key}", minimum=0, maximum=MAX_EPOCH)
+                number(spec[key], f"{where}.{key}", 0, MAX_EPOCH)
         return Fault(
             id=str(next(self._ids)), type=kind, spec=dict(spec), endpoint=str(spec.get("endpoint", "*")),
-            node=node, rate=float(rate), remaining=count,
+            node=node, rate=rate, remaining=remaining,
         )
 
     def _activate(self, fault: Fault) -> None:

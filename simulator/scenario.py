@@ -18,12 +18,12 @@ import yaml
 from pveapi.errors import ConfigError
 from pveapi.inventory import ha_sid
 from pveapi.tags import parse_tags
+from pveapi.values import choice, count, flag, mapping, number, reject_unknown, size_bytes
+from pveapi.values import vmid as read_vmid
 
 from .access import BUILTIN_ROLES, PRIVILEGES, AclEntry, normalize_path
 from .generate import expand_generated
-from pveapi.values import flag, reject_unknown
-
-from .validation import MAX_TIME_SCALE, listed, mapping, number, parse_size, parse_start, required, unique, whole
+from .validation import MAX_SECONDS, MAX_SEED, MAX_SIZE, MAX_TIME_SCALE, listed, parse_start, required, unique
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
 GUEST_TYPES = ("qemu", "lxc")
@@ -241,8 +241,7 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
         for i, s in enumerate(listed(data.get("storages") or [], f"{where}.storages"))
     ) or (StorageSpec("local-lvm"),)
     unique([s.name for s in storages], where, "storage name")
-    pools = {str(mapping(p, f"{where}.pools[{i}]").get("id")): str(p.get("comment", ""))
-             for i, p in enumerate(listed(data.get("pools") or [], f"{where}.pools"))}
+    pools = dict(_pool(p, f"{where}.pools[{i}]") for i, p in enumerate(listed(data.get("pools") or [], f"{where}.pools")))
     guests = tuple(
         _guest(g, f"{where}.guests[{i}]", nodes, storages, pools)
         for i, g in enumerate(listed(data.get("guests") or [], f"{where}.guests"))
@@ -263,13 +262,13 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
         credentials=(credentials := _credentials(data, where)),
         roles=(roles := _roles(data.get("roles"), f"{where}.roles")),
         acl=_acl_entries(data.get("acl"), f"{where}.acl", roles, credentials),
-        ha_groups=tuple(mapping(g, f"{where}.ha.groups") for g in listed(ha.get("groups") or [], f"{where}.ha.groups")),
+        ha_groups=tuple(_ha_group(g, f"{where}.ha.groups[{i}]") for i, g in enumerate(listed(ha.get("groups") or [], f"{where}.ha.groups"))),
         ha_rules=tuple(_ha_rule(r, f"{where}.ha.rules[{i}]", guests, nodes)
                        for i, r in enumerate(listed(ha.get("rules") or [], f"{where}.ha.rules"))),
         options=mapping(data.get("options") or {}, f"{where}.options"),
         migration=_migration(data.get("migration") or {}, f"{where}.migration"),
-        seed=whole(data.get("seed", 1), f"{where}.seed"),
-        time_scale=number(data.get("time_scale", 1), f"{where}.time_scale", minimum=0, maximum=MAX_TIME_SCALE),
+        seed=count(data.get("seed", 1), f"{where}.seed", 0, MAX_SEED),
+        time_scale=number(data.get("time_scale", 1), f"{where}.time_scale", 0, MAX_TIME_SCALE),
         start=parse_start(data.get("start"), f"{where}.start"),
     )
 
@@ -286,15 +285,15 @@ def _node(data: Any, where: str) -> NodeSpec:
         raise ConfigError(f"{where}.version: expected a PVE version like 8.4.14 or 9.0.10, got {version!r}")
     return NodeSpec(
         name=name,
-        cores=whole(d.get("cores"), f"{where}.cores", minimum=1, maximum=MAX_CORES),
-        memory=parse_size(required(d, "memory", where), f"{where}.memory"),
+        cores=count(d.get("cores"), f"{where}.cores", 1, MAX_CORES),
+        memory=size_bytes(required(d, "memory", where), f"{where}.memory", MAX_SIZE),
         version=version,
-        online=bool(d.get("online", True)),
-        maintenance=bool(d.get("maintenance", False)),
-        overhead_cpu=number(overhead.get("cpu", 0.5), f"{where}.overhead.cpu", minimum=0),
-        overhead_mem=parse_size(overhead.get("memory", "2GiB"), f"{where}.overhead.memory"),
-        swap=parse_size(d.get("swap", "8GiB"), f"{where}.swap"),
-        rootfs=parse_size(d.get("rootfs", "100GiB"), f"{where}.rootfs"),
+        online=flag(d.get("online", True), f"{where}.online"),
+        maintenance=flag(d.get("maintenance", False), f"{where}.maintenance"),
+        overhead_cpu=number(overhead.get("cpu", 0.5), f"{where}.overhead.cpu", 0, MAX_CORES),
+        overhead_mem=size_bytes(overhead.get("memory", "2GiB"), f"{where}.overhead.memory", MAX_SIZE),
+        swap=size_bytes(d.get("swap", "8GiB"), f"{where}.swap", MAX_SIZE),
+        rootfs=size_bytes(d.get("rootfs", "100GiB"), f"{where}.rootfs", MAX_SIZE),
         model=str(d.get("model", NodeSpec.model)),
         ip=str(d.get("ip", "")),
     )
@@ -312,39 +311,46 @@ def _storage(data: Any, where: str, node_names: set[str]) -> StorageSpec:
     return StorageSpec(
         name=name,
         type=str(d.get("type", "lvmthin")),
-        shared=bool(d.get("shared", False)),
+        shared=flag(d.get("shared", False), f"storage {name}.shared"),
         content=str(d.get("content", "images,rootdir")),
-        size=parse_size(d.get("size", "500GiB"), f"storage {name}.size"),
+        size=size_bytes(d.get("size", "500GiB"), f"storage {name}.size", MAX_SIZE),
         nodes=nodes,
     )
+
+
+def _pool(data: Any, where: str) -> tuple[str, str]:
+    d = mapping(data, where)
+    return str(required(d, "id", where)), str(d.get("comment", ""))
+
+
+def _ha_group(data: Any, where: str) -> Mapping[str, Any]:
+    d = mapping(data, where)
+    required(d, "group", where)
+    return d
 
 
 def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[StorageSpec, ...],
            pools: Mapping[str, str]) -> GuestSpec:
     d = mapping(data, where)
-    vmid = whole(required(d, "vmid", where), f"{where}.vmid", minimum=100)
+    vmid = read_vmid(required(d, "vmid", where), f"{where}.vmid")
     where = f"guest {vmid}"
-    kind = str(d.get("type", "qemu"))
-    if kind not in GUEST_TYPES:
-        raise ConfigError(f"{where}.type: {kind!r} is not qemu or lxc")
+    kind = choice(d.get("type", "qemu"), f"{where}.type", GUEST_TYPES)
     node = str(required(d, "node", where))
     by_name = {n.name: n for n in nodes}
     if node not in by_name:
         raise ConfigError(f"{where} is on unknown node {node!r}; known nodes: {', '.join(sorted(by_name))}")
-    memory = parse_size(d.get("memory", "2GiB"), f"{where}.memory")
+    memory = size_bytes(d.get("memory", "2GiB"), f"{where}.memory", MAX_SIZE)
     largest = max(nodes, key=lambda n: n.memory)
     if memory > largest.memory:
         raise ConfigError(
             f"{where} needs {memory / 1024**3:.0f} GiB of memory but the largest node ({largest.name}) has "
             f"{largest.memory / 1024**3:.0f} GiB; shrink the guest or add a bigger node"
         )
-    cpus = whole(d.get("cpus", 1), f"{where}.cpus", minimum=1)
+    cpus = count(d.get("cpus", 1), f"{where}.cpus", 1, MAX_CORES)
     if cpus > max(n.cores for n in nodes):
         raise ConfigError(f"{where} has {cpus} vCPUs but the largest node has {max(n.cores for n in nodes)} cores")
-    status = str(d.get("status", "running"))
-    if status not in GUEST_STATUSES:
-        raise ConfigError(f"{where}.status: {status!r} is not one of {', '.join(GUEST_STATUSES)}")
-    local = bool(d.get("local_disks", False))
+    status = choice(d.get("status", "running"), f"{where}.status", GUEST_STATUSES)
+    local = flag(d.get("local_disks", False), f"{where}.local_disks")
     storage = _guest_storage(d, where, storages, local, node)
     pool = d.get("pool")
     if pool is not None and str(pool) not in pools:
@@ -358,8 +364,8 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
         ha_spec = HaSpec(
             state=str(ha_map.get("state", "started")),
             group=ha_map.get("group"),
-            max_restart=whole(ha_map.get("max_restart", 1), f"{where}.ha.max_restart"),
-            max_relocate=whole(ha_map.get("max_relocate", 1), f"{where}.ha.max_relocate"),
+            max_restart=count(ha_map.get("max_restart", 1), f"{where}.ha.max_restart"),
+            max_relocate=count(ha_map.get("max_relocate", 1), f"{where}.ha.max_relocate"),
         )
     return GuestSpec(
         vmid=vmid,
@@ -368,11 +374,11 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
         node=node,
         cpus=cpus,
         memory=memory,
-        disk=parse_size(d.get("disk", "16GiB"), f"{where}.disk"),
+        disk=size_bytes(d.get("disk", "16GiB"), f"{where}.disk", MAX_SIZE),
         storage=storage,
         local_disks=local,
         status=status,
-        template=bool(d.get("template", False)),
+        template=flag(d.get("template", False), f"{where}.template"),
         tags=tuple(sorted(tag_set)),
         pool=str(pool) if pool is not None else None,
         lock=str(d["lock"]) if d.get("lock") else None,
@@ -380,7 +386,7 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
         cpu=_profile(d.get("cpu"), f"{where}.cpu", 0.1),
         cputype=_cputype(d.get("cputype"), f"{where}.cputype", kind),
         mem=_profile(d.get("mem"), f"{where}.mem", 0.5),
-        uptime=whole(d.get("uptime", 86400), f"{where}.uptime"),
+        uptime=count(d.get("uptime", 86400), f"{where}.uptime", 0, int(MAX_SECONDS)),
     )
 
 
@@ -413,9 +419,7 @@ def _profile(data: Any, where: str, default_level: float) -> Profile:
     if isinstance(data, (int, float)) and not isinstance(data, bool):
         return Profile("constant", {"level": number(data, f"{where} (a load from 0 to 1)", 0, 1), "noise": 0.02})
     d = mapping(data, where)
-    kind = str(d.get("profile", "constant"))
-    if kind not in PROFILE_KINDS:
-        raise ConfigError(f"{where}.profile: {kind!r} is not one of {', '.join(PROFILE_KINDS)}")
+    kind = choice(d.get("profile", "constant"), f"{where}.profile", PROFILE_KINDS)
     defaults = PROFILE_KINDS[kind]
     unknown = sorted(set(d) - set(defaults) - {"profile"})
     if unknown:
@@ -498,8 +502,7 @@ def _ha_rule(data: Any, where: str, guests: tuple[GuestSpec, ...], nodes: tuple[
     d = dict(mapping(data, where))
     for key in ("rule", "type", "resources"):
         required(d, key, where)
-    if d["type"] not in ("node-affinity", "resource-affinity"):
-        raise ConfigError(f"{where}.type: {d['type']!r} is not node-affinity or resource-affinity")
+    choice(d["type"], f"{where}.type", ("node-affinity", "resource-affinity"))
     sids = {g.sid for g in guests}
     resources = d["resources"] if isinstance(d["resources"], list) else str(d["resources"]).split(",")
     for sid in resources:
@@ -516,7 +519,7 @@ def _ha_rule(data: Any, where: str, guests: tuple[GuestSpec, ...], nodes: tuple[
 
 
 def _bandwidth(value: Any, where: str) -> int:
-    bandwidth = parse_size(value, where)
+    bandwidth = size_bytes(value, where, MAX_SIZE)
     if bandwidth < 1024:
         raise ConfigError(f"{where}: expected at least 1KiB per second, got {value!r}")
     return bandwidth
@@ -526,6 +529,6 @@ def _migration(data: Any, where: str) -> Migration:
     d = mapping(data, where)
     return Migration(
         bandwidth=_bandwidth(d.get("bandwidth", "1GiB"), f"{where}.bandwidth"),
-        overhead_s=number(d.get("overhead_s", 4), f"{where}.overhead_s", minimum=0),
-        ha_delay_s=number(d.get("ha_delay_s", 5), f"{where}.ha_delay_s", minimum=0),
+        overhead_s=number(d.get("overhead_s", 4), f"{where}.overhead_s", 0, MAX_SECONDS),
+        ha_delay_s=number(d.get("ha_delay_s", 5), f"{where}.ha_delay_s", 0, MAX_SECONDS),
     )

@@ -136,7 +136,7 @@ def run_cycle(
 ) -> Cycle:
     """Observe and plan; `on_step` hears what it is doing now, for progress."""
     on_step("reading the cluster" + (" and its history from Prometheus" if promql is not None else ""))
-    observation = observe(client, promql, at)
+    observation = observe(client, promql, at, pressure=config.policy.pressure_weight > 0)
     held = {**observation.leave_alone, **(hold or {})}
     rules = cycle_rules(config, observation, held)  # merging leave_alone again changes nothing
     model, plan, calls, notes = _plan_movable(client, observation.model, rules, config, held, on_step)

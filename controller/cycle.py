@@ -146,7 +146,7 @@ def run_cycle(
     the drain state file's nodes; `extra_rules` are added for this cycle only (a drain's or a
     return's own rules)."""
     on_step("reading the cluster" + (" and its history from Prometheus" if promql is not None else ""))
-    observation = observe(client, promql, at)
+    observation = observe(client, promql, at, pressure=config.policy.pressure_weight > 0)
     held = {**observation.leave_alone, **(hold or {})}
     rules = cycle_rules(config, observation, held, drained)  # merging leave_alone again changes nothing
     if extra_rules is not None:

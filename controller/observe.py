@@ -36,8 +36,9 @@ class Observation:
     at: float
 
 
-def observe(client: PveClient, promql: PromQL | None, at: float | None = None) -> Observation:
-    """Read the cluster once. Raises ApiError only when /cluster/resources itself fails."""
+def observe(client: PveClient, promql: PromQL | None, at: float | None = None, pressure: bool = False) -> Observation:
+    """Read the cluster once (with `pressure`, every node's stall too). Raises ApiError only when
+    /cluster/resources itself fails."""
     at = time.time() if at is None else at
     inventory = client.resources()
     warnings: list[str] = []
@@ -51,10 +52,16 @@ def observe(client: PveClient, promql: PromQL | None, at: float | None = None) -
         leave_alone.update(
             {g.vmid: "HA rules could not be read" for g in inventory.guests if g.ha_managed and g.vmid not in leave_alone}
         )
-    history, problem = _history(promql, at)
+    history, problem = _history(promql, at, pressure)
     if problem is not None:
         warnings.append(problem)
     fresh = history if problem is None else None
+    node_pressure = fresh.node_pressure() if fresh is not None else {}
+    if pressure and fresh is not None and promql is not None and not node_pressure:
+        warnings.append(
+            f"policy.pressure_weight is set but {promql.where} has no pve_node_pressure_ratio "
+            "series: run pvebalance-exporter with --collector.pressure (PSI needs PVE 9); loads are utilisation alone"
+        )
     guest_usage = {g.vmid: usage_of(g, fresh) for g in inventory.guests}
     model = ClusterModel(
         nodes=inventory.nodes,
@@ -63,6 +70,7 @@ def observe(client: PveClient, promql: PromQL | None, at: float | None = None) -
         node_usage=node_usage(inventory.nodes, inventory.guests, guest_usage),
         maintenance=frozenset(maintenance),
         window=fresh.window if fresh is not None else "live",
+        node_pressure=node_pressure,
     )
     for warning in warnings:
         log.warning("observe.warning", message=warning)
@@ -89,11 +97,11 @@ def cluster_identity(client: PveClient) -> str:
     return "nodes " + ",".join(nodes or sorted(n.name for n in client.resources().nodes))
 
 
-def _history(promql: PromQL | None, at: float) -> tuple[History | None, str | None]:
+def _history(promql: PromQL | None, at: float, pressure: bool) -> tuple[History | None, str | None]:
     if promql is None:
         return None, None
     try:
-        history = promql.history(at)
+        history = promql.history(at, pressure)
     except PrometheusError as exc:
         return None, str(exc)
     if history.data_age is None and history.future_samples:

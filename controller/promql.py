@@ -2,8 +2,9 @@
 
 Three instant queries per plan, whatever the cluster size: CPU in cores, memory in bytes
 (both over the configured window and statistic, for every node and guest at once) and the
-newest sample time of every series (freshness). Only `/api/v1/query` is used, so
-Prometheus, VictoriaMetrics, Thanos and Mimir all answer it.
+newest sample time of every series (freshness); a fourth, every node's stall (PSI), only when
+`policy.pressure_weight` is set. Only `/api/v1/query` is used, so Prometheus, VictoriaMetrics,
+Thanos and Mimir all answer it.
 """
 
 from __future__ import annotations
@@ -124,6 +125,16 @@ def history_queries(window: str, statistic: Statistic) -> dict[str, str]:
     }
 
 
+def pressure_query(window: str) -> str:
+    """Every node's CPU + memory PSI `some` averaged over the window (fractions of time, 0..2).
+
+    Always the window's average, whatever the statistic: PSI is itself an average, and a stall
+    that came and went within the window is the contention utilisation misses.
+    """
+    selector = f'pve_node_pressure_ratio{{id=~"node/.+", resource=~"cpu|memory", kind="some"}}[{window}]'
+    return f"sum by (id) (max by (id, resource) (avg_over_time({selector})))"
+
+
 @dataclass(frozen=True)
 class History:
     """What Prometheus knows, keyed by /cluster/resources id (`qemu/100`, `node/pve1`)."""
@@ -136,6 +147,7 @@ class History:
     window: str
     statistic: str
     queries: int = 0
+    pressure: Mapping[str, float] | None = None  # node id -> stall (pressure_query); None: not asked
 
     @property
     def newest_sample(self) -> float | None:
@@ -167,6 +179,14 @@ class History:
         if cores is None or mem is None or not 0 <= cores <= MAX_CORES or not 0 <= mem <= values.MAX_BYTES:
             return None  # missing, or a figure no guest can have: the live one is used instead
         return cores, int(mem)
+
+    def node_pressure(self) -> dict[str, float]:
+        """Node name -> stall, leaving out figures no PSI can have (each resource is 0..1)."""
+        return {
+            resource_id.removeprefix("node/"): stall
+            for resource_id, stall in (self.pressure or {}).items()
+            if resource_id.startswith("node/") and 0 <= stall <= 2
+        }
 
 
 @dataclass
@@ -208,9 +228,12 @@ class PromQL:
             raise PrometheusError(f"{self.where}: unreachable ({type(exc).__name__}) - check prometheus.url") from None
         return _vector(self.where, response, key)
 
-    def history(self, at: float | None = None) -> History:
+    def history(self, at: float | None = None, pressure: bool = False) -> History:
+        """The usage history; with `pressure`, every node's stall too (one more query)."""
         at = time.time() if at is None else at
         queries = history_queries(self.settings.window, self.settings.statistic)
+        if pressure:
+            queries["pressure"] = pressure_query(self.settings.window)
         results = {name: self.query(expr, at) for name, expr in queries.items()}
         return History(
             cpu_cores=results["cpu_cores"],
@@ -221,6 +244,7 @@ class PromQL:
             window=self.settings.window,
             statistic=str(self.settings.statistic),
             queries=len(queries),
+            pressure=results.get("pressure"),
         )
 
     def series_present(self, at: float | None = None) -> dict[str, int]:

@@ -36,6 +36,8 @@ class ClusterModel:
     maintenance: frozenset[str] = frozenset()  # nodes reported in HA maintenance
     pinned_local: frozenset[int] = frozenset()  # guests the API would refuse to move (local disks/resources)
     window: str = "1h"  # the history window the figures cover ("live" when none)
+    # node -> CPU + memory PSI `some` over the window (fractions of time, 0..2); absent: no stall known
+    node_pressure: Mapping[str, float] = field(default_factory=dict)
 
 
 class MoveKind(str, Enum):

@@ -66,6 +66,10 @@ class Policy:
     # smaller of source's and target's wins). None: PVE's own limits (datacenter.cfg) apply.
     bwlimit: int | None = None
     node_bwlimit: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # Pressure (PSI, PVE 9): a node's load is multiplied by 1 + pressure_weight x its CPU + memory
+    # stall (`some`, fractions of time) over the window, so a node that stalls counts as busier than
+    # its utilisation says. 0 (the default) leaves loads as utilisation alone.
+    pressure_weight: float = 0.0
     # Guests with local disks or local resources need `with-local-disks` copies; off by default.
     allow_local_disks: bool = False
 
@@ -140,8 +144,8 @@ _FRACTIONS = frozenset(
      "cpu_high_water", "memory_high_water", "soft_rule_tolerance"}
 )
 # (low, high): beyond these a value is a typo. No host runs more than 1024 vCPUs per thread,
-# and a container restart is seconds, not days.
-_BOUNDED = {"cpu_overcommit": (0.01, 1024.0), "container_restart_seconds": (0.0, 86400.0)}
+# a container restart is seconds, not days, and stall weighing a load more than tenfold is a typo.
+_BOUNDED = {"cpu_overcommit": (0.01, 1024.0), "container_restart_seconds": (0.0, 86400.0), "pressure_weight": (0.0, 10.0)}
 MAX_MOVES = 100_000
 MAX_BANDWIDTH = 2**40  # 1 TiB/s
 MAX_BWLIMIT = 2**30  # KiB/s, as PVE's bwlimit takes it: 1 TiB/s

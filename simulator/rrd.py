@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cluster import GuestState, NodeState, SimCluster
-from .figures import guest_figures, guest_running_at, io_rates, node_figures, node_guests_at
+from .figures import guest_figures, guest_pressure, guest_running_at, io_rates, node_figures, node_guests_at
 
 # timeframe -> (seconds per row, rows); `hour` is 60 one-minute rows, the rest as PVE 8 keeps them
 # (PVE 9's `decade`: one row a month).
@@ -76,10 +76,7 @@ def guest_rrd(cluster: SimCluster, guest: GuestState, now: float, params: dict[s
         row = {"cpu": figures.cpu, "maxcpu": spec.cpus, "mem": figures.mem, "maxmem": spec.memory,
                "disk": spec.disk * 0.4 if spec.type == "lxc" else 0, "maxdisk": spec.disk, **figures.rates}
         if pve9:
-            some = max(0.0, figures.cpu - 0.8) * 100
-            row.update({"memhost": figures.mem, "pressurecpusome": some, "pressurecpufull": some / 2,
-                        "pressureiosome": 0.0, "pressureiofull": 0.0, "pressurememorysome": 0.0,
-                        "pressurememoryfull": 0.0})
+            row.update({"memhost": figures.mem, **guest_pressure(cluster, guest, figures, t, node)})
         return row
 
     return _rows(now, params, sample)

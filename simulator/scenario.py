@@ -31,14 +31,14 @@ GUEST_STATUSES = ("running", "stopped", "paused")
 PROFILE_KINDS = {
     "constant": {"level": 0.1, "noise": 0.02},
     "diurnal": {"mean": 0.3, "amplitude": 0.2, "peak_hour": 14.0, "noise": 0.02},
-    "bursty": {"base": 0.1, "peak": 0.9, "chance": 0.1, "noise": 0.02},
+    "bursty": {"base": 0.1, "peak": 0.9, "chance": 0.1, "noise": 0.02, "group": 0},
     "trending": {"start": 0.2, "per_day": 0.05, "noise": 0.02},
     "idle": {"noise": 0.01},
 }
 # libyaml's loader when PyYAML has it (the pure-Python one takes a third of a second on `demo`).
 MAX_CORES = 8192
 # Profile parameters are loads (fractions of the guest's allocation) unless listed here.
-_PROFILE_RANGES = {"peak_hour": (0, 24), "per_day": (-1, 1)}
+_PROFILE_RANGES = {"peak_hour": (0, 24), "per_day": (-1, 1), "group": (0, 1_000_000)}
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 ALL_PRIVILEGES = tuple(sorted(PRIVILEGES))  # what a full-access token holds (the Administrator role)
 _USERID = re.compile(r"^[^\s:/@]+@[A-Za-z][A-Za-z0-9.\-_]+$")

@@ -6,7 +6,7 @@ from typing import Any
 
 from .cluster import GuestState
 from .failure import PveFailure, param_error, unreachable
-from .figures import guest_figures, load_averages, node_figures
+from .figures import guest_figures, guest_pressure, load_averages, node_figures
 from .resources import node_entry, pve_bool, storage_entries
 from .routing import Call, route
 from .rrd import guest_rrd, node_rrd
@@ -116,14 +116,14 @@ def guest_list(call: Call, node: str, kind: str) -> Any:
 
 def _list_entry(call: Call, guest: GuestState) -> dict[str, Any]:
     figures = guest_figures(call.api.cluster, guest, call.now)
-    entry = _guest_fields(guest, figures)
+    entry = _guest_fields(call, guest, figures)
     if figures.running:
         entry["pid"] = 10000 + guest.spec.vmid
     return _guest_marks(guest, entry)
 
 
-def _guest_fields(guest: GuestState, figures: Any) -> dict[str, Any]:
-    """The fields guest lists and status/current share."""
+def _guest_fields(call: Call, guest: GuestState, figures: Any) -> dict[str, Any]:
+    """The fields guest lists and status/current share (PVE 9 adds the guest's PSI while it runs)."""
     spec = guest.spec
     fields: dict[str, Any] = {
         "vmid": spec.vmid, "name": spec.name, "status": guest.status, "cpus": spec.cpus, "cpu": figures.cpu,
@@ -132,6 +132,8 @@ def _guest_fields(guest: GuestState, figures: Any) -> dict[str, Any]:
     }
     if spec.type == "lxc":
         fields.update({"type": "lxc", "swap": 0, "maxswap": 512 * 1024**2})
+    if figures.running and call.api.cluster.node_major(guest.node) >= 9:
+        fields.update(guest_pressure(call.api.cluster, guest, figures, call.now))
     return fields
 
 
@@ -192,7 +194,7 @@ def guest_status(call: Call, node: str, kind: str, vmid: str) -> Any:
         ha = {"managed": 1, "state": guest.hastate or spec.ha.state}
         if spec.ha.group:
             ha["group"] = spec.ha.group
-    status = {**_guest_fields(guest, figures), "ha": ha}
+    status = {**_guest_fields(call, guest, figures), "ha": ha}
     major = call.api.cluster.node_major(node)
     if kind == "qemu":
         status.update({"qmpstatus": guest.status, "agent": 1})

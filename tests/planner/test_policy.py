@@ -69,6 +69,8 @@ def test_headroom_reserves_the_larger_of_fraction_and_bytes():
         ({"memory_weight": float("inf")}, "policy.memory_weight: expected a number from 0 to 1, got inf"),
         ({"migration_bandwidth": float("nan")}, "policy.migration_bandwidth: expected a size"),
         ({"node_headroom": {"pve1": "1e400G"}}, "policy.node_headroom.pve1: expected a size"),
+        ({"pressure_weight": -1}, "policy.pressure_weight: expected a number from 0 to 10, got -1"),
+        ({"pressure_weight": float("nan")}, "policy.pressure_weight: expected a number from 0 to 10, got nan"),
     ],
 )
 def test_bad_values_give_one_line_naming_the_key(data, message):

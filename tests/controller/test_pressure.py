@@ -1,0 +1,103 @@
+"""`policy.pressure_weight` (issue 17): a node's PSI from Prometheus weighs its load, over the
+simulator and a real Prometheus holding the exporter's history (with --collector.pressure)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from controller.config import load_config
+from controller.cycle import Cycle, run_cycle
+from controller.loop import Controller
+from controller.promql import PrometheusSettings, PromQL, pressure_query
+from exporter.backfill import backfill
+from exporter.collectors import CollectorOptions
+from pveapi.client import PveClient
+from tests.controller.conftest import write_config
+from tests.support.prometheus import running_prometheus
+from tests.support.sim import RunningSimulator, running_simulator
+
+START = 1_767_000_000.0
+HOUR = 3600.0
+PSI = CollectorOptions(pressure=True)
+
+
+def _guest(vmid: int, node: str, cpu: dict[str, Any] | float) -> dict[str, Any]:
+    return {"vmid": vmid, "type": "qemu", "name": f"vm{vmid}", "node": node, "cpus": 8, "memory": "8GiB",
+            "cpu": cpu, "mem": 0.5}
+
+
+# Both nodes carry three 8-vCPU guests averaging about a quarter of their vCPUs, so over the hour
+# their utilisation is the same. pve1's three are batch jobs on one schedule (burst group 1):
+# together they ask for 19 of its 16 threads a quarter of the time, and it stalls; pve2's are steady.
+STALLING: dict[str, Any] = {
+    "name": "stalling",
+    "seed": 7,
+    "nodes": [{"name": n, "cores": 16, "memory": "64GiB", "version": "9.1.3"} for n in ("pve1", "pve2")],
+    "storages": [{"name": "ceph", "type": "rbd", "shared": True, "content": "images,rootdir", "size": "1TiB"}],
+    "guests": [
+        *(_guest(100 + i, "pve1", {"profile": "bursty", "base": 0.1, "peak": 0.8, "chance": 0.25, "group": 1,
+                                   "noise": 0}) for i in range(3)),
+        *(_guest(110 + i, "pve2", {"profile": "constant", "level": 0.215, "noise": 0}) for i in range(3)),
+    ],
+}
+
+
+@pytest.fixture(autouse=True)
+def _sim_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+
+
+def _config(tmp_path: Path, sim: RunningSimulator, url: str, weight: float) -> Path:
+    return write_config(tmp_path, sim, prometheus={"url": url, "window": "1h", "max_data_age": "10m"},
+                        policy={"pressure_weight": weight, "min_gain": 0.01},
+                        run={"automation": "automatic", "hold_time": 0, "cooldown": "1h", "interval": "5m"},
+                        apply={"poll_interval": 5})
+
+
+def _stall(url: str, at: float) -> dict[str, float]:
+    """Every node's CPU + memory PSI over the hour before `at`, as the controller asks for it."""
+    return PromQL(PrometheusSettings(url=url)).query(pressure_query("1h"), at)
+
+
+def test_pressure_relieves_a_node_that_stalls_at_moderate_utilisation(tmp_path: Path) -> None:
+    tsdb = tmp_path / "tsdb"
+    with running_simulator(STALLING, time_scale=0, start=START) as sim:
+        backfill(sim.connection_settings(), sim.admin_url, START, START + HOUR, 60, tsdb, PSI)
+        sim.set_time(START + HOUR)
+        with running_prometheus(tsdb) as prom:
+            cycles: dict[float, Cycle] = {}
+            for weight in (0.0, 2.0):
+                config = load_config(_config(tmp_path, sim, prom.url, weight))
+                cycles[weight] = run_cycle(PveClient(config.proxmox), PromQL(config.prometheus), config, at=START + HOUR)
+            stall_before = _stall(prom.url, START + HOUR)
+            controller = Controller(config, PveClient(config.proxmox), PromQL(config.prometheus), clock=sim.clock,
+                                    sleep=sim.advance)
+            summary = controller.cycle()  # pressure_weight 2: carries out the plan
+        assert summary.result == "applied" and summary.report is not None
+        applied = sim.clock()
+        backfill(sim.connection_settings(), sim.admin_url, applied, applied + HOUR, 60, tsdb, PSI)
+        with running_prometheus(tsdb) as prom:
+            stall_after = _stall(prom.url, applied + HOUR)
+    off, on = cycles[0.0], cycles[2.0]
+    loads = {n.name: n for n in off.plan.nodes_before}
+    # Utilisation alone: the nodes look alike (and moderate), so nothing moves, and no PSI is asked for.
+    assert all(n.cpu_ratio < 0.5 and n.mem_ratio < 0.5 for n in loads.values())
+    assert off.plan.moves == () and off.plan.imbalance_before < 0.05
+    assert off.observation.history is not None and off.observation.history.queries == 3
+    assert off.model.node_pressure == {}
+    # pve1 stalls a tenth of the time while pve2 does not: with pressure it counts as busier.
+    assert stall_before["node/pve1"] > 0.05 and stall_before.get("node/pve2", 0.0) < 0.01
+    assert on.observation.history is not None and on.observation.history.queries == 4
+    assert on.model.node_pressure == pytest.approx({"pve1": stall_before["node/pve1"], "pve2": 0.0}, abs=1e-9)
+    weighed = {n.name: n for n in on.plan.nodes_before}
+    assert weighed["pve1"].load > loads["pve1"].load and weighed["pve2"].load == loads["pve2"].load
+    leaving = {m.vmid for m in on.plan.moves if m.source == "pve1"}
+    assert leaving and leaving <= {100, 101, 102}  # batch guests leave the stalling node (steady ones may swap in)
+    # The next hour, measured the same way: the stalling node is relieved and no node took its stall over.
+    assert stall_after["node/pve1"] < stall_before["node/pve1"] / 2
+    assert max(stall_after.values()) < stall_before["node/pve1"] / 2

@@ -32,7 +32,7 @@ from controller.observe import cluster_identity
 from controller.outcomes import OutcomeLog, record_report
 from controller.promql import PromQL
 from controller.reviewed import apply_reviewed, differs_from_last_saved, last_saved_path, plan_document, read_reviewed
-from planner.report import plan_to_dict, render_table
+from planner.report import render_table
 from planner.rules import RuleSet
 from controller.state import ControllerLock, LoopState
 from pveapi.client import PveClient
@@ -193,7 +193,7 @@ def _advise(args: argparse.Namespace) -> int:
         config = replace(config, ai=replace(config.ai, window=args.window))
     advice = advise(config, PveClient(config.proxmox))
     if args.output and advice.ai_plan is not None:
-        _write_json(Path(args.output), plan_to_dict(advice.ai_plan), "--output")
+        _write_json(Path(args.output), plan_document(advice.cycle, config, advice.ai_plan), "--output")
     if args.format == "json":
         print(json.dumps(advice_to_dict(advice), indent=2))
     else:

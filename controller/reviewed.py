@@ -36,12 +36,14 @@ class Reviewed:
     plan_id: str
 
 
-def plan_document(cycle: Cycle, config: Config) -> dict[str, Any]:
-    """The plan JSON (docs/plan-schema.md) with its id and the digest of what it was made from."""
+def plan_document(cycle: Cycle, config: Config, plan: Plan | None = None) -> dict[str, Any]:
+    """The plan JSON (docs/plan-schema.md) with its id and the digest of what it was made from:
+    the cycle's own plan, or another `plan` made from the same observation (the AI advisor's)."""
+    plan = cycle.plan if plan is None else plan
     inputs = inputs_digest(cycle.model, cycle.rules, config.policy)
     return {
-        **plan_to_dict(cycle.plan),
-        "plan_id": plan_id(inputs, cycle.plan.moves),
+        **plan_to_dict(plan),
+        "plan_id": plan_id(inputs, plan.moves),
         "inputs_digest": inputs,
         "warnings": list(cycle.warnings),
     }

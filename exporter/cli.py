@@ -64,6 +64,12 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
                         default=True, help="prometheus-pve-exporter's 0-valued series: pve_ha_state and pve_lock_state "
                         "for every state not held, pve_disk_usage_bytes of qemu guests (default on, as it does; "
                         "--no-collector.zeros drops about 200,000 samples at 10,000 guests)")
+    parser.add_argument("--collector.replication", dest="collector_replication", action=argparse.BooleanOptionalAction,
+                        default=True, help="pve_replication_*: the job list once a minute, plus one call per scrape "
+                        "for each node holding a replicated guest (default on, as prometheus-pve-exporter does)")
+    parser.add_argument("--collector.qdevice", dest="collector_qdevice", action=argparse.BooleanOptionalAction,
+                        default=True, help="pve_qdevice_*: one call per scrape with a QDevice configured, every 5 "
+                        "minutes without (default on, as prometheus-pve-exporter does)")
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -109,7 +115,8 @@ def _config_path(given: Path | None) -> Path | None:
 
 def _collector_options(args: argparse.Namespace) -> CollectorOptions:
     return CollectorOptions(pressure=args.collector_pressure, config=args.collector_config,
-                            deprecated=args.collector_deprecated, zeros=args.collector_zeros)
+                            deprecated=args.collector_deprecated, zeros=args.collector_zeros,
+                            replication=args.collector_replication, qdevice=args.collector_qdevice)
 
 
 def serve(args: argparse.Namespace) -> int:

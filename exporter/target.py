@@ -121,7 +121,7 @@ class Target:
         self.stats = TargetStats()
         self.client = PveClient(settings, observer=self.stats.observe, pool_size=max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"pve-{self.host}")
-        self._cache: dict[CallKey, tuple[float, Any]] = {}
+        self._cache: dict[CallKey, tuple[float, Any]] = {}  # (reusable until, answer)
         self._failing: set[CallKey] = set()
         self._lock = threading.Lock()
         self.render_seconds = 0.0  # how long rendering the last answer for this target took
@@ -132,8 +132,8 @@ class Target:
         pending = PendingCalls()
         now = time.monotonic()
         for call in calls:
-            cached = self._cache.get(call.key) if call.max_age else None
-            if cached is not None and now - cached[0] < call.max_age:
+            cached = self._cache.get(call.key)
+            if cached is not None and now < cached[0]:
                 pending.answers[call.key] = cached[1]
             else:
                 pending.futures[self._pool.submit(self._fetch, call)] = call
@@ -148,8 +148,11 @@ class Target:
             call = pending.futures[future]
             try:
                 answers[call.key] = future.result()
-                if call.max_age:
-                    self._cache[call.key] = (time.monotonic(), answers[call.key])
+                reuse = call.reuse_for(answers[call.key])
+                if reuse:
+                    self._cache[call.key] = (time.monotonic() + reuse, answers[call.key])
+                else:  # an answer not to reuse also replaces one that was
+                    self._cache.pop(call.key, None)
             except ApiError as exc:
                 failures[call.key] = exc
                 if call.key in self._cache:  # a slow-changing fact: last known beats none

@@ -23,6 +23,7 @@ from pveapi.values import vmid as read_vmid
 
 from .access import BUILTIN_ROLES, PRIVILEGES, AclEntry, normalize_path
 from .generate import expand_generated
+from .replication import QDevice, ReplicationJob, parse_qdevice, parse_replication
 from .validation import MAX_SECONDS, MAX_SEED, MAX_SIZE, MAX_TIME_SCALE, listed, parse_start, required, unique
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
@@ -167,6 +168,8 @@ class Scenario:
     seed: int = 1
     time_scale: float = 1.0
     start: float | None = None
+    replication: tuple[ReplicationJob, ...] = ()
+    qdevice: QDevice | None = None
 
     def storage(self, name: str) -> StorageSpec:
         """A guest's storage; the scenario loader has checked it exists."""
@@ -226,7 +229,7 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping with nodes and guests (or a /cluster/resources capture list)")
     known = {"name", "cluster", "seed", "time_scale", "start", "migration", "options", "users", "tokens",
-             "roles", "acl", "nodes", "storages", "pools", "guests", "ha", "generate"}
+             "roles", "acl", "nodes", "storages", "pools", "guests", "ha", "generate", "replication", "qdevice"}
     unknown = sorted(set(data) - known)
     if unknown:
         raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(known))}")
@@ -270,6 +273,9 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
         seed=count(data.get("seed", 1), f"{where}.seed", 0, MAX_SEED),
         time_scale=number(data.get("time_scale", 1), f"{where}.time_scale", 0, MAX_TIME_SCALE),
         start=parse_start(data.get("start"), f"{where}.start"),
+        replication=parse_replication(data.get("replication"), f"{where}.replication",
+                                      {g.vmid: g.node for g in guests}, {n.name for n in nodes}),
+        qdevice=parse_qdevice(data.get("qdevice"), f"{where}.qdevice"),
     )
 
 

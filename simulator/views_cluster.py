@@ -93,11 +93,6 @@ def not_backed_up(call: Call) -> Any:
             for g in call.api.cluster.guests.values() if not g.spec.template]
 
 
-@route("GET", "/cluster/config/qdevice")
-def qdevice(call: Call) -> Any:
-    return {}
-
-
 def _ha_guests(call: Call) -> list[Any]:
     return [g for g in call.api.cluster.guests.values() if g.spec.ha is not None]
 

@@ -83,11 +83,6 @@ def subscription(call: Call, node: str) -> Any:
             "url": "https://www.proxmox.com/en/proxmox-virtual-environment/pricing"}
 
 
-@route("GET", "/nodes/{node}/replication")
-def replication(call: Call, node: str) -> Any:
-    return []
-
-
 @route("GET", "/nodes/{node}/storage")
 def node_storage(call: Call, node: str) -> Any:
     answer = []

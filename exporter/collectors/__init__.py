@@ -14,6 +14,8 @@ from .cluster import ClusterCollector
 from .guest_config import GuestConfigCollector
 from .node_status import NodeStatusCollector
 from .pressure import PressureCollector
+from .qdevice import QDeviceCollector
+from .replication import ReplicationCollector
 from .resources import ResourcesCollector
 from .self_metrics import SelfCollector
 from .status import StatusCollector
@@ -27,6 +29,10 @@ def concerns(options: CollectorOptions) -> list[type[ResultCollector]]:
     enabled: list[type[ResultCollector]] = [
         StatusCollector, ResourcesCollector, NodeStatusCollector, ClusterCollector, BackupCollector, SubscriptionCollector,
     ]
+    if options.replication:
+        enabled.append(ReplicationCollector)
+    if options.qdevice:
+        enabled.append(QDeviceCollector)
     if options.pressure:
         enabled.append(PressureCollector)
     if options.config:

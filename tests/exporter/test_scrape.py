@@ -11,7 +11,7 @@ import pytest
 from exporter.collectors import CollectorOptions
 from exporter.collectors.subscription import parse_subscription
 from tests.exporter.conftest import RunningExporter, api_get, module_block
-from tests.support.sim import RunningSimulator
+from tests.support.sim import RunningSimulator, demo_with_replication, running_simulator
 
 METRICS_DOC = Path(__file__).resolve().parents[2] / "docs" / "metrics.md"
 # Counters with labels have no series until something fails: covered in test_failures.py.
@@ -31,11 +31,12 @@ def documented_exporter_metrics() -> set[str]:
     return names
 
 
-def test_every_documented_metric_is_exported(sim: RunningSimulator, start_exporter: Any, tmp_path: Path) -> None:
-    exporter = start_exporter(
-        {"default": module_block(sim, tmp_path / "token")}, CollectorOptions(pressure=True, config=True)
-    )
-    scrape = exporter.scrape()
+def test_every_documented_metric_is_exported(start_exporter: Any, tmp_path: Path) -> None:
+    with running_simulator(demo_with_replication(), time_scale=0) as sim:  # the replication and QDevice families too
+        exporter = start_exporter(
+            {"default": module_block(sim, tmp_path / "token")}, CollectorOptions(pressure=True, config=True)
+        )
+        scrape = exporter.scrape()
     exported = {name.removesuffix("_bucket") for name in scrape.names}
     missing = documented_exporter_metrics() - ONLY_AFTER_ERRORS - ONLY_WITH_A_SUBSCRIPTION - exported
     assert not missing, f"documented in docs/metrics.md but not exported: {sorted(missing)}"
@@ -119,6 +120,25 @@ def test_one_resources_call_plus_one_status_call_per_online_node(sim: RunningSim
     for _ in range(3):
         assert exporter.scrape().status == 200
     assert sim.request_counts() == {"GET /cluster/resources": 3, "GET /nodes/{node}/status": 3 * 4}
+
+
+def test_replication_and_a_qdevice_cost_what_the_docs_say(start_exporter: Any, tmp_path: Path) -> None:
+    # Jobs on guests of pve1 and pve2: one /nodes/{node}/replication each per scrape; the QDevice's
+    # state every scrape; the job list once a minute; values as the simulator's jobs have them.
+    with running_simulator(demo_with_replication(), time_scale=0) as sim:
+        exporter = start_exporter({"default": module_block(sim, tmp_path / "token")})
+        first = exporter.scrape()
+        assert first.value("pve_replication_failed_syncs", id="113-0") == 2
+        assert first.value("pve_replication_info", id="102-0", type="local", source="node/pve2", target="node/pve1",
+                           guest="qemu/102") == 1
+        assert first.value("pve_qdevice_up", id="cluster/demo") == 1
+        sim.reset_request_counts()
+        for _ in range(3):
+            assert exporter.scrape().status == 200
+        counts = sim.request_counts()
+        assert counts["GET /nodes/{node}/replication"] == 3 * 2
+        assert counts["GET /cluster/config/qdevice"] == 3
+        assert "GET /cluster/replication" not in counts and "GET /nodes/{node}/replication/{id}/status" not in counts
 
 
 def test_costly_collectors_are_off_by_default_and_cost_what_they_say(

@@ -1,6 +1,6 @@
 """Everything prometheus-pve-exporter 3.10 exports, pvebalance-exporter exports too, on the same cluster.
 
-Both scrape one frozen simulator: prometheus-pve-exporter in its default cluster and node modes
+Both scrape one frozen simulator (the demo with replication jobs and a QDevice): prometheus-pve-exporter in its default cluster and node modes
 (every collector on, as its defaults are), pvebalance-exporter with its defaults plus
 `--collector.config` (the peer's node mode reads each local guest's config; ours asks one call
 per guest, so that is a flag). `missing()` lists every family, label name set and series of the
@@ -22,7 +22,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from exporter.collectors import CollectorOptions
 from exporter.http import ServeOptions
 from tests.exporter.conftest import RunningExporter, module_block, write_config
-from tests.support.sim import running_simulator
+from tests.support.sim import demo_with_replication, running_simulator
 
 collector = pytest.importorskip("pve_exporter.collector", reason="prometheus-pve-exporter needs Python >= 3.11")
 
@@ -70,7 +70,7 @@ def missing(peer: Exposition, ours: Exposition) -> list[str]:
 @pytest.fixture(scope="module")
 def both(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     tmp = tmp_path_factory.mktemp("superset")
-    with running_simulator("demo", time_scale=0) as sim:
+    with running_simulator(demo_with_replication(), time_scale=0) as sim:
         config = {"user": sim.token_user, "token_name": sim.token_name, "token_value": sim.token_value,
                   "verify_ssl": sim.ca_path}
         defaults = collector.CollectorsOptions(*([True] * len(collector.CollectorsOptions._fields)))
@@ -108,3 +108,11 @@ def test_promtool_accepts_the_scrape(both: tuple[str, str]) -> None:
     # promtool's lint notes (exit 3) are style advice (e.g. counters' units); errors are exit 1.
     assert done.returncode in (0, 3), done.stderr.decode()
     assert b"error" not in done.stderr.lower(), done.stderr.decode()
+
+
+def test_the_diff_covers_replication_and_the_qdevice(both: tuple[str, str]) -> None:
+    # The peer exports them on this cluster, so the diff above compares them series by series.
+    peer, ours = exposition(both[0]), exposition(both[1])
+    assert set(peer["pve_replication_info"][1]) < set(ours["pve_replication_info"][1])  # ours: every node's jobs
+    assert peer["pve_replication_failed_syncs"][1][(("id", "113-0"),)] == 2
+    assert peer["pve_qdevice_up"][1] == ours["pve_qdevice_up"][1] == {(("id", "cluster/demo"),): 1}

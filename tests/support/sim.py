@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from pveapi.settings import ConnectionSettings, Secret
-from simulator.scenario import ALL_PRIVILEGES, Credential
+from simulator.scenario import ALL_PRIVILEGES, BUILTIN_DIR, Credential
 from simulator.server import Simulator
 
 TOKEN_USER = "root@pam"
@@ -103,6 +104,16 @@ class RunningSimulator:
     def stop(self) -> None:
         self._session.close()
         self.simulator.stop()
+
+
+def demo_with_replication() -> dict[str, Any]:
+    """The demo plus replication jobs (one failing, one on another node than pve1, the API's) and a QDevice."""
+    data = yaml.safe_load((BUILTIN_DIR / "demo.yaml").read_text(encoding="utf-8"))
+    data["replication"] = [{"guest": 100, "target": "pve2"},
+                           {"guest": 113, "target": "pve3", "schedule": "*/5", "fail_count": 2, "duration": 7.25},
+                           {"guest": 102, "target": "pve1", "comment": "web03 to pve1"}]
+    data["qdevice"] = {"host": "10.0.0.250"}
+    return data
 
 
 @contextlib.contextmanager

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from controller.state import AUTOMATION_MODES
 from planner.model import MoveKind, Plan
 
 CYCLE_RESULTS = ("planned", "applied", "skipped", "failed")
@@ -38,6 +39,13 @@ class ControllerMetrics:
         self.lock_held = Gauge(
             "pvebalance_lock_held", "1 when this instance holds the one-controller lock and may migrate", registry=r
         )
+        self.automation = Gauge(
+            "pvebalance_automation_mode", "1 for the automation mode in force (manual, automatic, paused)", ["mode"], registry=r
+        )
+        self.api_actions = Counter(
+            "pvebalance_api_actions", "Operator API requests, by action and result (ok, refused, error, unauthorized, forbidden)",
+            ["action", "result"], registry=r,
+        )
         # Every label value exists from the start, so rate() and alerts see zeros, not gaps.
         for result in CYCLE_RESULTS:
             self.cycles.labels(result)
@@ -58,6 +66,13 @@ class ControllerMetrics:
         for when, loads in (("now", plan.nodes_before), ("predicted", plan.nodes_after)):
             for node in loads:
                 self.node_load.labels(node.name, when).set(node.load)
+
+    def publish_automation(self, mode: str) -> None:
+        for each in AUTOMATION_MODES:
+            self.automation.labels(each).set(1 if each == mode else 0)
+
+    def count_action(self, action: str, result: str) -> None:
+        self.api_actions.labels(action, result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

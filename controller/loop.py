@@ -135,6 +135,7 @@ class Controller:
         """This cluster's state file (a dry run reads it and never writes it)."""
         if self._state is None:
             self._state = LoopState.load(self.config.run.state_file, cluster_identity(self.client), writable=not self.dry_run)
+            self.metrics.publish_automation(self.automation)  # an operator's choice from before a restart
         return self._state
 
     @property

@@ -296,6 +296,7 @@ class Controller:
         document = plan_document(cycle, self.config)
         self.current_plan = {**document, "generated_at": now, "actionable": cycle.actionable, "why_not": cycle.why_not}
         self.last_cycle = cycle
+        self.metrics.publish_plan_id(document["plan_id"])
         self.operations.remember(Reviewed(cycle.plan, document["plan_id"]))
 
     def endpoints(self) -> Endpoints:

@@ -39,6 +39,7 @@ class ControllerMetrics:
         self.lock_held = Gauge(
             "pvebalance_lock_held", "1 when this instance holds the one-controller lock and may migrate", registry=r
         )
+        self.plan_info = Gauge("pvebalance_plan_info", "1 for the id of the current plan", ["plan_id"], registry=r)
         self.automation = Gauge(
             "pvebalance_automation_mode", "1 for the automation mode in force (manual, automatic, paused)", ["mode"], registry=r
         )
@@ -66,6 +67,10 @@ class ControllerMetrics:
         for when, loads in (("now", plan.nodes_before), ("predicted", plan.nodes_after)):
             for node in loads:
                 self.node_load.labels(node.name, when).set(node.load)
+
+    def publish_plan_id(self, plan_id: str) -> None:
+        self.plan_info.clear()
+        self.plan_info.labels(plan_id).set(1)
 
     def publish_automation(self, mode: str) -> None:
         for each in AUTOMATION_MODES:

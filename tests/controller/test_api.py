@@ -199,3 +199,60 @@ def test_plans_migrations_and_automation(run: Run, sim: RunningSimulator) -> Non
     assert {e["action"] for e in events if e["event"] == "api.action" and e["who"] == "grafana"} >= {
         "migrate", "apply_plan", "plan", "automation"}
     assert not [s for s in run.secrets if any(s in err for err in run.stderr)]
+
+
+def _rows(metrics: str, name: str) -> list[dict[str, str]]:
+    """The label sets of a metric's series: the rows a Grafana table of that metric shows."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [dict(s.labels) for f in text_string_to_metric_families(metrics) for s in f.samples if s.name == name]
+
+
+def _fill(template: str, row: dict[str, str], run: Run) -> str:
+    """What Grafana sends: the row's fields and the dashboard's variables filled in."""
+    for key, value in row.items():
+        template = template.replace('${__data.fields["%s"]}' % key, value)
+    return template.replace("${controller}", run.url).replace("${operator_token}", OPERATOR)
+
+
+def _press(run: Run, button: dict[str, Any], row: dict[str, str]) -> requests.Response:
+    fetch = button["fetch"]
+    assert "${__data" not in _fill(button["confirmation"], row, run)  # the confirmation names what will happen
+    headers = {k: _fill(v, row, run) for k, v in fetch["headers"]}
+    body = _fill(fetch["body"], row, run)
+    return requests.request(fetch["method"], _fill(fetch["url"], row, run), headers=headers,
+                            data=body.encode() if body else None, timeout=60)
+
+
+def test_the_dashboard_buttons_do_what_their_titles_say(run: Run, sim: RunningSimulator) -> None:
+    board = json.loads((ROOT / "grafana" / "dashboards" / "balancer.json").read_text())
+    buttons = {a["title"]: a for p in board["panels"] for a in p["fieldConfig"]["defaults"].get("actions", [])}
+    assert set(buttons) == {"Apply this move", "Apply plan", "Plan now", "Pause automation", "Resume automation"}
+    assert OPERATOR not in json.dumps(board) and "Bearer ${operator_token}" in json.dumps(board)
+    token_box = next(v for v in board["templating"]["list"] if v["name"] == "operator_token")
+    assert token_box["skipUrlSync"] and token_box["current"]["value"] == ""
+    # "Apply this move" on the plan table's first row (pvebalance_plan_move_info's labels).
+    row = next(r for r in _rows(run.get("/metrics").text, "pvebalance_plan_move_info") if r["step"] == "1")
+    assert _press(run, buttons["Apply this move"], row).status_code == 202
+    assert run.settled()[0]["state"] == "succeeded" and _placement(sim)[int(row["vmid"])] == row["target"]
+    # "Plan now": a fresh cycle, so a new plan id.
+    def cycles() -> int:
+        return len(_rows(run.get("/metrics").text, "pvebalance_cycles_total")) and sum(
+            int(line.split()[-1].split(".")[0]) for line in run.get("/metrics").text.splitlines()
+            if line.startswith("pvebalance_cycles_total{"))
+
+    before, old_id = cycles(), run.get("/api/v1/plan", VIEWER).json()["plan_id"]
+    assert _press(run, buttons["Plan now"], {}).status_code == 202
+    _wait(lambda: cycles() > before and run.get("/api/v1/plan", VIEWER).json()["plan_id"] != old_id)
+    # "Apply plan" on the Controller table's row: that plan's moves, all of them.
+    plan = run.get("/api/v1/plan", VIEWER).json()
+    (info,) = _rows(run.get("/metrics").text, "pvebalance_plan_info")
+    assert info["plan_id"] == plan["plan_id"] and plan["moves"]
+    assert _press(run, buttons["Apply plan"], info).status_code == 202
+    assert {m["vmid"] for m in run.settled() if m["what"] == f"plan {plan['plan_id']}" and m["state"] == "succeeded"} == {
+        m["vmid"] for m in plan["moves"]}
+    # Pause, then resume.
+    assert _press(run, buttons["Pause automation"], info).status_code == 200
+    assert run.get("/health").json()["automation"] == "paused"
+    assert _press(run, buttons["Resume automation"], info).status_code == 200
+    assert run.get("/health").json()["automation"] == "automatic"

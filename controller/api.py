@@ -92,14 +92,6 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
                                                       status=answer.status_code, detail=detail)
         return answer
 
-    @app.get(f"{PREFIX}/cluster", summary="Nodes, guests with their rules and data source, imbalance, rule problems")
-    async def cluster(request: Request) -> Response:
-        return await read(request, "cluster", operations.cluster)
-
-    @app.get(f"{PREFIX}/plan", summary="The current plan with its plan id")
-    async def plan(request: Request) -> Response:
-        return await read(request, "plan", operations.plan)
-
     @app.post(f"{PREFIX}/plan", summary="A fresh plan, optionally what-if: window, statistic, trigger, max_moves, drain",
               openapi_extra={"requestBody": _OBJECT})
     async def make_plan(request: Request) -> Response:
@@ -114,10 +106,6 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
     async def migrate(request: Request) -> Response:
         return await act(request, "migrate", operations.migrate)
 
-    @app.get(f"{PREFIX}/migrations", summary="Running and recent migrations: task id, state, progress, outcome")
-    async def migrations(request: Request) -> Response:
-        return await read(request, "migrations", operations.migrations)
-
     @app.post(f"{PREFIX}/cycle", summary="Plan now (and act, in automatic mode)")
     async def cycle(request: Request) -> Response:
         def start(body: Any, who: str) -> dict[str, Any]:
@@ -130,12 +118,21 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
     async def automation(request: Request) -> Response:
         return await act(request, "automation", lambda body, who: operations.set_automation(body), status=200)
 
-    @app.get(f"{PREFIX}/config", summary="The effective configuration, every secret redacted")
-    async def config(request: Request) -> Response:
-        return await read(request, "config", operations.config)
-
-    @app.get(f"{PREFIX}/advice", summary="The AI advisor's checked suggestions (needs an ai: block)")
-    async def advice(request: Request) -> Response:
-        return await read(request, "advice", operations.advice)
+    reads: dict[str, tuple[Callable[[], Any], str]] = {
+        "cluster": (operations.cluster, "Nodes, guests with their rules and data source, imbalance, rule problems"),
+        "plan": (operations.plan, "The current plan with its plan id"),
+        "migrations": (operations.migrations, "Running and recent migrations: task id, state, progress, outcome"),
+        "config": (operations.config, "The effective configuration, every secret redacted"),
+        "advice": (operations.advice, "The AI advisor's checked suggestions (needs an ai: block)"),
+    }
+    for name, (answer, summary) in reads.items():
+        app.add_api_route(f"{PREFIX}/{name}", _reader(read, name, answer), methods=["GET"], summary=summary, name=name)
 
     # Issue #11's POST /api/v1/nodes/{node}/drain belongs here once controller/drain.py is on main.
+
+
+def _reader(read: Callable[..., Any], action: str, answer: Callable[[], Any]) -> Callable[[Request], Any]:
+    async def route(request: Request) -> Response:
+        return await read(request, action, answer)
+
+    return route

@@ -27,7 +27,7 @@ import structlog
 
 from controller.config import WINDOWS, Config
 from controller.cycle import cooldown_holds, cycle_rules, run_cycle
-from controller.executor import ApplyReport, Executor
+from controller.executor import ApplyReport, Executor, Outcome
 from controller.observe import movable, observe
 from controller.promql import PromQL, Statistic
 from controller.reviewed import Reviewed, apply_reviewed, plan_document
@@ -236,7 +236,7 @@ class Operations:
         c = self.controller
         on_event = c.migration_log.new_run(moves, who, what)
         if not c.acting.acquire(blocking=False):
-            on_event_refused(on_event, moves, "another migration run is in progress")
+            _not_started(on_event, moves, "another migration run is in progress")
             raise ApiRefusal(409, "another migration run is in progress; see GET /api/v1/migrations")
         try:
             why_not = c.may_act()
@@ -245,7 +245,7 @@ class Operations:
             raise
         if why_not is not None:
             c.acting.release()
-            on_event_refused(on_event, moves, why_not)
+            _not_started(on_event, moves, why_not)
             raise ApiRefusal(409, why_not)
 
         def run() -> None:
@@ -270,9 +270,8 @@ class Operations:
             thread.join(timeout)
 
 
-def on_event_refused(on_event: Callable[[Mapping[str, Any]], None], moves: Sequence[Move], why: str) -> None:
-    from controller.executor import Outcome
-
+def _not_started(on_event: Callable[[Mapping[str, Any]], None], moves: Sequence[Move], why: str) -> None:
+    """Shows a refused run's moves in GET /api/v1/migrations as not started, with the reason."""
     for move in moves:
         on_event({"event": "not_started", "vmid": move.vmid, "move": move, "outcome": Outcome(move, "not_started", why)})
 

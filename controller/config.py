@@ -27,6 +27,7 @@ from pveapi.settings import ConnectionSettings, Secret, read_secret, verify_ssl
 
 WINDOWS = ("1h", "6h", "24h", "7d")
 Automation = Literal["manual", "automatic"]
+Role = Literal["viewer", "operator"]
 
 @dataclass(frozen=True)
 class ApplySettings:
@@ -76,6 +77,21 @@ _MAX_IN_FLIGHT = 64
 
 
 @dataclass(frozen=True)
+class ApiToken:
+    """A bearer token of the controller's HTTP API: `viewer` may read, `operator` may also act."""
+
+    name: str  # who, in logs and metrics; never the token itself
+    role: Role
+    secret: Secret = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    tokens: tuple[ApiToken, ...] = ()  # none: the /api/v1 endpoints answer 401 to everyone
+    cors_origins: tuple[str, ...] = ()  # browser origins (the Grafana URL) allowed to call the API
+
+
+@dataclass(frozen=True)
 class Config:
     proxmox: ConnectionSettings
     prometheus: PrometheusSettings | None
@@ -85,16 +101,20 @@ class Config:
     run: RunSettings
     source: str = "<config>"
     ai: AdvisorSettings | None = None  # the optional AI advisor (docs/advisor.md); None: off
+    api: ApiSettings = ApiSettings()
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, so tests and output checks can prove none leaks."""
-        extra = [self.run.webhook_token, self.ai.api_key if self.ai is not None else None]
+        extra = [self.run.webhook_token, self.ai.api_key if self.ai is not None else None,
+                 *(t.secret for t in self.api.tokens)]
         if self.prometheus is not None:
             extra += [self.prometheus.bearer_token, self.prometheus.password]
         return self.proxmox.secrets() + tuple(s.reveal() for s in extra if s is not None)
 
 
-_TOP_KEYS = {"proxmox", "prometheus", "policy", "rules", "rules_file", "apply", "run", "ai"}
+_TOP_KEYS = {"proxmox", "prometheus", "policy", "rules", "rules_file", "apply", "run", "ai", "api"}
+_API_KEYS = {"tokens", "cors_origins"}
+_API_TOKEN_KEYS = {"name", "role", "token_file", "token_env"}  # never inline: secrets come from files or env
 _PROM_KEYS = {
     "url", "window", "statistic", "max_data_age", "bearer_token", "bearer_token_file", "bearer_token_env",
     "username", "password", "password_file", "password_env", "headers", "verify_ssl", "timeout",
@@ -145,6 +165,7 @@ def parse_config(
         run=_run(_files_from(values.mapping(data.get("run"), f"{source}: run"), base), f"{source}: run", base, env),
         source=source,
         ai=parse_advisor(_files_from(data.get("ai"), base), f"{source}: ai", env, WINDOWS),
+        api=_api(values.mapping(data.get("api"), f"{source}: api"), f"{source}: api", base, env),
     )
 
 
@@ -266,3 +287,30 @@ def _durations(value: Any, where: str) -> tuple[float, ...]:
     if not isinstance(value, list) or not value or len(value) > 16:
         raise ConfigError(f"{where}: expected a list of up to 16 durations such as [5m, 1h, 24h], got {values.found(value)}")
     return tuple(sorted({values.duration(item, f"{where}[{i}]") for i, item in enumerate(value)}))
+
+
+def _api(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]) -> ApiSettings:
+    values.reject_unknown(data, _API_KEYS, where)
+    entries = data.get("tokens") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}.tokens: expected a list of {{name, role, token_file or token_env}}")
+    tokens: list[ApiToken] = []
+    for i, raw in enumerate(entries):
+        at = f"{where}.tokens[{i}]"
+        entry = _files_from(values.mapping(raw, at), base)
+        values.reject_unknown(entry, _API_TOKEN_KEYS, at)
+        name = values.name_list(entry.get("name"), f"{at}.name")
+        role = entry.get("role")
+        if len(name) != 1 or role not in ("viewer", "operator"):
+            raise ConfigError(f"{at}: needs a name and a role, viewer (read) or operator (read and act), got {dict(entry)!r}")
+        secret = read_secret(entry, "token", at, env)
+        if secret is None:
+            raise ConfigError(f"{at}: set token_file or token_env (the token itself never goes in the config)")
+        if any(t.name == name[0] for t in tokens):
+            raise ConfigError(f"{at}.name: {name[0]!r} is used twice; each token needs its own name")
+        tokens.append(ApiToken(name[0], role, secret))
+    origins = values.name_list(data.get("cors_origins") or [], f"{where}.cors_origins")
+    for origin in origins:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ConfigError(f"{where}.cors_origins: {origin!r} is not an origin such as http://grafana.example:3000 (no path)")
+    return ApiSettings(tuple(tokens), origins)

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from controller.config import ApiSettings
 from pveapi.settings import Secret
+
+if TYPE_CHECKING:
+    from controller.operations import Operations
 
 
 @dataclass(frozen=True)
@@ -22,3 +26,6 @@ class Endpoints:
     plan: Callable[[], Mapping[str, Any] | None]
     trigger: Callable[[str], None]  # start a cycle now; the argument says why
     webhook_token: Secret | None
+    operations: Operations  # the /api/v1 reads and actions
+    api: ApiSettings  # its tokens and CORS origins
+    count_action: Callable[[str, str], None]  # (action, result) into /metrics

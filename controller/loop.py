@@ -23,16 +23,17 @@ import structlog
 from controller.config import Config
 from controller.cycle import Cycle, cooldown_holds, run_cycle
 from controller.drainstate import DrainState
-from controller.executor import ApplyReport, Executor, Outcome
+from controller.executor import ApplyReport, EventSink, Executor, Outcome
 from controller.lease import cluster_lease
 from controller.metrics import ControllerMetrics
 from controller.observe import cluster_identity
 from controller.outcomes import OutcomeLog, OutcomeMetrics, find_ping_pongs, observe_due, record_report
 from planner.model import Move, MoveKind, Plan
 from controller.promql import PromQL
-from controller.reviewed import plan_document
+from controller.reviewed import Reviewed, plan_document
 from planner.rules import RuleSet
 from controller.endpoints import Endpoints
+from controller.operations import MigrationLog, Operations
 from controller.state import ControllerBusy, ControllerLock, LoopState
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, PvebalanceError
@@ -72,7 +73,8 @@ class Controller:
         self.outcomes = OutcomeLog.load(config.run.state_file, config.run.outcomes_kept)
         self.outcome_metrics = OutcomeMetrics(self.metrics.registry)
         self.lock = ControllerLock(config.run.state_file)
-        self.lease = cluster_lease(client, config.run, dry_run) if config.run.automation == "automatic" else None
+        # Every mode may migrate: automatic in the loop, manual when an operator asks through the API.
+        self.lease = cluster_lease(client, config.run, dry_run)
         self.stopping = threading.Event()
         self._wake = threading.Event()
         self._wake_reason = ""
@@ -80,7 +82,12 @@ class Controller:
         self.last: CycleSummary | None = None
         self.last_success: float | None = None
         self.current_plan: Mapping[str, Any] | None = None
+        self.last_cycle: Cycle | None = None
         self.busy_reason: str | None = None
+        self.acting = threading.Lock()  # one migration run at a time: the loop's or one the API started
+        self.migration_log = MigrationLog()
+        self.operations = Operations(self)
+        self.metrics.publish_automation(config.run.automation)
 
     # --- triggers -------------------------------------------------------------------------
 
@@ -104,6 +111,7 @@ class Controller:
                 self._wake.clear()
                 self._wake_reason = ""
         finally:
+            self.operations.wait(timeout=self.config.apply.task_timeout)  # they saw `stopping`: nothing new starts
             if self._state is not None:
                 self._state.save()
             self.release()
@@ -131,11 +139,41 @@ class Controller:
         """This cluster's state file (a dry run reads it and never writes it)."""
         if self._state is None:
             self._state = LoopState.load(self.config.run.state_file, cluster_identity(self.client), writable=not self.dry_run)
+            self.metrics.publish_automation(self.automation)  # an operator's choice from before a restart
         return self._state
+
+    @property
+    def automation(self) -> str:
+        """manual, automatic or paused: the operator's choice (PUT /api/v1/automation, kept in
+        the state file), else run.automation."""
+        chosen = self._state.automation if self._state is not None else None
+        return chosen or self.config.run.automation
+
+    def set_automation(self, mode: str) -> None:
+        self.state.automation = mode
+        self.state.save()
+        self.metrics.publish_automation(mode)
+        if mode != "automatic" and not self.acting.locked():
+            self.release()  # another controller may migrate now
+
+    def may_act(self) -> str | None:
+        """None when a migration run may start now (the caller holds `acting`); else why not."""
+        if self.stopping.is_set():
+            return "the controller is stopping"
+        if self.automation == "paused":
+            return "automation is paused: nothing migrates until PUT /api/v1/automation sets manual or automatic"
+        if self.dry_run:
+            return None
+        return None if self._hold_lock() else self.busy_reason
+
+    def done_acting(self) -> None:
+        """After an API run: outside automatic mode the lock and lease go back at once."""
+        if self.automation != "automatic":
+            self.release()
 
     def cycle(self, trigger: str = "interval") -> CycleSummary:
         now = self.clock()
-        log.info("cycle.start", trigger=trigger, automation=self.config.run.automation)
+        log.info("cycle.start", trigger=trigger, automation=self.automation)
         try:
             summary = self._cycle(now)
         except PvebalanceError as exc:
@@ -151,7 +189,8 @@ class Controller:
         return summary
 
     def _cycle(self, now: float) -> CycleSummary:
-        automatic = self.config.run.automation == "automatic"
+        automation = self.automation
+        automatic = automation == "automatic"
         # Taken before planning, so a second instance says at once why it will not migrate.
         may_migrate = automatic and (self.dry_run or self._hold_lock())  # a dry run takes no lock: it writes nothing
         self.state.forget_before(now - self.config.run.cooldown)
@@ -160,7 +199,7 @@ class Controller:
         self._check_outcomes(cycle, now)
         balance_ready = self._hysteresis(cycle.plan, now)
         if not automatic:
-            return CycleSummary("planned", "manual automation: plan published, nothing migrated", now, len(cycle.plan.moves))
+            return CycleSummary("planned", f"{automation} automation: plan published, nothing migrated", now, len(cycle.plan.moves))
         if not may_migrate:
             return CycleSummary("skipped", self.busy_reason or "", now)
         if not cycle.actionable:
@@ -177,9 +216,17 @@ class Controller:
                 f"imbalance not above the trigger for run.hold_time ({self.config.run.hold_time:.0f}s) yet"
             )
             return CycleSummary("planned", why, now)
-        report = self._executor(cycle.rules, window_bound).apply(replace(cycle.plan, moves=moves), cycle.model)
-        for outcome in report.outcomes:
-            self._count(outcome)
+        if not self.acting.acquire(blocking=False):
+            return CycleSummary("skipped", "migrations an operator started through the API are running", now)
+        try:
+            if self.automation != "automatic":  # switched through the API while this cycle planned
+                return CycleSummary("planned", f"{self.automation} automation: plan published, nothing migrated", now)
+            plan = replace(cycle.plan, moves=moves)
+            run = self.migration_log.new_run(moves, "automation", "cycle")
+            report = self.executor(cycle.rules, run, window_bound).apply(plan, cycle.model)
+        finally:
+            self.acting.release()
+        self.count(report)
         if not self.dry_run and record_report(self.outcomes, cycle.plan, report, self.clock()) is not None:
             self.outcome_metrics.publish(self.outcomes, self.config.run.outcome_horizons)
         return CycleSummary("applied", report.summary, now, len(moves), report)
@@ -223,7 +270,7 @@ class Controller:
         self.metrics.lock_held.set(1)
         return True
 
-    def _executor(self, rules: RuleSet, window_bound: bool = False) -> Executor:
+    def executor(self, rules: RuleSet, on_event: EventSink, window_bound: bool = False) -> Executor:
         # The cycle's rules (config, HA rules read from the cluster, cooldown holds), as in
         # `pvebalance apply`: the re-check before each migration must see every rule the plan saw.
         return Executor(
@@ -235,6 +282,7 @@ class Controller:
             clock=self.clock,
             sleep=self.sleep,
             should_stop=self.stopping.is_set,
+            on_event=on_event,
             on_moved=self.state.record_move,
             on_not_started=self.state.forget_move,
             may_start=(lambda: self._confirm_lease() or self._window_closed()) if window_bound else self._confirm_lease,
@@ -266,6 +314,9 @@ class Controller:
         windows = self.config.run.windows
         if windows is not None:
             self.metrics.publish_window(windows.inside(now), windows.next_open(now))
+    def count(self, report: ApplyReport) -> None:
+        for outcome in report.outcomes:
+            self._count(outcome)
 
     def _count(self, outcome: Outcome) -> None:
         if outcome.result == "not_started" or self.dry_run:
@@ -285,12 +336,11 @@ class Controller:
             self.metrics.data_age.set(history.data_age)
         elif self.promql is not None:
             self.metrics.data_age.set(float("nan"))  # Prometheus down or empty: no age to report
-        self.current_plan = {
-            **plan_document(cycle, self.config),
-            "generated_at": now,
-            "actionable": cycle.actionable,
-            "why_not": cycle.why_not,
-        }
+        document = plan_document(cycle, self.config)
+        self.current_plan = {**document, "generated_at": now, "actionable": cycle.actionable, "why_not": cycle.why_not}
+        self.last_cycle = cycle
+        self.metrics.publish_plan_id(document["plan_id"])
+        self.operations.remember(Reviewed(cycle.plan, document["plan_id"]))
 
     def endpoints(self) -> Endpoints:
         """What `ControllerServer` serves for this controller."""
@@ -300,6 +350,9 @@ class Controller:
             plan=lambda: self.current_plan,
             trigger=self.trigger,
             webhook_token=self.config.run.webhook_token,
+            operations=self.operations,
+            api=self.config.api,
+            count_action=self.metrics.count_action,
         )
 
     # --- health ---------------------------------------------------------------------------
@@ -311,7 +364,7 @@ class Controller:
         ok = not self.stopping.is_set() and now - reference <= limit
         holder = self.lease.holder if self.lease is not None else None  # read once: the renewer may drop it
         return ok, {
-            "automation": self.config.run.automation,
+            "automation": self.automation,
             "last_cycle": None if self.last is None else {"result": self.last.result, "reason": self.last.reason, "at": self.last.at},
             "last_success": self.last_success,
             "lock_held": self.lock.held and (self.lease is None or self.lease.held),

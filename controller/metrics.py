@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from controller.state import AUTOMATION_MODES
 from planner.model import MoveKind, Plan
 
 CYCLE_RESULTS = ("planned", "applied", "skipped", "failed")
@@ -49,6 +50,14 @@ class ControllerMetrics:
             "pvebalance_migration_window_next_open_timestamp_seconds",
             "When the next migration window opens (NaN inside one, or none within two weeks)", registry=r,
         )
+        self.plan_info = Gauge("pvebalance_plan_info", "1 for the id of the current plan", ["plan_id"], registry=r)
+        self.automation = Gauge(
+            "pvebalance_automation_mode", "1 for the automation mode in force (manual, automatic, paused)", ["mode"], registry=r
+        )
+        self.api_actions = Counter(
+            "pvebalance_api_actions", "Operator API requests, by action and result (ok, refused, error, unauthorized, forbidden)",
+            ["action", "result"], registry=r,
+        )
         # Every label value exists from the start, so rate() and alerts see zeros, not gaps.
         for result in CYCLE_RESULTS:
             self.cycles.labels(result)
@@ -78,6 +87,17 @@ class ControllerMetrics:
     def publish_window(self, inside: bool, next_open: float | None) -> None:
         self.window_open.set(1 if inside else 0)
         self.window_next_open.set(float("nan") if next_open is None else next_open)
+
+    def publish_plan_id(self, plan_id: str) -> None:
+        self.plan_info.clear()
+        self.plan_info.labels(plan_id).set(1)
+
+    def publish_automation(self, mode: str) -> None:
+        for each in AUTOMATION_MODES:
+            self.automation.labels(each).set(1 if each == mode else 0)
+
+    def count_action(self, action: str, result: str) -> None:
+        self.api_actions.labels(action, result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

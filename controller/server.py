@@ -1,5 +1,6 @@
-"""HTTP for `pvebalance run`: /metrics, /health, /plan (read-only, no token) and POST /webhook
-(Alertmanager's webhook format, bearer token) which starts a cycle at once.
+"""HTTP for `pvebalance run`: /metrics, /health, /plan (read-only, no token), POST /webhook
+(Alertmanager's webhook format, bearer token) which starts a cycle at once, and the operator
+API under /api/v1 (controller/api.py, docs/api.md) with its OpenAPI at /openapi.json.
 
 A FastAPI application served by Hypercorn on its own thread and event loop. What keeps the
 server from being starved, and where it is done:
@@ -26,20 +27,21 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
 
+from controller.api import add_api
 from controller.endpoints import Endpoints
+from controller.httpio import json_response, read_body
 from pveapi.errors import ConfigError
 
 log = structlog.get_logger("pvebalance.server")
 
-MAX_BODY = 1024 * 1024  # Alertmanager batches are small; refuse anything absurd
 MAX_HEAD = 16 * 1024  # request line and headers
 IDLE_SECONDS = 10  # for a request head to arrive, and between requests on one connection
 READ_SECONDS = 30  # without receiving anything, mid-request
-BODY_SECONDS = 10  # for a whole request body
 MAX_IN_FLIGHT = 32  # requests answered at once; the endpoints are quick, more is an attack
 
 
@@ -99,10 +101,6 @@ class ControllerServer:
         await worker_serve(self._app, self._config, sockets=self._sockets, shutdown_trigger=self._stopping.wait)
 
 
-def _json(status: int, body: Mapping[str, Any]) -> Response:
-    return Response((json.dumps(body, indent=1) + "\n").encode(), status, media_type="application/json")
-
-
 def application(endpoints: Endpoints) -> FastAPI:
     """The controller's HTTP API as an ASGI application."""
     app = FastAPI(title="pvebalance controller", docs_url=None, redoc_url=None)
@@ -111,7 +109,7 @@ def application(endpoints: Endpoints) -> FastAPI:
     @app.middleware("http")
     async def cap_in_flight(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         if in_flight.locked():
-            return _json(503, {"error": "too many requests at once; try again"})
+            return json_response(503, {"error": "too many requests at once; try again"})
         async with in_flight:
             return await call_next(request)
 
@@ -122,25 +120,25 @@ def application(endpoints: Endpoints) -> FastAPI:
     @app.get("/health")
     def health() -> Response:
         ok, detail = endpoints.health()
-        return _json(200 if ok else 503, {"status": "ok" if ok else "unhealthy", **detail})
+        return json_response(200 if ok else 503, {"status": "ok" if ok else "unhealthy", **detail})
 
     @app.get("/plan")
     def plan() -> Response:
         current = endpoints.plan()
         if current is None:
-            return _json(404, {"error": "no plan yet: the first cycle has not finished"})
-        return _json(200, current)
+            return json_response(404, {"error": "no plan yet: the first cycle has not finished"})
+        return json_response(200, current)
 
     @app.post("/webhook")
     async def webhook(request: Request) -> Response:
         token = endpoints.webhook_token
         if token is None:
-            return _json(403, {"error": "webhook disabled: set run.webhook_token_file or run.webhook_token_env"})
+            return json_response(403, {"error": "webhook disabled: set run.webhook_token_file or run.webhook_token_env"})
         sent = request.headers.get("authorization", "")
         if not hmac.compare_digest(sent.encode(), f"Bearer {token.reveal()}".encode()):
             log.warning("webhook.refused", client=request.client.host if request.client else None)
-            return _json(401, {"error": "missing or wrong bearer token"})
-        body = await _body(request)
+            return json_response(401, {"error": "missing or wrong bearer token"})
+        body = await read_body(request)
         if isinstance(body, Response):
             return body
         try:
@@ -149,43 +147,26 @@ def application(endpoints: Endpoints) -> FastAPI:
             payload = None
         alerts = payload.get("alerts") if isinstance(payload, dict) else None
         if not isinstance(alerts, list):
-            return _json(400, {"error": "expected Alertmanager's webhook JSON: an object with an alerts list"})
+            return json_response(400, {"error": "expected Alertmanager's webhook JSON: an object with an alerts list"})
         firing = [a for a in alerts if isinstance(a, dict) and a.get("status", payload.get("status")) == "firing"]
         names = sorted({str(a.get("labels", {}).get("alertname", "?")) for a in firing if isinstance(a.get("labels"), dict)})
         if firing:
             endpoints.trigger(f"webhook: {', '.join(names) or 'alert'} firing")
         log.info("webhook.received", alerts=len(alerts), firing=len(firing), names=names)
-        return _json(202, {"triggered": bool(firing), "firing": len(firing)})
+        return json_response(202, {"triggered": bool(firing), "firing": len(firing)})
+
+    add_api(app, endpoints)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return json_response(exc.status_code, {"error": str(exc.detail)})
 
     @app.get("/{path:path}", include_in_schema=False)
     def unknown_get(path: str) -> Response:
-        return _json(404, {"error": "unknown path; try /metrics, /health, /plan or POST /webhook"})
+        return json_response(404, {"error": "unknown path; try /metrics, /health, /plan, POST /webhook or /api/v1 (/openapi.json)"})
 
     @app.post("/{path:path}", include_in_schema=False)
     def unknown_post(path: str) -> Response:
-        return _json(404, {"error": "unknown path; POST /webhook only"})
+        return json_response(404, {"error": "unknown path; POST /webhook or /api/v1 (/openapi.json)"})
 
     return app
-
-
-async def _body(request: Request) -> bytes | Response:
-    """The request body, at most MAX_BODY bytes, all there within BODY_SECONDS; else the refusal."""
-    declared = request.headers.get("content-length")
-    if declared is not None and int(declared) > MAX_BODY:  # h11 let only digits through
-        return _json(413, {"error": "payload too large"})
-
-    async def read() -> bytes | None:
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_BODY:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
-
-    try:
-        body = await asyncio.wait_for(read(), BODY_SECONDS)
-    except asyncio.TimeoutError:
-        return _json(408, {"error": f"request body not received within {BODY_SECONDS}s"})
-    return _json(413, {"error": "payload too large"}) if body is None else body

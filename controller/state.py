@@ -2,7 +2,8 @@
 
 The state file is small JSON, replaced atomically: when each guest last moved (its cooldown
 must survive a restart) and since when the imbalance has been above the trigger (the hold
-time). Next to it, `<state file>.lock` is held with flock(2) by the instance allowed to
+time), and the automation mode an operator chose through the API (manual, automatic or
+paused; it outlives a restart). Next to it, `<state file>.lock` is held with flock(2) by the instance allowed to
 migrate; it also names the holder (pid, host, start) so a second instance can say who.
 flock works between processes of one host (and NFS v4 with working locks); controllers on
 other hosts, or with other state files, are kept out by the cluster lease (controller/lease.py).
@@ -23,6 +24,9 @@ from typing import IO
 from pveapi.errors import ConfigError, PvebalanceError
 
 
+AUTOMATION_MODES = ("manual", "automatic", "paused")  # paused: nothing migrates, not even on request
+
+
 class ControllerBusy(PvebalanceError):
     """This instance must not migrate: another controller holds the lock or the cluster lease,
     or the lease cannot be taken (the message says which)."""
@@ -37,6 +41,7 @@ class LoopState:
     cluster: str
     moved: dict[int, float] = field(default_factory=dict)  # vmid -> unix time of its last migration
     above_trigger_since: float | None = None
+    automation: str | None = None  # set through PUT /api/v1/automation; None: the config's run.automation
     writable: bool = True  # False for dry runs: they change nothing on disk
 
     @classmethod
@@ -54,7 +59,10 @@ class LoopState:
             owner = data.get("cluster")  # absent in files written before version 2: adopted
             moved = {int(k): float(v) for k, v in dict(data.get("moved", {})).items()}
             since = data.get("above_trigger_since")
-            state = cls(path, cluster, moved, None if since is None else float(since), writable)
+            automation = data.get("automation")
+            if automation not in (None, *AUTOMATION_MODES):
+                raise ValueError(automation)
+            state = cls(path, cluster, moved, None if since is None else float(since), automation, writable)
         except (TypeError, ValueError, AttributeError):
             raise ConfigError(f"state file {path}: not a pvebalance state file; fix or remove it") from None
         if owner is not None and owner != cluster:
@@ -68,7 +76,7 @@ class LoopState:
         if not self.writable:
             return
         payload = {"version": 2, "cluster": self.cluster, "moved": {str(k): v for k, v in sorted(self.moved.items())},
-                   "above_trigger_since": self.above_trigger_since}
+                   "above_trigger_since": self.above_trigger_since, "automation": self.automation}
         tmp = self.path.with_name(self.path.name + ".tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)

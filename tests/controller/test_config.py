@@ -110,7 +110,7 @@ run: {interval: 1m, automation: automatic, hold_time: 0, cooldown: 2h, state_fil
         ({"policy": {"trigger": 2}}, r"policy\.trigger"),
         ({"rules": {"ignore": ["abc"]}}, r"rules\.ignore\[0\]"),
         ({"rules_file": "missing.yaml"}, r"rules file missing\.yaml: cannot read it"),
-        ({"planner": {}}, r"unknown key\(s\) planner; allowed: ai, apply, policy"),
+        ({"planner": {}}, r"unknown key\(s\) planner; allowed: ai, api, apply, policy"),
     ],
 )
 def test_bad_values_are_one_line_naming_the_key(blocks: dict[str, object], message: str) -> None:

@@ -1,0 +1,257 @@
+"""The operator API over real HTTP against a running `pvebalance run` on the simulator: both
+roles, no token and a wrong one, CORS, a plan applied by id, a stale plan refused, a person's
+migration that breaks a rule or overcommits refused, pause surviving a restart, no secret out."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+
+from controller.config import load_config
+from tests.controller.conftest import write_config
+from tests.controller.test_run_process import ROOT, _events, _wait
+from tests.support.prometheus import free_port
+from tests.support.sim import RunningSimulator, running_simulator
+
+OPERATOR = "op-3f1c9a7e-token-for-tests"
+VIEWER = "view-8d2b4e10-token-for-tests"
+GRAFANA = "http://grafana.example:3000"
+
+
+@pytest.fixture
+def sim() -> Iterator[RunningSimulator]:
+    with running_simulator("demo", time_scale=600) as running:
+        yield running
+
+
+class Run:
+    """A `pvebalance run` process with the API switched on."""
+
+    def __init__(self, tmp_path: Path, sim: RunningSimulator) -> None:
+        (tmp_path / "operator.token").write_text(OPERATOR + "\n")
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config = write_config(
+            tmp_path, sim,
+            run={"interval": "1h", "hold_time": 0, "listen": f"127.0.0.1:{self.port}"},
+            api={"tokens": [{"name": "grafana", "role": "operator", "token_file": "operator.token"},
+                            {"name": "wallboard", "role": "viewer", "token_env": "TEST_VIEWER_TOKEN"}],
+                 "cors_origins": [GRAFANA]},
+        )
+        self.secrets = load_config(self.config, env={"TEST_VIEWER_TOKEN": VIEWER}).secrets()
+        self.stderr: list[str] = []
+        self.process: subprocess.Popen[str] | None = None
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "controller.cli", "--config", str(self.config), "--log-format", "json", "run"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            env={**os.environ, "TEST_VIEWER_TOKEN": VIEWER},
+        )
+        _wait(lambda: self._answers("/api/v1/plan"))
+
+    def _answers(self, path: str) -> bool:
+        try:
+            return self.get(path, VIEWER).status_code == 200
+        except requests.ConnectionError:
+            assert self.process is not None and self.process.poll() is None, self.process.communicate()[1][-3000:]
+            return False
+
+    def stop(self) -> None:
+        if self.process is None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        out, err = self.process.communicate(timeout=120)
+        assert self.process.returncode == 0, err[-3000:]
+        self.stderr.append(err)
+        self.process = None
+
+    def get(self, path: str, token: str | None = None, **kw: Any) -> requests.Response:
+        return requests.get(self.url + path, headers=_auth(token) | kw.pop("headers", {}), timeout=60, **kw)
+
+    def send(self, method: str, path: str, token: str | None = OPERATOR, body: Any = None) -> requests.Response:
+        return requests.request(method, self.url + path, headers=_auth(token), json=body, timeout=60)
+
+    def settled(self) -> list[dict[str, Any]]:
+        """Waits until no migration runs; the recent ones, newest first."""
+        answer = _wait(lambda: (m := self.get("/api/v1/migrations", VIEWER).json())["running"] == [] and m)
+        return answer["recent"]
+
+
+def _auth(token: str | None) -> dict[str, str]:
+    return {} if token is None else {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+def run(tmp_path: Path, sim: RunningSimulator) -> Iterator[Run]:
+    running = Run(tmp_path, sim)
+    running.start()
+    try:
+        yield running
+    finally:
+        if running.process is not None:
+            running.process.kill()
+            running.stderr.append(running.process.communicate()[1])
+
+
+def _placement(sim: RunningSimulator) -> dict[int, str]:
+    from pveapi.client import PveClient
+
+    return {g.vmid: g.node for g in PveClient(sim.connection_settings()).resources().guests}
+
+
+def _migrations_started(sim: RunningSimulator) -> list[int]:
+    return [int(t["id"]) for t in sim.tasks() if t["type"] in ("qmigrate", "vzmigrate", "hamigrate")]
+
+
+def test_roles_tokens_cors_and_reads(run: Run) -> None:
+    for path in ("/api/v1/cluster", "/api/v1/plan", "/api/v1/migrations", "/api/v1/config"):
+        assert run.get(path).status_code == 401 and "bearer token" in run.get(path).json()["error"]
+        assert run.get(path, "wrong-token").status_code == 401
+        assert run.get(path, OPERATOR).status_code == 200
+    cluster = run.get("/api/v1/cluster", VIEWER).json()
+    assert {n["name"] for n in cluster["nodes"]} == {"pve1", "pve2", "pve3", "pve4", "pve5"}
+    web01 = next(g for g in cluster["guests"] if g["vmid"] == 100)
+    assert "plb_anti_affinity_web" in web01["tags"] and any("anti-affinity" in r for r in web01["rules"])
+    assert web01["source"] == "live" and cluster["imbalance"] > 0
+    # A viewer may read, never act; the existing endpoints stay as they were.
+    for method, path in (("POST", "/api/v1/cycle"), ("PUT", "/api/v1/automation"), ("POST", "/api/v1/migrations"),
+                         ("POST", "/api/v1/plan"), ("POST", "/api/v1/plan/abc/apply")):
+        answer = run.send(method, path, VIEWER, {"mode": "paused"})
+        assert answer.status_code == 403 and "viewer token" in answer.json()["error"], (method, path)
+        assert run.send(method, path, None).status_code == 401
+    assert run.get("/health").json()["automation"] == "manual" and run.get("/plan").status_code == 200
+    assert run.get("/api/v1/advice", VIEWER).status_code == 404  # no ai: block
+    spec = run.get("/openapi.json").json()
+    assert {"/api/v1/plan/{plan_id}/apply", "/api/v1/migrations", "/api/v1/automation"} <= set(spec["paths"])
+    assert run.send("POST", "/api/v1/cycle").status_code == 202
+    # CORS: the configured origin only.
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
+    ok = requests.options(run.url + "/api/v1/cycle", headers={"Origin": GRAFANA, **preflight}, timeout=30)
+    assert ok.status_code == 200 and ok.headers["access-control-allow-origin"] == GRAFANA
+    other = requests.options(run.url + "/api/v1/cycle", headers={"Origin": "http://evil.example", **preflight}, timeout=30)
+    assert "access-control-allow-origin" not in other.headers
+    assert run.get("/api/v1/plan", VIEWER, headers={"Origin": GRAFANA}).headers["access-control-allow-origin"] == GRAFANA
+    config = run.get("/api/v1/config", VIEWER)
+    assert "<redacted>" in config.text and config.json()["run"]["listen"] == f"127.0.0.1:{run.port}"
+    metrics = run.get("/metrics").text
+    assert 'pvebalance_api_actions_total{action="cycle",result="forbidden"} 1.0' in metrics
+    assert 'pvebalance_api_actions_total{action="cycle",result="ok"} 1.0' in metrics
+    run.stop()
+    everything = "".join(run.stderr) + config.text + json.dumps(cluster)
+    assert not [s for s in run.secrets if s in everything]
+    assert any(e["event"] == "api.action" and e["who"] == "grafana" and e["action"] == "cycle" for e in _events(run.stderr[0]))
+
+
+def test_plans_migrations_and_automation(run: Run, sim: RunningSimulator) -> None:
+    # A person's migration that would break anti-affinity (web03 next to web01 and web02) or
+    # overcommit pve4 is refused with the reason; nothing starts.
+    broken = run.send("POST", "/api/v1/migrations", body={"vmid": 102, "target": "pve1"})
+    assert broken.status_code == 409 and "breaks anti-affinity" in broken.json()["error"]
+    crowd = [{"vmid": v, "target": "pve4"} for v in (*range(104, 115), 116, 117, 118, 119, *range(123, 130))]
+    over = run.send("POST", "/api/v1/migrations", body={"migrations": crowd})
+    assert over.status_code == 409 and "above its limit" in over.json()["error"]
+    assert run.send("POST", "/api/v1/migrations", body={"vmid": "x", "target": "pve4"}).status_code == 400
+    assert _migrations_started(sim) == []
+    # The published plan, applied by its id: exactly its moves.
+    plan = run.get("/api/v1/plan", VIEWER).json()
+    assert plan["moves"]
+    assert run.send("POST", f"/api/v1/plan/{plan['plan_id']}/apply").status_code == 202
+    recent = run.settled()
+    assert {(m["vmid"], m["state"]) for m in recent} == {(m["vmid"], "succeeded") for m in plan["moves"]}
+    assert all(m["task"].startswith("UPID:") and m["progress"] == 1.0 for m in recent)
+    placement = _placement(sim)
+    assert all(placement[m["vmid"]] == m["target"] for m in plan["moves"])
+    # A what-if plan, then the cluster changes under it: refused with 409 and the reason.
+    what_if = run.send("POST", "/api/v1/plan", body={"max_moves": 1, "drain": ["pve3"]}).json()
+    assert what_if["moves"] and all(m["source"] == "pve3" for m in what_if["moves"])
+    assert run.get("/api/v1/config", VIEWER).json()["policy"]["max_moves"] == 20  # the running config is untouched
+    first = what_if["moves"][0]
+    other = next(n for n in ("pve5", "pve4", "pve2") if n != first["target"])
+    assert run.send("POST", "/api/v1/migrations", body={"vmid": first["vmid"], "target": other}).status_code == 202
+    assert run.settled()[0]["state"] == "succeeded" and _placement(sim)[first["vmid"]] == other
+    stale = run.send("POST", f"/api/v1/plan/{what_if['plan_id']}/apply")
+    assert stale.status_code == 409 and "no longer holds" in stale.json()["error"]
+    assert f"is on {other}" in stale.json()["error"]
+    assert run.send("POST", "/api/v1/plan/0000000000000000/apply").status_code == 404
+    # Paused: nothing migrates, not even on request; kept across a restart.
+    assert run.send("PUT", "/api/v1/automation", body={"mode": "sideways"}).status_code == 400
+    assert run.send("PUT", "/api/v1/automation", body={"mode": "paused"}).json() == {"automation": "paused"}
+    refused = run.send("POST", "/api/v1/migrations", body={"vmid": 139, "target": "pve5"})
+    assert refused.status_code == 409 and "paused" in refused.json()["error"]
+    run.stop()
+    run.start()
+    assert run.get("/health").json()["automation"] == "paused"
+    assert 'pvebalance_automation_mode{mode="paused"} 1.0' in run.get("/metrics").text
+    assert run.send("PUT", "/api/v1/automation", body={"mode": "manual"}).status_code == 200
+    assert run.get("/health").json()["automation"] == "manual"
+    run.stop()
+    events = [e for err in run.stderr for e in _events(err)]
+    assert {e["action"] for e in events if e["event"] == "api.action" and e["who"] == "grafana"} >= {
+        "migrate", "apply_plan", "plan", "automation"}
+    assert not [s for s in run.secrets if any(s in err for err in run.stderr)]
+
+
+def _rows(metrics: str, name: str) -> list[dict[str, str]]:
+    """The label sets of a metric's series: the rows a Grafana table of that metric shows."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    return [dict(s.labels) for f in text_string_to_metric_families(metrics) for s in f.samples if s.name == name]
+
+
+def _fill(template: str, row: dict[str, str], run: Run) -> str:
+    """What Grafana sends: the row's fields and the dashboard's variables filled in."""
+    for key, value in row.items():
+        template = template.replace('${__data.fields["%s"]}' % key, value)
+    return template.replace("${controller}", run.url).replace("${operator_token}", OPERATOR)
+
+
+def _press(run: Run, button: dict[str, Any], row: dict[str, str]) -> requests.Response:
+    fetch = button["fetch"]
+    assert "${__data" not in _fill(button["confirmation"], row, run)  # the confirmation names what will happen
+    headers = {k: _fill(v, row, run) for k, v in fetch["headers"]}
+    body = _fill(fetch["body"], row, run)
+    return requests.request(fetch["method"], _fill(fetch["url"], row, run), headers=headers,
+                            data=body.encode() if body else None, timeout=60)
+
+
+def test_the_dashboard_buttons_do_what_their_titles_say(run: Run, sim: RunningSimulator) -> None:
+    board = json.loads((ROOT / "grafana" / "dashboards" / "balancer.json").read_text())
+    buttons = {a["title"]: a for p in board["panels"] for a in p["fieldConfig"]["defaults"].get("actions", [])}
+    assert set(buttons) == {"Apply this move", "Apply plan", "Plan now", "Pause automation", "Resume automation"}
+    assert OPERATOR not in json.dumps(board) and "Bearer ${operator_token}" in json.dumps(board)
+    token_box = next(v for v in board["templating"]["list"] if v["name"] == "operator_token")
+    assert token_box["skipUrlSync"] and token_box["current"]["value"] == ""
+    # "Apply this move" on the plan table's first row (pvebalance_plan_move_info's labels).
+    row = next(r for r in _rows(run.get("/metrics").text, "pvebalance_plan_move_info") if r["step"] == "1")
+    assert _press(run, buttons["Apply this move"], row).status_code == 202
+    assert run.settled()[0]["state"] == "succeeded" and _placement(sim)[int(row["vmid"])] == row["target"]
+    # "Plan now": a fresh cycle, so a new plan id.
+    def cycles() -> float:
+        lines = run.get("/metrics").text.splitlines()
+        return sum(float(line.split()[-1]) for line in lines if line.startswith("pvebalance_cycles_total{"))
+
+    before, old_id = cycles(), run.get("/api/v1/plan", VIEWER).json()["plan_id"]
+    assert _press(run, buttons["Plan now"], {}).status_code == 202
+    _wait(lambda: cycles() > before and run.get("/api/v1/plan", VIEWER).json()["plan_id"] != old_id)
+    # "Apply plan" on the Controller table's row: that plan's moves, all of them.
+    plan = run.get("/api/v1/plan", VIEWER).json()
+    (info,) = _rows(run.get("/metrics").text, "pvebalance_plan_info")
+    assert info["plan_id"] == plan["plan_id"] and plan["moves"]
+    assert _press(run, buttons["Apply plan"], info).status_code == 202
+    assert {m["vmid"] for m in run.settled() if m["what"] == f"plan {plan['plan_id']}" and m["state"] == "succeeded"} == {
+        m["vmid"] for m in plan["moves"]}
+    # Pause, then resume.
+    assert _press(run, buttons["Pause automation"], info).status_code == 200
+    assert run.get("/health").json()["automation"] == "paused"
+    assert _press(run, buttons["Resume automation"], info).status_code == 200
+    assert run.get("/health").json()["automation"] == "automatic"

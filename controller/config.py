@@ -253,7 +253,8 @@ def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]
     listen = values.text(data.get("listen", d.listen), f"{where}.listen")
     if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}", listen):
         raise ConfigError(f"{where}.listen: expected host:port such as 127.0.0.1:9883, got {listen!r}")
-    values.port(int(listen.rpartition(":")[2]), f"{where}.listen port")
+    # 0 asks the system for a free port (the address taken is logged): for tests and one-off runs
+    values.count(int(listen.rpartition(":")[2]), f"{where}.listen port", 0, 65535)
     state_file = Path(values.text(data.get("state_file", str(d.state_file)), f"{where}.state_file"))
     lease = data.get("lease", d.lease)
     if lease not in ("cluster", "local"):

@@ -85,7 +85,7 @@ run: {interval: 1m, automation: automatic, hold_time: 0, cooldown: 2h, state_fil
         ({"run": {"interval": float("inf")}}, r"run\.interval: expected a duration .* got inf"),
         ({"run": {"hold_time": "1e400s"}}, r"run\.hold_time: expected a duration"),
         ({"run": {"lease_ttl": float("nan")}}, r"run\.lease_ttl: expected a duration"),
-        ({"run": {"listen": "127.0.0.1:99999"}}, r"run\.listen port: expected a whole number from 1 to 65535, got 99999"),
+        ({"run": {"listen": "127.0.0.1:99999"}}, r"run\.listen port: expected a whole number from 0 to 65535, got 99999"),
         ({"run": {"state_file": {"a": 1}}}, r"run\.state_file: expected a non-empty string, got \{'a': 1\}"),
         ({"apply": {"task_timeout": float("nan")}}, r"apply\.task_timeout: expected a duration .* got nan"),
         ({"apply": {"task_timeout": "8w"}}, r"apply\.task_timeout: expected a duration .*at most 7d, got '8w'"),

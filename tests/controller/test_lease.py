@@ -21,6 +21,7 @@ from pveapi.client import PveClient
 from simulator import scenario as scenarios
 from tests.controller.conftest import write_config
 from tests.controller.test_run_process import ROOT, _running_migration, _wait, real_time_sim  # noqa: F401 - fixture
+from tests.support.processes import without_progress
 from tests.support.prometheus import free_port
 from tests.support.sim import RunningSimulator, running_simulator
 
@@ -127,7 +128,7 @@ def test_a_token_without_pool_allocate_gets_one_clear_error(tmp_path: Path) -> N
         dry = _cli(config, "apply", "--dry-run")  # never migrates: needs no lease
         checked = _cli(config, "check")
         migrations = _migrations(sim)
-    lines = applied.stderr.strip().splitlines()
+    lines = without_progress(applied.stderr)
     assert applied.returncode == 2 and len(lines) == 1, applied.stderr
     assert lines[0].startswith("pvebalance: cannot take the controller lease (pool 'pvebalance-lease'): ")
     assert "HTTP 403 Permission check failed (/pool/pvebalance-lease, Pool.Allocate)" in lines[0]

@@ -39,13 +39,20 @@ class ApplySettings:
     poll_interval: float = 2.0
 
 
+def default_state_file() -> Path:
+    """`state.json` in systemd's $STATE_DIRECTORY when the service manager sets one (the
+    package's unit does, with StateDirectory=pvebalance), else in /var/lib/pvebalance."""
+    directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(directory or "/var/lib/pvebalance") / "state.json"
+
+
 @dataclass(frozen=True)
 class RunSettings:
     interval: float = 300.0
     automation: Automation = "manual"
     hold_time: float = 900.0  # the imbalance must stay above the trigger this long before balancing
     cooldown: float = 3600.0  # no guest moves twice within this
-    state_file: Path = Path("/var/lib/pvebalance/state.json")
+    state_file: Path = field(default_factory=lambda: default_state_file())
     listen: str = "127.0.0.1:9883"
     webhook_token: Secret | None = field(default=None, repr=False)
     fallback_to_live: bool = False  # act on live API figures when Prometheus is down or stale

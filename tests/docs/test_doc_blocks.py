@@ -99,7 +99,10 @@ class Walkthrough:
         ]
         (workdir / "etc").mkdir()
         self.env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "REQUESTS_CA_BUNDLE": str(sim.cert_path),
-                    "PVEBALANCE_CONFIG": str(workdir / "pvebalance.yml")}
+                    "PVEBALANCE_CONFIG": str(workdir / "pvebalance.yml"),
+                    # The blocks use the default state file: keep it in this run's own directory,
+                    # never the machine's /var/lib/pvebalance (which may hold another cluster's).
+                    "STATE_DIRECTORY": str(workdir / "state")}
 
     def localize(self, text: str) -> str:
         for example, here in self.replacements:

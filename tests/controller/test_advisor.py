@@ -18,6 +18,7 @@ from controller.advisor.advice import advise
 from controller.advisor.metrics import AdvisorMetrics
 from controller.cli import main
 from controller.config import load_config
+from controller.observe import cluster_identity
 from controller.state import LoopState
 from planner.report import plan_from_dict
 from pveapi.client import PveClient
@@ -244,7 +245,8 @@ def test_names_are_sent_only_when_asked(sim: RunningSimulator, tmp_path: Path, c
 def test_a_guest_in_its_cooldown_is_rejected(sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     import time
 
-    LoopState.load(tmp_path / "state.json").record_move(117, time.time() - 60)
+    cluster = cluster_identity(PveClient(sim.connection_settings()))
+    LoopState.load(tmp_path / "state.json", cluster).record_move(117, time.time() - 60)
     with running_llm("anthropic", [reply_with(GOOD)]) as llm:
         advice = _json_advice(capsys, _config(tmp_path, sim, llm))
     assert _moves(advice) == [(101, "pve1", "pve5")]

@@ -172,7 +172,8 @@ def test_a_capture_is_rehearsed_as_the_readme_says(tmp_path: Path) -> None:
         config.write_text(yaml.safe_dump({
             "proxmox": {"host": started["url"].split("/")[2], "user": "root@pam", "token_name": "rehearse",
                         "token_value_file": str(token_file), "verify_ssl": started["cert"]},
-            "policy": {"max_moves": 1}, "apply": {"poll_interval": 0.2}}))
+            "policy": {"max_moves": 1}, "apply": {"poll_interval": 0.2},
+            "run": {"state_file": str(tmp_path / "state.json")}}))  # not the machine's shared default
         for command in ("check", "plan", "apply"):
             result = subprocess.run([str(Path(sys.executable).parent / "pvebalance"), "--config", str(config), command],
                                     capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)

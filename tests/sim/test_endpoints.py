@@ -102,10 +102,10 @@ def test_node_version_subscription_storage_replication(api: ProxmoxAPI) -> None:
     assert api.nodes("pve2").version.get()["version"] == "9.0.10"
     assert api.nodes("pve2").subscription.get()["status"] == "notfound"
     storages = {s["storage"]: s for s in api.nodes("pve2").storage.get()}
-    assert set(storages) == {"local-lvm", "ceph", "local"}
+    assert set(storages) == {"local-lvm", "ceph", "ceph-ssd", "local"}  # ceph-ssd: pve1-pve3 only
     assert storages["ceph"]["shared"] == 1 and storages["ceph"]["total"] == 8 * 1024**4
     assert api.nodes("pve2").replication.get() == []
-    assert {s["storage"] for s in api.storage.get()} == {"local-lvm", "ceph", "local"}
+    assert {s["storage"] for s in api.storage.get()} == {"local-lvm", "ceph", "ceph-ssd", "local"}
 
 
 def test_node_rrddata(api: ProxmoxAPI) -> None:

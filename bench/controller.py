@@ -31,7 +31,7 @@ from controller.cycle import run_cycle  # noqa: E402
 from controller.observe import observe  # noqa: E402
 from controller.promql import PromQL  # noqa: E402
 from pveapi.client import PveClient  # noqa: E402
-from tests.support.prometheus import Sample, running_prometheus, write_history  # noqa: E402
+from testkit.prometheus import Sample, running_prometheus, write_history  # noqa: E402
 
 TOKEN_ID, TOKEN_VALUE = "root@pam!bench", "00000000-0000-4000-8000-00000000be9c"
 

@@ -18,6 +18,7 @@ import yaml
 
 from pveapi import values
 from controller.advisor.settings import AdvisorSettings, parse_advisor
+from planner.model import DEFAULT_WINDOW
 from planner.policy import Policy
 from controller.promql import PrometheusSettings, Statistic
 from controller.windows import MigrationWindows, parse_windows
@@ -210,7 +211,7 @@ def _prometheus(data: Any, where: str, env: Mapping[str, str]) -> PrometheusSett
         raise ConfigError(
             f"{where}.url: expected http(s)://host:port of a Prometheus-compatible query API, got {values.found(url)}"
         )
-    window = values.choice(data.get("window", "1h"), f"{where}.window", WINDOWS)
+    window = values.choice(data.get("window", DEFAULT_WINDOW), f"{where}.window", WINDOWS)
     headers = values.mapping(data.get("headers"), f"{where}.headers")
     if not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"{where}.headers: expected a mapping of header name to string value")

@@ -169,9 +169,15 @@ def _plan_movable(
     calls = 0
     guests = {g.vmid: g for g in model.guests}
     size = f"{len(model.guests)} guests on {len(model.nodes)} nodes"
+    planning = 0.0  # the planner reads no clock: its time is measured here, over every replan
 
     def planner(m: ClusterModel) -> Plan:
-        return make_plan(m, rules, config.policy)
+        nonlocal planning
+        started = time.perf_counter()
+        try:
+            return make_plan(m, rules, config.policy)
+        finally:
+            planning += time.perf_counter() - started
 
     for round_ in range(1, PRECONDITION_ROUNDS + 1):
         on_step(f"planning {size}" + (f" (round {round_}: without the guests the API refused)" if refused else ""))
@@ -191,6 +197,7 @@ def _plan_movable(
     else:
         on_step(f"planning {size} (last round)")
         model, plan = plan_described(client, replace(model, pinned_local=frozenset(refused)), planner, notes)
+    plan = replace(plan, planning_seconds=round(planning, 4))
     # The API's own reason, or why the controller holds a guest, beats the planner's generic line.
     reasons = {**held, **refused}
     listed = {s.vmid for s in plan.skipped}

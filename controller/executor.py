@@ -199,6 +199,8 @@ class Executor:
             return False
         if any(r.move.source == move.target for r in running):
             return False  # the target frees memory only when its outgoing migration ends
+        if sum(r.move.target == move.target for r in running) >= self.policy.max_inflow:
+            return False  # policy.max_inflow: migrations landing on one node at once
         per_node = self.settings.max_in_flight_per_node
         busy = [n for r in running for n in (r.move.source, r.move.target)]
         return busy.count(move.source) < per_node and busy.count(move.target) < per_node

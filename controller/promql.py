@@ -22,6 +22,7 @@ import structlog
 
 from pveapi import values
 from controller import forecast
+from planner.model import DEFAULT_WINDOW
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import Secret
 
@@ -83,7 +84,7 @@ class Statistic:
 @dataclass(frozen=True)
 class PrometheusSettings:
     url: str
-    window: str = "1h"
+    window: str = DEFAULT_WINDOW
     statistic: Statistic = Statistic()
     max_data_age: float = 300.0  # seconds: newer data than this or the cycle does not act on it
     bearer_token: Secret | None = field(default=None, repr=False)

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from planner.model import DEFAULT_WINDOW
 from pveapi.errors import ConfigError
 
 EXPORTER_JOB = "pvebalance-exporter"
@@ -89,7 +90,7 @@ def controller_config(api_host: str, user: str, token_name: str, token_file: Pat
         "run": dict(run),
     }
     if prometheus_url is not None:
-        config["prometheus"] = {"url": prometheus_url, "window": "1h"}
+        config["prometheus"] = {"url": prometheus_url, "window": DEFAULT_WINDOW}
     return yaml.safe_dump(config, sort_keys=False)
 
 

@@ -64,9 +64,9 @@ class Constraints:
             if g.pool is not None:
                 self._by_pool.setdefault(g.pool, []).append(g.vmid)
         ignored: dict[int, str] = {}
-        for r in rules.ignore:
-            for vmid in self.members(r.selector):
-                ignored.setdefault(vmid, r.source)
+        for ignore in rules.ignore:  # its own name: `r` above is a ReservationRule
+            for vmid in self.members(ignore.selector):
+                ignored.setdefault(vmid, ignore.source)
         self.skip_reason: dict[int, str] = {}
         online = {n.name for n in model.nodes if n.online}
         for guest in model.guests:

@@ -15,6 +15,8 @@ from pveapi.inventory import Guest, GuestType, Node
 
 UsageSource = Literal["prometheus", "live"]
 
+DEFAULT_WINDOW = "1h"  # the history window plans are made over unless the config says otherwise
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -35,7 +37,7 @@ class ClusterModel:
     node_usage: Mapping[str, Usage]  # node demand: its current guests + the host's own use (observe._node_usage)
     maintenance: frozenset[str] = frozenset()  # nodes reported in HA maintenance
     pinned_local: frozenset[int] = frozenset()  # guests the API would refuse to move (local disks/resources)
-    window: str = "1h"  # the history window the figures cover ("live" when none)
+    window: str = DEFAULT_WINDOW  # the history window the figures cover ("live" when none)
     # node -> CPU + memory PSI `some` over the window (fractions of time, 0..2); absent: no stall known
     node_pressure: Mapping[str, float] = field(default_factory=dict)
 
@@ -43,6 +45,36 @@ class ClusterModel:
 class MoveKind(str, Enum):
     MANDATORY = "mandatory"  # repairs a broken rule or evacuates a maintenance node
     BALANCE = "balance"
+
+
+class Cause(str, Enum):
+    """Why a move is in the plan. The details that go with each are listed in docs/plan-schema.md;
+    `planner.report.reason` turns a cause and its details into the sentence users read."""
+
+    EVACUATION = "evacuation"  # leaves a node in maintenance
+    REPAIR = "repair"  # a hard rule the current placement breaks
+    MAKES_ROOM = "makes room"  # frees room on a node for a mandatory move
+    RELIEF = "relief"  # takes load off a node above a high-water mark
+    SOFT_RULE = "soft rule"  # a soft rule, repaired while it costs little balance
+    BALANCE = "balance"  # lowers the imbalance by more than the move costs
+    TRADE = "trade"  # two guests trade places (one reason for all the moves of the trade)
+
+    @property
+    def kind(self) -> MoveKind:
+        return MoveKind.MANDATORY if self in _MANDATORY else MoveKind.BALANCE
+
+
+_MANDATORY = frozenset({Cause.EVACUATION, Cause.REPAIR, Cause.MAKES_ROOM})
+
+Details = Mapping[str, "str | int | float"]  # what a cause is about: nodes, loads, rule labels, guests
+
+
+@dataclass(frozen=True)
+class Why:
+    """A cause and its details: what a strategy hands the context with a move."""
+
+    cause: Cause
+    details: Details = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -59,6 +91,9 @@ class Move:
     est_seconds: float  # estimated migration time
     gain: float = 0.0  # imbalance reduction this step brings
     usage_source: UsageSource = "prometheus"  # where this guest's demand figures came from
+    cause: Cause = Cause.BALANCE
+    details: Details = field(default_factory=dict)
+    copy_bytes: int = 0  # what the migration copies: memory of a running guest plus local disks
 
 
 @dataclass(frozen=True)
@@ -98,5 +133,8 @@ class Plan:
     skipped: tuple[Skipped, ...] = ()
     problems: tuple[str, ...] = ()  # rules that cannot be satisfied, and why
     sources: Mapping[str, int] = field(default_factory=dict)  # data source -> guest count
-    window: str = "1h"
+    window: str = DEFAULT_WINDOW
     notes: tuple[str, ...] = ()  # why balancing did or did not run, in a sentence each
+    search: str = "off"  # the search effort the plan was made with (Policy.search)
+    search_rounds: int = 0  # changes the local search tried (0: it did not run)
+    planning_seconds: float | None = None  # measured by the caller: the planner reads no clock

@@ -1,6 +1,6 @@
 """Where every guest is and what each node carries, updated move by move in O(1).
 
-The planner works on one `ClusterState`; the imbalance is kept as running sums so a candidate
+The planner works on one `Placement`; the imbalance is kept as running sums so a candidate
 move is scored without touching the other nodes.
 """
 
@@ -100,7 +100,7 @@ class NodeState:
         return NodeLoad(self.name, self.cpu, self.maxcpu, self.mem, self.maxmem, self.load, self.state, self.vcpus)
 
 
-class ClusterState:
+class Placement:
     """Node totals and the running sums behind the imbalance. Only `online` nodes count."""
 
     def __init__(
@@ -122,6 +122,8 @@ class ClusterState:
         guests = sorted(model.guests, key=lambda g: g.vmid)
         self.demand: dict[int, Demand] = {g.vmid: demand_of(g, model) for g in guests}
         self.where: dict[int, str] = {g.vmid: g.node for g in guests}
+        # disks a migration copies too, for the guests with local disks (see Policy.allow_local_disks)
+        self.local_disks: dict[int, int] = {g.vmid: g.maxdisk for g in guests if g.vmid in model.pinned_local}
         self.source: dict[int, UsageSource] = {
             g.vmid: model.guest_usage[g.vmid].source if g.vmid in model.guest_usage else "live" for g in guests
         }
@@ -166,11 +168,12 @@ class ClusterState:
         return self.imbalance_after(((source, -self.contribution(vmid, source)), (target, self.contribution(vmid, target))))
 
     def fits(self, vmid: int, target: NodeState, freed_mem: int = 0, freed_vcpus: float = 0.0) -> bool:
-        """Hard limits on the target after the guest arrives (optionally after others left it)."""
+        """Hard limits on the target after the guest arrives (optionally after others left it).
+        A guest that brings nothing (a stopped one) always fits: it cannot take a node over."""
         d = self.demand[vmid]
         return (
-            target.mem - freed_mem + d.mem <= target.limits.mem
-            and target.vcpus - freed_vcpus + d.vcpus <= target.limits.vcpus
+            (d.mem == 0 or target.mem - freed_mem + d.mem <= target.limits.mem)
+            and (d.vcpus == 0 or target.vcpus - freed_vcpus + d.vcpus <= target.limits.vcpus)
         )
 
     def below_high_water(self, vmid: int, target: NodeState, freed_cpu: float = 0.0, freed_mem: int = 0) -> bool:

@@ -9,9 +9,8 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any
 
-from pveapi.errors import ConfigError
-
 from pveapi import values
+from pveapi.errors import ConfigError
 
 GIB = 1024**3
 
@@ -56,9 +55,22 @@ class Policy:
     # Soft rules (node affinity `should`, groups with `strict: false`) are repaired by
     # non-mandatory moves while the imbalance stays within this much of what it was before.
     soft_rule_tolerance: float = 0.01
-    # Budgets for balancing and soft-rule moves (mandatory moves are never cut short by them).
+    # Budgets for balancing and soft-rule moves (mandatory moves are never cut short by them),
+    # asked by one gate (planner.budget) for every move. Cost first: bytes the migrations copy
+    # (memory of a running guest plus local disks) and their estimated time, per plan and per
+    # node (in and out). `max_moves` is a plain cap on the count; `max_moves_per_node` caps the
+    # count per node for plain balancing only: relief of a node above a high-water mark is
+    # limited by cost alone.
     max_moves: int = 20
     max_moves_per_node: int = 4
+    max_copy: int = 512 * GIB
+    max_copy_per_node: int = 128 * GIB
+    max_migration_seconds: float = 7200.0
+    max_migration_seconds_per_node: float = 1800.0
+    # Migrations landing on one node at once, in the executor's order.
+    max_inflow: int = 1
+    # How hard the local search works after greedy: off, quick (the default), thorough.
+    search: str = "quick"
     # Estimated migration time = memory / bandwidth (+ restart time for a running container).
     migration_bandwidth: int = 125_000_000  # bytes/s (1 Gbit/s)
     container_restart_seconds: float = 10.0
@@ -108,6 +120,12 @@ class Policy:
                 kwargs[key] = values.number(raw, at, *_BOUNDED[key])
             elif key in ("max_moves", "max_moves_per_node"):
                 kwargs[key] = values.count(raw, at, 0, MAX_MOVES)
+            elif key == "max_inflow":
+                kwargs[key] = values.count(raw, at, 1, MAX_MOVES)
+            elif key in ("max_copy", "max_copy_per_node"):
+                kwargs[key] = values.size_bytes(raw, at)
+            elif key == "search":
+                kwargs[key] = values.choice(raw, at, SEARCH_EFFORTS)
             elif key == "target_imbalance":
                 kwargs[key] = None if raw is None else values.number(raw, at, 0.0, 1.0)
             elif key == "migration_bandwidth":
@@ -145,11 +163,13 @@ _FRACTIONS = frozenset(
 )
 # (low, high): beyond these a value is a typo. No host runs more than 1024 vCPUs per thread,
 # a container restart is seconds, not days, and stall weighing a load more than tenfold is a typo.
-_BOUNDED = {"cpu_overcommit": (0.01, 1024.0), "container_restart_seconds": (0.0, 86400.0), "pressure_weight": (0.0, 10.0)}
+_BOUNDED = {"cpu_overcommit": (0.01, 1024.0), "container_restart_seconds": (0.0, 86400.0), "pressure_weight": (0.0, 10.0),
+            "max_migration_seconds": (0.0, 30 * 86400.0), "max_migration_seconds_per_node": (0.0, 30 * 86400.0)}
 MAX_MOVES = 100_000
 MAX_BANDWIDTH = 2**40  # 1 TiB/s
 MAX_BWLIMIT = 2**30  # KiB/s, as PVE's bwlimit takes it: 1 TiB/s
 MAX_HEADROOM = 0.9
+SEARCH_EFFORTS = ("off", "quick", "thorough")
 
 
 def _headroom(raw: Any, where: str, base: Headroom) -> Headroom:

@@ -12,10 +12,47 @@ from typing import Any
 from pveapi import values
 from pveapi.errors import ConfigError
 
-from .model import Move, MoveKind, NodeLoad, Plan, Skipped, UsageSource
+from .model import Cause, Details, Move, MoveKind, NodeLoad, Plan, Skipped, UsageSource
 from .policy import GIB
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+
+
+# --- why a move happened --------------------------------------------------------------------
+
+
+def reason(cause: Cause, details: Details) -> str:
+    """The one sentence a user reads for a move: rendered here and nowhere else."""
+    d = details
+    if cause is Cause.EVACUATION:
+        return f"evacuates maintenance node {d['node']}" + (f" with {d['group']}" if "group" in d else "")
+    if cause is Cause.REPAIR:
+        return _rule(d)
+    if cause is Cause.SOFT_RULE:
+        if d["problem"] == "node affinity":
+            return f"soft rule: should run on {d['nodes']} ({d['rule']})"
+        return f"soft rule: {_rule(d)}"
+    if cause is Cause.MAKES_ROOM:
+        return f"makes room on {d['node']} for {d['for']}"
+    if cause is Cause.TRADE:
+        via = f", {d['parked']} parked on {d['via']} meanwhile" if "via" in d else ""
+        return (f"trade: {d['first']} {d['source']} -> {d['target']} and {d['second']} {d['target']} -> "
+                f"{d['source']}{via}; {_loads(d)}")
+    prefix = f"relieves {d['source']} (above a high-water mark): " if cause is Cause.RELIEF else ""
+    return prefix + _loads(d)
+
+
+def _rule(d: Details) -> str:
+    if d["problem"] == "node affinity":
+        return f"{d['rule']} requires {d['nodes']}"
+    if d["problem"] == "apart":
+        return f"{d['rule']}: shares {d['node']} with {d['other']}"
+    return f"{d['rule']}: joins the group on {d['node']}"
+
+
+def _loads(d: Details) -> str:
+    return (f"{d['source']} load {float(d['source_load']):.0%} -> {d['target']} load {float(d['target_load']):.0%}; "
+            f"imbalance {float(d['before']):.3f} -> {float(d['after']):.3f}")
 
 
 # --- table ----------------------------------------------------------------------------------
@@ -67,6 +104,8 @@ def render_table(plan: Plan) -> str:
     if plan.notes:
         lines.append("")
         lines += [f"Note: {n}" for n in plan.notes]
+    took = f" in {plan.planning_seconds:.2f} s" if plan.planning_seconds is not None else ""
+    lines.append(f"Planned{took}; search effort {plan.search}, {plan.search_rounds} changes tried")
     return "\n".join(lines) + "\n"
 
 
@@ -104,17 +143,22 @@ def plan_to_dict(plan: Plan) -> dict[str, Any]:
                 "est_seconds": m.est_seconds,
                 "gain": m.gain,
                 "usage_source": m.usage_source,
+                "cause": m.cause.value,
+                "details": dict(m.details),
+                "copy_bytes": m.copy_bytes,
             }
             for m in plan.moves
         ],
         "nodes": [
             {"name": b.name, "state": b.state, "maxcpu": b.maxcpu, "maxmem": b.maxmem,
              "before": _load(b), "after": _load(a)}
-            for b, a in zip(plan.nodes_before, plan.nodes_after)
+            for b, a in zip(plan.nodes_before, plan.nodes_after, strict=True)
         ],
         "skipped": [{"vmid": s.vmid, "name": s.name, "reason": s.reason} for s in plan.skipped],
         "problems": list(plan.problems),
         "notes": list(plan.notes),
+        "search": {"effort": plan.search, "rounds": plan.search_rounds},
+        "planning_seconds": plan.planning_seconds,
     }
 
 
@@ -132,7 +176,8 @@ def plan_from_dict(data: Any) -> Plan:
         )
     imbalance = _obj(root.get("imbalance"), "plan.imbalance")
     nodes = _list(root, "nodes", "plan")
-    before, after = [], []
+    before: list[NodeLoad] = []
+    after: list[NodeLoad] = []
     for i, raw in enumerate(nodes):
         at = f"plan.nodes[{i}]"
         node = _obj(raw, at)
@@ -157,9 +202,9 @@ def plan_from_dict(data: Any) -> Plan:
         if gtype not in ("qemu", "lxc"):
             raise ConfigError(f"{at}.type: expected qemu or lxc, got {gtype!r}")
         source, target = _str(move, "source", at), _str(move, "target", at)
-        for key, node in (("source", source), ("target", target)):
-            if node not in node_names:
-                raise ConfigError(f"{at}.{key}: node {node!r} is not among the plan's nodes")
+        for key, name in (("source", source), ("target", target)):
+            if name not in node_names:
+                raise ConfigError(f"{at}.{key}: node {name!r} is not among the plan's nodes")
         if source == target:
             raise ConfigError(f"{at}: source and target are both {source!r}")
         moves.append(
@@ -169,6 +214,9 @@ def plan_from_dict(data: Any) -> Plan:
                 cpu_cores=_num(move, "cpu_cores", at), est_seconds=_num(move, "est_seconds", at),
                 gain=_num(move, "gain", at, low=-values.HUGE),
                 usage_source=_usage_source(move, at),
+                cause=_cause(move, at),
+                details=_details(move, at),
+                copy_bytes=_int(move, "copy_bytes", at),
             )
         )
     skipped = tuple(
@@ -177,6 +225,7 @@ def plan_from_dict(data: Any) -> Plan:
         for i, s in enumerate(_obj(x, f"plan.skipped[{j}]") for j, x in enumerate(_list(root, "skipped", "plan")))
     )
     sources = _obj(root.get("sources", {}), "plan.sources")
+    search = _obj(root.get("search"), "plan.search")
     return Plan(
         moves=tuple(moves),
         nodes_before=tuple(before),
@@ -188,7 +237,25 @@ def plan_from_dict(data: Any) -> Plan:
         sources={str(k): _int(sources, k, "plan.sources") for k in sources},
         window=_str(root, "window", "plan"),
         notes=tuple(_strings(root, "notes")),
+        search=_str(search, "effort", "plan.search"),
+        search_rounds=_int(search, "rounds", "plan.search"),
+        planning_seconds=None if root.get("planning_seconds") is None else _num(root, "planning_seconds", "plan"),
     )
+
+
+def _cause(move: Mapping[str, Any], at: str) -> Cause:
+    cause = move.get("cause")
+    if cause not in {c.value for c in Cause}:
+        raise ConfigError(f"{at}.cause: expected one of {', '.join(c.value for c in Cause)}, got {cause!r}")
+    return Cause(cause)
+
+
+def _details(move: Mapping[str, Any], at: str) -> dict[str, str | int | float]:
+    details = _obj(move.get("details"), f"{at}.details")
+    for key, value in details.items():
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise ConfigError(f"{at}.details.{key}: expected a string or a number, got {value!r}")
+    return dict(details)
 
 
 def _usage_source(move: Mapping[str, Any], at: str) -> UsageSource:

@@ -13,11 +13,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from pveapi import values
 from pveapi.errors import ConfigError
 from pveapi.inventory import HA_SID_PREFIX, Guest
 from pveapi.tags import tags_with_prefix
-
-from pveapi import values
 
 IGNORE_TAG = "ignore"  # ProxBalance
 IGNORE_PREFIX = "plb_ignore"  # ProxLB: any tag starting with it (plb_ignore, plb_ignore_backup, ...)

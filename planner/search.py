@@ -22,24 +22,38 @@ stands.
 from __future__ import annotations
 
 import heapq
-from collections import Counter
+from dataclasses import dataclass, replace
 
-from .model import Move, MoveKind
-from .placement import NodeState
-from .strategies.balance import describe
+from .budget import Budget, Charge
 from .context import Context
+from .model import Cause, Move, MoveKind, Why
+from .placement import NodeState
+from .strategies.balance import loads
 from .strategies.repair import repair_reason
 from .strategies.soft import soft_reason
 
-MAX_PAIRS = 5_000  # guests x online nodes above which refinement is skipped (greedy is kept)
+
+@dataclass(frozen=True)
+class Effort:
+    """How hard the search works (Policy.search); the figures behind each level are in bench/results/planner.md."""
+
+    max_pairs: int  # guests x online nodes above which the search is skipped (greedy is kept)
+    work: int  # guests x online nodes x rounds, per pass: small clusters search longest
+    max_rounds: int
+    patience: int  # rounds without a new best placement after which a pass stops
+    kicks: int  # searches restarted from the best placement through a different first change
+    tenures: tuple[int, ...]  # rounds a guest may not go back to the node it just left, one pass each
+    tries: int  # changes tried against the limits and rules, in all: the search's work budget
+
+
+EFFORTS = {
+    "quick": Effort(max_pairs=5_000, work=25_000, max_rounds=600, patience=60, kicks=2, tenures=(7,), tries=8_000),
+    "thorough": Effort(max_pairs=5_000, work=25_000, max_rounds=600, patience=60, kicks=6, tenures=(7, 9),
+                       tries=1_000_000),
+}
 MAX_SWAP_GUESTS = 120  # candidates above which trading places is not tried (pairs grow as the square)
 MAX_EXCHANGE_PAIRS = 600  # guests x online nodes above which planned moves are not exchanged for others
-WORK = 25_000  # guests x online nodes x rounds, per pass: small clusters search longest
-MAX_ROUNDS = 600
-PATIENCE = 60  # rounds without a new best placement after which the search stops
-KICKS = 6  # searches restarted from the best placement through a different first change
 KEEP = 8  # placements handed to `sequence`, best first, until one has a feasible order
-TENURES = (7, 9)  # rounds a guest may not go back to the node it just left, one pass each
 MAX_CHECKED = 400  # changes checked against the rules per round, best first
 EPSILON = 1e-9
 
@@ -49,17 +63,24 @@ Change = tuple[tuple[int, str], ...]  # (guest, node it goes to), applied in ord
 class _Search:
     """The bookkeeping of one search: budgets and the rule levels greedy reached."""
 
-    def __init__(self, ctx: Context, origin: dict[int, str]) -> None:
+    def __init__(self, ctx: Context, origin: dict[int, str], effort: Effort) -> None:
         self.ctx = ctx
         self.origin = origin
-        state, rules = ctx.state, ctx.rules
-        self.max_moved = len(ctx.moves) + ctx.spare_moves
-        self.per_node = ctx.policy.max_moves_per_node
-        self.counts: Counter[str] = Counter()
+        self.effort = effort
+        state, rules = ctx.state, ctx.constraints
+        # The same gate as greedy's, on the placement: every guest away from home is charged.
+        # What the mandatory moves spent is credited up front (no budget limits those), so the
+        # search may also repair a rule with another guest than greedy did.
+        # When balancing did not run, the search may place the mandatory moves better, no more.
+        self.budget = Budget(ctx.policy if ctx.balancing else replace(ctx.policy, max_moves=0))
+        self._charges: dict[int, Charge] = {}
+        for m in ctx.moves:
+            if m.kind is MoveKind.MANDATORY:
+                self.budget.spend(self._charge(m.vmid), m.source, m.target, -1)
         for vmid, home in origin.items():
             if state.where[vmid] != home:
-                self.counts.update((home, state.where[vmid]))
-        self.moved = sum(1 for v, home in origin.items() if state.where[v] != home)
+                self.budget.spend(self._charge(vmid), home, state.where[vmid])
+        self.tried = 0
         self.kind = {id(g): False for g in rules.apart} | {id(g): True for g in rules.together}
         self.level = {id(g): g.violation(self.kind[id(g)]) for g in (*rules.apart, *rules.together)}
         self.off_preferred = {v for v in rules.preferred if not self._on_preferred(v)}
@@ -73,17 +94,33 @@ class _Search:
         self.found: dict[frozenset[tuple[int, str]], float] = {}
         self.kicked: set[Change] = set()
         self.rounds_left = 0
-        self.tenure = TENURES[0]
+        self.tenure = effort.tenures[0]
         self.nodes = list(state.active)
         self.index = {n.name: i for i, n in enumerate(self.nodes)}
+        # guests no rule names: a balancing move of theirs must clear its margin (see _worth_it),
+        # which is checked while scoring, before the move is tried
+        named = {v for g in (*rules.apart, *rules.together) for v in g.members} | set(rules.allowed) | set(rules.preferred)
+        self.margin = {v: ctx.policy.min_gain + ctx.cost(v) for v in self.guests if v not in named}
         # each guest's load on each node: the scoring below is plain arithmetic on these
         self.share = {v: [state.contribution(v, n) for n in self.nodes] for v in self.guests}
         # the nodes strict node affinity lets each guest run on, to leave the rest unscored
         self.may = {v: frozenset(i for i, n in enumerate(self.nodes)
                                  if v not in rules.allowed or n.name in rules.allowed[v]) for v in self.guests}
 
+    def _charge(self, vmid: int) -> Charge:
+        """What the guest's move from home costs: the same whatever its target, so kept."""
+        charge = self._charges.get(vmid)
+        if charge is None:
+            charge = self._charges[vmid] = self.ctx.charge(vmid, self.origin[vmid],
+                                                           relief=self.origin[vmid] in self.ctx.hot_at_start)
+        return charge
+
+    def _room(self) -> int:
+        """Moves the count cap still allows (cost limits are checked when a change is applied)."""
+        return self.budget.policy.max_moves - self.budget.moves
+
     def _on_preferred(self, vmid: int) -> bool:
-        preferred = self.ctx.rules.preferred.get(vmid)
+        preferred = self.ctx.constraints.preferred.get(vmid)
         return preferred is None or self.ctx.state.where[vmid] in preferred
 
     # --- scoring --------------------------------------------------------------------------
@@ -95,8 +132,8 @@ class _Search:
         state, nodes, origin = self.ctx.state, self.nodes, self.origin
         loads = [n.load for n in nodes]
         at = {v: self.index[state.where[v]] for v in self.guests}
-        room = self.max_moved - self.moved
-        found = [(score, ((v, nodes[t].name),))
+        room = self._room()
+        found: list[tuple[float, Change]] = [(score, ((v, nodes[t].name),))
                  for score, v, t in self._relocations(loads, state.s1, state.s2, at, room)]
         if len(self.guests) <= MAX_SWAP_GUESTS:
             for i, v in enumerate(self.guests):
@@ -145,8 +182,13 @@ class _Search:
             base1 = s1 - share[a]
             base2 = s2 - loads[a] * loads[a] + leaves * leaves
             may = self.may[v]
+            margin, h = self.margin.get(v), self.index.get(home)
+            # what the home node carries without the guest, plus the guest: the source side of its margin
+            held = None if margin is None or h is None else loads[h] - (share[h] if a == h else 0.0) + share[h]
             for t, node in enumerate(nodes):
                 if t == a or t not in may or (node.name != home) - away > room:
+                    continue
+                if held is not None and margin is not None and t != h and held - loads[t] < margin:
                     continue
                 arrives = loads[t] + share[t]
                 t1 = base1 + share[t]
@@ -158,8 +200,9 @@ class _Search:
     def apply(self, change: Change) -> Change | None:
         """Make the change when it keeps every limit and rule; returns its undo, or None."""
         state = self.ctx.state
+        self.tried += 1
         undo = tuple((vmid, state.where[vmid]) for vmid, _ in reversed(change))
-        before = {n: (state.nodes[n].mem, state.nodes[n].vcpus, state.nodes[n].load, self.counts[n])
+        before = {n: (state.nodes[n].mem, state.nodes[n].vcpus, state.nodes[n].load)
                   for v, t in change for n in (state.where[v], t)}
         self._shift(change)
         if self._allowed(change, before):
@@ -170,22 +213,22 @@ class _Search:
     def _shift(self, change: Change) -> None:
         for vmid, target in change:
             home, was = self.origin[vmid], self.ctx.state.where[vmid]
-            self.moved += (target != home) - (was != home)
-            self.counts.subtract(n for n in (home, was) if was != home)
-            self.counts.update(n for n in (home, target) if target != home)
+            charge = self._charge(vmid)
+            if was != home:
+                self.budget.spend(charge, home, was, -1)
+            if target != home:
+                self.budget.spend(charge, home, target)
             self.ctx.shift(vmid, target)
 
-    def _allowed(self, change: Change, before: dict[str, tuple[int, float, float, int]]) -> bool:
-        state, rules = self.ctx.state, self.ctx.rules
-        if self.moved > self.max_moved:
+    def _allowed(self, change: Change, before: dict[str, tuple[int, float, float]]) -> bool:
+        state, rules = self.ctx.state, self.ctx.constraints
+        if self.budget.over() is not None:
             return False
-        for name, (mem, vcpus, load, count) in before.items():
+        for name, (mem, vcpus, load) in before.items():
             node = state.nodes[name]
             if node.mem > mem and node.mem > node.limits.mem or node.vcpus > vcpus and node.vcpus > node.limits.vcpus:
                 return False
             if node.load > load and state.hot(node):
-                return False
-            if self.counts[name] > max(self.per_node, count):
                 return False
         for vmid, _ in change:
             where = state.where[vmid]
@@ -207,7 +250,7 @@ class _Search:
         """A balancing move (one its guest could take back) must clear its margin, as in balance."""
         ctx, state = self.ctx, self.ctx.state
         home, where = self.origin[vmid], state.where[vmid]
-        if home == where or not ctx.rules.rules_allow(vmid, home, False):  # could it go back: balancing
+        if home == where or not ctx.constraints.rules_allow(vmid, home, False):  # could it go back: balancing
             return True
         source, target = state.nodes[home], state.nodes[where]
         gap = (source.load + state.contribution(vmid, source)) - (target.load - state.contribution(vmid, target))
@@ -222,7 +265,7 @@ class _Search:
         tabu: dict[tuple[int, str], int] = {}  # (guest, node) -> last round it may not go there
         n = len(self.nodes)
         round_ = -1
-        while self.rounds_left > 0:
+        while self.rounds_left > 0 and self.tried < self.effort.tries:
             self.rounds_left -= 1
             round_ += 1
             record = (best * best * (n - 1) + 1) / n - EPSILON  # the best imbalance, as S2 / S1^2
@@ -245,7 +288,7 @@ class _Search:
                 self.found.setdefault(frozenset(self.placement().items()), now)
             if now < best - EPSILON:
                 best, best_at, since = now, self.placement(), 0
-            elif since >= PATIENCE:
+            elif since >= self.effort.patience:
                 break
         self.go_to(best_at)
 
@@ -254,7 +297,7 @@ class _Search:
         self.go_to(placement)
         self.tenure = tenure
         self.kicked = set()
-        self.rounds_left = min(MAX_ROUNDS, WORK // max(1, len(self.guests) * len(self.nodes)))
+        self.rounds_left = min(self.effort.max_rounds, self.effort.work // max(1, len(self.guests) * len(self.nodes)))
 
     def kick(self) -> bool:
         """Leave the best placement through the least bad change not tried from it before."""
@@ -274,20 +317,21 @@ class _Search:
                 self._shift(((vmid, target),))
 
 
-def improve(ctx: Context, origin: dict[int, str]) -> list[dict[int, str]]:
+def improve(ctx: Context, origin: dict[int, str]) -> tuple[list[dict[int, str]], int]:
     """Final placements better than greedy's (vmid -> node, for every guest that moves), best
-    first, at most KEEP. `ctx` holds the greedy plan's final state (it is left changed);
-    `origin` is where every guest started."""
-    if not ctx.moves and not ctx.spare_moves:
-        return []
-    if len(ctx.state.where) * len(ctx.state.active) > MAX_PAIRS:
-        return []
-    search = _Search(ctx, origin)
+    first, at most KEEP, and the number of changes tried. `ctx` holds the greedy plan's final
+    state (it is left changed); `origin` is where every guest started."""
+    effort = EFFORTS.get(ctx.policy.search)
+    if effort is None or not (ctx.moves or ctx.balancing):
+        return [], 0
+    if len(ctx.state.where) * len(ctx.state.active) > effort.max_pairs:
+        return [], 0
+    search = _Search(ctx, origin, effort)
     greedy = search.placement()
-    for tenure in TENURES:  # each tenure walks differently: one pass (search and kicks) each
+    for tenure in effort.tenures:  # each tenure walks differently: one pass (search and kicks) each
         search.begin(greedy, tenure)
         search.run()
-        for _ in range(KICKS):
+        for _ in range(effort.kicks):
             if not search.found:
                 break
             best = min(search.found.items(), key=lambda item: (item[1], sorted(item[0])))[0]
@@ -296,13 +340,13 @@ def improve(ctx: Context, origin: dict[int, str]) -> list[dict[int, str]]:
                 break
             search.run()
     ranked = sorted(search.found.items(), key=lambda item: (item[1], sorted(item[0])))
-    return [dict(placement) for placement, _ in ranked[:KEEP]]
+    return [dict(placement) for placement, _ in ranked[:KEEP]], search.tried
 
 
-def sequence(ctx: Context, final: dict[int, str], reasons: dict[int, str], budget: int) -> list[Move] | None:
+def sequence(ctx: Context, final: dict[int, str], reasons: dict[int, Why]) -> list[Move] | None:
     """Commit moves reaching `final` from the observed cluster in `ctx`: hard-rule repairs
-    first, soft-rule repairs next, balancing last; every step feasible when made. None when
-    no such order is found or more than `budget` balancing moves would be needed."""
+    first, soft-rule repairs next, balancing last; every step feasible when made and admitted
+    by the budget. None when no such order is found."""
     pending = dict(sorted(final.items()))
     made: list[Move] = []
     while pending:
@@ -317,18 +361,16 @@ def sequence(ctx: Context, final: dict[int, str], reasons: dict[int, str], budge
         if step is None:
             return None
         made.append(step)
-    if sum(m.kind is MoveKind.BALANCE for m in made) > budget:
-        return None
     return made
 
 
-def _next_repair(ctx: Context, pending: dict[int, str], reasons: dict[int, str]) -> Move | None:
+def _next_repair(ctx: Context, pending: dict[int, str], reasons: dict[int, Why]) -> Move | None:
     for vmid in sorted(pending, key=lambda v: (v not in reasons, v)):
         target = pending[vmid]
         why = repair_reason(ctx, vmid, target)
         if why and ctx.feasible(vmid, ctx.state.nodes[target], mandatory=True):
             del pending[vmid]
-            return ctx.commit(vmid, target, MoveKind.MANDATORY, reasons.get(vmid, why))
+            return ctx.commit(vmid, target, reasons.get(vmid, why))
     return None
 
 
@@ -348,7 +390,7 @@ def _room_for_repairs(ctx: Context, pending: dict[int, str]) -> Move | None:
         ctx.shift(vmid, source)
         if enabled:
             del pending[vmid]
-            return ctx.commit(vmid, target, MoveKind.MANDATORY, f"makes room on {source} for {enabled[0]}")
+            return ctx.commit(vmid, target, Why(Cause.MAKES_ROOM, {"node": source, "for": enabled[0]}))
     return None
 
 
@@ -367,5 +409,6 @@ def _next_balancing(ctx: Context, pending: dict[int, str]) -> Move | None:
     vmid = best[2]
     target = pending.pop(vmid)
     source, node = state.nodes[state.where[vmid]], state.nodes[target]
-    why = soft_reason(ctx, vmid, target) or describe(source, node, state.imbalance(), best[1])
-    return ctx.commit(vmid, target, MoveKind.BALANCE, why)
+    cause = Cause.RELIEF if state.hot(source) else Cause.BALANCE
+    why = soft_reason(ctx, vmid, target) or Why(cause, loads(source, node, state.imbalance(), best[1]))
+    return ctx.commit(vmid, target, why)

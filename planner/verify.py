@@ -60,11 +60,12 @@ def check_moves(model: ClusterModel, rules: RuleSet, policy: Policy, moves: Sequ
         )
         vcpus = demand[move.vmid].vcpus + sum(demand[v].vcpus for v, n in where.items() if n == move.target)
         limit = limits[move.target]
-        if mem > limit.mem:
+        # a guest that brings nothing (a stopped one) cannot take a node over a limit
+        if mem > limit.mem and demand[move.vmid].mem > 0:
             errors.append(
                 f"{at}: {move.target} would hold {mem / GIB:.1f} GiB, above its limit of {limit.mem / GIB:.1f} GiB"
             )
-        if vcpus > limit.vcpus:
+        if vcpus > limit.vcpus and demand[move.vmid].vcpus > 0:
             errors.append(f"{at}: {move.target} would run {vcpus:g} vCPUs, above its overcommit limit {limit.vcpus:g}")
         incompatible = constraints.incompatible(move.vmid, move.target)
         if incompatible:

@@ -15,6 +15,7 @@ from .errors import ApiError
 from .translate import translate
 from .inventory import Inventory, check_consistent, parse_resources
 from .settings import ConnectionSettings
+from .translate import translate
 
 # Called after every API call with (endpoint template, seconds, error or None); the exporter
 # and controller count calls and errors by template from it.

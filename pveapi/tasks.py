@@ -12,7 +12,6 @@ from proxmoxer.tools import Tasks
 from .client import PveClient
 from .errors import ApiError, ErrorKind
 
-
 # Errors while polling a task that do not end it: the task keeps running on its node.
 TRANSIENT_KINDS = (ErrorKind.UNREACHABLE, ErrorKind.TIMEOUT, ErrorKind.REFUSED)
 # The task type of a migration, by guest type.

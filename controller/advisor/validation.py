@@ -16,8 +16,8 @@ from dataclasses import dataclass, replace
 
 from planner.constraints import Constraints
 from planner.context import Context
-from planner.model import ClusterModel, Move, MoveKind, Plan
-from planner.placement import ClusterState, imbalance
+from planner.model import Cause, ClusterModel, Move, MoveKind, Plan, Why
+from planner.placement import Placement, imbalance
 from planner.policy import Policy
 from planner.rules import RuleSet
 from planner.verify import check_moves
@@ -66,16 +66,16 @@ def check_suggestions(
 
         if position > max_suggestions:
             reject(f"over ai.max_suggestions ({max_suggestions}); not checked", "over_limit")
-        elif s.vmid is None or s.vmid not in base.rules.guests:
+        elif s.vmid is None or s.vmid not in base.constraints.guests:
             reject(f"no guest {s.raw_vmid} in the cluster", "unknown_guest")
         elif s.vmid in seen:
             reject(f"guest {s.vmid} was already suggested at #{seen[s.vmid]}; one move per guest", "duplicate")
         elif s.target not in nodes:
             reject(f"no node {s.target!r} in the cluster", "unknown_node")
-        elif s.target == base.rules.guests[s.vmid].node:
+        elif s.target == base.constraints.guests[s.vmid].node:
             reject(f"guest {s.vmid} already runs on {s.target}", "own_node")
-        elif s.vmid in base.rules.skip_reason:
-            why = base.rules.skip_reason[s.vmid]
+        elif s.vmid in base.constraints.skip_reason:
+            why = base.constraints.skip_reason[s.vmid]
             reject(f"guest {s.vmid} must not be moved: {why}", "cooldown" if "cooldown" in why else "not_movable")
         elif (s.vmid, s.target) in refused:
             reject(f"Proxmox refuses it: {refused[(s.vmid, s.target)]}", "api_refuses")
@@ -83,12 +83,15 @@ def check_suggestions(
             seen[s.vmid] = position
             trial = _context(model, rules, policy)
             for vmid, target, reason in accepted:
-                trial.commit(vmid, target, MoveKind.BALANCE, reason)
-            broken_before = sum(trial.rules.violations().values())
-            leaves_maintenance = trial.state.where[s.vmid] in trial.rules.maintenance
-            move = trial.commit(s.vmid, s.target, MoveKind.BALANCE, AI_REASON_PREFIX + (s.reason or "no reason given"))
+                _commit(trial, vmid, target, reason)
+            broken_before = sum(trial.constraints.violations().values())
+            leaves_maintenance = trial.state.where[s.vmid] in trial.constraints.maintenance
+            move = _commit(trial, s.vmid, s.target, AI_REASON_PREFIX + (s.reason or "no reason given"))
+            if move is None:
+                reject(f"over the plan's budgets: {'; '.join(sorted(trial.refused))}", "budget")
+                continue
             problems = check_moves(model, rules, policy, [*moves, move])
-            repairs = sum(trial.rules.violations().values()) < broken_before or leaves_maintenance
+            repairs = sum(trial.constraints.violations().values()) < broken_before or leaves_maintenance
             if problems:
                 why = "; ".join(_without_step(p) for p in problems)
                 reject(why, _category(why))
@@ -99,14 +102,20 @@ def check_suggestions(
                 moves.append(replace(move, kind=MoveKind.MANDATORY) if repairs else move)
     final = _context(model, rules, policy)
     for vmid, target, reason in accepted:
-        final.commit(vmid, target, MoveKind.BALANCE, reason)
+        _commit(final, vmid, target, reason)
     return Checked(_plan(model, base, final, moves), tuple(rejected))
+
+
+def _commit(ctx: Context, vmid: int, target: str, reason: str) -> Move | None:
+    """The suggestion through the planner's one gate, with the model's own words as its reason."""
+    move = ctx.commit(vmid, target, Why(Cause.BALANCE, {"suggested_by": "ai"}))
+    return None if move is None else replace(move, reason=reason)
 
 
 def _context(model: ClusterModel, rules: RuleSet, policy: Policy) -> Context:
     """The planner's own bookkeeping (node totals, rule groups) on the observed cluster."""
     constraints = Constraints(model, rules, policy)
-    return Context(ClusterState(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
+    return Context(Placement(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
 
 
 def _plan(model: ClusterModel, before: Context, after: Context, moves: list[Move]) -> Plan:

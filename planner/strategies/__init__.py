@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from .balance import balance
 from ..context import Context
+from .balance import balance
 from .evacuate import evacuate
 from .repair import repair_affinity, repair_anti_affinity, repair_node_affinity
 from .soft import repair_soft

@@ -10,9 +10,9 @@ nodes that are nearly even, and a big or restarting guest needs a bigger differe
 
 from __future__ import annotations
 
-from ..model import MoveKind
-from ..placement import NodeState
 from ..context import Context
+from ..model import Cause, Why
+from ..placement import NodeState
 
 SOURCES = 3  # most loaded nodes whose guests are candidates each round
 TARGETS = 12  # least loaded nodes tried as destinations each round
@@ -31,56 +31,52 @@ def balance(ctx: Context) -> None:
             "a high-water mark: no balancing moves"
         )
         return
+    ctx.balancing = True
     if hot:
         ctx.notes.append(f"above a high-water mark: {', '.join(hot)}")
-    made = sum(m.kind is MoveKind.BALANCE for m in ctx.moves)  # soft-rule repairs share the budget
-    while made < policy.max_moves:
+    while True:
         current = state.imbalance()
         if current <= 0 or (current <= policy.stop_below and not any(state.hot(n) for n in state.active)):
             ctx.notes.append(f"balancing stopped: imbalance {current:.3f} is at or below {policy.stop_below:g}")
             return
-        if _best_move(ctx, current):
-            made += 1
+        # Relief first: a move off a node above a high-water mark, before any plain balancing.
+        if any(state.hot(n) for n in state.active) and _best_move(ctx, current, relief=True):
             continue
-        swapped = _best_swap(ctx, current, policy.max_moves - made) if policy.max_moves - made >= 2 else 0
-        if swapped:
-            made += swapped
+        if _best_move(ctx, current) or _best_swap(ctx, current):
             continue
-        ctx.spare_moves = policy.max_moves - made
-        full = sorted(n.name for n in state.active if n.moves >= policy.max_moves_per_node)
-        ctx.notes.append(
-            f"balancing stopped: no further move is worth its cost (imbalance {current:.3f})"
-            + (f"; {', '.join(full)} reached max_moves_per_node" if full else "")
-        )
+        ctx.notes.append(stopped_note(ctx, current))
         return
-    ctx.notes.append(f"balancing stopped: move budget of {policy.max_moves} spent")
 
 
-def _open_nodes(ctx: Context, room: int = 1) -> list[NodeState]:
-    return [n for n in ctx.state.active if n.moves + room <= ctx.policy.max_moves_per_node]
+def stopped_note(ctx: Context, current: float) -> str:
+    """Why balancing ended: the budget limits that refused moves worth making, or no such move."""
+    if ctx.refused:
+        return (f"balancing stopped at imbalance {current:.3f}: moves worth their cost remain, but the budget "
+                f"refused them ({', '.join(sorted(ctx.refused))})")
+    return f"balancing stopped: no further move is worth its cost (imbalance {current:.3f})"
 
 
-def _sources(ctx: Context, nodes: list[NodeState], limit: int) -> list[NodeState]:
+def _sources(ctx: Context, nodes: list[NodeState], limit: int, relief: bool = False) -> list[NodeState]:
     state = ctx.state
     mean = state.s1 / len(state.active)
     ranked = sorted(nodes, key=lambda n: (not state.hot(n), -n.load, n.name))
-    return [n for n in ranked if n.load > mean or state.hot(n)][:limit]
+    return [n for n in ranked if (state.hot(n) if relief else n.load > mean or state.hot(n))][:limit]
 
 
 def _candidates(ctx: Context, node: NodeState) -> list[int]:
     return sorted(v for v in ctx.residents[node.name] if ctx.movable(v) and ctx.running(v))
 
 
-def _best_move(ctx: Context, current: float) -> bool:
+def _best_move(ctx: Context, current: float, relief: bool = False) -> bool:
     state, policy = ctx.state, ctx.policy
-    nodes = _open_nodes(ctx)
+    nodes = state.active
     targets = sorted(nodes, key=lambda n: (n.load, n.name))[:TARGETS]
     s1, s2 = state.s1, state.s2
     # The imbalance grows with S2 / S1^2 (for a fixed node count): compare that, and take the
     # square root only once for the winner. Start from today's value: a move must improve it.
     best_q = s2 / (s1 * s1) if s1 > 0 else 0.0
     best: tuple[int, NodeState, NodeState] | None = None
-    for source in _sources(ctx, nodes, SOURCES):
+    for source in _sources(ctx, nodes, SOURCES, relief):
         base2 = s2 - source.load * source.load
         for vmid in _candidates(ctx, source):
             d = state.demand[vmid]
@@ -97,6 +93,10 @@ def _best_move(ctx: Context, current: float) -> bool:
                 q = (rest2 - target.load * target.load + new_t * new_t) / (t1 * t1)
                 if q >= best_q or not ctx.feasible(vmid, target, mandatory=False):
                     continue
+                refused = ctx.refusal(vmid, target.name)  # asked here: the next best may still fit
+                if refused is not None:
+                    ctx.refused.add(refused)
+                    continue
                 best_q, best = q, (vmid, source, target)
     if best is None:
         return False
@@ -104,18 +104,18 @@ def _best_move(ctx: Context, current: float) -> bool:
     after = state.imbalance_if_moved(vmid, target)
     if after >= current:
         return False
-    ctx.commit(vmid, target.name, MoveKind.BALANCE, describe(source, target, current, after))
-    return True
+    cause = Cause.RELIEF if state.hot(source) else Cause.BALANCE
+    return ctx.commit(vmid, target.name, Why(cause, loads(source, target, current, after))) is not None
 
 
-def _best_swap(ctx: Context, current: float, budget: int) -> int:
+def _best_swap(ctx: Context, current: float) -> bool:
     """Two guests trade places when neither fits alone; ordered (or staged through a third
-    node) so that no node is ever over its limits. Returns the number of moves made."""
+    node) so that no node is ever over its limits. One trade, one reason for all its moves."""
     state, policy = ctx.state, ctx.policy
-    nodes = _open_nodes(ctx, room=2)
+    nodes = state.active
     targets = sorted(nodes, key=lambda n: (n.load, n.name))[:SWAP_TARGETS]
     best_after = current
-    best: tuple[list[tuple[int, str, str]], NodeState, NodeState, float] | None = None
+    best: tuple[list[tuple[int, str]], NodeState, NodeState, float] | None = None
     for source in _sources(ctx, nodes, SWAP_SOURCES):
         big = sorted(_candidates(ctx, source), key=lambda v: (-state.contribution(v, source), v))[:SWAP_GUESTS]
         for target in targets:
@@ -132,23 +132,30 @@ def _best_swap(ctx: Context, current: float, budget: int) -> int:
                         continue
                     if not _swap_allowed(ctx, a, b, source, target):
                         continue
-                    steps = _swap_order(ctx, a, b, source, target, budget)
+                    steps = _swap_order(ctx, a, b, source, target)
                     # a staged swap moves `b` twice: it must pay for that too
                     if steps is None or (len(steps) == 3 and source.load - target.load < margin + ctx.cost(b)):
                         continue
+                    if not ctx.admits(steps):
+                        continue
                     best_after, best = after, (steps, source, target, after)
     if best is None:
-        return 0
+        return False
     steps, source, target, after = best
-    reason = describe(source, target, current, after)
-    for vmid, node, why in steps:
-        ctx.commit(vmid, node, MoveKind.BALANCE, why.format(reason=reason))
-    return len(steps)
+    details: dict[str, str | int | float] = {**loads(source, target, current, after),
+                                             "first": steps[-2][0], "second": steps[-1][0]}
+    if len(steps) == 3:
+        details.update(parked=steps[0][0], via=steps[0][1])
+    if steps[-2][1] != target.name:  # the guest coming back moves first
+        details.update(first=steps[-1][0], second=steps[-2][0])
+    for vmid, node in steps:
+        ctx.commit(vmid, node, Why(Cause.TRADE, details))
+    return True
 
 
 def _swap_allowed(ctx: Context, a: int, b: int, source: NodeState, target: NodeState) -> bool:
     """The end state of the swap: rules hold, hard limits hold, targets stay below high water."""
-    state, rules = ctx.state, ctx.rules
+    state, rules = ctx.state, ctx.constraints
     da, db = state.demand[a], state.demand[b]
     return (
         rules.rules_allow(a, target.name, False)
@@ -159,29 +166,21 @@ def _swap_allowed(ctx: Context, a: int, b: int, source: NodeState, target: NodeS
     )
 
 
-def _swap_order(
-    ctx: Context, a: int, b: int, source: NodeState, target: NodeState, budget: int
-) -> list[tuple[int, str, str]] | None:
+def _swap_order(ctx: Context, a: int, b: int, source: NodeState, target: NodeState) -> list[tuple[int, str]] | None:
     """The order of moves that keeps every step within hard limits, or None."""
     state = ctx.state
-    there = f"{{reason}} (swap with {b})"
-    back = f"swap with {a}: {{reason}}"
     if state.fits(a, target):
-        return [(a, target.name, there), (b, source.name, back)]
+        return [(a, target.name), (b, source.name)]
     if state.fits(b, source):
-        return [(b, source.name, back), (a, target.name, there)]
-    if budget < 3:
-        return None
+        return [(b, source.name), (a, target.name)]
     # Neither node can take its newcomer first: park `b` on a third node, then trade.
-    for stage in sorted(_open_nodes(ctx, room=2), key=lambda n: (n.load, n.name)):
+    for stage in sorted(state.active, key=lambda n: (n.load, n.name)):
         if stage is not source and stage is not target and ctx.feasible(b, stage, mandatory=True):
-            parks = f"parks {b} on {stage.name} so {a} and {b} can trade places"
-            return [(b, stage.name, parks), (a, target.name, there), (b, source.name, back)]
+            return [(b, stage.name), (a, target.name), (b, source.name)]
     return None
 
 
-def describe(source: NodeState, target: NodeState, current: float, after: float) -> str:
-    return (
-        f"{source.name} load {source.load:.0%} -> {target.name} load {target.load:.0%}; "
-        f"imbalance {current:.3f} -> {after:.3f}"
-    )
+def loads(source: NodeState, target: NodeState, current: float, after: float) -> dict[str, str | int | float]:
+    """The details of a balancing move: both nodes' loads before it, the imbalance before and after."""
+    return {"source": source.name, "source_load": round(source.load, 4), "target": target.name,
+            "target_load": round(target.load, 4), "before": round(current, 6), "after": round(after, 6)}

@@ -4,24 +4,25 @@ then affinity. Each repair is a mandatory move; one that cannot be made is a pro
 from __future__ import annotations
 
 from ..constraints import Group
-from ..model import MoveKind
 from ..context import Context
+from ..model import Cause, Why
 
 
-def evacuate_reason(node: str) -> str:
-    return f"evacuates maintenance node {node}"
+def evacuate_reason(node: str) -> Why:
+    return Why(Cause.EVACUATION, {"node": node})
 
 
-def node_affinity_reason(ctx: Context, vmid: int) -> str:
-    return f"{ctx.rules.allowed_by[vmid]} requires {', '.join(sorted(ctx.rules.allowed[vmid]))}"
+def node_affinity_reason(ctx: Context, vmid: int) -> Why:
+    c = ctx.constraints
+    return Why(Cause.REPAIR, {"rule": c.allowed_by[vmid], "problem": "node affinity", "nodes": ", ".join(sorted(c.allowed[vmid]))})
 
 
-def apart_reason(group: Group, node: str, other: int) -> str:
-    return f"{group.label}: shares {node} with {other}"
+def apart_reason(group: Group, node: str, other: int, cause: Cause = Cause.REPAIR) -> Why:
+    return Why(cause, {"rule": group.label, "problem": "apart", "node": node, "other": other})
 
 
-def together_reason(group: Group, anchor: str) -> str:
-    return f"{group.label}: joins the group on {anchor}"
+def together_reason(group: Group, anchor: str, cause: Cause = Cause.REPAIR) -> Why:
+    return Why(cause, {"rule": group.label, "problem": "together", "node": anchor})
 
 
 def sharing(ctx: Context, group: Group, vmid: int) -> int | None:
@@ -35,9 +36,9 @@ def joins(group: Group, source: str, target: str) -> bool:
     return target != source and group.nodes[target] >= max(group.nodes.values())
 
 
-def repair_reason(ctx: Context, vmid: int, target: str) -> str | None:
+def repair_reason(ctx: Context, vmid: int, target: str) -> Why | None:
     """The hard rule that moving `vmid` to `target` repairs (or the evacuation it makes), or None."""
-    rules, where = ctx.rules, ctx.state.where[vmid]
+    rules, where = ctx.constraints, ctx.state.where[vmid]
     if ctx.state.nodes[where].state == "maintenance":
         return evacuate_reason(where)
     allowed = rules.allowed.get(vmid)
@@ -54,17 +55,17 @@ def repair_reason(ctx: Context, vmid: int, target: str) -> str | None:
 
 
 def repair_node_affinity(ctx: Context) -> None:
-    for vmid, allowed in sorted(ctx.rules.allowed.items()):
+    for vmid, allowed in sorted(ctx.constraints.allowed.items()):
         where = ctx.state.where[vmid]
-        if not allowed or where in allowed or vmid in ctx.rules.stranded:
+        if not allowed or where in allowed or vmid in ctx.constraints.stranded:
             continue
-        if not _can_repair(ctx, vmid, ctx.rules.allowed_by[vmid]):
+        if not _can_repair(ctx, vmid, ctx.constraints.allowed_by[vmid]):
             continue
         ctx.place(vmid, node_affinity_reason(ctx, vmid))
 
 
 def repair_anti_affinity(ctx: Context) -> None:
-    for group in ctx.rules.apart:
+    for group in ctx.constraints.apart:
         if not group.strict or group.excused:
             continue
         for node in sorted(n for n, c in group.nodes.items() if c > 1):
@@ -77,7 +78,7 @@ def repair_anti_affinity(ctx: Context) -> None:
 
 
 def repair_affinity(ctx: Context) -> None:
-    for group in ctx.rules.together:
+    for group in ctx.constraints.together:
         if not group.strict or group.excused or group.violation(True) == 0:
             continue
         fixed = {ctx.state.where[v] for v in group.members if not ctx.movable(v)}
@@ -90,11 +91,10 @@ def repair_affinity(ctx: Context) -> None:
             if ctx.state.where[vmid] == anchor or not _can_repair(ctx, vmid, group.label):
                 continue
             target = ctx.state.nodes[anchor]
-            reason = together_reason(group, anchor)
             if ctx.feasible(vmid, target, mandatory=True) or (
-                ctx.make_room(vmid, reason) is target and ctx.feasible(vmid, target, mandatory=True)
+                ctx.make_room(vmid) is target and ctx.feasible(vmid, target, mandatory=True)
             ):
-                ctx.commit(vmid, anchor, MoveKind.MANDATORY, reason)
+                ctx.commit(vmid, anchor, together_reason(group, anchor))
             else:
                 ctx.problems.append(f"{group.label}: guest {vmid} cannot join the group on {anchor}: no room there")
 
@@ -103,7 +103,7 @@ def _can_repair(ctx: Context, vmid: int, label: str) -> bool:
     if ctx.movable(vmid):
         return True
     ctx.problems.append(
-        f"{label} is broken by guest {vmid} ({ctx.rules.guests[vmid].name}), which cannot move: "
-        f"{ctx.rules.skip_reason[vmid]}"
+        f"{label} is broken by guest {vmid} ({ctx.constraints.guests[vmid].name}), which cannot move: "
+        f"{ctx.constraints.skip_reason[vmid]}"
     )
     return False

@@ -3,7 +3,7 @@
 A guest off the nodes a `should` node-affinity rule prefers goes back, a member of a soft
 anti-affinity group sharing a node moves to a node without one, a member of a soft affinity
 group joins the rest. These moves are not mandatory: they come after the mandatory moves,
-count against the balancing budgets (`max_moves`, `max_moves_per_node`), keep every hard
+are admitted by the same budget as balancing moves (planner.budget), keep every hard
 limit and high-water mark, and are made only while the imbalance stays within
 `soft_rule_tolerance` of what it was before them. A soft rule that cannot be repaired that
 cheaply is left as it is (and never made worse).
@@ -14,27 +14,25 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..constraints import Group
-from ..model import MoveKind
-from ..placement import NodeState
 from ..context import Context
+from ..model import Cause, Why
+from ..placement import NodeState
 from .repair import apart_reason, joins, sharing, together_reason
 
 
 def repair_soft(ctx: Context) -> None:
     state, policy = ctx.state, ctx.policy
     ceiling = state.imbalance() + policy.soft_rule_tolerance
-    made = 0
+    refused: set[str] = set()
     for vmid, targets in _broken(ctx):
-        if made >= policy.max_moves:
-            ctx.notes.append(f"soft-rule repairs stopped: move budget of {policy.max_moves} spent")
-            return
-        source = state.nodes[state.where[vmid]]
         best: tuple[float, float, str] | None = None
         choice: NodeState | None = None
         for target in targets:
-            if max(source.moves, target.moves) + 1 > policy.max_moves_per_node:
-                continue
             if not ctx.feasible(vmid, target, mandatory=False):
+                continue
+            limit = ctx.refusal(vmid, target.name)
+            if limit is not None:
+                refused.add(limit)
                 continue
             after = state.imbalance_if_moved(vmid, target)
             key = (round(after, 12), target.load, target.name)
@@ -42,14 +40,15 @@ def repair_soft(ctx: Context) -> None:
                 best, choice = key, target
         why = soft_reason(ctx, vmid, choice.name) if choice is not None else None
         if choice is not None and why is not None:
-            ctx.commit(vmid, choice.name, MoveKind.BALANCE, why)
-            made += 1
+            ctx.commit(vmid, choice.name, why)
+    if refused:
+        ctx.notes.append(f"soft-rule repairs left undone: the budget refused them ({', '.join(sorted(refused))})")
 
 
 def _broken(ctx: Context) -> Iterator[tuple[int, list[NodeState]]]:
     """Guests a soft rule wants elsewhere, with the nodes that would satisfy it (checked again
     when each is reached: earlier repairs change the groups)."""
-    state, rules = ctx.state, ctx.rules
+    state, rules = ctx.state, ctx.constraints
     for vmid, preferred in sorted(rules.preferred.items()):
         if ctx.movable(vmid) and state.where[vmid] not in preferred:
             yield vmid, [state.nodes[n] for n in sorted(preferred) if n in rules.usable]
@@ -78,17 +77,18 @@ def _anchor(ctx: Context, group: Group) -> str:
     return min((n for n, c in group.nodes.items() if c > 0), key=lambda n: (-group.nodes[n], -held[n], n))
 
 
-def soft_reason(ctx: Context, vmid: int, target: str) -> str | None:
+def soft_reason(ctx: Context, vmid: int, target: str) -> Why | None:
     """The soft rule that moving `vmid` to `target` repairs, as a plan reason, or None."""
-    rules, where = ctx.rules, ctx.state.where[vmid]
+    rules, where = ctx.constraints, ctx.state.where[vmid]
     preferred = rules.preferred.get(vmid)
     if preferred is not None and where not in preferred and target in preferred:
-        return f"soft rule: should run on {', '.join(sorted(preferred))} ({rules.preferred_by[vmid]})"
+        return Why(Cause.SOFT_RULE, {"rule": rules.preferred_by[vmid], "problem": "node affinity",
+                                     "nodes": ", ".join(sorted(preferred))})
     for group in rules.apart_of.get(vmid, ()):
         other = sharing(ctx, group, vmid)
         if not group.strict and other is not None and group.nodes[target] == 0:
-            return f"soft rule: {apart_reason(group, where, other)}"
+            return apart_reason(group, where, other, Cause.SOFT_RULE)
     for group in rules.together_of.get(vmid, ()):
         if not group.strict and group.violation(True) > 0 and joins(group, where, target):
-            return f"soft rule: {together_reason(group, target)}"
+            return together_reason(group, target, Cause.SOFT_RULE)
     return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 
-from tests.support.prometheus import Sample
+from testkit.prometheus import Sample
 
 GIB = 1024**3
 

@@ -19,7 +19,7 @@ import requests
 from controller.config import load_config
 from tests.controller.conftest import write_config
 from tests.controller.test_run_process import ROOT, _events, _wait
-from tests.support.prometheus import free_port
+from testkit.prometheus import free_port
 from tests.support.sim import RunningSimulator, running_simulator
 
 OPERATOR = "op-3f1c9a7e-token-for-tests"

@@ -21,8 +21,8 @@ from pveapi.client import PveClient
 from simulator import scenario as scenarios
 from tests.controller.conftest import write_config
 from tests.controller.test_run_process import ROOT, _running_migration, _wait, real_time_sim  # noqa: F401 - fixture
-from tests.support.processes import without_progress
-from tests.support.prometheus import free_port
+from testkit.processes import without_progress
+from testkit.prometheus import free_port
 from tests.support.sim import RunningSimulator, running_simulator
 
 AUTO = {"automation": "automatic", "hold_time": 0, "cooldown": "1h", "interval": "5m"}

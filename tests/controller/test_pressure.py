@@ -17,7 +17,7 @@ from exporter.backfill import backfill
 from exporter.collectors import CollectorOptions
 from pveapi.client import PveClient
 from tests.controller.conftest import write_config
-from tests.support.prometheus import running_prometheus
+from testkit.prometheus import running_prometheus
 from tests.support.sim import RunningSimulator, running_simulator
 
 START = 1_767_000_000.0

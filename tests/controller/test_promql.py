@@ -15,7 +15,7 @@ from structlog.testing import capture_logs
 from controller.promql import History, PrometheusError, PrometheusSettings, PromQL, Statistic
 from pveapi.settings import Secret
 from tests.controller.history import GIB, exporter_samples
-from tests.support.prometheus import RunningPrometheus, free_port, running_prometheus, write_history
+from testkit.prometheus import RunningPrometheus, free_port, running_prometheus, write_history
 
 NOW = time.time()
 # 10 samples a minute apart in the last hour, alternating so avg, quantile and stddev differ.

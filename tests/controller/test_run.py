@@ -19,7 +19,7 @@ from controller.promql import PromQL
 from controller.server import ControllerServer
 from pveapi.client import PveClient
 from tests.controller.conftest import Watch, demo_rules_broken
-from tests.support.prometheus import free_port, running_prometheus
+from testkit.prometheus import free_port, running_prometheus
 from tests.support.sim import RunningSimulator, running_simulator
 
 AUTO = {"automation": "automatic", "hold_time": 0, "cooldown": "1h", "interval": "5m"}

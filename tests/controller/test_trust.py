@@ -28,9 +28,9 @@ from pveapi.client import PveClient
 from simulator import scenario as scenarios
 from simulator.scenario import ALL_PRIVILEGES
 from tests.controller.conftest import Watch, write_config
-from tests.support.processes import without_progress
+from testkit.processes import without_progress
 from tests.controller.history import GIB, exporter_samples
-from tests.support.prometheus import free_port, running_prometheus, write_history
+from testkit.prometheus import free_port, running_prometheus, write_history
 from tests.support.sim import RunningSimulator, running_simulator
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ from exporter.scrape import scrape
 from exporter.target import Target
 from pveapi.errors import ConfigError
 from tests.exporter.conftest import api_get, module_block
-from tests.support.prometheus import running_prometheus
+from testkit.prometheus import running_prometheus
 from tests.support.sim import RunningSimulator
 
 ROOT = Path(__file__).resolve().parents[2]

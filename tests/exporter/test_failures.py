@@ -10,7 +10,7 @@ import requests
 from structlog.testing import capture_logs
 
 from tests.exporter.conftest import RunningExporter, Scrape, module_block
-from tests.support.processes import free_port
+from testkit.processes import free_port
 from tests.support.sim import RunningSimulator
 
 NODE_STATUS = "/nodes/{node}/status"

@@ -17,7 +17,7 @@ import requests
 import yaml
 
 from tests.exporter.conftest import module_block
-from tests.support.processes import free_port
+from testkit.processes import free_port
 from tests.support.sim import RunningSimulator
 
 ROOT = Path(__file__).resolve().parents[2]

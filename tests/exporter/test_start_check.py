@@ -9,7 +9,7 @@ import requests
 
 from tests.exporter.conftest import module_block
 from tests.exporter.test_secrets_and_cli import WRONG_SECRET, exporter_process, write
-from tests.support.processes import free_port
+from testkit.processes import free_port
 from tests.support.sim import RunningSimulator
 
 

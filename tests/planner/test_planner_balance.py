@@ -3,7 +3,7 @@
 import dataclasses
 import random
 
-from planner.model import MoveKind
+from planner.model import Cause, MoveKind
 from planner.framework import plan
 from planner.policy import Policy
 from planner.rules import RuleSet
@@ -52,7 +52,7 @@ def test_move_budget_per_plan_and_per_node():
     assert len(checked_plan(cluster(nodes, guests), policy=Policy(trigger=0.0, max_moves=2)).moves) == 2
     per_node = checked_plan(cluster(nodes, guests), policy=Policy(trigger=0.0, max_moves=10, max_moves_per_node=3))
     assert len(per_node.moves) == 3  # every move leaves pve1
-    assert any("pve1 reached max_moves_per_node" in n for n in per_node.notes)
+    assert any("the budget refused them (max_moves_per_node (pve1))" in n for n in per_node.notes)
 
 
 def test_memory_is_never_overcommitted_even_when_cpu_would_gain():
@@ -91,7 +91,9 @@ def test_a_swap_is_staged_through_a_third_node_when_neither_order_fits():
     assert len(result.moves) == 3
     parked, trade, back = result.moves
     assert parked.target == "pve3" and back.vmid == parked.vmid and back.source == "pve3"
-    assert "parks" in parked.reason
+    # one trade, one reason for its three moves
+    assert parked.cause is Cause.TRADE and parked.reason == trade.reason == back.reason
+    assert "2001 parked on pve3" in parked.reason
     assert result.imbalance_after < 0.01
 
 

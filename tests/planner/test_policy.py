@@ -78,3 +78,12 @@ def test_bad_values_give_one_line_naming_the_key(data, message):
         Policy.from_mapping(data, "policy")
     assert str(err.value).startswith(message)
     assert "\n" not in str(err.value)
+
+
+def test_search_effort_and_cost_budgets_are_read_and_bad_ones_refused():
+    policy = Policy.from_mapping({"search": "thorough", "max_copy_per_node": "64GiB", "max_inflow": 2}, "policy")
+    assert (policy.search, policy.max_copy_per_node, policy.max_inflow) == ("thorough", 64 * 1024**3, 2)
+    with pytest.raises(ConfigError, match=r"policy.search: expected one of off, quick, thorough, got 'hard'"):
+        Policy.from_mapping({"search": "hard"}, "policy")
+    with pytest.raises(ConfigError, match=r"policy.max_inflow: expected a whole number >= 1, got 0"):
+        Policy.from_mapping({"max_inflow": 0}, "policy")

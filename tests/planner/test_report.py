@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from planner.model import MoveKind
+from planner.model import Cause, MoveKind
 from planner.policy import Policy
 from planner.report import SCHEMA_VERSION, plan_from_dict, plan_to_dict, render_table
 from pveapi.errors import ConfigError
@@ -92,4 +92,13 @@ def test_each_move_says_where_its_figures_came_from():
     assert plan_from_dict(data) == result
     data["moves"][0]["usage_source"] = "guess"
     with pytest.raises(ConfigError, match=r"plan.moves\[0\].usage_source: expected prometheus or live, got 'guess'"):
+        plan_from_dict(data)
+
+
+def test_json_carries_each_move_s_cause_and_a_bad_cause_is_refused(sample):
+    data = plan_to_dict(sample)
+    assert all(m["cause"] in {c.value for c in Cause} and isinstance(m["details"], dict) for m in data["moves"])
+    assert data["search"]["effort"] in ("off", "quick", "thorough")
+    data["moves"][0]["cause"] = "because"
+    with pytest.raises(ConfigError, match=r"plan.moves\[0\].cause: expected one of evacuation, repair"):
         plan_from_dict(data)

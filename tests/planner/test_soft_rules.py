@@ -63,7 +63,7 @@ def test_not_when_it_would_break_a_hard_rule():
 def test_soft_repairs_share_the_balancing_budget():
     result = checked_plan(cluster_with_200_on_pve2(), should(200, "pve3"), Policy(max_moves=0))
     assert result.moves == ()
-    assert any("soft-rule repairs stopped: move budget of 0 spent" in n for n in result.notes)
+    assert any("soft-rule repairs left undone: the budget refused them (max_moves)" in n for n in result.notes)
 
 
 def test_soft_repairs_come_after_mandatory_moves():

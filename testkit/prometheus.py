@@ -23,7 +23,7 @@ from typing import Any
 import requests
 import yaml
 
-from tests.support.processes import free_port, stop_process
+from testkit.processes import free_port, stop_process
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
 PROMTOOL = shutil.which("promtool") or "/usr/bin/promtool"

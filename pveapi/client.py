@@ -12,7 +12,6 @@ from proxmoxer import ProxmoxAPI
 from requests.adapters import HTTPAdapter
 
 from .errors import ApiError
-from .translate import translate
 from .inventory import Inventory, check_consistent, parse_resources
 from .settings import ConnectionSettings
 from .translate import translate

@@ -288,7 +288,6 @@ def _node(f: _Fields) -> Node:
 def _guest(f: _Fields) -> Guest:
     vmid = values.vmid(f.entry.get("vmid"), f"{f.label}.vmid")
     kind = f.entry["type"]
-    counters = ("uptime", "netin", "netout", "diskread", "diskwrite")
     return Guest(
         vmid=vmid,
         type=kind,
@@ -306,7 +305,11 @@ def _guest(f: _Fields) -> Guest:
         mem=f.whole("mem"),
         disk=f.whole("disk"),
         maxdisk=f.whole("maxdisk"),
-        **{key: f.whole(key, MAX_COUNTER) for key in counters},
+        uptime=f.whole("uptime", MAX_COUNTER),
+        netin=f.whole("netin", MAX_COUNTER),
+        netout=f.whole("netout", MAX_COUNTER),
+        diskread=f.whole("diskread", MAX_COUNTER),
+        diskwrite=f.whole("diskwrite", MAX_COUNTER),
     )
 
 

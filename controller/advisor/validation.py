@@ -18,6 +18,7 @@ from planner.constraints import Constraints
 from planner.context import Context
 from planner.model import Cause, ClusterModel, Move, MoveKind, Plan, Why
 from planner.placement import Placement, imbalance
+from planner.strategies.balance import loads
 from planner.policy import Policy
 from planner.rules import RuleSet
 from planner.verify import check_moves
@@ -107,8 +108,12 @@ def check_suggestions(
 
 
 def _commit(ctx: Context, vmid: int, target: str, reason: str) -> Move | None:
-    """The suggestion through the planner's one gate, with the model's own words as its reason."""
-    move = ctx.commit(vmid, target, Why(Cause.BALANCE, {"suggested_by": "ai"}))
+    """The suggestion through the planner's one gate, with the model's own words as its reason
+    (the details are the planner's own figures for a balancing move)."""
+    state = ctx.state
+    source, dest = state.nodes[state.where[vmid]], state.nodes[target]
+    details = loads(source, dest, state.imbalance(), state.imbalance_if_moved(vmid, dest))
+    move = ctx.commit(vmid, target, Why(Cause.BALANCE, details))
     return None if move is None else replace(move, reason=reason)
 
 

@@ -85,5 +85,5 @@ def test_search_effort_and_cost_budgets_are_read_and_bad_ones_refused():
     assert (policy.search, policy.max_copy_per_node, policy.max_inflow) == ("thorough", 64 * 1024**3, 2)
     with pytest.raises(ConfigError, match=r"policy.search: expected one of off, quick, thorough, got 'hard'"):
         Policy.from_mapping({"search": "hard"}, "policy")
-    with pytest.raises(ConfigError, match=r"policy.max_inflow: expected a whole number >= 1, got 0"):
+    with pytest.raises(ConfigError, match=r"policy.max_inflow: expected a whole number from 1 to 100000, got 0"):
         Policy.from_mapping({"max_inflow": 0}, "policy")

@@ -37,7 +37,7 @@ def plan_described(
 
 
 def describe(client: PveClient, model: ClusterModel, vmids: Iterable[int], notes: list[str]) -> ClusterModel:
-    """`model` with the CPU type and disk storages of `vmids` read (those not read yet), and the
+    """`model` with the CPU type and disk storages (and sizes) of `vmids` read (those not read yet), and the
     node CPU models once a `cpu: host` guest is among them; `model` itself when nothing new."""
     wanted = set(vmids)
     guests = list(model.guests)
@@ -51,7 +51,8 @@ def describe(client: PveClient, model: ClusterModel, vmids: Iterable[int], notes
             _note(notes, f"guest configs not read, CPU type and storage not checked for some guests: {exc}")
             needs = None
         guests[i] = replace(guest, cputype=needs.cputype if needs else None,
-                            disk_storages=needs.storages if needs else frozenset())
+                            disk_storages=needs.storages if needs else frozenset(),
+                            disk_bytes=needs.disk_bytes if needs else ())
         changed = True
     if not changed:
         return model
@@ -67,7 +68,8 @@ def keep_described(base: ClusterModel, model: ClusterModel) -> ClusterModel:
     models = {n.name: n.cpu_model for n in base.nodes}
     return replace(
         model,
-        guests=tuple(replace(g, cputype=guests[g.vmid].cputype, disk_storages=guests[g.vmid].disk_storages)
+        guests=tuple(replace(g, cputype=guests[g.vmid].cputype, disk_storages=guests[g.vmid].disk_storages,
+                             disk_bytes=guests[g.vmid].disk_bytes)
                      if g.vmid in guests else g for g in model.guests),
         nodes=tuple(replace(n, cpu_model=models.get(n.name)) for n in model.nodes),
     )

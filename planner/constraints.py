@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pveapi.inventory import HOST_CPU, Guest
 
 from .model import ClusterModel
-from .policy import Policy
+from .policy import GIB, Policy
 from .rules import AffinityRule, AntiAffinityRule, GuestSelector, NodeAffinityRule, RuleSet, missing_guests, tag_rules
 
 
@@ -227,7 +227,8 @@ class Constraints:
 
         A `cpu: host` guest sees its host's CPU: live migration to another CPU model can crash it,
         so it only goes to nodes with the model it started on. Disks need their storage on the
-        target (PVE refuses otherwise). Unknown figures (not read) are not held against a node.
+        target (PVE refuses otherwise), and disks on a local storage room on the target's (the
+        copy would fail when it fills up). Unknown figures (not read) are not held against a node.
         """
         guest, node = self.guests[vmid], self.nodes.get(target)
         if node is None:
@@ -240,6 +241,12 @@ class Constraints:
             missing = sorted(guest.disk_storages - node.storages)
             if missing:
                 return f"storage {', '.join(missing)} is not available on {target}"
+        # Local disks are copied to the same storage on the target: it needs room for them.
+        free = dict(node.local_free)
+        for storage, size in guest.disk_bytes:
+            if storage in free and size > free[storage]:
+                return (f"local storage {storage} on {target} has {free[storage] / GIB:.1f} GiB free, "
+                        f"its disks there need {size / GIB:.1f} GiB")
         return None
 
     def _joins(self, group: Group, vmid: int, target: str) -> bool:

@@ -47,3 +47,36 @@ def test_cpu_host_and_storage_keep_guests_off_incompatible_nodes_and_the_plan_sa
         placement = sim.placement()
         assert placement[100] == "amd2" and placement[101] == "amd2" and placement[102] == "intel1"
         assert watch.problems == []
+
+
+LOCAL = {
+    "name": "local-room", "seed": 3,
+    "nodes": [{"name": "n1", "cores": 16, "memory": "64GiB"},
+              {"name": "n2", "cores": 32, "memory": "128GiB"},  # empty and big, but its local disk is nearly full
+              {"name": "n3", "cores": 16, "memory": "64GiB"}],
+    "storages": [{"name": "local-lvm", "type": "lvmthin", "shared": False, "size": "500GiB"},
+                 {"name": "ceph", "type": "rbd", "shared": True}],
+    "guests": [
+        {"vmid": 100, "node": "n1", "cpus": 4, "memory": "8GiB", "disk": "100GiB", "local_disks": True},
+        {"vmid": 101, "node": "n2", "cpus": 1, "memory": "1GiB", "disk": "450GiB", "local_disks": True,
+         "status": "stopped", "tags": ["plb_ignore"]},  # fills n2's local-lvm: 50 GiB free
+        {"vmid": 102, "node": "n3", "cpus": 4, "memory": "8GiB", "storage": "ceph"},
+    ],
+}
+
+
+def test_a_guest_moved_with_local_disks_goes_only_where_its_local_storage_has_room(
+    make_config: Callable[..., Config]
+) -> None:
+    with running_simulator(LOCAL, time_scale=0) as sim:
+        config = make_config(sim, rules={"maintenance": ["n1"]}, policy={"allow_local_disks": True},
+                             apply={"poll_interval": 5})
+        client = PveClient(config.proxmox)
+        cycle = run_cycle(client, None, config)
+        assert {m.vmid: m.target for m in cycle.plan.moves}[100] == "n3", cycle.plan.moves
+        assert ("guest 100 (vm100) may not go to n2: local storage local-lvm on n2 has 50.0 GiB free, "
+                "its disks there need 100.0 GiB") in cycle.plan.notes, cycle.plan.notes
+        watch = Watch(sim, client)
+        report = Executor(client, cycle.rules, config.policy, config.apply, sleep=watch.sleep).apply(cycle.plan, cycle.model)
+        assert report.count("succeeded") == len(cycle.plan.moves), report.outcomes
+        assert sim.placement()[100] == "n3" and watch.problems == []

@@ -11,6 +11,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pveapi.cpumodels import required_flags
 from pveapi.inventory import HOST_CPU, Guest
 
 from .model import ClusterModel
@@ -226,7 +227,8 @@ class Constraints:
         """Why the guest cannot run on `target` whatever the rules say (CPU model, storage), or None.
 
         A `cpu: host` guest sees its host's CPU: live migration to another CPU model can crash it,
-        so it only goes to nodes with the model it started on. Disks need their storage on the
+        so it only goes to nodes with the model it started on; a named model (`x86-64-v3`,
+        `Skylake-Server`, ...) only to nodes whose CPU flags offer it (pveapi/cpumodels.py). Disks need their storage on the
         target (PVE refuses otherwise), and disks on a local storage room on the target's (the
         copy would fail when it fills up). Unknown figures (not read) are not held against a node.
         """
@@ -237,6 +239,9 @@ class Constraints:
             home = self.nodes[guest.node].cpu_model if guest.node in self.nodes else None
             if home is not None and node.cpu_model is not None and node.cpu_model != home:
                 return f"cpu: host needs CPU model {home}, {target} has {node.cpu_model}"
+        needs = required_flags(guest.cputype)
+        if needs is not None and node.cpu_flags is not None and not needs <= node.cpu_flags:
+            return f"cpu: {guest.cputype} needs CPU flags {' '.join(sorted(needs - node.cpu_flags))}, which {target} lacks"
         if guest.disk_storages and node.storages:
             missing = sorted(guest.disk_storages - node.storages)
             if missing:

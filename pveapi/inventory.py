@@ -43,6 +43,7 @@ class Node:
     hastate: str | None = None  # "online", "maintenance", ... when HA reports on the node
     storages: frozenset[str] = frozenset()  # storages available on the node (its /cluster/resources entries)
     cpu_model: str | None = None  # node status `cpuinfo.model`, when read (controller/compat.py)
+    cpu_flags: frozenset[str] | None = None  # node status `cpuinfo.flags`, when read (controller/compat.py)
     # Free bytes (maxdisk - disk) of each available storage that is not shared: where a guest
     # moved with local disks gets copies of them.
     local_free: tuple[tuple[str, int], ...] = ()

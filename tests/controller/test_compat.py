@@ -80,3 +80,41 @@ def test_a_guest_moved_with_local_disks_goes_only_where_its_local_storage_has_ro
         report = Executor(client, cycle.rules, config.policy, config.apply, sleep=watch.sleep).apply(cycle.plan, cycle.model)
         assert report.count("succeeded") == len(cycle.plan.moves), report.outcomes
         assert sim.placement()[100] == "n3" and watch.problems == []
+
+
+WESTMERE_FLAGS = ("fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat pse36 clflush mmx fxsr sse sse2 "
+                  "ht syscall nx lm constant_tsc pni pclmulqdq ssse3 cx16 sse4_1 sse4_2 popcnt aes lahf_lm")
+NAMED = {
+    "name": "named-cpu", "seed": 3,
+    "nodes": [{"name": "amd1", "cores": 16, "memory": "64GiB"},  # AMD EPYC 7313: x86-64-v3, no AVX-512
+              {"name": "old1", "cores": 32, "memory": "128GiB", "model": "Intel(R) Xeon(R) CPU X5670 @ 2.93GHz",
+               "cpu_flags": WESTMERE_FLAGS},  # empty and big, but only x86-64-v2-AES
+              {"name": "intel1", "cores": 16, "memory": "64GiB", "model": INTEL},  # Ice Lake: x86-64-v4
+              {"name": "intel2", "cores": 16, "memory": "64GiB", "model": INTEL}],
+    "storages": [{"name": "ceph", "type": "rbd", "shared": True}],
+    "guests": [
+        {"vmid": 100, "node": "amd1", "cputype": "x86-64-v3", "cpus": 4, "memory": "8GiB"},
+        {"vmid": 101, "node": "intel1", "cputype": "Skylake-Server", "cpus": 4, "memory": "8GiB"},
+        {"vmid": 102, "node": "amd1", "cpus": 4, "memory": "8GiB"},
+    ],
+}
+
+
+def test_a_named_cpu_model_goes_only_to_nodes_whose_cpu_flags_offer_it_and_the_plan_says_why(
+    make_config: Callable[..., Config]
+) -> None:
+    with running_simulator(NAMED, time_scale=0) as sim:
+        config = make_config(sim, rules={"maintenance": ["amd1", "intel1"]}, apply={"poll_interval": 5})
+        client = PveClient(config.proxmox)
+        cycle = run_cycle(client, None, config)
+        targets = {m.vmid: m.target for m in cycle.plan.moves}
+        assert targets == {100: "intel2", 101: "intel2", 102: "old1"}, targets
+        notes = "\n".join(cycle.plan.notes)
+        assert ("guest 100 (vm100) may not go to old1: cpu: x86-64-v3 needs CPU flags abm avx avx2 bmi1 bmi2 f16c fma "
+                "movbe xsave, which old1 lacks") in notes, notes
+        assert "guest 101 (vm101) may not go to old1: cpu: Skylake-Server needs CPU flags" in notes
+        assert "avx512f" in notes.split("guest 101")[1]
+        watch = Watch(sim, client)
+        report = Executor(client, cycle.rules, config.policy, config.apply, sleep=watch.sleep).apply(cycle.plan, cycle.model)
+        assert report.count("succeeded") == 3, report.outcomes
+        assert {v: sim.placement()[v] for v in targets} == targets and watch.problems == []

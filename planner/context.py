@@ -40,13 +40,13 @@ class Context:
     def running(self, vmid: int) -> bool:
         return self.state.demand[vmid].vcpus > 0
 
-    def est_seconds(self, vmid: int) -> float:
+    def est_seconds(self, vmid: int, source: str, target: str) -> float:
         guest = self.rules.guests[vmid]
         if not self.running(vmid):
             return OFFLINE_MIGRATION_SECONDS
         if guest.type == "lxc":
             return self.policy.container_restart_seconds
-        return round(self.state.demand[vmid].mem / self.policy.estimate_bandwidth + 1.0, 1)
+        return round(self.state.demand[vmid].mem / self.policy.estimate_bandwidth(source, target) + 1.0, 1)
 
     def cost(self, vmid: int) -> float:
         """The extra load difference a balancing move of this guest must bridge (see Policy)."""
@@ -129,7 +129,7 @@ class Context:
             reason=reason,
             mem_bytes=demand.mem,
             cpu_cores=round(demand.cpu, 3),
-            est_seconds=self.est_seconds(vmid),
+            est_seconds=self.est_seconds(vmid, source, target),
             gain=round(before - self.state.imbalance(), 6),
             usage_source=self.state.source[vmid],
         )

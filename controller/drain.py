@@ -19,7 +19,7 @@ import structlog
 from controller.config import Config
 from controller.cycle import Cycle, cooldown_holds, run_cycle
 from controller.drainstate import DrainState
-from controller.executor import ApplyReport, Executor
+from controller.executor import ApplyReport, EventSink, Executor
 from controller.promql import PromQL
 from planner.model import Move, MoveKind, Plan, Skipped
 from planner.rules import GuestSelector, NodeAffinityRule, RuleSet
@@ -79,11 +79,12 @@ def drain_node(
         Skipped(g.vmid, g.name, _planner_reason(g.vmid, cycle) or "no node has room for it under the rules")
         for g in cycle.observation.inventory.guests if g.node == node and g.vmid not in {m.vmid for m in moves}
     )
-    report = make_executor(cycle.rules, plan).apply(plan, cycle.model) if moves else None
-    if report is not None and not dry_run:
-        for outcome in report.outcomes:
-            if outcome.result == "succeeded" or outcome.upid:  # started: it may have left
-                state.left(node, outcome.move.vmid, at)
+    report = None
+    if moves:
+        executor = make_executor(cycle.rules, plan)
+        if not dry_run:
+            executor.on_event = _remembering_origins(executor.on_event, state, node, at)
+        report = executor.apply(plan, cycle.model)
     log.info("drain.done", node=node, moves=len(moves), staying=len(staying), dry_run=dry_run)
     return DrainResult(node, plan, report, staying)
 
@@ -127,6 +128,18 @@ def undrain_node(
         state.end(node)
     log.info("undrain.done", node=node, moves=len(moves), staying=len(staying), dry_run=dry_run)
     return DrainResult(node, plan, report, tuple(staying))
+
+
+def _remembering_origins(on_event: EventSink, state: DrainState, node: str, at: float) -> EventSink:
+    """`on_event` that first writes down, durably, that a guest is leaving `node` as its migration
+    starts: a drain killed halfway still knows where the guests that already left came from."""
+
+    def sink(event: Mapping[str, Any]) -> None:
+        if event["event"] == "started":
+            state.left(node, int(event["vmid"]), at)
+        on_event(event)
+
+    return sink
 
 
 def _known_node(node: str, inventory: Inventory, verb: str) -> Node:

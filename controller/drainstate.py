@@ -55,8 +55,16 @@ class DrainState:
             node: {"since": since, "guests": {str(v): at for v, at in sorted(self.came_from.get(node, {}).items())}}
             for node, since in sorted(self.since.items())
         }
-        tmp.write_text(json.dumps({"version": 1, "nodes": nodes}, indent=1) + "\n", encoding="utf-8")
+        with tmp.open("w", encoding="utf-8") as handle:
+            handle.write(json.dumps({"version": 1, "nodes": nodes}, indent=1) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())  # on disk before it replaces the old file: a crash leaves one or the other
         os.replace(tmp, self.path)
+        directory = os.open(self.path.parent, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power loss
+        finally:
+            os.close(directory)
 
     @property
     def drained(self) -> frozenset[str]:

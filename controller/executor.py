@@ -277,6 +277,7 @@ class Executor:
                 return Outcome(item.move, "failed", "the migrate request got no answer and no task appeared")
             item.upid, item.phase = found, "task"
             log.info("migration.started", vmid=item.move.vmid, node=item.move.source, target=item.move.target, task=found)
+            self.on_event({"event": "started", "vmid": item.move.vmid, "move": item.move, "upid": found})
         if item.phase == "placement":
             outcome = self._ha_outcome(item, elapsed, live)
             if outcome is not None:

@@ -11,10 +11,11 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pveapi.cpumodels import required_flags
 from pveapi.inventory import HOST_CPU, Guest
 
 from .model import ClusterModel
-from .policy import Policy
+from .policy import GIB, Policy
 from .rules import AffinityRule, AntiAffinityRule, GuestSelector, NodeAffinityRule, RuleSet, missing_guests, tag_rules
 
 
@@ -226,8 +227,10 @@ class Constraints:
         """Why the guest cannot run on `target` whatever the rules say (CPU model, storage), or None.
 
         A `cpu: host` guest sees its host's CPU: live migration to another CPU model can crash it,
-        so it only goes to nodes with the model it started on. Disks need their storage on the
-        target (PVE refuses otherwise). Unknown figures (not read) are not held against a node.
+        so it only goes to nodes with the model it started on; a named model (`x86-64-v3`,
+        `Skylake-Server`, ...) only to nodes whose CPU flags offer it (pveapi/cpumodels.py). Disks need their storage on the
+        target (PVE refuses otherwise), and disks on a local storage room on the target's (the
+        copy would fail when it fills up). Unknown figures (not read) are not held against a node.
         """
         guest, node = self.guests[vmid], self.nodes.get(target)
         if node is None:
@@ -236,10 +239,19 @@ class Constraints:
             home = self.nodes[guest.node].cpu_model if guest.node in self.nodes else None
             if home is not None and node.cpu_model is not None and node.cpu_model != home:
                 return f"cpu: host needs CPU model {home}, {target} has {node.cpu_model}"
+        needs = required_flags(guest.cputype)
+        if needs is not None and node.cpu_flags is not None and not needs <= node.cpu_flags:
+            return f"cpu: {guest.cputype} needs CPU flags {' '.join(sorted(needs - node.cpu_flags))}, which {target} lacks"
         if guest.disk_storages and node.storages:
             missing = sorted(guest.disk_storages - node.storages)
             if missing:
                 return f"storage {', '.join(missing)} is not available on {target}"
+        # Local disks are copied to the same storage on the target: it needs room for them.
+        free = dict(node.local_free)
+        for storage, size in guest.disk_bytes:
+            if storage in free and size > free[storage]:
+                return (f"local storage {storage} on {target} has {free[storage] / GIB:.1f} GiB free, "
+                        f"its disks there need {size / GIB:.1f} GiB")
         return None
 
     def _joins(self, group: Group, vmid: int, target: str) -> bool:

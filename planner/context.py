@@ -46,13 +46,13 @@ class Context:
     def running(self, vmid: int) -> bool:
         return self.state.demand[vmid].vcpus > 0
 
-    def est_seconds(self, vmid: int) -> float:
+    def est_seconds(self, vmid: int, source: str, target: str) -> float:
         guest = self.constraints.guests[vmid]
         if not self.running(vmid):
             return OFFLINE_MIGRATION_SECONDS
         if guest.type == "lxc":
             return self.policy.container_restart_seconds
-        return round(self.copy_bytes(vmid) / self.policy.estimate_bandwidth + 1.0, 1)
+        return round(self.copy_bytes(vmid) / self.policy.estimate_bandwidth(source, target) + 1.0, 1)
 
     def copy_bytes(self, vmid: int) -> int:
         """What migrating the guest copies: its memory while running, its local disks when allowed."""
@@ -77,7 +77,8 @@ class Context:
     def charge(self, vmid: int, source: str, relief: bool | None = None) -> Charge:
         """What moving `vmid` off `source` costs; a move off a hot node (relief) is not counted per node."""
         hot = self.state.hot(self.state.nodes[source]) if relief is None else relief
-        return Charge(self.copy_bytes(vmid), self.est_seconds(vmid), counted_per_node=not hot)
+        # Charged before the target is known: the source's own bwlimit (or the global one) times it.
+        return Charge(self.copy_bytes(vmid), self.est_seconds(vmid, source, source), counted_per_node=not hot)
 
     def refusal(self, vmid: int, target: str, source: str | None = None) -> str | None:
         """The budget limit a balancing move of `vmid` to `target` would cross, or None."""
@@ -180,7 +181,7 @@ class Context:
             reason=reason(why.cause, why.details),
             mem_bytes=demand.mem,
             cpu_cores=round(demand.cpu, 3),
-            est_seconds=charge.seconds,
+            est_seconds=self.est_seconds(vmid, source, target),
             gain=round(before - self.state.imbalance(), 6),
             usage_source=self.state.source[vmid],
             cause=why.cause,

@@ -97,10 +97,11 @@ class Policy:
         per_node = [self.node_bwlimit[n] for n in (source, target) if n in self.node_bwlimit]
         return min(per_node) if per_node else self.bwlimit
 
-    @property
-    def estimate_bandwidth(self) -> float:
-        """Bytes/s a migration time estimate assumes: the bandwidth, capped by `bwlimit`."""
-        return min(self.migration_bandwidth, self.bwlimit * 1024) if self.bwlimit else self.migration_bandwidth
+    def estimate_bandwidth(self, source: str, target: str) -> float:
+        """Bytes/s a migration time estimate assumes: the bandwidth, capped by the `bwlimit` this
+        migration gets (`bwlimit_for`: a per-node limit first)."""
+        limit = self.bwlimit_for(source, target)
+        return min(self.migration_bandwidth, limit * 1024) if limit else self.migration_bandwidth
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, where: str) -> Policy:

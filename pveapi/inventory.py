@@ -43,6 +43,10 @@ class Node:
     hastate: str | None = None  # "online", "maintenance", ... when HA reports on the node
     storages: frozenset[str] = frozenset()  # storages available on the node (its /cluster/resources entries)
     cpu_model: str | None = None  # node status `cpuinfo.model`, when read (controller/compat.py)
+    cpu_flags: frozenset[str] | None = None  # node status `cpuinfo.flags`, when read (controller/compat.py)
+    # Free bytes (maxdisk - disk) of each available storage that is not shared: where a guest
+    # moved with local disks gets copies of them.
+    local_free: tuple[tuple[str, int], ...] = ()
 
     @property
     def cpu_cores_used(self) -> float:
@@ -80,6 +84,7 @@ class Guest:
     # From the guest config, when read (controller/compat.py); None: not known, not checked.
     cputype: str | None = None
     disk_storages: frozenset[str] | None = None
+    disk_bytes: tuple[tuple[str, int], ...] = ()  # bytes of its disks per storage (guest config `size=`)
 
     @property
     def running(self) -> bool:
@@ -184,10 +189,14 @@ def parse_resources(entries: Any) -> Inventory:
         except ConfigError as exc:
             raise ApiError(ErrorKind.BAD_ANSWER, ENDPOINT, f"{exc}; {_REFUSE}") from None
     available: dict[str, set[str]] = {}
+    local_free: dict[str, list[tuple[str, int]]] = {}
     for s in storages:
         if s.status == "available":
             available.setdefault(s.node, set()).add(s.storage)
-    nodes = [replace(n, storages=frozenset(available.get(n.name, ()))) for n in nodes]
+            if not s.shared:
+                local_free.setdefault(s.node, []).append((s.storage, max(0, s.maxdisk - s.disk)))
+    nodes = [replace(n, storages=frozenset(available.get(n.name, ())), local_free=tuple(sorted(local_free.get(n.name, ()))))
+             for n in nodes]
     return Inventory(
         nodes=tuple(sorted(nodes, key=lambda n: n.name)),
         guests=tuple(sorted(guests, key=lambda g: g.vmid)),

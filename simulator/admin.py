@@ -20,6 +20,7 @@ from .validation import MAX_EPOCH, MAX_SECONDS, MAX_TIME_SCALE
 
 ADMIN_PREFIX = "/_sim"
 _NODE_ACTION = re.compile(r"^/nodes/([^/]+)/(offline|online)$")
+_NODE_MAINTENANCE = re.compile(r"^/nodes/([^/]+)/maintenance/(enable|disable)$")
 _FAULT = re.compile(r"^/faults/([^/]+)$")
 
 
@@ -77,6 +78,13 @@ class AdminApi:
             cluster.tick()
             cluster.set_online(name, action.group(2) == "online")
             return self.state()
+        maintenance = _NODE_MAINTENANCE.match(path)
+        if maintenance and method == "POST":
+            name = maintenance.group(1)
+            if name not in cluster.nodes:
+                raise ConfigError(f"unknown node {name!r}; known nodes: {', '.join(cluster.nodes)}")
+            cluster.set_maintenance(name, maintenance.group(2) == "enable")
+            return self.state()
         if (method, path) == ("POST", "/pveum"):
             command = payload.get("command") if isinstance(payload, Mapping) else None
             if not isinstance(command, str) or not command.strip():
@@ -111,7 +119,8 @@ class AdminApi:
             now = cluster.tick()
             return {
                 "time": now,
-                "nodes": [{"name": n, "online": s.online, "guests": sorted(g.spec.vmid for g in cluster.guests_on(n))}
+                "nodes": [{"name": n, "online": s.online, "maintenance": s.maintenance,
+                           "guests": sorted(g.spec.vmid for g in cluster.guests_on(n))}
                           for n, s in cluster.nodes.items()],
                 "guests": [{"vmid": g.spec.vmid, "type": g.spec.type, "name": g.spec.name, "node": g.node,
                             "status": g.status, "lock": g.lock, "hastate": g.hastate}

@@ -70,6 +70,9 @@ class NodeState:
     boot: float
     pids: itertools.count = field(default_factory=itertools.count)
     ever: set[int] = field(default_factory=set)  # vmids ever placed here (rrddata looks back)
+    # HA maintenance (`ha-manager crm-command node-maintenance enable|disable`): the scenario's
+    # `maintenance` at start, then toggled through the admin API.
+    maintenance: bool = False
 
     def online_at(self, t: float) -> bool:
         return _value_at(self.history, t)
@@ -106,7 +109,8 @@ class SimCluster:
             key = zlib.crc32(n.name.encode())
             boot = origin - 86400 * (3 + int(unit(seed, key, 7, 0) * 40))
             self.nodes[n.name] = NodeState(n, n.online, [(float("-inf"), n.online)], boot,
-                                           itertools.count(0x1000 + int(unit(seed, key, 8, 0) * 0x40000)))
+                                           itertools.count(0x1000 + int(unit(seed, key, 8, 0) * 0x40000)),
+                                           maintenance=n.maintenance)
         self.pools: dict[str, str | None] = {p: c or None for p, c in scenario.pools.items()}  # id -> comment
         self.guests: dict[int, GuestState] = {}
         for g in scenario.guests:
@@ -173,6 +177,17 @@ class SimCluster:
                         guest.boot = guest.since = at  # the node rebooted: its guests restarted
             self.version += 1
             log.info("node_online" if online else "node_offline", node=name, at=int(at))
+
+    def set_maintenance(self, name: str, enabled: bool) -> None:
+        """HA node maintenance, as `ha-manager crm-command node-maintenance enable|disable NAME`
+        sets it (PVE 9 has no API endpoint for it). Only the state the HA status and
+        /cluster/resources show: the simulated CRM does not move HA guests off on its own."""
+        with self.lock:
+            state = self.node(name)
+            if state.maintenance != enabled:
+                state.maintenance = enabled
+                self.version += 1
+                log.info("node_maintenance", node=name, enabled=enabled)
 
     # -- migration ----------------------------------------------------------------------
     def migrate(self, node: str, kind: str, vmid: int, params: Mapping[str, str], user: str) -> str:

@@ -48,7 +48,7 @@ def node_entry(cluster: SimCluster, node: NodeState, t: float, ha_used: bool) ->
                       "disk": spec.rootfs // 4, "cgroup-mode": 2})
     entry.update({"maxcpu": spec.cores, "maxmem": spec.memory, "maxdisk": spec.rootfs})
     if ha_used:
-        entry["hastate"] = ("maintenance" if spec.maintenance else "online") if node.online else "unknown"
+        entry["hastate"] = ("maintenance" if node.maintenance else "online") if node.online else "unknown"
     return entry
 
 

@@ -21,6 +21,7 @@ from pveapi.tags import parse_tags
 from pveapi.values import choice, count, flag, mapping, number, reject_unknown, size_bytes
 from pveapi.values import vmid as read_vmid
 
+from .cpuflags import DEFAULT_MODEL
 from .access import BUILTIN_ROLES, PRIVILEGES, AclEntry, normalize_path
 from .generate import expand_generated
 from .replication import QDevice, ReplicationJob, parse_qdevice, parse_replication
@@ -65,7 +66,8 @@ class NodeSpec:
     overhead_mem: int = 2 * 1024**3
     swap: int = 8 * 1024**3
     rootfs: int = 100 * 1024**3
-    model: str = "AMD EPYC 7313 16-Core Processor"
+    model: str = DEFAULT_MODEL
+    cpu_flags: str | None = None  # node status `cpuinfo.flags`; None: those of `model` (simulator/cpuflags.py)
     ip: str = ""
 
     @property
@@ -301,6 +303,7 @@ def _node(data: Any, where: str) -> NodeSpec:
         swap=size_bytes(d.get("swap", "8GiB"), f"{where}.swap", MAX_SIZE),
         rootfs=size_bytes(d.get("rootfs", "100GiB"), f"{where}.rootfs", MAX_SIZE),
         model=str(d.get("model", NodeSpec.model)),
+        cpu_flags=_cpu_flags(d.get("cpu_flags"), f"{where}.cpu_flags"),
         ip=str(d.get("ip", "")),
     )
 
@@ -394,6 +397,16 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
         mem=_profile(d.get("mem"), f"{where}.mem", 0.5),
         uptime=count(d.get("uptime", 86400), f"{where}.uptime", 0, int(MAX_SECONDS)),
     )
+
+
+def _cpu_flags(value: Any, where: str) -> str | None:
+    """A node's CPU flags, as a list or a space-separated string of /proc/cpuinfo names."""
+    if value is None:
+        return None
+    names = value.split() if isinstance(value, str) else value if isinstance(value, list) else None
+    if not names or not all(isinstance(n, str) and re.match(r"^[a-z0-9_]+$", n) for n in names):
+        raise ConfigError(f"{where}: expected CPU flags as /proc/cpuinfo names them, e.g. [sse4_2, avx2], got {value!r}")
+    return " ".join(names)
 
 
 def _cputype(value: Any, where: str, kind: str) -> str | None:

@@ -144,7 +144,7 @@ def ha_status(call: Call) -> Any:
     entries.append({"id": "master", "type": "master", "node": master, "status": f"{master} (active, {_ctime(now)})",
                     "timestamp": int(now)})
     for name, node in cluster.nodes.items():
-        mode = "maintenance mode" if node.spec.maintenance else "active"
+        mode = "maintenance mode" if node.maintenance else "active"
         status = f"{name} ({mode}, {_ctime(now)})" if node.online else f"{name} (old timestamp - dead?, {_ctime(now - 120)})"
         entries.append({"id": f"lrm:{name}", "type": "lrm", "node": name, "status": status, "timestamp": int(now)})
     for guest in guests:
@@ -163,14 +163,14 @@ def ha_manager_status(call: Call) -> Any:
     cluster = call.api.cluster
     now = int(call.now)
     master = _manager(call)
-    node_status = {n: ("maintenance" if s.spec.maintenance else "online") if s.online else "unknown"
+    node_status = {n: ("maintenance" if s.maintenance else "online") if s.online else "unknown"
                    for n, s in cluster.nodes.items()}
     services = {g.spec.sid: {"node": g.node, "state": g.hastate or "started", "uid": digest(g.spec.sid)[:22]}
                 for g in _ha_guests(call)}
     return {
         "manager_status": {"master_node": master, "node_status": node_status, "service_status": services,
                            "timestamp": now},
-        "lrm_status": {n: {"mode": "maintenance" if s.spec.maintenance else "active",
+        "lrm_status": {n: {"mode": "maintenance" if s.maintenance else "active",
                            "state": "active" if s.online else "dead", "timestamp": now, "results": {}}
                        for n, s in cluster.nodes.items()},
         "quorum": {"node": cluster.api_node.spec.name, "quorate": str(int(cluster.quorate))},

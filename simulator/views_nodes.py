@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from .cluster import GuestState
+from .cpuflags import model_flags
 from .failure import PveFailure, param_error, unreachable
 from .figures import guest_figures, guest_pressure, load_averages, node_figures
 from .resources import node_entry, pve_bool, storage_entries
@@ -49,7 +50,7 @@ def node_status(call: Call, node: str) -> Any:
     return {
         "cpu": figures.cpu, "wait": figures.wait, "idle": 0,
         "cpuinfo": {"cores": max(1, spec.cores // 2), "cpus": spec.cores, "sockets": 1, "mhz": "2999.998",
-                    "model": spec.model, "hvm": "1", "user_hz": 100, "flags": "fpu vme de pse tsc msr pae mce"},
+                    "model": spec.model, "hvm": "1", "user_hz": 100, "flags": model_flags(spec.model, spec.cpu_flags)},
         "loadavg": list(load_averages(cluster, state, call.now)),
         "memory": memory,
         "swap": {"free": spec.swap - figures.swap_used, "total": spec.swap, "used": figures.swap_used},

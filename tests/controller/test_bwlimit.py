@@ -62,3 +62,16 @@ def _target(sim: RunningSimulator, vmid: int) -> str:
 def test_bad_bwlimit_is_one_line(block: dict, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         Policy.from_mapping(block, "policy")
+
+
+def test_the_estimate_of_a_migration_to_or_from_a_node_with_its_own_limit_uses_that_limit(
+    make_config: Callable[..., Config], frozen_sim: RunningSimulator
+) -> None:
+    config = make_config(frozen_sim, policy={"bwlimit": 65536, "node_bwlimit": {"pve5": 16384}})
+    moves = [m for m in run_cycle(PveClient(config.proxmox), None, config).plan.moves
+             if m.type == "qemu" and m.mem_bytes > 0 and m.est_seconds != 5.0]  # live migrations only
+    per_node = [m for m in moves if "pve5" in (m.source, m.target)]
+    assert per_node and len(per_node) < len(moves), [(m.vmid, m.source, m.target) for m in moves]
+    for move in moves:
+        kib_s = 16384 if move in per_node else 65536
+        assert move.est_seconds == round(move.mem_bytes / (kib_s * 1024) + 1.0, 1), move

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,6 +25,7 @@ from pveapi.errors import ConfigError
 from tests.controller.conftest import Watch, demo_rules_broken, write_config
 from tests.support.sim import RunningSimulator
 
+ROOT = Path(__file__).resolve().parents[2]
 FAST = {"apply": {"poll_interval": 5, "max_in_flight": 2, "max_in_flight_per_node": 1}}
 STAYS_ON_PVE3 = {130, 131, 132}  # local disks, pinned to pve3, a template
 
@@ -86,3 +92,37 @@ def test_drain_dry_run_changes_nothing_and_unknown_or_undrained_nodes_are_one_li
     assert main(["--config", str(path), "drain", "pve2", "--dry-run", "--output", "json"]) == 0
     out = capsys.readouterr().out
     assert '"action": "drain"' in out and frozen_sim.placement() == before
+
+
+def test_a_drain_killed_after_its_first_migration_started_still_returns_that_guest_on_undrain(
+    frozen_sim: RunningSimulator, make_config: Callable[..., Config], tmp_path: Path
+) -> None:
+    config = make_config(frozen_sim, **FAST)
+    path = tmp_path / "config.yaml"  # what make_config wrote
+    client = PveClient(config.proxmox)
+    on_pve3 = {v for v, n in frozen_sim.placement().items() if n == "pve3"}
+    out = tmp_path / "drain.out"
+    with out.open("w") as stdout:
+        # The clock is frozen: the first migration starts and stays running until the kill.
+        drain = subprocess.Popen([sys.executable, "-m", "controller.cli", "--config", str(path), "drain", "pve3"],
+                                 cwd=ROOT, stdout=stdout, stderr=subprocess.DEVNULL, text=True)
+        try:
+            deadline = time.monotonic() + 120
+            while "started (UPID:" not in out.read_text() and drain.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert "started (UPID:" in out.read_text(), out.read_text()
+        finally:
+            os.kill(drain.pid, signal.SIGKILL)
+            drain.wait()
+    running = [t for t in frozen_sim.tasks() if t["status"] == "running"]
+    assert len(running) == 1, running
+    moving = int(running[0]["id"])
+    assert moving in on_pve3
+    frozen_sim.advance(600)  # the migration the killed drain started ends on its own
+    assert frozen_sim.placement()[moving] != "pve3"
+
+    watch = Watch(frozen_sim, client)
+    returned = undrain_node("pve3", config, client, None, _executor(client, config, watch))
+    assert returned.report is not None and moving in {m.vmid for m in returned.plan.moves}, returned.lines
+    assert frozen_sim.placement()[moving] == "pve3"
+    assert watch.problems == [] and demo_rules_broken(frozen_sim.placement()) == []

@@ -98,6 +98,10 @@ class RunningSimulator:
     def set_node_online(self, node: str, online: bool) -> None:
         self._admin("POST", f"/nodes/{node}/{'online' if online else 'offline'}")
 
+    def set_node_maintenance(self, node: str, enabled: bool) -> None:
+        """HA node maintenance, as `ha-manager crm-command node-maintenance enable|disable` sets it."""
+        self._admin("POST", f"/nodes/{node}/maintenance/{'enable' if enabled else 'disable'}")
+
     def tasks(self) -> list[dict[str, Any]]:
         return list(self._admin("GET", "/tasks")["tasks"])
 

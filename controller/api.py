@@ -128,7 +128,13 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
     for name, (answer, summary) in reads.items():
         app.add_api_route(f"{PREFIX}/{name}", _reader(read, name, answer), methods=["GET"], summary=summary, name=name)
 
-    # Issue #11's POST /api/v1/nodes/{node}/drain belongs here once controller/drain.py is on main.
+    @app.post(f"{PREFIX}/nodes/{{node}}/drain", summary="Drain the node for maintenance, as `pvebalance drain NODE`")
+    async def drain(node: str, request: Request) -> Response:
+        return await act(request, "drain", lambda body, who: operations.drain(node, who, undrain=False))
+
+    @app.post(f"{PREFIX}/nodes/{{node}}/undrain", summary="End the drain, bring its guests back, as `pvebalance undrain NODE`")
+    async def undrain(node: str, request: Request) -> Response:
+        return await act(request, "undrain", lambda body, who: operations.drain(node, who, undrain=True))
 
 
 def _reader(read: Callable[..., Any], action: str, answer: Callable[[], Any]) -> Callable[[Request], Any]:

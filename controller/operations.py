@@ -27,6 +27,8 @@ import structlog
 
 from controller.config import WINDOWS, Config
 from controller.cycle import cooldown_holds, cycle_rules, run_cycle
+from controller.drain import drain_node, undrain_node
+from controller.drainstate import DrainState
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.observe import movable, observe
 from controller.promql import PromQL, Statistic
@@ -48,6 +50,8 @@ log = structlog.get_logger("pvebalance.api")
 KEPT_PLANS = 16  # plans that may be applied by id: the published one and recent what-ifs
 KEPT_MIGRATIONS = 200  # migrations GET /api/v1/migrations still shows
 REDACTED = "<redacted>"
+# Builds the Executor for one run's moves, each move listed in GET /api/v1/migrations.
+ExecutorFor = Callable[[RuleSet, Sequence[Move]], Executor]
 PLAN_OVERRIDES = {"window", "statistic", "trigger", "max_moves", "drain"}
 
 
@@ -191,10 +195,11 @@ class Operations:
         if problems:
             raise ApiRefusal(409, f"plan {plan_id} no longer holds: {'; '.join(problems)}; make a fresh plan")
 
-        def carry_out(executor: Callable[[RuleSet], Executor]) -> ApplyReport:
-            return apply_reviewed(reviewed, c.client, c.promql, c.config, hold, executor)
+        def carry_out(executor: ExecutorFor) -> ApplyReport:
+            return apply_reviewed(reviewed, c.client, c.promql, c.config, hold,
+                                  lambda rules: executor(rules, reviewed.plan.moves))
 
-        return self._start(reviewed.plan.moves, who, f"plan {plan_id}", carry_out)
+        return {**self._start(reviewed.plan.moves, who, f"plan {plan_id}", carry_out), "moves": len(reviewed.plan.moves)}
 
     def migrate(self, body: Any, who: str) -> dict[str, Any]:
         """A person's migrations: each checked exactly like a planned move, in the order given."""
@@ -221,7 +226,8 @@ class Operations:
         if blocked:
             raise ApiRefusal(409, "refused by the API's migrate check: " + "; ".join(f"{v}: {r}" for v, r in blocked.items()))
         plan = Plan(tuple(moves), (), (), 0.0, 0.0)
-        return self._start(plan.moves, who, "request", lambda executor: executor(rules).apply(plan, model))
+        started = self._start(plan.moves, who, "request", lambda executor: executor(rules, plan.moves).apply(plan, model))
+        return {**started, "moves": len(plan.moves)}
 
     def set_automation(self, body: Any) -> dict[str, Any]:
         mode = body.get("mode") if isinstance(body, Mapping) else None
@@ -230,29 +236,57 @@ class Operations:
         self.controller.set_automation(mode)
         return {"automation": mode}
 
-    def _start(self, moves: Sequence[Move], who: str, what: str,
-               carry_out: Callable[[Callable[[RuleSet], Executor]], ApplyReport]) -> dict[str, Any]:
-        """Run `carry_out` in the background holding the lock and the lease; 409 when it may not."""
+    def drain(self, node: str, who: str, undrain: bool) -> dict[str, Any]:
+        """`pvebalance drain|undrain NODE` through the API: the same `drain_node`/`undrain_node`,
+        under the lock and the lease, one migration run at a time; 404/409 before anything starts."""
         c = self.controller
-        on_event = c.migration_log.new_run(moves, who, what)
-        if not c.acting.acquire(blocking=False):
-            _not_started(on_event, moves, "another migration run is in progress")
-            raise ApiRefusal(409, "another migration run is in progress; see GET /api/v1/migrations")
-        try:
-            why_not = c.may_act()
-        except BaseException:
-            c.acting.release()
-            raise
+        names = [n.name for n in c.client.resources().nodes]
+        if node not in names:
+            raise ApiRefusal(404, f"no node {node!r} in the cluster (nodes: {', '.join(names)})")
+        drained = DrainState.load(c.config.run.state_file).drained
+        if undrain and node not in drained:
+            raise ApiRefusal(409, f"node {node!r} is not drained (drained: {', '.join(sorted(drained)) or 'none'})")
+        verb = "undrain" if undrain else "drain"
+        operation = undrain_node if undrain else drain_node
+
+        def carry_out(executor: ExecutorFor) -> ApplyReport | None:
+            result = operation(node, c.config, c.client, c.promql, lambda rules, plan: executor(rules, plan.moves),
+                               dry_run=c.dry_run, at=c.clock())
+            c.metrics.publish_drained(DrainState.load(c.config.run.state_file).drained)
+            log.info("api.drain_ended", who=who, node=node, action=verb, staying=list(result.lines))
+            return result.report
+
+        return {**self._start((), who, f"{verb} {node}", carry_out), "node": node}
+
+    def _start(self, moves: Sequence[Move], who: str, what: str,
+               carry_out: Callable[[ExecutorFor], ApplyReport | None]) -> dict[str, Any]:
+        """Run `carry_out` in the background holding the lock and the lease; 409 when it may not.
+        `moves` are the run's moves when known before it starts (a drain plans its own)."""
+        c = self.controller
+        known = c.migration_log.new_run(moves, who, what) if moves else None  # shown as queued at once
+        why_not: str | None = "another migration run is in progress; see GET /api/v1/migrations"
+        if c.acting.acquire(blocking=False):
+            try:
+                why_not = c.may_act()
+            except BaseException:
+                c.acting.release()
+                raise
+            if why_not is not None:
+                c.acting.release()
         if why_not is not None:
-            c.acting.release()
-            _not_started(on_event, moves, why_not)
+            if known is not None:
+                _not_started(known, moves, why_not)
             raise ApiRefusal(409, why_not)
+
+        def executor(rules: RuleSet, planned: Sequence[Move]) -> Executor:
+            return c.executor(rules, known or c.migration_log.new_run(planned, who, what))
 
         def run() -> None:
             try:
-                report = carry_out(lambda rules: c.executor(rules, on_event))
-                c.count(report)
-                log.info("api.run_ended", who=who, what=what, summary=report.summary)
+                report = carry_out(executor)
+                if report is not None:
+                    c.count(report)
+                log.info("api.run_ended", who=who, what=what, summary=report.summary if report else "nothing to move")
             except PvebalanceError as exc:
                 log.warning("api.run_failed", who=who, what=what, error=str(exc))
             finally:
@@ -262,7 +296,7 @@ class Operations:
         thread = threading.Thread(target=run, name=f"pvebalance-api-{what}", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
-        return {"accepted": what, "moves": len(moves), "progress": "/api/v1/migrations"}
+        return {"accepted": what, "progress": "/api/v1/migrations"}
 
     def wait(self, timeout: float) -> None:
         """Let started runs end (on shutdown: running migrations are watched to their end)."""

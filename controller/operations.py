@@ -36,7 +36,7 @@ from controller.reviewed import Reviewed, apply_reviewed, plan_document
 from controller.state import AUTOMATION_MODES
 from planner.constraints import Constraints
 from planner.model import Move, MoveKind, Plan
-from planner.rules import MaintenanceRule, RuleSet
+from planner.rules import ClosedRule, MaintenanceRule, RuleSet
 from planner.verify import check_moves
 from pveapi import values
 from pveapi.errors import ConfigError, PvebalanceError
@@ -52,7 +52,7 @@ KEPT_MIGRATIONS = 200  # migrations GET /api/v1/migrations still shows
 REDACTED = "<redacted>"
 # Builds the Executor for one run's moves, each move listed in GET /api/v1/migrations.
 ExecutorFor = Callable[[RuleSet, Sequence[Move]], Executor]
-PLAN_OVERRIDES = {"window", "statistic", "trigger", "max_moves", "drain"}
+PLAN_OVERRIDES = {"window", "statistic", "trigger", "max_moves", "drain", "leave_out"}
 
 
 class ApiRefusal(PvebalanceError):
@@ -176,6 +176,11 @@ class Operations:
         config = what_if(c.config, overrides)
         promql = PromQL(config.prometheus) if config.prometheus is not None else None
         cycle = run_cycle(c.client, promql, config, cooldown_holds(c.client, config, c.state))
+        named = {n for key in ("drain", "leave_out") for n in values.name_list(overrides.get(key) or [], key)}  # checked by what_if
+        unknown = sorted(named - {n.name for n in cycle.model.nodes})
+        if unknown:
+            raise ApiRefusal(400, f"plan overrides name unknown node(s) {', '.join(unknown)} "
+                                  f"(nodes: {', '.join(n.name for n in cycle.model.nodes)})")
         document = {**plan_document(cycle, config), "actionable": cycle.actionable, "why_not": cycle.why_not,
                     "overrides": dict(overrides)}
         self.remember(Reviewed(cycle.plan, document["plan_id"]))
@@ -356,6 +361,9 @@ def what_if(config: Config, overrides: Any) -> Config:
         if overrides.get("drain"):
             drain = values.name_list(overrides["drain"], "plan overrides.drain")
             rules = rules.merge(RuleSet(maintenance=(MaintenanceRule(frozenset(drain), "what-if drain"),)))
+        if overrides.get("leave_out"):
+            leave_out = values.name_list(overrides["leave_out"], "plan overrides.leave_out")
+            rules = rules.merge(RuleSet(closed=(ClosedRule(frozenset(leave_out), "what-if leave_out"),)))
     except ConfigError as exc:
         raise ApiRefusal(400, str(exc)) from None
     return replace(config, prometheus=prometheus, policy=policy, rules=rules)

@@ -309,3 +309,18 @@ def test_drain_and_undrain_a_node(run: Run, sim: RunningSimulator) -> None:
     assert set(staying["drain"]) == {140} and "locked" in staying["drain"][140]
     assert set(staying["undrain"]) == left - back
 
+
+def test_a_what_if_plan_leaving_a_node_out(run: Run) -> None:
+    # pve5 is nearly empty: the plan fills it; left out, it receives nothing and keeps its guests.
+    usual = run.get("/api/v1/plan", VIEWER).json()
+    assert any(m["target"] == "pve5" for m in usual["moves"])
+    left_out = run.send("POST", "/api/v1/plan", body={"leave_out": ["pve5"]}).json()
+    assert left_out["moves"] and not [m for m in left_out["moves"] if "pve5" in (m["target"], m["source"])]
+    assert left_out["overrides"] == {"leave_out": ["pve5"]} and left_out["plan_id"] != usual["plan_id"]
+    drained = run.send("POST", "/api/v1/plan", body={"drain": ["pve5"]}).json()
+    assert any(m["source"] == "pve5" for m in drained["moves"])  # drain evacuates; leave_out does not
+    for bad in ({"leave_out": ["pve9"]}, {"leave_out": [7]}, {"leave_out": "pve5", "spare": 1}):
+        answer = run.send("POST", "/api/v1/plan", body=bad)
+        assert answer.status_code == 400 and "error" in answer.json(), bad
+    assert "pve9" in run.send("POST", "/api/v1/plan", body={"leave_out": ["pve9"]}).json()["error"]
+    assert "pve5" not in run.get("/api/v1/config", VIEWER).text  # the running config is untouched

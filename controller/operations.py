@@ -224,15 +224,16 @@ class Operations:
                               f"asked for by {who} through the API", usage.mem_bytes, usage.cpu_cores, 0.0,
                               usage_source=usage.source))
         rules = cycle_rules(c.config, observation, hold)
-        problems = check_moves(model, rules, c.config.policy, moves)
+        problems = check_moves(model, rules, c.config.policy, moves)  # hard rules, memory, cooldown
         if problems:
             raise ApiRefusal(409, "refused: " + "; ".join(problems))
+        overrides = soft_overrides(Constraints(model, rules, c.config.policy), moves)
         blocked, _ = movable(c.client, [(guests[m.vmid], m.target) for m in moves], c.config.policy.allow_local_disks)
         if blocked:
             raise ApiRefusal(409, "refused by the API's migrate check: " + "; ".join(f"{v}: {r}" for v, r in blocked.items()))
         plan = Plan(tuple(moves), (), (), 0.0, 0.0)
         started = self._start(plan.moves, who, "request", lambda executor: executor(rules, plan.moves).apply(plan, model))
-        return {**started, "moves": len(plan.moves)}
+        return {**started, "moves": len(plan.moves), "overrides": overrides}
 
     def set_automation(self, body: Any) -> dict[str, Any]:
         mode = body.get("mode") if isinstance(body, Mapping) else None
@@ -367,6 +368,24 @@ def what_if(config: Config, overrides: Any) -> Config:
     except ConfigError as exc:
         raise ApiRefusal(400, str(exc)) from None
     return replace(config, prometheus=prometheus, policy=policy, rules=rules)
+
+
+def soft_overrides(constraints: Constraints, moves: Sequence[Move]) -> list[str]:
+    """The soft rules a person's moves override, one line each, in order: a plan never makes
+    them worse, a person may (hard rules are check_moves' to refuse)."""
+    lines = []
+    for move in moves:
+        vmid, target, where = move.vmid, move.target, constraints.where[move.vmid]
+        at = f"{vmid} -> {target} overrides"
+        lines += [f"{at} {g.label}: {target} already runs one of its guests"
+                  for g in constraints.apart_of.get(vmid, ()) if not g.strict and g.nodes[target] > 0]
+        lines += [f"{at} {g.label}: it leaves its group" for g in constraints.together_of.get(vmid, ())
+                  if not g.strict and g.nodes[target] < g.nodes[where]]
+        preferred = constraints.preferred.get(vmid)
+        if preferred is not None and where in preferred and target not in preferred:
+            lines.append(f"{at} {constraints.preferred_by[vmid]}: {target} is not among {', '.join(sorted(preferred))}")
+        constraints.moved(vmid, target)
+    return lines
 
 
 def _rules_of(constraints: Constraints, vmid: int) -> list[str]:

@@ -36,7 +36,7 @@ def sim() -> Iterator[RunningSimulator]:
 class Run:
     """A `pvebalance run` process with the API switched on."""
 
-    def __init__(self, tmp_path: Path, sim: RunningSimulator) -> None:
+    def __init__(self, tmp_path: Path, sim: RunningSimulator, rules: dict[str, Any] | None = None) -> None:
         (tmp_path / "operator.token").write_text(OPERATOR + "\n")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -46,6 +46,7 @@ class Run:
             api={"tokens": [{"name": "grafana", "role": "operator", "token_file": "operator.token"},
                             {"name": "wallboard", "role": "viewer", "token_env": "TEST_VIEWER_TOKEN"}],
                  "cors_origins": [GRAFANA]},
+            **({"rules": rules} if rules else {}),
         )
         self.secrets = load_config(self.config, env={"TEST_VIEWER_TOKEN": VIEWER}).secrets()
         self.stderr: list[str] = []
@@ -324,3 +325,35 @@ def test_a_what_if_plan_leaving_a_node_out(run: Run) -> None:
         assert answer.status_code == 400 and "error" in answer.json(), bad
     assert "pve9" in run.send("POST", "/api/v1/plan", body={"leave_out": ["pve9"]}).json()["error"]
     assert "pve5" not in run.get("/api/v1/config", VIEWER).text  # the running config is untouched
+
+
+def test_a_persons_migration_may_override_soft_rules_and_says_which(tmp_path: Path, sim: RunningSimulator) -> None:
+    soft = {"anti_affinity": [{"name": "spread", "vmids": [120, 156], "strict": False}],
+            "affinity": [{"name": "pair", "vmids": [120, 122], "strict": False}]}
+    run = Run(tmp_path, sim, rules=soft)
+    run.start()
+    try:
+        # ha-app01 (120, on pve2) to pve5: next to 156 (spread), away from 122 (pair), off the
+        # HA should-rule's nodes pve1-pve3. All soft: it moves, and the answer names each one.
+        answer = run.send("POST", "/api/v1/migrations", body={"vmid": 120, "target": "pve5"})
+        assert answer.status_code == 202, answer.text
+        overrides = answer.json()["overrides"]
+        assert [line.split(" overrides ")[1].split(" (")[0] for line in overrides] == [
+            "anti-affinity group 'spread'", "affinity group 'pair'", "node affinity 'ha-core-nodes'"]
+        assert all(line.startswith("120 -> pve5 overrides ") for line in overrides)
+        assert run.settled()[0]["state"] == "succeeded" and _placement(sim)[120] == "pve5"
+        # Hard rules are still refused: web03 (102) next to web01 on pve1; so is an unknown target.
+        hard = run.send("POST", "/api/v1/migrations", body={"vmid": 102, "target": "pve1"})
+        assert hard.status_code == 409 and "breaks anti-affinity" in hard.json()["error"]
+        # A move that keeps every soft rule overrides none (120 itself is in its cooldown now).
+        cooling = run.send("POST", "/api/v1/migrations", body={"vmid": 120, "target": "pve1"})
+        assert cooling.status_code == 409 and "cooldown" in cooling.json()["error"]
+        back = run.send("POST", "/api/v1/migrations", body={"vmid": 156, "target": "pve4"})
+        assert back.status_code == 202 and back.json()["overrides"] == []
+        run.settled()
+        run.stop()
+        (logged,) = [e for e in _events(run.stderr[0]) if e["event"] == "api.action" and e["detail"].get("overrides")]
+        assert logged["detail"]["overrides"] == overrides
+    finally:
+        if run.process is not None:
+            run.process.kill()

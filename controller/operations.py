@@ -52,7 +52,34 @@ KEPT_MIGRATIONS = 200  # migrations GET /api/v1/migrations still shows
 REDACTED = "<redacted>"
 # Builds the Executor for one run's moves, each move listed in GET /api/v1/migrations.
 ExecutorFor = Callable[[RuleSet, Sequence[Move]], Executor]
-PLAN_OVERRIDES = {"window", "statistic", "trigger", "max_moves", "drain", "leave_out"}
+
+# The request bodies as JSON schema, for /openapi.json; the functions below check them.
+_NODES = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+PLAN_OVERRIDES_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "description": "What-if overrides for this one plan; the running configuration is not changed",
+    "properties": {
+        "window": {"enum": list(WINDOWS), "description": "history window of the figures"},
+        "statistic": {"type": "string", "description": "avg, quantile(0.95), mean_stddev(2), ..."},
+        "trigger": {"type": "number", "minimum": 0, "maximum": 1, "description": "imbalance that starts balancing"},
+        "max_moves": {"type": "integer", "minimum": 0, "description": "most moves in the plan"},
+        "drain": {**_NODES, "description": "nodes to evacuate, as a drain would"},
+        "leave_out": {**_NODES, "description": "nodes that receive nothing; their guests stay"},
+    },
+}
+PLAN_OVERRIDES = set(PLAN_OVERRIDES_SCHEMA["properties"])
+_MIGRATION = {"type": "object", "required": ["vmid", "target"], "additionalProperties": False,
+              "properties": {"vmid": {"type": "integer", "minimum": values.MIN_VMID, "maximum": values.MAX_VMID},
+                             "target": {"type": "string", "description": "node to move the guest to"}}}
+MIGRATIONS_SCHEMA: dict[str, Any] = {
+    "description": "One migration, or a batch carried out in order",
+    "oneOf": [_MIGRATION, {"type": "object", "required": ["migrations"], "additionalProperties": False,
+                           "properties": {"migrations": {"type": "array", "minItems": 1, "items": _MIGRATION}}}],
+}
+AUTOMATION_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["mode"], "additionalProperties": False,
+    "properties": {"mode": {"enum": list(AUTOMATION_MODES), "description": "kept across restarts"}},
+}
 
 
 class ApiRefusal(PvebalanceError):

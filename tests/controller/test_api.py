@@ -133,7 +133,18 @@ def test_roles_tokens_cors_and_reads(run: Run) -> None:
     assert run.get("/health").json()["automation"] == "manual" and run.get("/plan").status_code == 200
     assert run.get("/api/v1/advice", VIEWER).status_code == 404  # no ai: block
     spec = run.get("/openapi.json").json()
-    assert {"/api/v1/plan/{plan_id}/apply", "/api/v1/migrations", "/api/v1/automation"} <= set(spec["paths"])
+    assert {"/api/v1/plan/{plan_id}/apply", "/api/v1/migrations", "/api/v1/automation",
+            "/api/v1/nodes/{node}/drain", "/api/v1/nodes/{node}/undrain"} <= set(spec["paths"])
+
+    def body(path: str, method: str = "post") -> dict[str, Any]:
+        return spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+
+    # Each request body documented with its fields, the ones the API accepts.
+    assert set(body("/api/v1/plan")["properties"]) == {"window", "statistic", "trigger", "max_moves", "drain", "leave_out"}
+    assert body("/api/v1/plan")["properties"]["window"]["enum"] == ["1h", "6h", "24h", "7d"]
+    one, batch = body("/api/v1/migrations")["oneOf"]
+    assert one["required"] == ["vmid", "target"] and batch["properties"]["migrations"]["items"] == one
+    assert body("/api/v1/automation", "put")["properties"]["mode"]["enum"] == ["manual", "automatic", "paused"]
     assert run.send("POST", "/api/v1/cycle").status_code == 202
     # CORS: the configured origin only.
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}

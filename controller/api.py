@@ -22,13 +22,18 @@ from fastapi.responses import Response
 from controller.config import ApiSettings, Role
 from controller.endpoints import Endpoints
 from controller.httpio import json_response, read_body
-from controller.operations import ApiRefusal
+from controller.operations import AUTOMATION_SCHEMA, MIGRATIONS_SCHEMA, PLAN_OVERRIDES_SCHEMA, ApiRefusal
 from pveapi.errors import PvebalanceError
 
 log = structlog.get_logger("pvebalance.api")
 
 PREFIX = "/api/v1"
-_OBJECT = {"content": {"application/json": {"schema": {"type": "object"}}}}
+
+
+def _body(schema: dict[str, Any], required: bool = True) -> dict[str, Any]:
+    """A route's request body for /openapi.json (the route reads and checks it itself)."""
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
+
 
 
 def caller(api: ApiSettings, authorization: str, need: Role) -> str | Response:
@@ -92,8 +97,8 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
                                                       status=answer.status_code, detail=detail)
         return answer
 
-    @app.post(f"{PREFIX}/plan", summary="A fresh plan, optionally what-if: window, statistic, trigger, max_moves, drain",
-              openapi_extra={"requestBody": _OBJECT})
+    @app.post(f"{PREFIX}/plan", summary="A fresh plan, optionally what-if: window, statistic, trigger, max_moves, drain, leave_out",
+              openapi_extra=_body(PLAN_OVERRIDES_SCHEMA, required=False))
     async def make_plan(request: Request) -> Response:
         return await act(request, "plan", lambda body, who: operations.make_plan(body), status=200)
 
@@ -102,7 +107,7 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
         return await act(request, "apply_plan", lambda body, who: operations.apply_plan(plan_id, who))
 
     @app.post(f"{PREFIX}/migrations", summary='One migration {"vmid", "target"} or a batch {"migrations": [...]}',
-              openapi_extra={"requestBody": _OBJECT})
+              openapi_extra=_body(MIGRATIONS_SCHEMA))
     async def migrate(request: Request) -> Response:
         return await act(request, "migrate", operations.migrate)
 
@@ -114,7 +119,7 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
         return await act(request, "cycle", start)
 
     @app.put(f"{PREFIX}/automation", summary='{"mode": "manual" | "automatic" | "paused"}, kept across restarts',
-             openapi_extra={"requestBody": _OBJECT})
+             openapi_extra=_body(AUTOMATION_SCHEMA))
     async def automation(request: Request) -> Response:
         return await act(request, "automation", lambda body, who: operations.set_automation(body), status=200)
 
@@ -128,7 +133,13 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
     for name, (answer, summary) in reads.items():
         app.add_api_route(f"{PREFIX}/{name}", _reader(read, name, answer), methods=["GET"], summary=summary, name=name)
 
-    # Issue #11's POST /api/v1/nodes/{node}/drain belongs here once controller/drain.py is on main.
+    @app.post(f"{PREFIX}/nodes/{{node}}/drain", summary="Drain the node for maintenance, as `pvebalance drain NODE`")
+    async def drain(node: str, request: Request) -> Response:
+        return await act(request, "drain", lambda body, who: operations.drain(node, who, undrain=False))
+
+    @app.post(f"{PREFIX}/nodes/{{node}}/undrain", summary="End the drain, bring its guests back, as `pvebalance undrain NODE`")
+    async def undrain(node: str, request: Request) -> Response:
+        return await act(request, "undrain", lambda body, who: operations.drain(node, who, undrain=True))
 
 
 def _reader(read: Callable[..., Any], action: str, answer: Callable[[], Any]) -> Callable[[Request], Any]:

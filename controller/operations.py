@@ -27,6 +27,8 @@ import structlog
 
 from controller.config import WINDOWS, Config
 from controller.cycle import cooldown_holds, cycle_rules, run_cycle
+from controller.drain import drain_node, undrain_node
+from controller.drainstate import DrainState
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.observe import movable, observe
 from controller.promql import PromQL, Statistic
@@ -34,7 +36,7 @@ from controller.reviewed import Reviewed, apply_reviewed, plan_document
 from controller.state import AUTOMATION_MODES
 from planner.constraints import Constraints
 from planner.model import Move, MoveKind, Plan
-from planner.rules import MaintenanceRule, RuleSet
+from planner.rules import ClosedRule, MaintenanceRule, RuleSet
 from planner.verify import check_moves
 from pveapi import values
 from pveapi.errors import ConfigError, PvebalanceError
@@ -48,7 +50,36 @@ log = structlog.get_logger("pvebalance.api")
 KEPT_PLANS = 16  # plans that may be applied by id: the published one and recent what-ifs
 KEPT_MIGRATIONS = 200  # migrations GET /api/v1/migrations still shows
 REDACTED = "<redacted>"
-PLAN_OVERRIDES = {"window", "statistic", "trigger", "max_moves", "drain"}
+# Builds the Executor for one run's moves, each move listed in GET /api/v1/migrations.
+ExecutorFor = Callable[[RuleSet, Sequence[Move]], Executor]
+
+# The request bodies as JSON schema, for /openapi.json; the functions below check them.
+_NODES = {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}
+PLAN_OVERRIDES_SCHEMA: dict[str, Any] = {
+    "type": "object", "additionalProperties": False,
+    "description": "What-if overrides for this one plan; the running configuration is not changed",
+    "properties": {
+        "window": {"enum": list(WINDOWS), "description": "history window of the figures"},
+        "statistic": {"type": "string", "description": "avg, quantile(0.95), mean_stddev(2), ..."},
+        "trigger": {"type": "number", "minimum": 0, "maximum": 1, "description": "imbalance that starts balancing"},
+        "max_moves": {"type": "integer", "minimum": 0, "description": "most moves in the plan"},
+        "drain": {**_NODES, "description": "nodes to evacuate, as a drain would"},
+        "leave_out": {**_NODES, "description": "nodes that receive nothing; their guests stay"},
+    },
+}
+PLAN_OVERRIDES = set(PLAN_OVERRIDES_SCHEMA["properties"])
+_MIGRATION = {"type": "object", "required": ["vmid", "target"], "additionalProperties": False,
+              "properties": {"vmid": {"type": "integer", "minimum": values.MIN_VMID, "maximum": values.MAX_VMID},
+                             "target": {"type": "string", "description": "node to move the guest to"}}}
+MIGRATIONS_SCHEMA: dict[str, Any] = {
+    "description": "One migration, or a batch carried out in order",
+    "oneOf": [_MIGRATION, {"type": "object", "required": ["migrations"], "additionalProperties": False,
+                           "properties": {"migrations": {"type": "array", "minItems": 1, "items": _MIGRATION}}}],
+}
+AUTOMATION_SCHEMA: dict[str, Any] = {
+    "type": "object", "required": ["mode"], "additionalProperties": False,
+    "properties": {"mode": {"enum": list(AUTOMATION_MODES), "description": "kept across restarts"}},
+}
 
 
 class ApiRefusal(PvebalanceError):
@@ -172,6 +203,11 @@ class Operations:
         config = what_if(c.config, overrides)
         promql = PromQL(config.prometheus) if config.prometheus is not None else None
         cycle = run_cycle(c.client, promql, config, cooldown_holds(c.client, config, c.state))
+        named = {n for key in ("drain", "leave_out") for n in values.name_list(overrides.get(key) or [], key)}  # checked by what_if
+        unknown = sorted(named - {n.name for n in cycle.model.nodes})
+        if unknown:
+            raise ApiRefusal(400, f"plan overrides name unknown node(s) {', '.join(unknown)} "
+                                  f"(nodes: {', '.join(n.name for n in cycle.model.nodes)})")
         document = {**plan_document(cycle, config), "actionable": cycle.actionable, "why_not": cycle.why_not,
                     "overrides": dict(overrides)}
         self.remember(Reviewed(cycle.plan, document["plan_id"]))
@@ -191,10 +227,11 @@ class Operations:
         if problems:
             raise ApiRefusal(409, f"plan {plan_id} no longer holds: {'; '.join(problems)}; make a fresh plan")
 
-        def carry_out(executor: Callable[[RuleSet], Executor]) -> ApplyReport:
-            return apply_reviewed(reviewed, c.client, c.promql, c.config, hold, executor)
+        def carry_out(executor: ExecutorFor) -> ApplyReport:
+            return apply_reviewed(reviewed, c.client, c.promql, c.config, hold,
+                                  lambda rules: executor(rules, reviewed.plan.moves))
 
-        return self._start(reviewed.plan.moves, who, f"plan {plan_id}", carry_out)
+        return {**self._start(reviewed.plan.moves, who, f"plan {plan_id}", carry_out), "moves": len(reviewed.plan.moves)}
 
     def migrate(self, body: Any, who: str) -> dict[str, Any]:
         """A person's migrations: each checked exactly like a planned move, in the order given."""
@@ -214,14 +251,16 @@ class Operations:
                               f"asked for by {who} through the API", usage.mem_bytes, usage.cpu_cores, 0.0,
                               usage_source=usage.source))
         rules = cycle_rules(c.config, observation, hold)
-        problems = check_moves(model, rules, c.config.policy, moves)
+        problems = check_moves(model, rules, c.config.policy, moves)  # hard rules, memory, cooldown
         if problems:
             raise ApiRefusal(409, "refused: " + "; ".join(problems))
+        overrides = soft_overrides(Constraints(model, rules, c.config.policy), moves)
         blocked, _ = movable(c.client, [(guests[m.vmid], m.target) for m in moves], c.config.policy.allow_local_disks)
         if blocked:
             raise ApiRefusal(409, "refused by the API's migrate check: " + "; ".join(f"{v}: {r}" for v, r in blocked.items()))
         plan = Plan(tuple(moves), (), (), 0.0, 0.0)
-        return self._start(plan.moves, who, "request", lambda executor: executor(rules).apply(plan, model))
+        started = self._start(plan.moves, who, "request", lambda executor: executor(rules, plan.moves).apply(plan, model))
+        return {**started, "moves": len(plan.moves), "overrides": overrides}
 
     def set_automation(self, body: Any) -> dict[str, Any]:
         mode = body.get("mode") if isinstance(body, Mapping) else None
@@ -230,29 +269,57 @@ class Operations:
         self.controller.set_automation(mode)
         return {"automation": mode}
 
-    def _start(self, moves: Sequence[Move], who: str, what: str,
-               carry_out: Callable[[Callable[[RuleSet], Executor]], ApplyReport]) -> dict[str, Any]:
-        """Run `carry_out` in the background holding the lock and the lease; 409 when it may not."""
+    def drain(self, node: str, who: str, undrain: bool) -> dict[str, Any]:
+        """`pvebalance drain|undrain NODE` through the API: the same `drain_node`/`undrain_node`,
+        under the lock and the lease, one migration run at a time; 404/409 before anything starts."""
         c = self.controller
-        on_event = c.migration_log.new_run(moves, who, what)
-        if not c.acting.acquire(blocking=False):
-            _not_started(on_event, moves, "another migration run is in progress")
-            raise ApiRefusal(409, "another migration run is in progress; see GET /api/v1/migrations")
-        try:
-            why_not = c.may_act()
-        except BaseException:
-            c.acting.release()
-            raise
+        names = [n.name for n in c.client.resources().nodes]
+        if node not in names:
+            raise ApiRefusal(404, f"no node {node!r} in the cluster (nodes: {', '.join(names)})")
+        drained = DrainState.load(c.config.run.state_file).drained
+        if undrain and node not in drained:
+            raise ApiRefusal(409, f"node {node!r} is not drained (drained: {', '.join(sorted(drained)) or 'none'})")
+        verb = "undrain" if undrain else "drain"
+        operation = undrain_node if undrain else drain_node
+
+        def carry_out(executor: ExecutorFor) -> ApplyReport | None:
+            result = operation(node, c.config, c.client, c.promql, lambda rules, plan: executor(rules, plan.moves),
+                               dry_run=c.dry_run, at=c.clock())
+            c.metrics.publish_drained(DrainState.load(c.config.run.state_file).drained)
+            log.info("api.drain_ended", who=who, node=node, action=verb, staying=list(result.lines))
+            return result.report
+
+        return {**self._start((), who, f"{verb} {node}", carry_out), "node": node}
+
+    def _start(self, moves: Sequence[Move], who: str, what: str,
+               carry_out: Callable[[ExecutorFor], ApplyReport | None]) -> dict[str, Any]:
+        """Run `carry_out` in the background holding the lock and the lease; 409 when it may not.
+        `moves` are the run's moves when known before it starts (a drain plans its own)."""
+        c = self.controller
+        known = c.migration_log.new_run(moves, who, what) if moves else None  # shown as queued at once
+        why_not: str | None = "another migration run is in progress; see GET /api/v1/migrations"
+        if c.acting.acquire(blocking=False):
+            try:
+                why_not = c.may_act()
+            except BaseException:
+                c.acting.release()
+                raise
+            if why_not is not None:
+                c.acting.release()
         if why_not is not None:
-            c.acting.release()
-            _not_started(on_event, moves, why_not)
+            if known is not None:
+                _not_started(known, moves, why_not)
             raise ApiRefusal(409, why_not)
+
+        def executor(rules: RuleSet, planned: Sequence[Move]) -> Executor:
+            return c.executor(rules, known or c.migration_log.new_run(planned, who, what))
 
         def run() -> None:
             try:
-                report = carry_out(lambda rules: c.executor(rules, on_event))
-                c.count(report)
-                log.info("api.run_ended", who=who, what=what, summary=report.summary)
+                report = carry_out(executor)
+                if report is not None:
+                    c.count(report)
+                log.info("api.run_ended", who=who, what=what, summary=report.summary if report else "nothing to move")
             except PvebalanceError as exc:
                 log.warning("api.run_failed", who=who, what=what, error=str(exc))
             finally:
@@ -262,7 +329,7 @@ class Operations:
         thread = threading.Thread(target=run, name=f"pvebalance-api-{what}", daemon=True)
         self._threads = [t for t in self._threads if t.is_alive()] + [thread]
         thread.start()
-        return {"accepted": what, "moves": len(moves), "progress": "/api/v1/migrations"}
+        return {"accepted": what, "progress": "/api/v1/migrations"}
 
     def wait(self, timeout: float) -> None:
         """Let started runs end (on shutdown: running migrations are watched to their end)."""
@@ -322,9 +389,30 @@ def what_if(config: Config, overrides: Any) -> Config:
         if overrides.get("drain"):
             drain = values.name_list(overrides["drain"], "plan overrides.drain")
             rules = rules.merge(RuleSet(maintenance=(MaintenanceRule(frozenset(drain), "what-if drain"),)))
+        if overrides.get("leave_out"):
+            leave_out = values.name_list(overrides["leave_out"], "plan overrides.leave_out")
+            rules = rules.merge(RuleSet(closed=(ClosedRule(frozenset(leave_out), "what-if leave_out"),)))
     except ConfigError as exc:
         raise ApiRefusal(400, str(exc)) from None
     return replace(config, prometheus=prometheus, policy=policy, rules=rules)
+
+
+def soft_overrides(constraints: Constraints, moves: Sequence[Move]) -> list[str]:
+    """The soft rules a person's moves override, one line each, in order: a plan never makes
+    them worse, a person may (hard rules are check_moves' to refuse)."""
+    lines = []
+    for move in moves:
+        vmid, target, where = move.vmid, move.target, constraints.where[move.vmid]
+        at = f"{vmid} -> {target} overrides"
+        lines += [f"{at} {g.label}: {target} already runs one of its guests"
+                  for g in constraints.apart_of.get(vmid, ()) if not g.strict and g.nodes[target] > 0]
+        lines += [f"{at} {g.label}: it leaves its group" for g in constraints.together_of.get(vmid, ())
+                  if not g.strict and g.nodes[target] < g.nodes[where]]
+        preferred = constraints.preferred.get(vmid)
+        if preferred is not None and where in preferred and target not in preferred:
+            lines.append(f"{at} {constraints.preferred_by[vmid]}: {target} is not among {', '.join(sorted(preferred))}")
+        constraints.moved(vmid, target)
+    return lines
 
 
 def _rules_of(constraints: Constraints, vmid: int) -> list[str]:

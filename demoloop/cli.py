@@ -85,9 +85,19 @@ def run(args: argparse.Namespace, stack: LocalStack) -> int:
         heading("pvebalance plan again")
         plan_and_scale(stack, sim.clock.scale)
     if args.stay:
+        show_api(stack)
         print(f"\nEverything is still running; configs and logs in {stack.workdir}. Ctrl-C stops it all.", flush=True)
         signal.pause()
     return 0
+
+
+def show_api(stack: LocalStack) -> None:
+    """`pvebalance run` (manual automation) with the operator API, and how to call it."""
+    api = f"{stack.start_controller(automation='manual')}/api/v1"
+    viewer = stack.workdir / "api_viewer.token"
+    say("controller", f"{api} (the operator API, docs/api.md; tokens in {viewer} and "
+                      f"{stack.workdir / 'api_operator.token'})")
+    print(f'  curl -s -H "Authorization: Bearer $(cat {viewer})" {api}/plan', flush=True)
 
 
 def plan_and_scale(stack: LocalStack, scale: float) -> None:

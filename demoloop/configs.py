@@ -84,10 +84,13 @@ def recording_rule_passes(rule_files: Sequence[Path], interval: float) -> list[s
 
 
 def controller_config(api_host: str, user: str, token_name: str, token_file: Path, ca_path: Path,
-                      prometheus_url: str | None, run: Mapping[str, Any]) -> str:
+                      prometheus_url: str | None, run: Mapping[str, Any], api_token_files: Mapping[str, Path]) -> str:
+    """`api_token_files`: role (viewer, operator) -> the file holding that role's API token."""
     config: dict[str, Any] = {
         "proxmox": _connection(api_host, user, token_name, token_file, ca_path),
         "run": dict(run),
+        "api": {"tokens": [{"name": f"demo-{role}", "role": role, "token_file": str(path)}
+                           for role, path in api_token_files.items()]},
     }
     if prometheus_url is not None:
         config["prometheus"] = {"url": prometheus_url, "window": DEFAULT_WINDOW}

@@ -69,7 +69,8 @@ class LocalStack:
         self._prometheus_argv: list[str] = []
         self.history: tuple[float, float] | None = None  # the backfilled range (wall-clock epochs)
         self._tokens = {"exporter": secrets.token_hex(16), "controller": secrets.token_hex(16),
-                        "webhook": secrets.token_hex(16)}
+                        "webhook": secrets.token_hex(16), "api_viewer": secrets.token_hex(16),
+                        "api_operator": secrets.token_hex(16)}
 
     # -- the parts, in the order they start -----------------------------------------------
     def start_simulator(self) -> Simulator:
@@ -216,7 +217,8 @@ class LocalStack:
             f"127.0.0.1:{self.sim.port}", "root@pam", "stack-controller", self._token_file("controller"),
             self.sim.cert_path, prometheus_url or self.prometheus_url,
             {"state_file": str(self.workdir / "state.json"), "listen": f"127.0.0.1:{self._controller_port}",
-             "webhook_token_file": str(self._token_file("webhook")), **run}))
+             "webhook_token_file": str(self._token_file("webhook")), **run},
+            {role: self._token_file(f"api_{role}") for role in ("viewer", "operator")}))
 
     def start_controller(self, **run: Any) -> str:
         """`pvebalance run` with its /metrics, /health and /plan on the port Prometheus scrapes."""

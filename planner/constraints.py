@@ -51,6 +51,7 @@ class Constraints:
             | {n.name for n in model.nodes if n.hastate == "maintenance"}
         )
         self.usable = frozenset(n.name for n in model.nodes if n.online and n.name not in self.maintenance)
+        self.closed = {n: r.source for r in rules.closed for n in r.nodes}  # may not receive guests
         self.problems: list[str] = []
         self.reservations: dict[str, tuple[float, int]] = {}
         for r in rules.reservations:
@@ -206,7 +207,7 @@ class Constraints:
         member of an affinity group away from its group. `moving_group` is an affinity group
         being moved as a whole, which its members may leave for the same target.
         """
-        if target not in self.usable or self.incompatible(vmid, target):
+        if target not in self.usable or target in self.closed or self.incompatible(vmid, target):
             return False
         allowed = self.allowed.get(vmid)
         if allowed is not None and target not in allowed:

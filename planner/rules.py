@@ -86,6 +86,14 @@ class MaintenanceRule:
 
 
 @dataclass(frozen=True)
+class ClosedRule:
+    """Nodes that may not receive guests; unlike maintenance, what runs there stays (a what-if)."""
+
+    nodes: frozenset[str]
+    source: str
+
+
+@dataclass(frozen=True)
 class ReservationRule:
     """CPU and memory on a node kept free of guests (host services, failover room)."""
 
@@ -103,6 +111,7 @@ class RuleSet:
     node_affinity: tuple[NodeAffinityRule, ...] = ()
     maintenance: tuple[MaintenanceRule, ...] = ()
     reservations: tuple[ReservationRule, ...] = field(default=())
+    closed: tuple[ClosedRule, ...] = ()
 
     def merge(self, other: RuleSet) -> RuleSet:
         return RuleSet(
@@ -112,6 +121,7 @@ class RuleSet:
             node_affinity=self.node_affinity + other.node_affinity,
             maintenance=self.maintenance + other.maintenance,
             reservations=self.reservations + other.reservations,
+            closed=self.closed + other.closed,
         )
 
 

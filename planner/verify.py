@@ -55,6 +55,8 @@ def check_moves(model: ClusterModel, rules: RuleSet, policy: Policy, moves: Sequ
         if move.target not in constraints.usable:
             errors.append(f"{at}: target {move.target} is unknown, offline or in maintenance")
             continue
+        if move.target in constraints.closed:
+            errors.append(f"{at}: target {move.target} may not receive guests ({constraints.closed[move.target]})")
         mem = overhead[move.target] + demand[move.vmid].mem + sum(
             demand[v].mem for v, n in where.items() if n == move.target
         )

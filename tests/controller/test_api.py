@@ -36,7 +36,7 @@ def sim() -> Iterator[RunningSimulator]:
 class Run:
     """A `pvebalance run` process with the API switched on."""
 
-    def __init__(self, tmp_path: Path, sim: RunningSimulator) -> None:
+    def __init__(self, tmp_path: Path, sim: RunningSimulator, rules: dict[str, Any] | None = None) -> None:
         (tmp_path / "operator.token").write_text(OPERATOR + "\n")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -46,6 +46,7 @@ class Run:
             api={"tokens": [{"name": "grafana", "role": "operator", "token_file": "operator.token"},
                             {"name": "wallboard", "role": "viewer", "token_env": "TEST_VIEWER_TOKEN"}],
                  "cors_origins": [GRAFANA]},
+            **({"rules": rules} if rules else {}),
         )
         self.secrets = load_config(self.config, env={"TEST_VIEWER_TOKEN": VIEWER}).secrets()
         self.stderr: list[str] = []
@@ -132,7 +133,18 @@ def test_roles_tokens_cors_and_reads(run: Run) -> None:
     assert run.get("/health").json()["automation"] == "manual" and run.get("/plan").status_code == 200
     assert run.get("/api/v1/advice", VIEWER).status_code == 404  # no ai: block
     spec = run.get("/openapi.json").json()
-    assert {"/api/v1/plan/{plan_id}/apply", "/api/v1/migrations", "/api/v1/automation"} <= set(spec["paths"])
+    assert {"/api/v1/plan/{plan_id}/apply", "/api/v1/migrations", "/api/v1/automation",
+            "/api/v1/nodes/{node}/drain", "/api/v1/nodes/{node}/undrain"} <= set(spec["paths"])
+
+    def body(path: str, method: str = "post") -> dict[str, Any]:
+        return spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+
+    # Each request body documented with its fields, the ones the API accepts.
+    assert set(body("/api/v1/plan")["properties"]) == {"window", "statistic", "trigger", "max_moves", "drain", "leave_out"}
+    assert body("/api/v1/plan")["properties"]["window"]["enum"] == ["1h", "6h", "24h", "7d"]
+    one, batch = body("/api/v1/migrations")["oneOf"]
+    assert one["required"] == ["vmid", "target"] and batch["properties"]["migrations"]["items"] == one
+    assert body("/api/v1/automation", "put")["properties"]["mode"]["enum"] == ["manual", "automatic", "paused"]
     assert run.send("POST", "/api/v1/cycle").status_code == 202
     # CORS: the configured origin only.
     preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "authorization,content-type"}
@@ -255,3 +267,104 @@ def test_the_dashboard_buttons_do_what_their_titles_say(run: Run, sim: RunningSi
     assert run.get("/health").json()["automation"] == "paused"
     assert _press(run, buttons["Resume automation"], info).status_code == 200
     assert run.get("/health").json()["automation"] == "automatic"
+
+
+def _run_of(run: Run, what: str) -> list[dict[str, Any]]:
+    """The migrations of the API run named `what`, once it has planned and nothing runs."""
+    return _wait(lambda: (m := run.get("/api/v1/migrations", VIEWER).json())["running"] == [] and
+                 [e for e in m["recent"] if e["what"] == what])
+
+
+def _accepted(run: Run, path: str) -> requests.Response:
+    """POST `path` once the previous run has handed back the lock (a run's last step ends just after its migrations)."""
+    def sent() -> requests.Response | None:
+        answer = run.send("POST", path)
+        return None if answer.status_code == 409 and "in progress" in answer.json()["error"] else answer
+
+    return _wait(sent)
+
+
+def test_drain_and_undrain_a_node(run: Run, sim: RunningSimulator) -> None:
+    assert run.send("POST", "/api/v1/nodes/pve4/drain", VIEWER).status_code == 403
+    assert run.send("POST", "/api/v1/nodes/pve4/drain", None).status_code == 401
+    unknown = run.send("POST", "/api/v1/nodes/pve9/drain")
+    assert unknown.status_code == 404 and "pve9" in unknown.json()["error"]
+    not_drained = run.send("POST", "/api/v1/nodes/pve4/undrain")
+    assert not_drained.status_code == 409 and "not drained" in not_drained.json()["error"]
+    was_there = {v for v, n in _placement(sim).items() if n == "pve4"}
+    assert was_there
+    assert run.send("POST", "/api/v1/nodes/pve4/drain").json() == {
+        "accepted": "drain pve4", "progress": "/api/v1/migrations", "node": "pve4"}
+    drained = _run_of(run, "drain pve4")
+    left = {m["vmid"] for m in drained}
+    assert {(m["source"], m["state"]) for m in drained} == {("pve4", "succeeded")}
+    # legacy01 (140) is locked by a backup: Proxmox would refuse, so it stays, with the reason.
+    assert {v for v, n in _placement(sim).items() if n == "pve4"} == was_there - left == {140}
+    assert 'pvebalance_node_drained{node="pve4"} 1.0' in run.get("/metrics").text
+    # The next plan places nothing on the drained node.
+    assert all(m["target"] != "pve4" for m in run.send("POST", "/api/v1/plan").json()["moves"])
+    assert _accepted(run, "/api/v1/nodes/pve4/undrain").status_code == 202
+    returned = _run_of(run, "undrain pve4")
+    # They come back where they fit and the rules allow; the others stay, each with the reason (logged).
+    back = {m["vmid"] for m in returned}
+    assert back and back <= left and {(m["target"], m["state"]) for m in returned} == {("pve4", "succeeded")}
+    assert {v for v, n in _placement(sim).items() if n == "pve4"} == back | {140}
+    metrics = run.get("/metrics").text
+    assert 'pvebalance_api_actions_total{action="drain",result="ok"} 1.0' in metrics
+    assert 'pvebalance_api_actions_total{action="drain",result="forbidden"} 1.0' in metrics
+    assert 'pvebalance_api_actions_total{action="undrain",result="refused"} 1.0' in metrics
+    run.stop()
+    events = _events(run.stderr[0])
+    assert {(e["action"], e["result"]) for e in events if e["event"] == "api.action" and e["who"] == "grafana"} >= {
+        ("drain", "ok"), ("undrain", "ok"), ("undrain", "refused")}
+    staying = {e["action"]: {int(line.split()[0]): line for line in e["staying"]} for e in events if e["event"] == "api.drain_ended"}
+    assert set(staying["drain"]) == {140} and "locked" in staying["drain"][140]
+    assert set(staying["undrain"]) == left - back
+
+
+def test_a_what_if_plan_leaving_a_node_out(run: Run) -> None:
+    # pve5 is nearly empty: the plan fills it; left out, it receives nothing and keeps its guests.
+    usual = run.get("/api/v1/plan", VIEWER).json()
+    assert any(m["target"] == "pve5" for m in usual["moves"])
+    left_out = run.send("POST", "/api/v1/plan", body={"leave_out": ["pve5"]}).json()
+    assert left_out["moves"] and not [m for m in left_out["moves"] if "pve5" in (m["target"], m["source"])]
+    assert left_out["overrides"] == {"leave_out": ["pve5"]} and left_out["plan_id"] != usual["plan_id"]
+    drained = run.send("POST", "/api/v1/plan", body={"drain": ["pve5"]}).json()
+    assert any(m["source"] == "pve5" for m in drained["moves"])  # drain evacuates; leave_out does not
+    for bad in ({"leave_out": ["pve9"]}, {"leave_out": [7]}, {"leave_out": "pve5", "spare": 1}):
+        answer = run.send("POST", "/api/v1/plan", body=bad)
+        assert answer.status_code == 400 and "error" in answer.json(), bad
+    assert "pve9" in run.send("POST", "/api/v1/plan", body={"leave_out": ["pve9"]}).json()["error"]
+    assert "pve5" not in run.get("/api/v1/config", VIEWER).text  # the running config is untouched
+
+
+def test_a_persons_migration_may_override_soft_rules_and_says_which(tmp_path: Path, sim: RunningSimulator) -> None:
+    soft = {"anti_affinity": [{"name": "spread", "vmids": [120, 156], "strict": False}],
+            "affinity": [{"name": "pair", "vmids": [120, 122], "strict": False}]}
+    run = Run(tmp_path, sim, rules=soft)
+    run.start()
+    try:
+        # ha-app01 (120, on pve2) to pve5: next to 156 (spread), away from 122 (pair), off the
+        # HA should-rule's nodes pve1-pve3. All soft: it moves, and the answer names each one.
+        answer = run.send("POST", "/api/v1/migrations", body={"vmid": 120, "target": "pve5"})
+        assert answer.status_code == 202, answer.text
+        overrides = answer.json()["overrides"]
+        assert [line.split(" overrides ")[1].split(" (")[0] for line in overrides] == [
+            "anti-affinity group 'spread'", "affinity group 'pair'", "node affinity 'ha-core-nodes'"]
+        assert all(line.startswith("120 -> pve5 overrides ") for line in overrides)
+        assert run.settled()[0]["state"] == "succeeded" and _placement(sim)[120] == "pve5"
+        # Hard rules are still refused: web03 (102) next to web01 on pve1; so is an unknown target.
+        hard = run.send("POST", "/api/v1/migrations", body={"vmid": 102, "target": "pve1"})
+        assert hard.status_code == 409 and "breaks anti-affinity" in hard.json()["error"]
+        # A move that keeps every soft rule overrides none (120 itself is in its cooldown now).
+        cooling = run.send("POST", "/api/v1/migrations", body={"vmid": 120, "target": "pve1"})
+        assert cooling.status_code == 409 and "cooldown" in cooling.json()["error"]
+        back = run.send("POST", "/api/v1/migrations", body={"vmid": 156, "target": "pve4"})
+        assert back.status_code == 202 and back.json()["overrides"] == []
+        run.settled()
+        run.stop()
+        (logged,) = [e for e in _events(run.stderr[0]) if e["event"] == "api.action" and e["detail"].get("overrides")]
+        assert logged["detail"]["overrides"] == overrides
+    finally:
+        if run.process is not None:
+            run.process.kill()

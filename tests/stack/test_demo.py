@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -77,12 +78,17 @@ def test_demo_applies_the_plan_shows_the_cluster_balanced_and_stops_everything_o
         backfilled = _series(prometheus.group(1), f'count_over_time(pve_node_info{{instance="{exporter.group(1)}", '
                                                   f'job="pvebalance-exporter"}}[55m] offset 5m)')
         assert backfilled and min(float(s["value"][1]) for s in backfilled) >= 10, backfilled
+        # The operator API, called as the demo says: its curl line answers with the plan.
+        curl = re.search(r"^  (curl .*/api/v1/plan)$", out.text, re.M)
+        assert curl, out.text
+        called = subprocess.run(["bash", "-c", curl.group(1)], capture_output=True, text=True, timeout=60)
+        assert called.returncode == 0 and "plan_id" in json.loads(called.stdout), called
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 130
     text = out.text
-    urls = {name: re.search(rf"^{name}\s+(\S+)", text, re.M) for name in ("simulator", "exporter", "prometheus")}
+    urls = {name: re.search(rf"^{name}\s+(\S+)", text, re.M) for name in ("simulator", "exporter", "prometheus", "controller")}
     assert all(urls.values()), text
     workdir = re.search(r"configs and logs in (\S+)\.", text)
     assert workdir is not None, text

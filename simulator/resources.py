@@ -40,11 +40,11 @@ def node_entry(cluster: SimCluster, node: NodeState, t: float, ha_used: bool) ->
     spec = node.spec
     # Figures of the cache tick `t`: a node back online since then stays offline until the next
     # tick, as a real status cache shows it (never `online` without cpu, mem and uptime).
-    figures = node_figures(cluster, node, t) if node.online and node.boot <= t else None
+    figures = node_figures(cluster, node, t) if node.online and node.online_at(t) else None
     entry: dict[str, Any] = {"id": f"node/{spec.name}", "type": "node", "node": spec.name,
                              "status": "online" if figures is not None else "offline", "level": ""}
     if figures is not None:
-        entry.update({"uptime": int(t - node.boot), "cpu": figures.cpu, "mem": figures.mem,
+        entry.update({"uptime": int(max(0.0, t - node.boot)), "cpu": figures.cpu, "mem": figures.mem,
                       "disk": spec.rootfs // 4, "cgroup-mode": 2})
     entry.update({"maxcpu": spec.cores, "maxmem": spec.memory, "maxdisk": spec.rootfs})
     if ha_used:

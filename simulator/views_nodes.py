@@ -59,7 +59,7 @@ def node_status(call: Call, node: str) -> Any:
                    "used": rootfs_used},
         "pveversion": f"pve-manager/{spec.version}/{repoid(spec.version)}",
         "kversion": f"Linux {_KERNELS.get(major, _KERNELS[9])} #1 SMP PREEMPT_DYNAMIC PMX x86_64",
-        "uptime": int(call.now - state.boot),
+        "uptime": int(max(0.0, call.now - state.boot)),
         "boot-info": {"mode": "efi", "secureboot": 0},
         "current-kernel": {"machine": "x86_64", "release": _KERNELS.get(major, _KERNELS[9]), "sysname": "Linux",
                            "version": "#1 SMP PREEMPT_DYNAMIC PMX"},

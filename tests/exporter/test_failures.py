@@ -29,10 +29,8 @@ def test_node_going_offline_mid_run(sim: RunningSimulator, exporter: RunningExpo
     assert all(after.value("pve_up", id=f"node/{n}") == 1 for n in ("pve1", "pve2", "pve4", "pve5"))
     assert after.value("pve_node_load1", id="node/pve1") is not None
     sim.set_node_online("pve3", True)
-    # Like PVE's status cache, the simulator shows a returning node online (with its figures and a
-    # positive uptime) from its next cache tick on, never with figures from before its boot.
-    assert exporter.scrape().value("pve_up", id="node/pve3") == 0
-    sim.advance(10)
+    # Back online: its figures, and an uptime counted from its boot, never negative (the simulator
+    # once answered -8 here, which the exporter rightly refused as a bad answer).
     back = exporter.scrape()
     assert back.value("pve_up", id="node/pve3") == 1 and back.value("pve_node_load1", id="node/pve3") is not None
     assert back.value("pve_uptime_seconds", id="node/pve3") >= 0

@@ -394,6 +394,9 @@ def _run(args: argparse.Namespace) -> int:
             controller.release()  # the lease and the lock go back however the cycle ended
         print(f"{summary.result}: {summary.reason}")
         return 0 if summary.result != "failed" else 1
+    if threading.current_thread() is threading.main_thread():  # SIGHUP (systemctl reload): re-read the config
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(
+            target=controller.reload, args=(lambda: _load(args),), name="reload", daemon=True).start())
     from controller.server import ControllerServer  # the HTTP framework loads only when it serves
 
     server = ControllerServer(config.run.listen_address, controller.endpoints())

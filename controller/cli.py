@@ -357,7 +357,8 @@ class _ApplyProgress:
         name = f"{move.type}/{move.vmid} {move.name} {move.source} -> {move.target}"
         head = f"[{self.position.get(move.vmid, '?')}/{self.total}] {name}:"
         if kind == "running":
-            self.running[move.vmid] = f"{name} running {duration(float(event['seconds']))}"
+            transferred = f", {event['transferred']}" if event.get("transferred") else ""
+            self.running[move.vmid] = f"{name} running {duration(float(event['seconds']))}{transferred}"
             self.progress.update(note="; ".join(self.running.values()))
             return
         if kind == "started":

@@ -357,7 +357,8 @@ class _ApplyProgress:
         name = f"{move.type}/{move.vmid} {move.name} {move.source} -> {move.target}"
         head = f"[{self.position.get(move.vmid, '?')}/{self.total}] {name}:"
         if kind == "running":
-            self.running[move.vmid] = f"{name} running {duration(float(event['seconds']))}"
+            transferred = f", {event['transferred']}" if event.get("transferred") else ""
+            self.running[move.vmid] = f"{name} running {duration(float(event['seconds']))}{transferred}"
             self.progress.update(note="; ".join(self.running.values()))
             return
         if kind == "started":
@@ -394,6 +395,9 @@ def _run(args: argparse.Namespace) -> int:
             controller.release()  # the lease and the lock go back however the cycle ended
         print(f"{summary.result}: {summary.reason}")
         return 0 if summary.result != "failed" else 1
+    if threading.current_thread() is threading.main_thread():  # SIGHUP (systemctl reload): re-read the config
+        signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(
+            target=controller.reload, args=(lambda: _load(args),), name="reload", daemon=True).start())
     from controller.server import ControllerServer  # the HTTP framework loads only when it serves
 
     server = ControllerServer(config.run.listen_address, controller.endpoints())

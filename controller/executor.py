@@ -27,7 +27,9 @@ from planner.rules import RuleSet
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory
-from pveapi.tasks import MIGRATE_TASK, TRANSIENT_KINDS, TaskResult, exit_ok, task_starttime, task_status
+from pveapi.tasks import (
+    MIGRATE_TASK, TRANSIENT_KINDS, TaskLogTail, TaskResult, exit_ok, read_task_log, task_starttime, task_status,
+)
 
 log = structlog.get_logger("pvebalance.executor")
 
@@ -76,6 +78,7 @@ class _Running:
     phase: str = "task"
     adopt_until: float = 0.0
     adopt_since: int | None = None  # where to look for the task, in the source node's clock
+    log: TaskLogTail = TaskLogTail()  # the task log read so far: its transfer progress
 
 
 class _RoundInventory:
@@ -296,13 +299,24 @@ class Executor:
                 if status.finished:
                     item.phase = "placement"  # hamigrate only queued the move with the HA manager
                     return self._poll(item, live)
+                self._read_log(item)
         if elapsed > self.settings.task_timeout:
             return Outcome(
                 item.move, "failed", f"not finished after {self.settings.task_timeout:.0f}s (apply.task_timeout)",
                 item.upid, elapsed,
             )
-        self.on_event({"event": "running", "vmid": item.move.vmid, "move": item.move, "upid": item.upid, "seconds": elapsed})
+        self.on_event({
+            "event": "running", "vmid": item.move.vmid, "move": item.move, "upid": item.upid, "seconds": elapsed,
+            "transferred": item.log.transferred,
+        })
         return None
+
+    def _read_log(self, item: _Running) -> None:
+        """The running task's new log lines, once per poll round: how much it has copied."""
+        try:
+            item.log = read_task_log(self.client, item.upid, item.log)
+        except ApiError as exc:  # progress is a nicety: the task status decides the outcome
+            log.debug("migration.log_unread", vmid=item.move.vmid, task=item.upid, error=str(exc))
 
     def _find_task(self, item: _Running) -> str | None:
         """The UPID of the newest migration task of the guest on its source since shortly before

@@ -30,15 +30,17 @@ from controller.observe import cluster_identity
 from controller.outcomes import OutcomeLog, OutcomeMetrics, find_ping_pongs, observe_due, record_report
 from planner.model import Move, MoveKind, Plan
 from controller.promql import PromQL
+from controller.reload import restart_only_changes
 from controller.reviewed import Reviewed, plan_document
 from planner.rules import RuleSet
 from controller.endpoints import Endpoints
 from controller.operations import MigrationLog, Operations
 from controller.state import ControllerBusy, ControllerLock, LoopState
 from pveapi.client import PveClient
-from pveapi.errors import ApiError, PvebalanceError
+from pveapi.errors import ApiError, ConfigError, PvebalanceError
 
 log = structlog.get_logger("pvebalance.loop")
+Loaded = tuple[Config, PveClient, PromQL | None]  # what `pvebalance run` builds from its config file
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,8 @@ class Controller:
         self.migration_log = MigrationLog()
         self.operations = Operations(self)
         self.metrics.publish_automation(config.run.automation)
+        self._reloaded: Loaded | None = None  # read on SIGHUP, swapped in before the next cycle
+        self._reloading = threading.Lock()
 
     # --- triggers -------------------------------------------------------------------------
 
@@ -101,10 +105,43 @@ class Controller:
         self.stopping.set()
         self._wake.set()
 
+    def reload(self, load: Callable[[], Loaded]) -> None:
+        """SIGHUP: read the config file now, so a bad one is one error event at once (the old
+        one stays); a good one is swapped in before the next cycle, which starts at once."""
+        try:
+            loaded = load()
+            changed = restart_only_changes(self.config, loaded[0])
+            if changed:
+                raise ConfigError(f"{', '.join(changed)} change only with a restart (systemctl restart pvebalance)")
+        except PvebalanceError as exc:
+            log.error("config.reload_failed", error=str(exc), hint="still running on the previous config; fix the file and reload again")
+            return
+        with self._reloading:
+            self._reloaded = loaded
+        self.trigger("reload")
+
+    def _swap_reloaded(self) -> None:
+        """Between cycles, never during a migration run (the loop's or one started through the API)."""
+        if self._reloaded is None or not self.acting.acquire(blocking=False):
+            return  # an API-started run is going on: the cycle after it takes the new config
+        try:
+            with self._reloading:
+                loaded, self._reloaded = self._reloaded, None
+            if loaded is None:
+                return
+            self.config, self.client, self.promql = loaded
+            if self.lease is not None:
+                self.lease.client = self.client  # the same pool and holder; the new file's token
+            self.metrics.publish_automation(self.automation)
+        finally:
+            self.acting.release()
+        log.info("config.reloaded", source=self.config.source, automation=self.automation)
+
     def run_forever(self) -> None:
         reason = "start"
         try:
             while not self.stopping.is_set():
+                self._swap_reloaded()
                 self.cycle(reason)
                 self._wake.wait(timeout=self.config.run.interval)
                 reason = self._wake_reason or "interval"

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -122,7 +123,8 @@ def _collector_options(args: argparse.Namespace) -> CollectorOptions:
 def serve(args: argparse.Namespace) -> int:
     scrape_timeout = number(args.scrape_timeout, "--scrape.timeout", low=MIN_SCRAPE_TIMEOUT, high=MAX_SCRAPE_TIMEOUT)
     max_workers = count(args.max_workers, "--scrape.max-workers", low=1, high=MAX_WORKERS)
-    config = load_config(_config_path(args.config_file))
+    config_path = _config_path(args.config_file)
+    config = load_config(config_path)
     check_credentials(config)
     app = ExporterApp(config, ServeOptions(_collector_options(args), scrape_timeout, max_workers))
     server = make_http_server(args.listen, app)
@@ -132,6 +134,8 @@ def serve(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(
+        target=reload, args=(app, config_path), name="reload", daemon=True).start())
     log.info(
         "exporter_started", listen=args.listen,
         modules={name: module.settings.host for name, module in config.modules.items()},
@@ -146,6 +150,19 @@ def serve(args: argparse.Namespace) -> int:
         app.close()
         log.info("exporter_stopped")
     return 0
+
+
+def reload(app: ExporterApp, path: Path | None) -> None:
+    """SIGHUP (systemctl reload): the config file and its secrets files again, for the next
+    scrape; a bad file is one error event and the exporter goes on with the config it has."""
+    try:
+        config = load_config(path)
+    except PvebalanceError as exc:
+        log.error("config_reload_failed", error=str(exc), hint="still serving with the previous config; fix the file and reload again")
+        return
+    app.reload(config)
+    log.info("config_reloaded", modules={name: module.settings.host for name, module in config.modules.items()})
+    check_credentials(config)
 
 
 def check_credentials(config: ExporterConfig) -> None:

@@ -60,6 +60,10 @@ class ExporterApp:
         self.options = options
         self.targets = TargetCache(options.max_workers)
 
+    def reload(self, config: ExporterConfig) -> None:
+        """SIGHUP: scrapes from now on use `config`; one under way finishes with the old one."""
+        self.config = config
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         params = {key: values[0] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}

@@ -118,6 +118,7 @@ class Collections:
 class Target:
     def __init__(self, settings: ConnectionSettings, max_workers: int) -> None:
         self.host = settings.host
+        self.settings = settings
         self.stats = TargetStats()
         self.client = PveClient(settings, observer=self.stats.observe, pool_size=max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"pve-{self.host}")
@@ -211,9 +212,14 @@ class Target:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def retire(self) -> None:
+        """Replaced after a reload: calls already submitted still answer their scrape, then its threads end."""
+        self._pool.shutdown(wait=False)
+
 
 class TargetCache:
-    """Targets by (module, host), so sessions and pools live across scrapes; bounded LRU."""
+    """Targets by (module, host), so sessions and pools live across scrapes; bounded LRU. A
+    target whose module's settings changed (a reloaded config) starts afresh with the new ones."""
 
     def __init__(self, max_workers: int, max_targets: int = 64) -> None:
         self._max_workers = max_workers
@@ -225,6 +231,9 @@ class TargetCache:
         key = (module, settings.host)
         with self._lock:
             target = self._targets.get(key)
+            if target is not None and target.settings != settings:
+                target.retire()
+                target = None
             if target is None:
                 target = self._targets[key] = Target(settings, self._max_workers)
                 while len(self._targets) > self._max_targets:

@@ -17,6 +17,7 @@ import requests
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.logsetup import configure_logging
 from pveapi.values import number
+from pveapi.version import version_text
 
 from .faults import load_faults_file
 from .scenario import ALL_PRIVILEGES, Credential
@@ -73,6 +74,7 @@ def _bounded(value: float | None, flag: str, high: float) -> float | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="pvebalance-sim", description="Serve a simulated Proxmox VE cluster over HTTPS.")
+    p.add_argument("--version", action="version", version=version_text("pvebalance-sim"))
     p.add_argument("--scenario", default="demo", help="built-in name (demo, large), a YAML scenario or a JSON capture")
     p.add_argument("--listen", help="HOST:PORT to serve on (default 127.0.0.1:8006)")
     p.add_argument("--host", default="127.0.0.1")

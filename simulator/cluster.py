@@ -23,7 +23,7 @@ from .clock import VirtualClock
 from .failure import PveFailure, param_error
 from .loadmodel import unit
 from .scenario import GuestSpec, NodeSpec, Scenario
-from .tasks import Task, format_upid
+from .tasks import PROGRESS_LINES, Task, format_upid, migration_progress_line
 
 if TYPE_CHECKING:
     from .figures import NodeFigures
@@ -239,12 +239,16 @@ class SimCluster:
         self.tasks[upid] = task
         return task
 
-    def migration_seconds(self, guest: GuestState, options: Mapping[str, str]) -> float:
-        m = self.scenario.migration
-        bandwidth = float(m.bandwidth)
+    def migration_bandwidth(self, options: Mapping[str, str]) -> float:
+        """Bytes per second a migration copies at: the scenario's, or a smaller `bwlimit`."""
+        bandwidth = float(self.scenario.migration.bandwidth)
         if options.get("bwlimit"):
             bandwidth = min(bandwidth, int(options["bwlimit"]) * 1024.0) or bandwidth
-        seconds = m.overhead_s
+        return bandwidth
+
+    def migration_seconds(self, guest: GuestState, options: Mapping[str, str]) -> float:
+        bandwidth = self.migration_bandwidth(options)
+        seconds = self.scenario.migration.overhead_s
         if guest.status != "stopped" and guest.spec.type == "qemu":
             seconds += guest.spec.memory / bandwidth
         if guest.spec.local_disks:
@@ -274,7 +278,21 @@ class SimCluster:
         log.info("migration_started", vmid=spec.vmid, node=source, target=target, task=task.upid,
                  seconds=round(duration, 1))
         self.schedule(now + duration, lambda at: self._finish_migration(guest, source, target, task, at))
+        if guest.status != "stopped" and spec.type == "qemu":
+            self._log_ram_transfer(task, spec.memory, self.migration_bandwidth(options), now + duration)
         return task.upid
+
+    def _log_ram_transfer(self, task: Task, memory: int, bandwidth: float, end: float) -> None:
+        """A live VM's RAM is copied last, up to the task's end: progress lines in its log meanwhile."""
+        seconds = memory / bandwidth
+        for step in range(PROGRESS_LINES):
+            copied = memory * step / PROGRESS_LINES
+
+            def line(at: float, copied: float = copied) -> None:
+                if task.status == "running":
+                    task.log.append(f"{_stamp(at)} {migration_progress_line(copied, memory, bandwidth)}")
+
+            self.schedule(end - seconds + seconds * step / PROGRESS_LINES, line)
 
     def _finish_migration(self, guest: GuestState, source: str, target: str, task: Task, at: float) -> None:
         guest.lock = None

@@ -28,18 +28,30 @@ PASSWORD = "hunter2-correct-horse-battery"
 @contextmanager
 def exporter_process(config: Path, env: Mapping[str, str] | None = None) -> Iterator[tuple[str, Any]]:
     """(base URL, a function that stops the process and returns its stderr)."""
+    with exporter_with_process(config, env) as (url, stop, _process):
+        yield url, stop
+
+
+@contextmanager
+def exporter_with_process(
+    config: Path, env: Mapping[str, str] | None = None, log: Path | None = None
+) -> Iterator[tuple[str, Any, subprocess.Popen[str]]]:
+    """`exporter_process`, and the process itself (to signal); with `log`, stderr goes to that
+    file, which a test may read while the exporter runs."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter.cli", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
-         "--log.format=json", "--log.level=debug"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**_base_env(), **(env or {})},
-    )
+    with (log.open("w") if log is not None else open(os.devnull)) as logfile:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter.cli", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+             "--log.format=json", "--log.level=debug"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=logfile if log is not None else subprocess.PIPE, text=True,
+            env={**_base_env(), **(env or {})},
+        )
     url = f"http://127.0.0.1:{port}"
 
     def stop() -> str:
         process.terminate()
         _, err = process.communicate(timeout=30)
-        return err
+        return log.read_text() if log is not None else err
 
     try:
         for _ in range(300):
@@ -50,7 +62,7 @@ def exporter_process(config: Path, env: Mapping[str, str] | None = None) -> Iter
                 if process.poll() is not None:
                     raise AssertionError(f"exporter exited: {process.stderr.read() if process.stderr else ''}")
                 time.sleep(0.1)
-        yield url, stop
+        yield url, stop, process
     finally:
         if process.poll() is None:
             process.kill()

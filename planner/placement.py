@@ -122,6 +122,8 @@ class ClusterState:
         guests = sorted(model.guests, key=lambda g: g.vmid)
         self.demand: dict[int, Demand] = {g.vmid: demand_of(g, model) for g in guests}
         self.where: dict[int, str] = {g.vmid: g.node for g in guests}
+        # Each guest's own stall, only when pressure counts: balancing moves the guests that stall most first.
+        self.stall: Mapping[int, float] = model.guest_pressure if policy.pressure_weight > 0 else {}
         self.source: dict[int, UsageSource] = {
             g.vmid: model.guest_usage[g.vmid].source if g.vmid in model.guest_usage else "live" for g in guests
         }

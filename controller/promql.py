@@ -30,11 +30,13 @@ log = structlog.get_logger("pvebalance.promql")
 # Guest series, by the exporter's `id` label. Nodes are not asked: a node's demand is built from
 # its current guests (see observe._node_usage), never from its own window average.
 ID_SELECTOR = 'id=~"qemu/.+|lxc/.+"'
+TREND_SELECTOR = 'id=~"qemu/.+|lxc/.+|node/.+"'  # the advisor's trends: nodes too (what their figures say)
 NEEDED_SERIES = ("pve_cpu_usage_ratio", "pve_cpu_usage_limit", "pve_memory_usage_bytes")
 # Seconds a sample may be dated ahead of this host's clock (clocks differ a little); a sample
 # further in the future is not fresh data but a wrong clock, and is not used.
 CLOCK_SKEW = 60.0
 MAX_CORES = 65536.0  # a guest's CPU figure above this is not a reading
+HOUR = 3600.0
 
 
 class PrometheusError(PvebalanceError):
@@ -116,7 +118,7 @@ def history_queries(window: str, statistic: Statistic) -> dict[str, str]:
     return {
         "cpu_cores": (
             f"{_over_window('pve_cpu_usage_ratio', window, statistic)} * on(id) "
-            f"max by (id) (max_over_time(pve_cpu_usage_limit{{{ID_SELECTOR}}}[{window}]))"
+            f"{forecast.by_id('max_over_time', 'pve_cpu_usage_limit', ID_SELECTOR, window)}"
         ),
         "mem_bytes": _over_window("pve_memory_usage_bytes", window, statistic),
         # timestamp() of a plain selector is the newest sample within the lookback (5 min by
@@ -267,6 +269,16 @@ class PromQL:
             pressure=results.get("pressure"),
             guest_pressure=results.get("guest_pressure"),
         )
+
+    def trends(self, at: float | None = None) -> dict[str, tuple[float, float]]:
+        """Every guest's and node's slope over the window, by id: (CPU cores, memory bytes) per
+        hour; one query (forecast.trend_expr). An id lacking one of them is left out."""
+        slopes = self.query(forecast.trend_expr(TREND_SELECTOR, self.settings.window), at, key="trend")
+        by_id: dict[str, dict[str, float]] = {}
+        for key, per_second in slopes.items():
+            resource, _, resource_id = key.partition(":")
+            by_id.setdefault(resource_id, {})[resource] = per_second * HOUR
+        return {i: (f["cpu"], f["memory"]) for i, f in sorted(by_id.items()) if {"cpu", "memory"} <= f.keys()}
 
     def series_present(self, at: float | None = None) -> dict[str, int]:
         """How many series of each needed metric exist now (for `pvebalance check`)."""

@@ -3,13 +3,15 @@ simulator and a real Prometheus holding the exporter's history (with --collector
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from controller.config import load_config
+from controller.config import Config, load_config
 from controller.cycle import Cycle, run_cycle
 from controller.loop import Controller
 from controller.promql import PrometheusSettings, PromQL, pressure_query
@@ -60,6 +62,24 @@ def _config(tmp_path: Path, sim: RunningSimulator, url: str, weight: float) -> P
                         apply={"poll_interval": 5})
 
 
+@contextmanager
+def _an_hour_of_history(scenario: dict[str, Any], tsdb: Path) -> Iterator[RunningSimulator]:
+    """The simulator at the end of an hour whose exporter history (PSI included) is in `tsdb`."""
+    with running_simulator(scenario, time_scale=0, start=START) as sim:
+        backfill(sim.connection_settings(), sim.admin_url, START, START + HOUR, 60, tsdb, PSI)
+        sim.set_time(START + HOUR)
+        yield sim
+
+
+def _plans(tmp_path: Path, sim: RunningSimulator, url: str) -> tuple[dict[float, Cycle], Config]:
+    """The plans at the end of the backfilled hour with pressure_weight 0 and 2 (whose config is returned)."""
+    cycles: dict[float, Cycle] = {}
+    for weight in (0.0, 2.0):
+        config = load_config(_config(tmp_path, sim, url, weight))
+        cycles[weight] = run_cycle(PveClient(config.proxmox), PromQL(config.prometheus), config, at=START + HOUR)
+    return cycles, config
+
+
 def _stall(url: str, at: float) -> dict[str, float]:
     """Every node's CPU + memory PSI over the hour before `at`, as the controller asks for it."""
     return PromQL(PrometheusSettings(url=url)).query(pressure_query("1h"), at)
@@ -67,14 +87,9 @@ def _stall(url: str, at: float) -> dict[str, float]:
 
 def test_pressure_relieves_a_node_that_stalls_at_moderate_utilisation(tmp_path: Path) -> None:
     tsdb = tmp_path / "tsdb"
-    with running_simulator(STALLING, time_scale=0, start=START) as sim:
-        backfill(sim.connection_settings(), sim.admin_url, START, START + HOUR, 60, tsdb, PSI)
-        sim.set_time(START + HOUR)
+    with _an_hour_of_history(STALLING, tsdb) as sim:
         with running_prometheus(tsdb) as prom:
-            cycles: dict[float, Cycle] = {}
-            for weight in (0.0, 2.0):
-                config = load_config(_config(tmp_path, sim, prom.url, weight))
-                cycles[weight] = run_cycle(PveClient(config.proxmox), PromQL(config.prometheus), config, at=START + HOUR)
+            cycles, config = _plans(tmp_path, sim, prom.url)
             stall_before = _stall(prom.url, START + HOUR)
             controller = Controller(config, PveClient(config.proxmox), PromQL(config.prometheus), clock=sim.clock,
                                     sleep=sim.advance)
@@ -123,15 +138,8 @@ OWN_STALL: dict[str, Any] = {
 
 
 def test_the_guest_that_stalls_most_leaves_the_stalling_node_first(tmp_path: Path) -> None:
-    tsdb = tmp_path / "tsdb"
-    with running_simulator(OWN_STALL, time_scale=0, start=START) as sim:
-        backfill(sim.connection_settings(), sim.admin_url, START, START + HOUR, 60, tsdb, PSI)
-        sim.set_time(START + HOUR)
-        with running_prometheus(tsdb) as prom:
-            cycles: dict[float, Cycle] = {}
-            for weight in (0.0, 2.0):
-                config = load_config(_config(tmp_path, sim, prom.url, weight))
-                cycles[weight] = run_cycle(PveClient(config.proxmox), PromQL(config.prometheus), config, at=START + HOUR)
+    with _an_hour_of_history(OWN_STALL, tmp_path / "tsdb") as sim, running_prometheus(tmp_path / "tsdb") as prom:
+        cycles, config = _plans(tmp_path, sim, prom.url)
     off, on = cycles[0.0], cycles[2.0]
     # The three ask for exactly the same load, so only their own stall tells them apart.
     demand = {v: on.model.guest_usage[v] for v in (100, 101, 102)}

@@ -7,7 +7,8 @@ filling cache, a build-up of users) the plan then relieves a node before it is o
 `blend(0.5*now, 0.3*24h, 0.2*7d)`: a weighted mix of window averages (`now` is the last
 5 minutes), so a plan follows the present without forgetting the day or the week.
 
-Both stay one vectorised query per figure, whatever the cluster size.
+Both stay one vectorised query per figure, whatever the cluster size. `trend_expr` gives the
+advisor every guest's and node's slope over the window, in one query too.
 """
 
 from __future__ import annotations
@@ -67,9 +68,14 @@ def parse_blend(text: str, where: str) -> tuple[tuple[float, str], ...] | None:
     return tuple(parts)
 
 
+def by_id(function: str, metric: str, selector: str, window: str, *args: str) -> str:
+    """`function` over each series' window of samples, duplicate series (two exporters) folded by id."""
+    return f"max by (id) ({function}({metric}{{{selector}}}[{window}]{''.join(', ' + a for a in args)}))"
+
+
 def forecast_expr(metric: str, selector: str, window: str, ahead: float) -> str:
     """The metric's value `ahead` seconds on, by id, clamped to 0..its physical ceiling."""
-    predicted = f"clamp_min(max by (id) (predict_linear({metric}{{{selector}}}[{window}], {ahead:g})), 0)"
+    predicted = f"clamp_min({by_id('predict_linear', metric, selector, window, f'{ahead:g}')}, 0)"
     ceiling = _CEILING.get(metric)
     if ceiling is None:
         return predicted
@@ -82,8 +88,16 @@ def forecast_expr(metric: str, selector: str, window: str, ahead: float) -> str:
 
 def blend_expr(metric: str, selector: str, parts: tuple[tuple[float, str], ...]) -> str:
     """The weighted sum of the metric's window averages, by id (ids lacking a window drop out)."""
-    return "(" + " + ".join(f"{weight:g} * max by (id) (avg_over_time({metric}{{{selector}}}[{window}]))"
+    return "(" + " + ".join(f"{weight:g} * {by_id('avg_over_time', metric, selector, window)}"
                       for weight, window in parts) + ")"
+
+
+def trend_expr(selector: str, window: str) -> str:
+    """Every id's least-squares slope over the window (`deriv`), CPU in cores and memory in bytes
+    per second, in one query: each series keyed `cpu:<id>` or `memory:<id>` in the `trend` label."""
+    cores = f"{by_id('deriv', 'pve_cpu_usage_ratio', selector, window)} * on(id) {by_id('max_over_time', 'pve_cpu_usage_limit', selector, window)}"
+    parts = (("cpu", cores), ("memory", by_id("deriv", "pve_memory_usage_bytes", selector, window)))
+    return " or ".join(f'label_replace({expr}, "trend", "{name}:$1", "id", "(.+)")' for name, expr in parts)
 
 
 def describe_blend(parts: tuple[tuple[float, str], ...]) -> str:

@@ -71,6 +71,7 @@ def observe(client: PveClient, promql: PromQL | None, at: float | None = None, p
         maintenance=frozenset(maintenance),
         window=fresh.window if fresh is not None else "live",
         node_pressure=node_pressure,
+        guest_pressure=fresh.guest_stall() if fresh is not None else {},
     )
     for warning in warnings:
         log.warning("observe.warning", message=warning)

@@ -2,8 +2,8 @@
 
 Three instant queries per plan, whatever the cluster size: CPU in cores, memory in bytes
 (both over the configured window and statistic, for every node and guest at once) and the
-newest sample time of every series (freshness); a fourth, every node's stall (PSI), only when
-`policy.pressure_weight` is set. Only `/api/v1/query` is used, so Prometheus, VictoriaMetrics,
+newest sample time of every series (freshness); two more, every node's and every guest's own
+stall (PSI), only when `policy.pressure_weight` is set. Only `/api/v1/query` is used, so Prometheus, VictoriaMetrics,
 Thanos and Mimir all answer it.
 """
 
@@ -31,11 +31,13 @@ log = structlog.get_logger("pvebalance.promql")
 # Guest series, by the exporter's `id` label. Nodes are not asked: a node's demand is built from
 # its current guests (see observe._node_usage), never from its own window average.
 ID_SELECTOR = 'id=~"qemu/.+|lxc/.+"'
+TREND_SELECTOR = 'id=~"qemu/.+|lxc/.+|node/.+"'  # the advisor's trends: nodes too (what their figures say)
 NEEDED_SERIES = ("pve_cpu_usage_ratio", "pve_cpu_usage_limit", "pve_memory_usage_bytes")
 # Seconds a sample may be dated ahead of this host's clock (clocks differ a little); a sample
 # further in the future is not fresh data but a wrong clock, and is not used.
 CLOCK_SKEW = 60.0
 MAX_CORES = 65536.0  # a guest's CPU figure above this is not a reading
+HOUR = 3600.0
 
 
 class PrometheusError(PvebalanceError):
@@ -117,7 +119,7 @@ def history_queries(window: str, statistic: Statistic) -> dict[str, str]:
     return {
         "cpu_cores": (
             f"{_over_window('pve_cpu_usage_ratio', window, statistic)} * on(id) "
-            f"max by (id) (max_over_time(pve_cpu_usage_limit{{{ID_SELECTOR}}}[{window}]))"
+            f"{forecast.by_id('max_over_time', 'pve_cpu_usage_limit', ID_SELECTOR, window)}"
         ),
         "mem_bytes": _over_window("pve_memory_usage_bytes", window, statistic),
         # timestamp() of a plain selector is the newest sample within the lookback (5 min by
@@ -126,14 +128,23 @@ def history_queries(window: str, statistic: Statistic) -> dict[str, str]:
     }
 
 
+def _stall_query(metric: str, ids: str, window: str) -> str:
+    selector = f'{metric}{{{ids}, resource=~"cpu|memory", kind="some"}}[{window}]'
+    return f"sum by (id) (max by (id, resource) (avg_over_time({selector})))"
+
+
 def pressure_query(window: str) -> str:
     """Every node's CPU + memory PSI `some` averaged over the window (fractions of time, 0..2).
 
     Always the window's average, whatever the statistic: PSI is itself an average, and a stall
     that came and went within the window is the contention utilisation misses.
     """
-    selector = f'pve_node_pressure_ratio{{id=~"node/.+", resource=~"cpu|memory", kind="some"}}[{window}]'
-    return f"sum by (id) (max by (id, resource) (avg_over_time({selector})))"
+    return _stall_query("pve_node_pressure_ratio", 'id=~"node/.+"', window)
+
+
+def guest_pressure_query(window: str) -> str:
+    """Every guest's own CPU + memory PSI `some` over the window, as `pressure_query` for nodes."""
+    return _stall_query("pve_guest_pressure_ratio", ID_SELECTOR, window)
 
 
 @dataclass(frozen=True)
@@ -149,6 +160,7 @@ class History:
     statistic: str
     queries: int = 0
     pressure: Mapping[str, float] | None = None  # node id -> stall (pressure_query); None: not asked
+    guest_pressure: Mapping[str, float] | None = None  # guest id -> own stall (guest_pressure_query)
 
     @property
     def newest_sample(self) -> float | None:
@@ -188,6 +200,15 @@ class History:
             for resource_id, stall in (self.pressure or {}).items()
             if resource_id.startswith("node/") and 0 <= stall <= 2
         }
+
+    def guest_stall(self) -> dict[int, float]:
+        """vmid -> the guest's own stall, leaving out ids and figures no guest PSI can have."""
+        stalls: dict[int, float] = {}
+        for resource_id, stall in (self.guest_pressure or {}).items():
+            kind, _, vmid = resource_id.partition("/")
+            if kind in ("qemu", "lxc") and vmid.isdigit() and 0 <= stall <= 2:
+                stalls[int(vmid)] = stall
+        return stalls
 
 
 @dataclass
@@ -235,6 +256,7 @@ class PromQL:
         queries = history_queries(self.settings.window, self.settings.statistic)
         if pressure:
             queries["pressure"] = pressure_query(self.settings.window)
+            queries["guest_pressure"] = guest_pressure_query(self.settings.window)
         results = {name: self.query(expr, at) for name, expr in queries.items()}
         return History(
             cpu_cores=results["cpu_cores"],
@@ -246,7 +268,18 @@ class PromQL:
             statistic=str(self.settings.statistic),
             queries=len(queries),
             pressure=results.get("pressure"),
+            guest_pressure=results.get("guest_pressure"),
         )
+
+    def trends(self, at: float | None = None) -> dict[str, tuple[float, float]]:
+        """Every guest's and node's slope over the window, by id: (CPU cores, memory bytes) per
+        hour; one query (forecast.trend_expr). An id lacking one of them is left out."""
+        slopes = self.query(forecast.trend_expr(TREND_SELECTOR, self.settings.window), at, key="trend")
+        by_id: dict[str, dict[str, float]] = {}
+        for key, per_second in slopes.items():
+            resource, _, resource_id = key.partition(":")
+            by_id.setdefault(resource_id, {})[resource] = per_second * HOUR
+        return {i: (f["cpu"], f["memory"]) for i, f in sorted(by_id.items()) if {"cpu", "memory"} <= f.keys()}
 
     def series_present(self, at: float | None = None) -> dict[str, int]:
         """How many series of each needed metric exist now (for `pvebalance check`)."""

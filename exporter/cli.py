@@ -55,7 +55,8 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
                         help="json, console, or auto: console on a terminal, JSON otherwise (default auto)")
     parser.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warning", "error"), default="info")
     parser.add_argument("--collector.pressure", dest="collector_pressure", action=argparse.BooleanOptionalAction,
-                        default=False, help="PSI per node from rrddata (PVE 9): one more call per node (default off)")
+                        default=False, help="PSI per node from rrddata and per running guest from its node's guest lists (PVE 9): "
+                        "one more call per node and guest type (default off)")
     parser.add_argument("--collector.config", dest="collector_config", action=argparse.BooleanOptionalAction,
                         default=False, help="guest onboot from each guest's config: one more call per guest (default off)")
     parser.add_argument("--collector.deprecated", dest="collector_deprecated", action=argparse.BooleanOptionalAction,

@@ -124,6 +124,8 @@ class Placement:
         self.where: dict[int, str] = {g.vmid: g.node for g in guests}
         # disks a migration copies too, for the guests with local disks (see Policy.allow_local_disks)
         self.local_disks: dict[int, int] = {g.vmid: g.maxdisk for g in guests if g.vmid in model.pinned_local}
+        # Each guest's own stall, only when pressure counts: balancing moves the guests that stall most first.
+        self.stall: Mapping[int, float] = model.guest_pressure if policy.pressure_weight > 0 else {}
         self.source: dict[int, UsageSource] = {
             g.vmid: model.guest_usage[g.vmid].source if g.vmid in model.guest_usage else "live" for g in guests
         }

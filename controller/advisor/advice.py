@@ -16,7 +16,7 @@ import structlog
 from controller.config import Config
 from controller.cycle import Cycle, cooldown_holds, run_cycle
 from controller.observe import movable
-from controller.promql import PromQL
+from controller.promql import PrometheusError, PromQL
 from planner.model import Plan
 from pveapi.client import PveClient
 from pveapi.errors import ConfigError
@@ -49,10 +49,11 @@ def advise(config: Config, client: PveClient, metrics: AdvisorMetrics | None = N
     if settings is None:
         raise ConfigError(f"{config.source}: no ai block, so the advisor is off - docs/advisor.md shows how to set one up")
     metrics = AdvisorMetrics() if metrics is None else metrics
-    cycle = run_cycle(client, _promql(config, settings), config, cooldown_holds(client, config), fallback_to_live=True)
+    promql = _promql(config, settings)
+    cycle = run_cycle(client, promql, config, cooldown_holds(client, config), fallback_to_live=True)
     statistic = str(config.prometheus.statistic) if config.prometheus is not None else None
     summary = build_summary(cycle.model, cycle.rules, config.policy, cycle.plan, settings.max_guests,
-                            settings.anonymize_names, statistic)
+                            settings.anonymize_names, statistic, _trends(promql, cycle.observation.at))
     started = time.monotonic()
     try:
         reply = ask(settings, instructions(settings.max_suggestions), json.dumps(summary, separators=(",", ":")))
@@ -87,6 +88,18 @@ def _promql(config: Config, settings: AdvisorSettings) -> PromQL | None:
     if config.prometheus is None:
         return None
     return PromQL(replace(config.prometheus, window=settings.window) if settings.window else config.prometheus)
+
+
+def _trends(promql: PromQL | None, at: float) -> dict[str, tuple[float, float]] | None:
+    """Every guest's and node's slope, or None without Prometheus; {} when it cannot be asked
+    (the summary then says null for each: the advice goes on, as planning falls back to live)."""
+    if promql is None:
+        return None
+    try:
+        return promql.trends(at)
+    except PrometheusError as exc:
+        log.warning("advisor.no_trends", error=str(exc))
+        return {}
 
 
 def _refusals(client: PveClient, cycle: Cycle, suggestions: list[Suggestion], config: Config) -> dict[tuple[int, str], str]:

@@ -2,7 +2,8 @@
 
 Nodes with their figures and limits, the guests (largest first, at most `max_guests`) with
 the window figures the planner used and the live ones (their difference is the trend the
-window hides), tags, pools and why a guest may not move, every hard and soft rule resolved
+window hides) and, with Prometheus, each guest's and node's trend (its slope over the window),
+tags, pools and why a guest may not move, every hard and soft rule resolved
 against this cluster, the rule problems, and our own plan with its reasons. With
 `anonymize_names` guest names are left out, and replaced by `guest-<vmid>` wherever our
 own texts (reasons, problems) mention them. Pure: no I/O. docs/advisor.md shows an example.
@@ -35,13 +36,18 @@ ABOUT = {
              "node-affinity: allowed nodes (strict) or preferred nodes (soft)",
     "current_plan": "pvebalance's own plan for the same cluster, for comparison",
 }
+ABOUT_TRENDS = {"trend_per_hour": "least-squares slope over the window of cpu_cores and mem_gib, per hour; "
+                                  "null: too few samples"}
 
 
 def build_summary(
     model: ClusterModel, rules: RuleSet, policy: Policy, plan: Plan, max_guests: int, anonymize: bool,
-    statistic: str | None = None,
+    statistic: str | None = None, trends: Mapping[str, tuple[float, float]] | None = None,
 ) -> dict[str, Any]:
+    """`trends`: /cluster/resources id -> (cores, bytes) per hour (PromQL.trends); None: no
+    Prometheus, and no trend fields."""
     constraints = Constraints(model, rules, policy)
+    trend = _trend_of(trends)
     scrub = _scrubber(model, anonymize)
     loads = {n.name: n for n in plan.nodes_before}
     nodes = []
@@ -58,13 +64,14 @@ def build_summary(
             "cpu_cores": round(load.cpu_cores, 2) if load else None,
             "mem_used_gib": _gib(load.mem_bytes) if load else None,
             "load": round(load.load, 3) if load else None,
+            **trend(node.id),
         })
     demand = {g.vmid: demand_of(g, model) for g in model.guests}
     ordered = sorted(model.guests, key=lambda g: (-demand[g.vmid].mem, -demand[g.vmid].cpu, g.vmid))
-    guests = [_guest(g, model, constraints, demand[g.vmid], anonymize) for g in ordered[:max_guests]]
+    guests = [{**_guest(g, model, constraints, demand[g.vmid], anonymize), **trend(g.id)} for g in ordered[:max_guests]]
     return {
         "summary_version": SUMMARY_VERSION,
-        "about": ABOUT,
+        "about": ABOUT if trends is None else {**ABOUT, **ABOUT_TRENDS},
         "window": model.window,
         "statistic": statistic,
         "imbalance": plan.imbalance_before,
@@ -108,6 +115,19 @@ def _guest(guest: Guest, model: ClusterModel, constraints: Constraints, demand: 
     if reason is not None:
         entry["not_movable"] = reason
     return entry
+
+
+def _trend_of(trends: Mapping[str, tuple[float, float]] | None) -> Callable[[str], dict[str, Any]]:
+    """The `trend_per_hour` field of one node or guest by its id; no field without Prometheus."""
+    def trend(resource_id: str) -> dict[str, Any]:
+        if trends is None:
+            return {}
+        slope = trends.get(resource_id)
+        if slope is None:
+            return {"trend_per_hour": None}
+        cores, size = slope
+        return {"trend_per_hour": {"cpu_cores": round(cores, 3), "mem_gib": round(size / GIB, 3)}}
+    return trend
 
 
 def _rules(constraints: Constraints) -> list[dict[str, Any]]:

@@ -5,6 +5,7 @@ through the plan checker: the answers below are what a model might say, good and
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,10 +21,13 @@ from controller.cli import main
 from controller.config import load_config
 from controller.observe import cluster_identity
 from controller.state import LoopState
+from exporter.backfill import backfill
+from exporter.collectors import CollectorOptions
 from planner.report import plan_from_dict
 from pveapi.client import PveClient
 from tests.controller.conftest import write_config
 from tests.support.llm import RunningLlm, Scripted, reply_with, running_llm
+from testkit.prometheus import running_prometheus
 from tests.support.sim import RunningSimulator, running_simulator
 
 PROVIDERS = ("openai", "anthropic", "ollama")
@@ -59,12 +63,13 @@ def sim() -> Iterator[RunningSimulator]:
         yield running
 
 
-def _config(tmp_path: Path, sim: RunningSimulator, llm: RunningLlm, **ai: Any) -> Path:
+def _config(tmp_path: Path, sim: RunningSimulator, llm: RunningLlm, prometheus: dict[str, Any] | None = None,
+            **ai: Any) -> Path:
     key = tmp_path / "ai.key"
     key.write_text(API_KEY + "\n")
     block = {"provider": llm.provider, "model": "test-model", "base_url": llm.url, "api_key_file": "ai.key",
              "timeout": 10, **ai}
-    return write_config(tmp_path, sim, ai=block)
+    return write_config(tmp_path, sim, ai=block, **({"prometheus": prometheus} if prometheus else {}))
 
 
 def _advise(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, str, str]:
@@ -121,28 +126,30 @@ def test_the_saved_ai_plan_passes_apply_dry_run(
     assert code == 0 and "dry run" in out
 
 
-# Per bad answer: the move that survives, and for each rejected VMID its category and what the line says.
-BAD_ANSWERS = {
-    "hallucinated vmid": (HALLUCINATED, (117, "pve1", "pve4"), {"9999": ("unknown_guest", ["no guest 9999 in the cluster"])}),
-    "node to avoid": (FORBIDDEN, (117, "pve1", "pve4"), {"122": ("rule", ["breaks", "ha-apart"]),
-                                                         "131": ("rule", ["plb_pin_pve3", "does not allow pve5"])}),
-    "overcommit at step 2": (OVERCOMMIT, (101, "pve1", "pve4"),
-                             {"103": ("memory", ["pve4 would hold", "above its limit of 57.6 GiB"])}),
+# Every bad kind in one answer, so each provider's answer is checked for all of them in one plan
+# run: a hallucinated VMID, a node to avoid (an HA rule, a pin), and an overcommit at the second
+# step that stays within the limit (101 fits pve4 first; 103 then does not). For each rejected
+# VMID: its category and what the line says; after the rejected ones, the rest is still checked.
+BAD = {"moves": HALLUCINATED["moves"][:1] + FORBIDDEN["moves"][:2] + OVERCOMMIT["moves"], "summary": "bad moves"}
+SURVIVOR = (101, "pve1", "pve4")
+REJECTED = {
+    "9999": ("unknown_guest", ["no guest 9999 in the cluster"]),
+    "122": ("rule", ["breaks", "ha-apart"]),
+    "131": ("rule", ["plb_pin_pve3", "does not allow pve5"]),
+    "103": ("memory", ["pve4 would hold", "above its limit of 57.6 GiB"]),
 }
 
 
-@pytest.mark.parametrize("case", BAD_ANSWERS)
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_bad_suggestions_are_rejected_and_the_rest_still_checked(
-    provider: str, case: str, sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    provider: str, sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    answer, survivor, expected = BAD_ANSWERS[case]
-    with running_llm(provider, [reply_with(answer)]) as llm:
+    with running_llm(provider, [reply_with(BAD)]) as llm:
         advice = _json_advice(capsys, _config(tmp_path, sim, llm))
-    assert _moves(advice) == [survivor]
+    assert _moves(advice) == [SURVIVOR]
     rejected = {r["vmid"]: r for r in advice["rejected"]}
-    assert set(rejected) == set(expected)
-    for vmid, (category, fragments) in expected.items():
+    assert set(rejected) == set(REJECTED)
+    for vmid, (category, fragments) in REJECTED.items():
         assert rejected[vmid]["category"] == category
         assert all(f in rejected[vmid]["why"] for f in fragments), rejected[vmid]["why"]
 
@@ -239,16 +246,60 @@ def test_a_prompt_injection_in_a_guest_name_moves_nothing_it_should_not(
 def test_names_are_sent_only_when_asked(sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with running_llm("ollama", [reply_with(GOOD)]) as llm:
         _json_advice(capsys, _config(tmp_path, sim, llm, anonymize_names=False))
-        assert "web01" in llm.requests[0].body["messages"][1]["content"]
+        sent = llm.requests[0].body["messages"][1]["content"]
+    assert "web01" in sent
+    assert "trend_per_hour" not in sent  # no Prometheus, no trends
+
+
+HOUR = 3600.0
+
+
+def _trending(vmid: int, node: str, cpu: dict[str, Any], mem: dict[str, Any]) -> dict[str, Any]:
+    return {"vmid": vmid, "type": "qemu", "name": f"vm{vmid}", "node": node, "cpus": 8, "memory": "8GiB",
+            "cpu": cpu, "mem": mem}
+
+
+# 100 grows by 4 % of its 8 vCPUs and of its 8 GiB an hour (0.32 cores, 0.32 GiB); 101 and 110 stay level.
+TRENDING: dict[str, Any] = {
+    "name": "trending",
+    "seed": 3,
+    "nodes": [{"name": n, "cores": 16, "memory": "64GiB"} for n in ("pve1", "pve2")],
+    "storages": [{"name": "ceph", "type": "rbd", "shared": True, "content": "images,rootdir", "size": "1TiB"}],
+    "guests": [
+        _trending(100, "pve1", {"profile": "trending", "start": 0.2, "per_day": 0.96, "noise": 0},
+                  {"profile": "trending", "start": 0.3, "per_day": 0.96, "noise": 0}),
+        _trending(101, "pve1", {"profile": "constant", "level": 0.3, "noise": 0}, {"profile": "constant", "level": 0.4, "noise": 0}),
+        _trending(110, "pve2", {"profile": "constant", "level": 0.3, "noise": 0}, {"profile": "constant", "level": 0.4, "noise": 0}),
+    ],
+}
+
+
+def test_the_summary_carries_each_guests_and_nodes_trend_from_prometheus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    tsdb = tmp_path / "tsdb"
+    start = (time.time() - HOUR) // 60 * 60  # `advise` asks Prometheus about now
+    with running_simulator(TRENDING, time_scale=0, start=start) as trending:
+        backfill(trending.connection_settings(), trending.admin_url, start, start + HOUR, 60, tsdb, CollectorOptions())
+        trending.set_time(start + HOUR)
+        with running_prometheus(tsdb) as prom, running_llm("openai", [reply_with(GOOD)]) as llm:
+            prometheus = {"url": prom.url, "window": "1h", "max_data_age": "10m"}
+            _advise(capsys, _config(tmp_path, trending, llm, prometheus), "--format", "json")
+            sent = json.loads(llm.requests[0].body["messages"][1]["content"])
+    trend = {g["vmid"]: g["trend_per_hour"] for g in sent["guests"]} | {n["name"]: n["trend_per_hour"] for n in sent["nodes"]}
+    assert trend[100] == {"cpu_cores": pytest.approx(0.32, rel=0.05), "mem_gib": pytest.approx(0.32, rel=0.05)}
+    assert trend[101] == trend[110] == {"cpu_cores": 0.0, "mem_gib": 0.0}
+    # A node's own series: pve1 grows with 100 (plus a host overhead that follows its load), pve2 does not.
+    assert trend["pve1"]["cpu_cores"] == pytest.approx(0.32, rel=0.2) and abs(trend["pve2"]["cpu_cores"]) < 0.05
+    assert "trend_per_hour" in sent["about"]
 
 
 def test_a_guest_in_its_cooldown_is_rejected(sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    import time
-
-    cluster = cluster_identity(PveClient(sim.connection_settings()))
-    LoopState.load(tmp_path / "state.json", cluster).record_move(117, time.time() - 60)
     with running_llm("anthropic", [reply_with(GOOD)]) as llm:
-        advice = _json_advice(capsys, _config(tmp_path, sim, llm))
+        config = _config(tmp_path, sim, llm)
+        loaded = load_config(config)
+        LoopState.load(loaded.run.state_file, cluster_identity(PveClient(loaded.proxmox))).record_move(117, time.time() - 60)
+        advice = _json_advice(capsys, config)
     assert _moves(advice) == [(101, "pve1", "pve5")]
     [rejected] = advice["rejected"]
     assert rejected["category"] == "cooldown" and "cooldown: moved 60s ago" in rejected["why"]

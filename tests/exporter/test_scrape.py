@@ -154,6 +154,9 @@ def test_costly_collectors_are_off_by_default_and_cost_what_they_say(
     scrape = full.scrape()
     counts = sim.request_counts()
     assert counts["GET /nodes/{node}/rrddata"] == 5
+    assert counts["GET /nodes/{node}/qemu"] + counts["GET /nodes/{node}/lxc"] == len(
+        {(g["node"], g["type"]) for g in api_get(sim, "/cluster/resources?type=vm") if g["status"] == "running"}
+    )
     assert counts["GET /nodes/{node}/qemu/{vmid}/config"] + counts["GET /nodes/{node}/lxc/{vmid}/config"] == 60
     rrd = api_get(sim, "/nodes/pve1/rrddata?timeframe=hour&cf=AVERAGE")
     newest = [row for row in rrd if "pressurecpusome" in row][-1]
@@ -161,3 +164,13 @@ def test_costly_collectors_are_off_by_default_and_cost_what_they_say(
         newest["pressurecpusome"] / 100
     )
     assert len(scrape.series("pve_onboot_status")) == 60
+    # Each running guest's own PSI, as its node's guest list gives it; stopped guests have none.
+    listed = {e["vmid"]: e for e in api_get(sim, "/nodes/pve1/qemu")}
+    running = [v for v, e in listed.items() if e["status"] == "running"]
+    stopped = [v for v, e in listed.items() if e["status"] != "running"]
+    assert running
+    for vmid in running:
+        assert scrape.value("pve_guest_pressure_ratio", id=f"qemu/{vmid}", resource="cpu", kind="some") == pytest.approx(
+            listed[vmid]["pressurecpusome"] / 100
+        )
+    assert not {f"qemu/{v}" for v in stopped} & {s["id"] for s in scrape.series("pve_guest_pressure_ratio")}

@@ -129,6 +129,7 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
         "migrations": (operations.migrations, "Running and recent migrations: task id, state, progress, outcome"),
         "config": (operations.config, "The effective configuration, every secret redacted"),
         "advice": (operations.advice, "The AI advisor's checked suggestions (needs an ai: block)"),
+        "outcomes": (operations.outcomes, "Applied plans: what each predicted and what was measured at each horizon"),
     }
     for name, (answer, summary) in reads.items():
         app.add_api_route(f"{PREFIX}/{name}", _reader(read, name, answer), methods=["GET"], summary=summary, name=name)

@@ -32,6 +32,7 @@ from controller.drainstate import DrainState
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.observe import movable, observe
 from controller.promql import PromQL, Statistic
+from controller.outcomes import record_report
 from controller.reviewed import Reviewed, apply_reviewed, plan_document
 from controller.state import AUTOMATION_MODES
 from planner.constraints import Constraints
@@ -177,6 +178,10 @@ class Operations:
         return {"running": [e for e in entries if e["state"] in ("queued", "running")],
                 "recent": [e for e in entries if e["state"] not in ("queued", "running")]}
 
+    def outcomes(self) -> dict[str, Any]:
+        """The newest applied plans' outcomes, oldest first (controller/outcomes.py)."""
+        return {"outcomes": [o.to_dict() for o in self.controller.outcomes.outcomes]}
+
     def config(self) -> dict[str, Any]:
         return redacted(self.controller.config)
 
@@ -228,8 +233,11 @@ class Operations:
             raise ApiRefusal(409, f"plan {plan_id} no longer holds: {'; '.join(problems)}; make a fresh plan")
 
         def carry_out(executor: ExecutorFor) -> ApplyReport:
-            return apply_reviewed(reviewed, c.client, c.promql, c.config, hold,
-                                  lambda rules: executor(rules, reviewed.plan.moves))
+            report = apply_reviewed(reviewed, c.client, c.promql, c.config, hold,
+                                    lambda rules: executor(rules, reviewed.plan.moves))
+            if not c.dry_run:  # its outcome is measured like the loop's and `apply`'s (controller/outcomes.py)
+                record_report(c.outcomes, reviewed.plan, report, c.clock())
+            return report
 
         return {**self._start(reviewed.plan.moves, who, f"plan {plan_id}", carry_out), "moves": len(reviewed.plan.moves)}
 

@@ -183,6 +183,10 @@ def test_plans_migrations_and_automation(run: Run, sim: RunningSimulator) -> Non
     assert all(m["task"].startswith("UPID:") and m["progress"] == 1.0 for m in recent)
     placement = _placement(sim)
     assert all(placement[m["vmid"]] == m["target"] for m in plan["moves"])
+    # Its outcome is recorded like the loop's: what it predicted, to be measured at each horizon.
+    [outcome] = run.get("/api/v1/outcomes", VIEWER).json()["outcomes"]
+    assert outcome["predicted_imbalance"] == plan["imbalance"]["after"] and outcome["observed"] == {}
+    assert {m["vmid"] for m in outcome["moves"]} == {m["vmid"] for m in plan["moves"]}
     # A what-if plan, then the cluster changes under it: refused with 409 and the reason.
     what_if = run.send("POST", "/api/v1/plan", body={"max_moves": 1, "drain": ["pve3"]}).json()
     assert what_if["moves"] and all(m["source"] == "pve3" for m in what_if["moves"])

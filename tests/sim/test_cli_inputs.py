@@ -178,7 +178,9 @@ def test_a_capture_is_rehearsed_as_the_readme_says(tmp_path: Path) -> None:
             result = subprocess.run([str(Path(sys.executable).parent / "pvebalance"), "--config", str(config), command],
                                     capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
             assert result.returncode == 0, (command, result.stdout + result.stderr[-2000:])
-        assert "1 succeeded, 0 failed" in result.stdout, result.stdout
+        # max_moves caps balancing only: the demo's mandatory repair may come on top of its one move
+        done = re.search(r"^(\d+) succeeded, 0 failed", result.stdout, re.MULTILINE)
+        assert done is not None and int(done.group(1)) >= 1, result.stdout
 
 
 def test_a_captures_version_can_be_given(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from testkit.processes import free_port, stop_process  # noqa: E402 - needs ROOT on the path
+
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results" / "exporter.md"
 FLOOR = "floor: GET+decode /cluster/resources"

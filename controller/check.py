@@ -12,8 +12,8 @@ from typing import Any
 
 from controller.config import Config
 from controller.cycle import cycle_rules
-from controller.observe import observe
 from controller.lease import ClusterLease
+from controller.observe import observe
 from controller.promql import NEEDED_SERIES, PrometheusError, PromQL
 from planner.constraints import Constraints
 from pveapi.client import PveClient

@@ -22,19 +22,19 @@ from controller.advisor.report import advice_to_dict, render_advice
 from controller.check import check
 from controller.config import WINDOWS, Config, load_config
 from controller.cycle import cooldown_holds, run_cycle
-from controller.executor import Executor
 from controller.drain import drain_node, undrain_node
+from controller.executor import Executor
 from controller.lease import cluster_lease
 from controller.loop import Controller
 from controller.metrics import ControllerMetrics
-from planner.model import Move, Plan
 from controller.observe import cluster_identity
 from controller.outcomes import OutcomeLog, record_report
 from controller.promql import PromQL
 from controller.reviewed import apply_reviewed, differs_from_last_saved, last_saved_path, plan_document, read_reviewed
+from controller.state import ControllerLock, LoopState
+from planner.model import Move, Plan
 from planner.report import render_table
 from planner.rules import RuleSet
-from controller.state import ControllerLock, LoopState
 from pveapi.client import PveClient
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.logsetup import configure_logging

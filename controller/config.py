@@ -16,13 +16,13 @@ from typing import Any, Literal
 
 import yaml
 
-from pveapi import values
 from controller.advisor.settings import AdvisorSettings, parse_advisor
-from planner.model import DEFAULT_WINDOW
-from planner.policy import Policy
 from controller.promql import PrometheusSettings, Statistic
 from controller.windows import MigrationWindows, parse_windows
+from planner.model import DEFAULT_WINDOW
+from planner.policy import Policy
 from planner.rules import RuleSet, load_rules
+from pveapi import values
 from pveapi.errors import ConfigError
 from pveapi.settings import ConnectionSettings, Secret, read_secret, verify_ssl
 

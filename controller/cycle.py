@@ -19,12 +19,12 @@ import structlog
 from controller.compat import plan_described
 from controller.config import Config
 from controller.drainstate import DrainState, drain_rules
-from planner.model import ClusterModel, Plan, Skipped
 from controller.observe import Observation, cluster_identity, movable, observe
-from planner.framework import plan as make_plan
 from controller.promql import PromQL
-from planner.rules import GuestSelector, IgnoreRule, RuleSet, ha_rules
 from controller.state import LoopState
+from planner.framework import plan as make_plan
+from planner.model import ClusterModel, Plan, Skipped
+from planner.rules import GuestSelector, IgnoreRule, RuleSet, ha_rules
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.tasks import MIGRATE_TASK

@@ -19,16 +19,23 @@ import structlog
 
 from controller.compat import keep_described
 from controller.config import ApplySettings
-from planner.model import ClusterModel, Move, Plan, Usage
 from controller.observe import fit_usage, node_usage
-from planner.verify import verify_plan
+from planner.model import ClusterModel, Move, Plan, Usage
 from planner.policy import Policy
 from planner.rules import RuleSet
+from planner.verify import verify_plan
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory
 from pveapi.tasks import (
-    MIGRATE_TASK, TRANSIENT_KINDS, TaskLogTail, TaskResult, exit_ok, read_task_log, task_starttime, task_status,
+    MIGRATE_TASK,
+    TRANSIENT_KINDS,
+    TaskLogTail,
+    TaskResult,
+    exit_ok,
+    read_task_log,
+    task_starttime,
+    task_status,
 )
 
 log = structlog.get_logger("pvebalance.executor")

@@ -23,19 +23,19 @@ import structlog
 from controller.config import Config
 from controller.cycle import Cycle, cooldown_holds, run_cycle
 from controller.drainstate import DrainState
+from controller.endpoints import Endpoints
 from controller.executor import ApplyReport, EventSink, Executor, Outcome
 from controller.lease import cluster_lease
 from controller.metrics import ControllerMetrics
 from controller.observe import cluster_identity
+from controller.operations import MigrationLog, Operations
 from controller.outcomes import OutcomeLog, OutcomeMetrics, find_ping_pongs, observe_due, record_report
-from planner.model import Move, MoveKind, Plan
 from controller.promql import PromQL
 from controller.reload import restart_only_changes
 from controller.reviewed import Reviewed, plan_document
-from planner.rules import RuleSet
-from controller.endpoints import Endpoints
-from controller.operations import MigrationLog, Operations
 from controller.state import ControllerBusy, ControllerLock, LoopState
+from planner.model import Move, MoveKind, Plan
+from planner.rules import RuleSet
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ConfigError, PvebalanceError
 
@@ -167,7 +167,7 @@ class Controller:
         """Read the state file now: one that belongs to another cluster (ConfigError) stops the
         command before it starts; an API that does not answer yet leaves it to the first cycle."""
         try:
-            self.state
+            _ = self.state  # the property reads it once
         except ApiError as exc:
             log.warning("state.deferred", reason=str(exc))
 

@@ -15,8 +15,8 @@ from typing import Any
 
 import structlog
 
-from planner.model import ClusterModel, Usage
 from controller.promql import CLOCK_SKEW, History, PrometheusError, PromQL
+from planner.model import ClusterModel, Usage
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory, Node, guests_by_node

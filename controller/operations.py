@@ -31,8 +31,8 @@ from controller.drain import drain_node, undrain_node
 from controller.drainstate import DrainState
 from controller.executor import ApplyReport, Executor, Outcome
 from controller.observe import movable, observe
-from controller.promql import PromQL, Statistic
 from controller.outcomes import record_report
+from controller.promql import PromQL, Statistic
 from controller.reviewed import Reviewed, apply_reviewed, plan_document
 from controller.state import AUTOMATION_MODES
 from planner.constraints import Constraints

@@ -20,9 +20,9 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 import requests
 import structlog
 
-from pveapi import values
 from controller import forecast
 from planner.model import DEFAULT_WINDOW
+from pveapi import values
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import Secret
 

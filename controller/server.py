@@ -21,16 +21,15 @@ import asyncio
 import hmac
 import json
 import threading
-from collections.abc import Awaitable, Callable, Mapping
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
-from starlette.exceptions import HTTPException as StarletteHTTPException
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
 from hypercorn.utils import wrap_app
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from controller.api import add_api
 from controller.endpoints import Endpoints

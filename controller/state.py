@@ -23,7 +23,6 @@ from typing import IO
 
 from pveapi.errors import ConfigError, PvebalanceError
 
-
 AUTOMATION_MODES = ("manual", "automatic", "paused")  # paused: nothing migrates, not even on request
 
 

@@ -21,10 +21,9 @@ from typing import Any
 import requests
 
 from pveapi.errors import PvebalanceError
+from pveapi.progress import Progress
 from simulator.scenario import ALL_PRIVILEGES, Credential
 from simulator.server import Simulator
-
-from pveapi.progress import Progress
 
 from .configs import (
     CONTROLLER_JOB,

@@ -62,7 +62,7 @@ def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
     if panel.actions:
         defaults["actions"] = list(panel.actions)
     targets = []
-    for ref, query in zip("ABCDEFGH", panel.queries):
+    for ref, query in zip("ABCDEFGH", panel.queries, strict=False):
         target: dict[str, Any] = {
             "datasource": DATASOURCE,
             "refId": ref,
@@ -156,7 +156,7 @@ CONTROLLER_API = "${controller}/api/v1"
 
 def field_ref(name: str) -> str:
     """Grafana's template for a field of the row an action runs on."""
-    return '${__data.fields["%s"]}' % name
+    return f'${{__data.fields["{name}"]}}'
 
 
 def action(title: str, method: str, path: str, confirmation: str, body: str = "") -> dict[str, Any]:
@@ -385,7 +385,7 @@ def balancer() -> dict[str, Any]:
                   f"Migrate {field_ref('name')} ({field_ref('vmid')}) from {field_ref('source')} to "
                   f"{field_ref('target')} now? The controller checks every hard rule, the memory limit and the "
                   "cooldown first and refuses the move if it breaks one.",
-                  '{"vmid": %s, "target": "%s"}' % (field_ref("vmid"), field_ref("target"))),)),
+                  f'{{"vmid": {field_ref("vmid")}, "target": "{field_ref("target")}"}}'),)),
         Panel("Controller", "table", (q("pvebalance_plan_info * on () group_left (mode) (pvebalance_automation_mode == 1)",
                                         instant=True),),
               "The plan shown above and the automation mode, with the controller's actions (operators only: "

@@ -9,7 +9,7 @@ bash scripts/ensure-prometheus.sh
 bash scripts/ensure-stack-tools.sh
 bash scripts/ensure-package-tools.sh
 # Lint and type checks, on the packages that are clean so far (the rest follow as they are cleaned).
-.venv/bin/ruff check planner pveapi
+.venv/bin/ruff check .
 .venv/bin/mypy planner pveapi
 # Most tests wait on processes and HTTP, so four workers share two cores well; a file stays on
 # one worker (its module fixtures are set up once).

@@ -11,8 +11,7 @@ from dataclasses import dataclass
 
 from pveapi.client import endpoint_template
 
-from . import views_cluster, views_nodes, views_pools, views_replication  # noqa: F401 - importing registers their routes
-from . import apischema
+from . import apischema, views_cluster, views_nodes, views_pools, views_replication  # noqa: F401 - importing registers their routes
 from .auth import Authenticator
 from .cluster import SimCluster
 from .failure import PveFailure, not_implemented, unreachable

@@ -46,7 +46,7 @@ _FORMATS: dict[str, Callable[[str], str | None]] = {
     "pve-configid": lambda v: None if re.match(r"^[a-z][a-z0-9_-]+$", v, re.IGNORECASE) else f"invalid configuration ID '{v}'",
     "pve-poolid": _pool,
     "pve-ha-resource-or-vm-id": lambda v: None if re.match(r"^(?:(?:vm|ct):)?\d+$", v) else f"unable to parse HA resource id '{v}'",
-    "CIDR": lambda v: None if re.match(r"^[0-9a-fA-F.:]+/\d{1,3}$", v) else f"value does not look like a valid CIDR network",
+    "CIDR": lambda v: None if re.match(r"^[0-9a-fA-F.:]+/\d{1,3}$", v) else "value does not look like a valid CIDR network",
 }
 
 

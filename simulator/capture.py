@@ -70,7 +70,7 @@ def scenario_from_capture(entries: list[Any], where: str, name: str) -> Scenario
 
 
 def _add_node_overhead(nodes: list[dict[str, Any]], inventory: Any) -> None:
-    for spec, node in zip(nodes, inventory.nodes):
+    for spec, node in zip(nodes, inventory.nodes, strict=True):
         running = [g for g in inventory.guests if g.node == node.name and g.running]
         guest_cores = sum(g.cpu * g.maxcpu for g in running)
         guest_mem = sum(g.mem for g in running)

@@ -21,8 +21,8 @@ from pveapi.version import version_text
 
 from .faults import load_faults_file
 from .scenario import ALL_PRIVILEGES, Credential
-from .validation import MAX_TIME_SCALE, parse_start
 from .server import Simulator
+from .validation import MAX_TIME_SCALE, parse_start
 
 
 def parse_token(text: str) -> Credential:

@@ -74,7 +74,7 @@ def _parse(words: list[str], positional: tuple[str, ...], options: tuple[str, ..
         i += 1
     if len(args) != len(positional):
         raise ConfigError(f"pveum {command}: expected {' '.join('<' + p + '>' for p in positional)}, got {args!r}")
-    return dict(zip(positional, args)), opts
+    return dict(zip(positional, args, strict=False)), opts
 
 
 def _apply(access: AccessControl, name: tuple[str, ...], args: Mapping[str, str], opts: Mapping[str, str]) -> Any:
@@ -91,7 +91,7 @@ def _apply(access: AccessControl, name: tuple[str, ...], args: Mapping[str, str]
         if not _TOKEN_NAME.match(tokenid):
             raise ConfigError(f"pveum user token add: invalid token name '{tokenid}'")
         if access.token(f"{userid}!{tokenid}") is not None:
-            raise ConfigError(f"pveum user token add: Token already exists.")
+            raise ConfigError("pveum user token add: Token already exists.")
         privsep = _flag(opts.get("privsep", "1"), "privsep")
         value = str(uuid.uuid4())
         access.add_token(userid, tokenid, value, privsep)
@@ -109,7 +109,7 @@ def _apply(access: AccessControl, name: tuple[str, ...], args: Mapping[str, str]
     path = normalize_path(args["path"])
     roles = [r for r in opts.get("roles", "").split(",") if r]
     if not roles:
-        raise ConfigError(f"pveum acl: --roles is required")
+        raise ConfigError("pveum acl: --roles is required")
     for role in roles:
         if role not in access.roles:
             raise ConfigError(f"pveum acl: role '{role}' does not exist")

@@ -21,8 +21,8 @@ from pveapi.tags import parse_tags
 from pveapi.values import choice, count, flag, mapping, number, reject_unknown, size_bytes
 from pveapi.values import vmid as read_vmid
 
-from .cpuflags import DEFAULT_MODEL
 from .access import BUILTIN_ROLES, PRIVILEGES, AclEntry, normalize_path
+from .cpuflags import DEFAULT_MODEL
 from .generate import expand_generated
 from .replication import QDevice, ReplicationJob, parse_qdevice, parse_replication
 from .validation import MAX_SECONDS, MAX_SEED, MAX_SIZE, MAX_TIME_SCALE, listed, parse_start, required, unique

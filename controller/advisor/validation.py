@@ -18,9 +18,9 @@ from planner.constraints import Constraints
 from planner.context import Context
 from planner.model import Cause, ClusterModel, Move, MoveKind, Plan, Why
 from planner.placement import Placement, imbalance
-from planner.strategies.balance import loads
 from planner.policy import Policy
 from planner.rules import RuleSet
+from planner.strategies.balance import loads
 from planner.verify import check_moves
 
 from .answer import Suggestion
@@ -62,7 +62,7 @@ def check_suggestions(
     rejected: list[Rejection] = []
     seen: dict[int, int] = {}
     for position, s in enumerate(suggestions, 1):
-        def reject(why: str, category: str) -> None:
+        def reject(why: str, category: str, position: int = position, s: Suggestion = s) -> None:
             rejected.append(Rejection(position, s.raw_vmid, s.target, s.reason, why, category))
 
         if position > max_suggestions:

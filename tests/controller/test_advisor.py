@@ -15,7 +15,6 @@ import yaml
 from prometheus_client import generate_latest
 
 from controller.advisor.advice import advise
-
 from controller.advisor.metrics import AdvisorMetrics
 from controller.cli import main
 from controller.config import load_config
@@ -25,9 +24,9 @@ from exporter.backfill import backfill
 from exporter.collectors import CollectorOptions
 from planner.report import plan_from_dict
 from pveapi.client import PveClient
+from testkit.prometheus import running_prometheus
 from tests.controller.conftest import write_config
 from tests.support.llm import RunningLlm, Scripted, reply_with, running_llm
-from testkit.prometheus import running_prometheus
 from tests.support.sim import RunningSimulator, running_simulator
 
 PROVIDERS = ("openai", "anthropic", "ollama")

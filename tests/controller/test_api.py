@@ -17,9 +17,9 @@ import pytest
 import requests
 
 from controller.config import load_config
+from testkit.prometheus import free_port
 from tests.controller.conftest import write_config
 from tests.controller.test_run_process import ROOT, _events, _wait
-from testkit.prometheus import free_port
 from tests.support.sim import RunningSimulator, running_simulator
 
 OPERATOR = "op-3f1c9a7e-token-for-tests"
@@ -227,7 +227,7 @@ def _rows(metrics: str, name: str) -> list[dict[str, str]]:
 def _fill(template: str, row: dict[str, str], run: Run) -> str:
     """What Grafana sends: the row's fields and the dashboard's variables filled in."""
     for key, value in row.items():
-        template = template.replace('${__data.fields["%s"]}' % key, value)
+        template = template.replace(f'${{__data.fields["{key}"]}}', value)
     return template.replace("${controller}", run.url).replace("${operator_token}", OPERATOR)
 
 

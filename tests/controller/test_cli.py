@@ -11,8 +11,8 @@ import responses
 
 from controller.cli import main
 from exporter.backfill import backfill
-from tests.controller.conftest import write_config
 from testkit.prometheus import free_port, running_prometheus
+from tests.controller.conftest import write_config
 from tests.support.sim import RunningSimulator, running_simulator
 
 MONITOR_TOKEN = "00000000-0000-4000-8000-0000000e4907"  # the demo's read-only monitor@pve!exporter

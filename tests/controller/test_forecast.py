@@ -15,8 +15,8 @@ from controller.promql import PromQL, Statistic
 from exporter.backfill import backfill
 from pveapi.client import PveClient
 from pveapi.errors import ConfigError
-from tests.controller.conftest import write_config
 from testkit.prometheus import running_prometheus
+from tests.controller.conftest import write_config
 from tests.support.sim import running_simulator
 
 START = 1_767_000_000.0  # the simulation start: the trending guest grows from here

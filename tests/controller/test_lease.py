@@ -19,10 +19,10 @@ from controller.lease import ClusterLease, Holder
 from controller.loop import Controller
 from pveapi.client import PveClient
 from simulator import scenario as scenarios
-from tests.controller.conftest import write_config
-from tests.controller.test_run_process import ROOT, _running_migration, _wait, real_time_sim  # noqa: F401 - fixture
 from testkit.processes import without_progress
 from testkit.prometheus import free_port
+from tests.controller.conftest import write_config
+from tests.controller.test_run_process import ROOT, _running_migration, _wait, real_time_sim  # noqa: F401 - fixture
 from tests.support.sim import RunningSimulator, running_simulator
 
 AUTO = {"automation": "automatic", "hold_time": 0, "cooldown": "1h", "interval": "5m"}
@@ -141,7 +141,7 @@ def test_a_token_without_pool_allocate_gets_one_clear_error(tmp_path: Path) -> N
     assert migrations == []
 
 
-def test_a_killed_holder_s_lease_expires_and_another_controller_takes_over(real_time_sim, tmp_path: Path) -> None:
+def test_a_killed_holder_s_lease_expires_and_another_controller_takes_over(real_time_sim, tmp_path: Path) -> None:  # noqa: F811 - the fixture imported above
     configs = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()

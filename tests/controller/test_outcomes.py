@@ -17,8 +17,8 @@ from controller.promql import PromQL
 from exporter.backfill import backfill
 from pveapi.client import PveClient
 from pveapi.errors import ConfigError
-from tests.controller.conftest import write_config
 from testkit.prometheus import running_prometheus
+from tests.controller.conftest import write_config
 from tests.support.sim import RunningSimulator, running_simulator
 
 AUTO = {"automation": "automatic", "hold_time": 0, "cooldown": "1h", "interval": "5m"}

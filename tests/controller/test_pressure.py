@@ -16,11 +16,11 @@ from controller.cycle import Cycle, run_cycle
 from controller.loop import Controller
 from controller.promql import PrometheusSettings, PromQL, pressure_query
 from exporter.backfill import backfill
-from planner.framework import plan
 from exporter.collectors import CollectorOptions
+from planner.framework import plan
 from pveapi.client import PveClient
-from tests.controller.conftest import write_config
 from testkit.prometheus import running_prometheus
+from tests.controller.conftest import write_config
 from tests.support.sim import RunningSimulator, running_simulator
 
 START = 1_767_000_000.0

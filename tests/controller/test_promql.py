@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -14,8 +13,8 @@ from structlog.testing import capture_logs
 
 from controller.promql import History, PrometheusError, PrometheusSettings, PromQL, Statistic
 from pveapi.settings import Secret
-from tests.controller.history import GIB, exporter_samples
 from testkit.prometheus import RunningPrometheus, free_port, running_prometheus, write_history
+from tests.controller.history import GIB, exporter_samples
 
 NOW = time.time()
 # 10 samples a minute apart in the last hour, alternating so avg, quantile and stddev differ.

@@ -12,9 +12,9 @@ from typing import Any
 
 import requests
 
+from testkit.prometheus import free_port
 from tests.controller.conftest import write_config
 from tests.controller.test_run_process import ROOT, _events, _wait
-from testkit.prometheus import free_port
 from tests.support.sim import RunningSimulator, running_simulator
 
 WINDOWS = {"weekly": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"], "start": "00:00", "end": "24:00"}]}

@@ -27,10 +27,10 @@ from controller.server import ControllerServer
 from pveapi.client import PveClient
 from simulator import scenario as scenarios
 from simulator.scenario import ALL_PRIVILEGES
-from tests.controller.conftest import Watch, write_config
 from testkit.processes import without_progress
+from testkit.prometheus import running_prometheus, write_history
+from tests.controller.conftest import Watch, write_config
 from tests.controller.history import GIB, exporter_samples
-from testkit.prometheus import free_port, running_prometheus, write_history
 from tests.support.sim import RunningSimulator, running_simulator
 
 ROOT = Path(__file__).resolve().parents[2]

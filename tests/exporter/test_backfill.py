@@ -15,8 +15,8 @@ from exporter.collectors import CollectorOptions, concerns
 from exporter.scrape import scrape
 from exporter.target import Target
 from pveapi.errors import ConfigError
-from tests.exporter.conftest import api_get, module_block
 from testkit.prometheus import running_prometheus
+from tests.exporter.conftest import api_get, module_block
 from tests.support.sim import RunningSimulator
 
 ROOT = Path(__file__).resolve().parents[2]

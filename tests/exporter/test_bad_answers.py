@@ -10,9 +10,9 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.parser import text_string_to_metric_families
 
 from exporter.collectors import CollectorOptions, concerns
+from exporter.collectors.self_metrics import SelfCollector
 from exporter.config import ExporterConfig, Module
 from exporter.http import ExporterApp, ServeOptions
-from exporter.collectors.self_metrics import SelfCollector
 from exporter.scrape import NODE_STATUS, scrape
 from exporter.target import Target
 from pveapi.errors import ErrorKind

@@ -60,7 +60,7 @@ def fast(drawn: list) -> list[Metric]:
     for name, typ, documentation, labels, rows in drawn:
         family = FastFamily(name, documentation, typ)
         for values, value in rows:
-            family.add(Series(dict(zip(labels, values))), value)
+            family.add(Series(dict(zip(labels, values, strict=True))), value)
         metrics.append(family)
     return metrics
 
@@ -128,7 +128,7 @@ def test_prometheus_client_parses_the_fast_encoding_back(drawn: list) -> None:
     for name, typ, _, labels, rows in drawn:
         sample_name = name + "_total" if typ == "counter" else name
         for values, value in rows:  # a repeated label set: the parser keeps the last
-            expected[(sample_name, tuple(sorted(zip(labels, values))))] = float(value)
+            expected[(sample_name, tuple(sorted(zip(labels, values, strict=True))))] = float(value)
     assert parsed.keys() == expected.keys()
     for key, value in expected.items():
         assert parsed[key] == value or (math.isnan(parsed[key]) and math.isnan(value))

@@ -9,8 +9,8 @@ import pytest
 import requests
 from structlog.testing import capture_logs
 
-from tests.exporter.conftest import RunningExporter, Scrape, module_block
 from testkit.processes import free_port
+from tests.exporter.conftest import RunningExporter, Scrape, module_block
 from tests.support.sim import RunningSimulator
 
 NODE_STATUS = "/nodes/{node}/status"

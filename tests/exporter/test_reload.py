@@ -36,7 +36,7 @@ def test_sighup_rereads_the_token_file_and_keeps_the_old_config_when_the_new_is_
     token.write_text(WRONG_SECRET)
     config = write(tmp_path / "exporter.yml", {"default": block})
     log = tmp_path / "exporter.log"
-    success = 'pvebalance_exporter_scrape_success{cluster="%s"} ' % sim.host
+    success = f'pvebalance_exporter_scrape_success{{cluster="{sim.host}"}} '
     with exporter_with_process(config, log=log) as (url, stop, process):
         assert success + "0.0" in requests.get(f"{url}/metrics", timeout=60).text
 

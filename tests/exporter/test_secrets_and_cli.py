@@ -16,8 +16,8 @@ import pytest
 import requests
 import yaml
 
-from tests.exporter.conftest import module_block
 from testkit.processes import free_port
+from tests.exporter.conftest import module_block
 from tests.support.sim import RunningSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,7 +60,7 @@ def exporter_with_process(
                 break
             except requests.ConnectionError:
                 if process.poll() is not None:
-                    raise AssertionError(f"exporter exited: {process.stderr.read() if process.stderr else ''}")
+                    raise AssertionError(f"exporter exited: {process.stderr.read() if process.stderr else ''}") from None
                 time.sleep(0.1)
         yield url, stop, process
     finally:
@@ -84,7 +84,7 @@ def test_token_never_appears_in_output_or_logs(sim: RunningSimulator, tmp_path: 
     with exporter_process(good) as (url, stop):
         body = requests.get(f"{url}/metrics", timeout=60).text
         logs = stop()
-    assert 'pvebalance_exporter_scrape_success{cluster="%s"} 1.0' % sim.host in body
+    assert f'pvebalance_exporter_scrape_success{{cluster="{sim.host}"}} 1.0' in body
     assert "exporter_started" in logs
     assert sim.token_value not in body and sim.token_value not in logs
 
@@ -120,7 +120,7 @@ def test_password_login_works(sim: RunningSimulator, tmp_path: Path) -> None:
     with exporter_process(config) as (url, stop):
         body = requests.get(f"{url}/metrics", timeout=60).text
         stop()
-    assert 'pvebalance_exporter_scrape_success{cluster="%s"} 1.0' % sim.host in body
+    assert f'pvebalance_exporter_scrape_success{{cluster="{sim.host}"}} 1.0' in body
     assert 'pve_up{id="node/pve1"} 1.0' in body
 
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import requests
 
+from testkit.processes import free_port
 from tests.exporter.conftest import module_block
 from tests.exporter.test_secrets_and_cli import WRONG_SECRET, exporter_process, write
-from testkit.processes import free_port
 from tests.support.sim import RunningSimulator
 
 

@@ -6,12 +6,12 @@ from __future__ import annotations
 
 import re
 import shlex
-import tomllib
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 import yaml
 from packaging.requirements import Requirement
 

@@ -24,7 +24,8 @@ from exporter.http import ServeOptions
 from pveapi.client import PveClient
 from pveapi.tasks import task_status
 from tests.controller.conftest import write_config
-from tests.exporter.conftest import RunningExporter, module_block, write_config as write_exporter_config
+from tests.exporter.conftest import RunningExporter, module_block
+from tests.exporter.conftest import write_config as write_exporter_config
 from tests.support.sim import RunningSimulator, running_simulator
 
 # Calls the drive below must make, so a client change that stops one is noticed here too.

@@ -17,8 +17,8 @@ import pytest
 
 from exporter.collectors import CollectorOptions
 from exporter.http import ServeOptions
-from tests.exporter.conftest import RunningExporter, module_block, write_config
 from testkit.prometheus import RunningPrometheus, running_prometheus
+from tests.exporter.conftest import RunningExporter, module_block, write_config
 from tests.support.sim import running_simulator
 
 INSTANCE_VARIABLE = "group by (instance) (pve_node_info)"  # label_values(pve_node_info, instance)

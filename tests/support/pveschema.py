@@ -22,9 +22,9 @@ from typing import Any
 WireExceptions = Mapping[str, Callable[[Any], bool]]
 
 
-def problems(value: Any, schema: Mapping[str, Any], exceptions: WireExceptions = {}, path: str = "") -> list[str]:
+def problems(value: Any, schema: Mapping[str, Any], exceptions: WireExceptions | None = None, path: str = "") -> list[str]:
     """Every way `value` departs from `schema`, as `path: what` lines (empty when it conforms)."""
-    for pattern, accepts in exceptions.items():
+    for pattern, accepts in (exceptions or {}).items():
         if _matches(pattern, path):
             return [] if accepts(value) else [f"{path}: {value!r} is not the documented wire form"]
     kind = schema.get("type", "string" if "enum" in schema or "pattern" in schema else None)

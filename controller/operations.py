@@ -390,7 +390,7 @@ def what_if(config: Config, overrides: Any) -> Config:
             prometheus = replace(prometheus, window=window, statistic=statistic)
         policy = config.policy
         if "trigger" in overrides:
-            policy = replace(policy, trigger=values.finite_number(overrides["trigger"], "plan overrides.trigger", 0, 1))
+            policy = replace(policy, trigger=values.number(overrides["trigger"], "plan overrides.trigger", 0.0, 1.0))
         if "max_moves" in overrides:
             policy = replace(policy, max_moves=values.count(overrides["max_moves"], "plan overrides.max_moves"))
         rules = config.rules

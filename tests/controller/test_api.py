@@ -339,6 +339,13 @@ def test_a_what_if_plan_leaving_a_node_out(run: Run) -> None:
         answer = run.send("POST", "/api/v1/plan", body=bad)
         assert answer.status_code == 400 and "error" in answer.json(), bad
     assert "pve9" in run.send("POST", "/api/v1/plan", body={"leave_out": ["pve9"]}).json()["error"]
+    # A what-if trigger above the imbalance: no balancing, and a bad one is a 400, not a 500.
+    calm = run.send("POST", "/api/v1/plan", body={"trigger": 0.99})
+    assert calm.status_code == 200 and not [m for m in calm.json()["moves"] if m["kind"] == "balance"]
+    for bad in ('{"trigger": 1.5}', '{"trigger": "high"}', '{"trigger": NaN}'):
+        answer = requests.post(run.url + "/api/v1/plan", data=bad, timeout=60,
+                               headers={**_auth(OPERATOR), "Content-Type": "application/json"})
+        assert answer.status_code == 400 and "plan overrides.trigger" in answer.json()["error"], bad
     assert "pve5" not in run.get("/api/v1/config", VIEWER).text  # the running config is untouched
 
 

@@ -92,7 +92,7 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
             except PvebalanceError as exc:
                 answer, result = json_response(502, {"error": str(exc)}), "error"
         endpoints.count_action(action, result)
-        detail = json.loads(answer.body)
+        detail = json.loads(bytes(answer.body))
         (log.info if result == "ok" else log.warning)("api.action", who=who, action=action, result=result,
                                                       status=answer.status_code, detail=detail)
         return answer
@@ -145,6 +145,7 @@ def add_api(app: FastAPI, endpoints: Endpoints) -> None:
 
 def _reader(read: Callable[..., Any], action: str, answer: Callable[[], Any]) -> Callable[[Request], Any]:
     async def route(request: Request) -> Response:
-        return await read(request, action, answer)
+        response: Response = await read(request, action, answer)
+        return response
 
     return route

@@ -16,7 +16,7 @@ from typing import Any
 import structlog
 
 from controller.promql import CLOCK_SKEW, History, PrometheusError, PromQL
-from planner.model import ClusterModel, Usage
+from planner.model import ClusterModel, Usage, UsageSource
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory, Node, guests_by_node
@@ -160,7 +160,7 @@ def _node_usage(node: Node, guests_here: list[Guest], guest_usage: Mapping[int, 
     overhead_cpu = max(0.0, node.cpu_cores_used - sum(g.cpu_cores_used for g in guests_here))
     overhead_mem = max(0, node.mem - sum(g.mem for g in guests_here))
     demands = [guest_usage[g.vmid] for g in guests_here]
-    source = "prometheus" if any(d.source == "prometheus" for d in demands) else "live"
+    source: UsageSource = "prometheus" if any(d.source == "prometheus" for d in demands) else "live"
     return Usage(
         overhead_cpu + sum(d.cpu_cores for d in demands), overhead_mem + sum(d.mem_bytes for d in demands), source
     )

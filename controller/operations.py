@@ -183,7 +183,8 @@ class Operations:
         return {"outcomes": [o.to_dict() for o in self.controller.outcomes.outcomes]}
 
     def config(self) -> dict[str, Any]:
-        return redacted(self.controller.config)
+        answer: dict[str, Any] = redacted(self.controller.config)  # a dataclass redacts to a mapping
+        return answer
 
     def advice(self) -> dict[str, Any]:
         config = self.controller.config

@@ -22,12 +22,14 @@ import hmac
 import json
 import threading
 from collections.abc import Awaitable, Callable
+from typing import cast
 
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config as HypercornConfig
+from hypercorn.typing import ASGIFramework
 from hypercorn.utils import wrap_app
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -68,7 +70,9 @@ class ControllerServer:
                 "pick a free port on an address of this host"
             ) from None
         self._config = config
-        self._app = wrap_app(application(endpoints), config.wsgi_max_body_size, "asgi")
+        # Starlette's and Hypercorn's ASGI type hints spell the same callable two ways.
+        app = cast(ASGIFramework, application(endpoints))
+        self._app = wrap_app(app, config.wsgi_max_body_size, "asgi")
         self._loop = asyncio.new_event_loop()
         self._stopping: asyncio.Event | None = None
         self._ready = threading.Event()

@@ -201,12 +201,15 @@ class LocalStack:
         return self._launch_prometheus()
 
     def _launch_prometheus(self) -> str:
+        url = self.prometheus_url
+        if url is None:
+            raise RuntimeError("Prometheus is launched after start_prometheus() chose its address")
         process = self.children.start("prometheus", self._prometheus_argv)
-        wait_until(lambda: http_ok(f"{self.prometheus_url}/-/ready"), "prometheus", 60, process)
+        wait_until(lambda: http_ok(f"{url}/-/ready"), "prometheus", 60, process)
         # The first live scrape and rule evaluation, so what comes next sees fresh figures.
         wait_until(lambda: bool(self.query("pvebalance:cluster_imbalance:ratio")),
                    "prometheus: first scrape of the exporter and rule evaluation", 60, process)
-        return self.prometheus_url
+        return url
 
     def write_controller_config(self, name: str = "controller.yml", prometheus_url: str | None = None,
                                 **run: Any) -> Path:

@@ -68,7 +68,7 @@ class NodeState:
     online: bool
     history: list[tuple[float, bool]]  # (since, online), oldest first
     boot: float
-    pids: itertools.count = field(default_factory=itertools.count)
+    pids: itertools.count[int] = field(default_factory=itertools.count)
     ever: set[int] = field(default_factory=set)  # vmids ever placed here (rrddata looks back)
     # HA maintenance (`ha-manager crm-command node-maintenance enable|disable`): the scenario's
     # `maintenance` at start, then toggled through the admin API.

@@ -5,6 +5,7 @@ Faults come from `--faults FILE` or the admin API; the format is in docs/simulat
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import itertools
 import json
@@ -78,7 +79,7 @@ class FaultSet:
         with self._lock:
             return [{"id": f.id, **f.spec} for f in self._faults.values()]
 
-    def add(self, spec: Any) -> list[str]:
+    def add(self, spec: Any) -> builtins.list[str]:  # `list` here is the method above
         specs = spec if isinstance(spec, list) else [spec]
         faults = [self._parse(s, f"fault {i + 1}") for i, s in enumerate(specs)]
         for fault in faults:

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import structlog
@@ -78,12 +78,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         path = unquote(url.path)
+        # email.message.Message answers get() and [] case-insensitively, as the handlers read it
+        headers = cast(Mapping[str, str], self.headers)
         if path.startswith(ADMIN_PREFIX + "/"):
-            answer = self.server.admin.handle(method, path[len(ADMIN_PREFIX):], body, self.headers)
+            answer = self.server.admin.handle(method, path[len(ADMIN_PREFIX):], body, headers)
         elif path.startswith(API_PREFIX + "/") or path == API_PREFIX:
             params = dict(parse_qsl(url.query, keep_blank_values=True))
             params.update(_body_params(body, self.headers.get("Content-Type", "")))
-            answer = self.server.api.handle(method, path[len(API_PREFIX):], params, self.headers, _cookies(self.headers))
+            answer = self.server.api.handle(method, path[len(API_PREFIX):], params, headers, _cookies(headers))
         else:
             answer = Answer(501, f"Method '{method} {path}' not implemented", b"")
         self.send_response(answer.status, answer.reason)

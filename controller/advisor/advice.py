@@ -65,13 +65,13 @@ def advise(config: Config, client: PveClient, metrics: AdvisorMetrics | None = N
         metrics.latency.labels(settings.provider).observe(time.monotonic() - started)
     metrics.tokens.labels(settings.provider, "input").inc(reply.input_tokens)
     metrics.tokens.labels(settings.provider, "output").inc(reply.output_tokens)
-    tokens = {"input_tokens": reply.input_tokens, "output_tokens": reply.output_tokens}
     try:
         suggestions, comment = parse_answer(reply.answer)
     except AnswerError as exc:
         metrics.requests.labels(settings.provider, "malformed").inc()
         log.warning("advisor.malformed", provider=settings.provider, model=settings.model, error=str(exc))
-        return Advice(settings, cycle, None, error=f"{settings.where}: {exc}", **tokens)
+        return Advice(settings, cycle, None, error=f"{settings.where}: {exc}",
+                      input_tokens=reply.input_tokens, output_tokens=reply.output_tokens)
     metrics.requests.labels(settings.provider, "ok").inc()
     checked = check_suggestions(cycle.model, cycle.rules, config.policy, suggestions, settings.max_suggestions,
                                 _refusals(client, cycle, suggestions[: settings.max_suggestions], config))
@@ -80,8 +80,10 @@ def advise(config: Config, client: PveClient, metrics: AdvisorMetrics | None = N
         f"suggested by {settings.provider} model {settings.model}; every move checked by pvebalance's plan checker",
     ))
     log.info("advisor.checked", provider=settings.provider, model=settings.model, suggested=len(suggestions),
-             valid=len(plan.moves), rejected=len(checked.rejected), **tokens)
-    return Advice(settings, cycle, plan, checked.rejected, len(suggestions), comment, None, **tokens)
+             valid=len(plan.moves), rejected=len(checked.rejected), input_tokens=reply.input_tokens,
+             output_tokens=reply.output_tokens)
+    return Advice(settings, cycle, plan, checked.rejected, len(suggestions), comment, None,
+                  reply.input_tokens, reply.output_tokens)
 
 
 def _promql(config: Config, settings: AdvisorSettings) -> PromQL | None:

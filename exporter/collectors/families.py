@@ -51,7 +51,7 @@ def go_float(value: float) -> str:
             return digits + ".0"
         # floatToGoString's exponent form for d > 0 whose repr has the dot past position 6.
         return f"{(digits[0] + '.' + digits[1:]).rstrip('0.')}e+{len(digits) - 1:02d}"
-    return floatToGoString(value)
+    return str(floatToGoString(value))
 
 
 class Series:
@@ -94,7 +94,7 @@ class FastFamily(Metric):
         super().__init__(name, documentation, typ)
         self._sample_name = name + "_total" if typ == "counter" else name
 
-    @property  # type: ignore[override]
+    @property
     def samples(self) -> list[Sample]:
         name = self._sample_name
         return [Sample(name, series.labels, value) for series, value in self._rows]
@@ -146,7 +146,7 @@ class StateFamily(FastFamily):
             states.append((held, 1))
         return states
 
-    @property  # type: ignore[override]
+    @property
     def samples(self) -> list[Sample]:
         name = self._sample_name
         return [Sample(name, {**series.labels, "state": state}, value)

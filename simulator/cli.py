@@ -116,11 +116,13 @@ def pveum_main(argv: list[str]) -> int:
         token = _admin_token(args.admin_token_file)
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         url = f"{args.url.rstrip('/')}/_sim/pveum"
+        if args.ca and not Path(args.ca).is_file():
+            raise ConfigError(f"--ca {args.ca}: no such file; pass the `cert` path of the simulator's start event")
         try:
             answer = requests.post(url, json={"command": "pveum " + shlex.join(args.command)}, headers=headers,
                                    verify=args.ca or True, timeout=30)
             body = answer.json()
-        except (requests.RequestException, ValueError) as exc:
+        except (requests.RequestException, OSError, ValueError) as exc:
             raise ConfigError(f"{url}: no simulator answered: {exc}") from None
         if answer.status_code != 200:
             raise ConfigError(str(body.get("error") if isinstance(body, dict) else body))

@@ -222,3 +222,8 @@ def test_pveum_subcommand_sets_up_a_token_on_a_running_simulator(tmp_path: Path)
             "pvebalance-sim pveum: admin API: send 'Authorization: Bearer <admin token>'")
         unknown = pveum("frobnicate")
         assert unknown.returncode == 2 and "unsupported command 'frobnicate'" in unknown.stderr
+        wrong_ca = subprocess.run([SIM, "pveum", "--url", base, "--ca", str(tmp_path / "no-such.pem"), "user", "add", "y@pve"],
+                                  capture_output=True, text=True, timeout=60, check=False)
+        assert wrong_ca.returncode == 2 and "Traceback" not in wrong_ca.stderr
+        assert wrong_ca.stderr.strip().splitlines() == [
+            f"pvebalance-sim pveum: --ca {tmp_path / 'no-such.pem'}: no such file; pass the `cert` path of the simulator's start event"]

@@ -45,6 +45,7 @@ class Constraints:
         node_names = {n.name for n in model.nodes}
         self.by_lower = {n.name.lower(): n.name for n in model.nodes}
         self.nodes = {n.name: n for n in model.nodes}
+        self._incompatible: dict[tuple[int, str], str | None] = {}  # see incompatible()
         self.maintenance = frozenset(
             {n for r in rules.maintenance for n in r.nodes if n in node_names}
             | (model.maintenance & node_names)
@@ -226,8 +227,15 @@ class Constraints:
 
     def incompatible(self, vmid: int, target: str) -> str | None:
         """Why the guest cannot run on `target` whatever the rules say (CPU model, storage), or None.
+        Asked in the planner's hot loops; the answer depends only on what was observed, so it is
+        worked out once per guest and node."""
+        key = (vmid, target)
+        if key not in self._incompatible:
+            self._incompatible[key] = self._why_incompatible(vmid, target)
+        return self._incompatible[key]
 
-        A `cpu: host` guest sees its host's CPU: live migration to another CPU model can crash it,
+    def _why_incompatible(self, vmid: int, target: str) -> str | None:
+        """A `cpu: host` guest sees its host's CPU: live migration to another CPU model can crash it,
         so it only goes to nodes with the model it started on; a named model (`x86-64-v3`,
         `Skylake-Server`, ...) only to nodes whose CPU flags offer it (pveapi/cpumodels.py). Disks need their storage on the
         target (PVE refuses otherwise), and disks on a local storage room on the target's (the

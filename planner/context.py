@@ -80,9 +80,9 @@ class Context:
         # Charged before the target is known: the source's own bwlimit (or the global one) times it.
         return Charge(self.copy_bytes(vmid), self.est_seconds(vmid, source, source), counted_per_node=not hot)
 
-    def refusal(self, vmid: int, target: str, source: str | None = None) -> str | None:
+    def refusal(self, vmid: int, target: str) -> str | None:
         """The budget limit a balancing move of `vmid` to `target` would cross, or None."""
-        source = self.state.where[vmid] if source is None else source
+        source = self.state.where[vmid]
         return self.budget.refusal(self.charge(vmid, source), source, target)
 
     def admits(self, steps: Sequence[tuple[int, str]]) -> bool:

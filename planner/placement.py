@@ -71,7 +71,7 @@ class Limits:
 
 
 class NodeState:
-    __slots__ = ("name", "maxcpu", "maxmem", "state", "cpu", "mem", "vcpus", "limits", "moves", "load", "kc", "km")
+    __slots__ = ("name", "maxcpu", "maxmem", "state", "cpu", "mem", "vcpus", "limits", "load", "kc", "km")
 
     def __init__(
         self, node: Node, state: str, limits: Limits, cpu_weight: float, mem_weight: float, stall_factor: float = 1.0
@@ -84,7 +84,6 @@ class NodeState:
         self.mem = 0
         self.vcpus = 0.0
         self.limits = limits
-        self.moves = 0  # moves this plan makes into or out of the node
         # load = kc * cpu + km * mem: the weights folded with the node's size (and its stall) once.
         # A stalling node's stall scales with what it carries, so each guest there weighs more,
         # leaving relieves it, and arriving costs more.
@@ -197,7 +196,6 @@ class Placement:
             node.cpu += sign * d.cpu
             node.mem += sign * d.mem
             node.vcpus += sign * d.vcpus
-            node.moves += 1
             node.refresh()
             if node.state == "online":
                 self.s1 += node.load - old

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from controller.advisor.metrics import AdvisorMetrics
 from controller.config import WINDOWS, Config
 from controller.cycle import cooldown_holds, cycle_rules, run_cycle
 from controller.drain import drain_node, undrain_node
@@ -145,6 +146,7 @@ class Operations:
         self.controller = controller
         self.plans: OrderedDict[str, Reviewed] = OrderedDict()
         self._threads: list[threading.Thread] = []
+        self._advisor_metrics: AdvisorMetrics | None = None  # on the controller's /metrics, from the first advice
 
     # --- reads ----------------------------------------------------------------------------
 
@@ -193,7 +195,9 @@ class Operations:
         from controller.advisor.advice import advise  # the providers' SDKs load only when asked
         from controller.advisor.report import advice_to_dict
 
-        return advice_to_dict(advise(config, self.controller.client))
+        if self._advisor_metrics is None:
+            self._advisor_metrics = AdvisorMetrics(self.controller.metrics.registry)
+        return advice_to_dict(advise(config, self.controller.client, self._advisor_metrics))
 
     # --- actions --------------------------------------------------------------------------
 

@@ -19,7 +19,9 @@ import requests
 from controller.config import load_config
 from testkit.prometheus import free_port
 from tests.controller.conftest import write_config
+from tests.controller.test_advisor import API_KEY, GOOD
 from tests.controller.test_run_process import ROOT, _events, _wait
+from tests.support.llm import reply_with, running_llm
 from tests.support.sim import RunningSimulator, running_simulator
 
 OPERATOR = "op-3f1c9a7e-token-for-tests"
@@ -36,7 +38,8 @@ def sim() -> Iterator[RunningSimulator]:
 class Run:
     """A `pvebalance run` process with the API switched on."""
 
-    def __init__(self, tmp_path: Path, sim: RunningSimulator, rules: dict[str, Any] | None = None) -> None:
+    def __init__(self, tmp_path: Path, sim: RunningSimulator, rules: dict[str, Any] | None = None,
+                 ai: dict[str, Any] | None = None) -> None:
         (tmp_path / "operator.token").write_text(OPERATOR + "\n")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -46,7 +49,7 @@ class Run:
             api={"tokens": [{"name": "grafana", "role": "operator", "token_file": "operator.token"},
                             {"name": "wallboard", "role": "viewer", "token_env": "TEST_VIEWER_TOKEN"}],
                  "cors_origins": [GRAFANA]},
-            **({"rules": rules} if rules else {}),
+            **({"rules": rules} if rules else {}), **({"ai": ai} if ai else {}),
         )
         self.secrets = load_config(self.config, env={"TEST_VIEWER_TOKEN": VIEWER}).secrets()
         self.stderr: list[str] = []
@@ -379,3 +382,21 @@ def test_a_persons_migration_may_override_soft_rules_and_says_which(tmp_path: Pa
     finally:
         if run.process is not None:
             run.process.kill()
+
+
+def test_advice_through_the_api_is_the_advisor_s_and_counted_on_the_controller_s_metrics(
+    tmp_path: Path, sim: RunningSimulator
+) -> None:
+    (tmp_path / "ai.key").write_text(API_KEY + "\n")
+    with running_llm("openai", [reply_with(GOOD)]) as llm:
+        run = Run(tmp_path, sim, ai={"provider": "openai", "model": "test-model", "base_url": llm.url,
+                                     "api_key_file": "ai.key", "timeout": 10})
+        run.start()
+        try:
+            answer = run.get("/api/v1/advice", VIEWER)
+            assert answer.status_code == 200 and answer.json()["ai_plan"]["moves"], answer.text
+            metrics = run.get("/metrics").text
+            assert 'pvebalance_advisor_requests_total{provider="openai",result="ok"} 1.0' in metrics
+            assert API_KEY not in answer.text + metrics
+        finally:
+            run.stop()

@@ -231,8 +231,10 @@ class Controller:
         # Taken before planning, so a second instance says at once why it will not migrate.
         may_migrate = automatic and (self.dry_run or self._hold_lock())  # a dry run takes no lock: it writes nothing
         self.state.forget_before(now - self.config.run.cooldown)
-        cycle = run_cycle(self.client, self.promql, self.config, cooldown_holds(self.client, self.config, self.state, now), at=now)
-        self._publish(cycle, now)
+        drained = DrainState.load(self.config.run.state_file).drained  # read once: the plan's rules and the metric
+        hold = cooldown_holds(self.client, self.config, self.state, now)
+        cycle = run_cycle(self.client, self.promql, self.config, hold, at=now, drained=drained)
+        self._publish(cycle, now, drained)
         self._check_outcomes(cycle, now)
         balance_ready = self._hysteresis(cycle.plan, now)
         if not automatic:
@@ -364,10 +366,10 @@ class Controller:
         if outcome.result == "succeeded" and outcome.seconds:
             self.metrics.migration_duration.observe(outcome.seconds)
 
-    def _publish(self, cycle: Cycle, now: float) -> None:
+    def _publish(self, cycle: Cycle, now: float, drained: frozenset[str]) -> None:
         self.metrics.publish_plan(cycle.plan)
         self._publish_window(now)
-        self.metrics.publish_drained(DrainState.load(self.config.run.state_file).drained)
+        self.metrics.publish_drained(drained)
         history = cycle.observation.history
         if history is not None and history.data_age is not None:
             self.metrics.data_age.set(history.data_age)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 
+from pveapi import values
 from pveapi.errors import ConfigError
 
 NOW_WINDOW = "5m"  # `now` in a blend: the newest samples, a few scrapes
@@ -22,13 +23,8 @@ _DURATION = r"[0-9]+(?:\.[0-9]+)?(?:s|m|h|d)"
 FORECAST = re.compile(rf"forecast\(({_DURATION})\)")
 BLEND = re.compile(r"blend\((.+)\)")
 _PART = re.compile(rf"([0-9]*\.?[0-9]+)\*(now|{_DURATION})")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 # What each usage series may at most reach, as a PromQL bound (per id) or a constant.
 _CEILING = {"pve_cpu_usage_ratio": "1", "pve_memory_usage_bytes": "pve_memory_size_bytes"}
-
-
-def seconds(duration: str) -> float:
-    return float(duration[:-1]) * _UNIT[duration[-1]]
 
 
 def duration_text(value: float) -> str:
@@ -45,10 +41,10 @@ def parse_forecast(text: str, where: str) -> float | None:
     match = FORECAST.fullmatch(text)
     if not match:
         return None
-    ahead = seconds(match.group(1))
-    if not 0 < ahead <= 7 * 86400:
-        raise ConfigError(f"{where}: forecast(D) needs 0 < D <= 7d, got {text!r}")
-    return ahead
+    try:
+        return values.duration(match.group(1), where, 7 * values.DAY)
+    except ConfigError:
+        raise ConfigError(f"{where}: forecast(D) needs 0 < D <= 7d, got {text!r}") from None
 
 
 def parse_blend(text: str, where: str) -> tuple[tuple[float, str], ...] | None:

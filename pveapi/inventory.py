@@ -6,9 +6,10 @@ the live ones the API reports; the controller may replace them with history from
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from . import values
 from .errors import ApiError, ConfigError, ErrorKind
@@ -176,16 +177,15 @@ def parse_resources(entries: Any) -> Inventory:
         if not isinstance(entry, Mapping):
             raise ApiError(ErrorKind.BAD_ANSWER, ENDPOINT, f"entry {index} is not an object; {_REFUSE}")
         kind = entry.get("type")
-        label = values.found(entry.get("id", f"#{index}"))
         try:
             if kind == "node":
-                nodes.append(_node(_Fields(entry, f"node {label}")))
+                nodes.append(_node(_Fields(entry, "node", index)))
             elif kind in ("qemu", "lxc"):
-                guests.append(_guest(_Fields(entry, f"guest {label}")))
+                guests.append(_guest(_Fields(entry, "guest", index)))
             elif kind == "storage":
-                storages.append(_storage(_Fields(entry, f"storage {label}")))
+                storages.append(_storage(_Fields(entry, "storage", index)))
             elif kind == "pool":
-                pools.append(_Fields(entry, f"pool {label}").name("pool"))
+                pools.append(_Fields(entry, "pool", index).name("pool"))
         except ConfigError as exc:
             raise ApiError(ErrorKind.BAD_ANSWER, ENDPOINT, f"{exc}; {_REFUSE}") from None
     available: dict[str, set[str]] = {}
@@ -212,8 +212,9 @@ def check_consistent(inventory: Inventory) -> Inventory:
     The controller plans only on a consistent inventory (`PveClient.resources`); the exporter
     may export one that is not.
     """
-    names = [n.name for n in inventory.nodes]
-    twice = sorted({n for n in names if names.count(n) > 1})
+    listed = Counter(n.name for n in inventory.nodes)
+    names = set(listed)
+    twice = sorted(n for n, times in listed.items() if times > 1)
     if twice:
         raise ApiError(ErrorKind.BAD_ANSWER, ENDPOINT, f"node {twice[0]} is listed twice; {_REFUSE}")
     where: dict[int, str] = {}
@@ -233,6 +234,9 @@ def check_consistent(inventory: Inventory) -> Inventory:
     return inventory
 
 
+_T = TypeVar("_T")
+
+
 class _Fields:
     """One /cluster/resources entry, read field by field through pveapi.values.
 
@@ -240,8 +244,21 @@ class _Fields:
     as text (PVE's JSON is not always typed).
     """
 
-    def __init__(self, entry: Mapping[str, Any], label: str) -> None:
-        self.entry, self.label = entry, label
+    def __init__(self, entry: Mapping[str, Any], kind: str, index: int) -> None:
+        self.entry, self._kind, self._index = entry, kind, index
+
+    @property
+    def label(self) -> str:
+        """`guest 'qemu/100'`: built only for an error (this runs for every field of a big cluster)."""
+        return f"{self._kind} {values.found(self.entry.get('id', f'#{self._index}'))}"
+
+    def read(self, reader: Callable[..., _T], key: str, value: Any, *bounds: Any) -> _T:
+        """`reader(value, where, *bounds)` (a pveapi.values reader), the entry named in its error
+        only when there is one: the label costs more than the check on a big cluster."""
+        try:
+            return reader(value, key, *bounds)
+        except ConfigError:
+            return reader(value, f"{self.label}.{key}", *bounds)
 
     def _raw(self, key: str) -> Any:
         value = self.entry.get(key)
@@ -253,15 +270,21 @@ class _Fields:
         return value
 
     def whole(self, key: str, high: float = values.MAX_BYTES) -> int:
+        value = self.entry.get(key)
+        if type(value) is int and 0 <= value <= high:  # the usual answer: exact, and no label to build
+            return value
         value = self._raw(key)
-        return 0 if value is None else values.count(value, f"{self.label}.{key}", 0, int(high))
+        return 0 if value is None else self.read(values.count, key, value, 0, int(high))
 
     def number(self, key: str, high: float = MAX_CPU_RATIO) -> float:
+        value = self.entry.get(key)
+        if (type(value) is float or type(value) is int) and 0.0 <= value <= high:  # NaN and inf fail this
+            return float(value)
         value = self._raw(key)
-        return 0.0 if value is None else values.number(value, f"{self.label}.{key}", 0.0, high)
+        return 0.0 if value is None else self.read(values.number, key, value, 0.0, high)
 
     def name(self, key: str) -> str:
-        return values.name(self.entry.get(key), f"{self.label}.{key}")
+        return self.read(values.name, key, self.entry.get(key))
 
     def text(self, key: str, default: str | None = None) -> str | None:
         value = self.entry.get(key)
@@ -275,7 +298,7 @@ class _Fields:
         value = self.entry.get(key)
         if value is None or value == "":
             return False
-        return values.flag(int(value) if value in ("0", "1") else value, f"{self.label}.{key}")
+        return self.read(values.flag, key, int(value) if value in ("0", "1") else value)
 
 
 def _node(f: _Fields) -> Node:
@@ -295,7 +318,7 @@ def _node(f: _Fields) -> Node:
 
 
 def _guest(f: _Fields) -> Guest:
-    vmid = values.vmid(f.entry.get("vmid"), f"{f.label}.vmid")
+    vmid = f.read(values.vmid, "vmid", f.entry.get("vmid"))
     kind = f.entry["type"]
     return Guest(
         vmid=vmid,

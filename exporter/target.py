@@ -168,10 +168,7 @@ class Target:
         return answers, failures
 
     def _fetch(self, call: Call) -> Any:
-        try:
-            answer = self.client.get(call.path, **call.params)
-        except RecursionError:  # JSON nested deeper than the decoder goes
-            raise self._bad_answer(call, "the answer is nested too deeply to read") from None
+        answer = self.client.get(call.path, **call.params)  # pveapi.translate turns a too-deep answer into an ApiError
         try:
             return call.parse(answer)
         except ApiError as exc:

@@ -26,10 +26,6 @@ class Caller:
         """The same privileges on every path as on `/` (see AccessControl.uniform)."""
         return self.access.uniform(self.userid)
 
-    def require(self, path: str, privilege: str) -> None:
-        if not self.can(path, privilege):
-            raise PveFailure(403, f"Permission check failed ({path}, {privilege})")
-
     def permissions(self, path: str | None = None) -> dict[str, dict[str, int]]:
         """The /access/permissions answer: privileges per path (or for one path)."""
         return self.access.effective(self.userid, path)

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from pveapi.errors import ConfigError
-from pveapi.values import count, mapping, number
+from pveapi.values import MAX_VMID, MIN_VMID, count, mapping, number
 
 from .validation import MAX_SEED, listed
 
@@ -44,7 +44,7 @@ def expand_generated(data: Mapping[str, Any], where: str) -> Mapping[str, Any]:
     guests = list(listed(data.get("guests") or [], f"{where}.guests"))
     guest_spec = dict(mapping(spec.get("guests"), f"{where}.generate.guests"))
     total = count(guest_spec.get("count", 0), f"{where}.generate.guests.count", 0, MAX_COUNT)
-    first = count(guest_spec.get("first_vmid", 1000), f"{where}.generate.guests.first_vmid", 100, 999_999_999 - total)
+    first = count(guest_spec.get("first_vmid", 1000), f"{where}.generate.guests.first_vmid", MIN_VMID, MAX_VMID - total)
     cpus = listed(guest_spec.get("cpus", [1, 2, 4]), f"{where}.generate.guests.cpus")
     memory = listed(guest_spec.get("memory", ["1GiB", "2GiB", "4GiB"]), f"{where}.generate.guests.memory")
     if total and not (cpus and memory):

@@ -25,7 +25,7 @@ from .access import BUILTIN_ROLES, PRIVILEGES, AclEntry, normalize_path
 from .cpuflags import DEFAULT_MODEL
 from .generate import expand_generated
 from .replication import QDevice, ReplicationJob, parse_qdevice, parse_replication
-from .validation import MAX_SECONDS, MAX_SEED, MAX_SIZE, MAX_TIME_SCALE, listed, parse_start, required, unique
+from .validation import MAX_SECONDS, MAX_SEED, MAX_TIME_SCALE, listed, parse_start, required, unique
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
 GUEST_TYPES = ("qemu", "lxc")
@@ -232,9 +232,7 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
         raise ConfigError(f"{where}: expected a mapping with nodes and guests (or a /cluster/resources capture list)")
     known = {"name", "cluster", "seed", "time_scale", "start", "migration", "options", "users", "tokens",
              "roles", "acl", "nodes", "storages", "pools", "guests", "ha", "generate", "replication", "qdevice"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(known))}")
+    reject_unknown(data, known, where)
     data = expand_generated(data, where)
     cluster = mapping(data.get("cluster") or {}, f"{where}.cluster")
     nodes = tuple(_node(n, f"{where}.nodes[{i}]") for i, n in enumerate(listed(data.get("nodes") or [], f"{where}.nodes")))
@@ -294,14 +292,14 @@ def _node(data: Any, where: str) -> NodeSpec:
     return NodeSpec(
         name=name,
         cores=count(d.get("cores"), f"{where}.cores", 1, MAX_CORES),
-        memory=size_bytes(required(d, "memory", where), f"{where}.memory", MAX_SIZE),
+        memory=size_bytes(required(d, "memory", where), f"{where}.memory"),
         version=version,
         online=flag(d.get("online", True), f"{where}.online"),
         maintenance=flag(d.get("maintenance", False), f"{where}.maintenance"),
         overhead_cpu=number(overhead.get("cpu", 0.5), f"{where}.overhead.cpu", 0, MAX_CORES),
-        overhead_mem=size_bytes(overhead.get("memory", "2GiB"), f"{where}.overhead.memory", MAX_SIZE),
-        swap=size_bytes(d.get("swap", "8GiB"), f"{where}.swap", MAX_SIZE),
-        rootfs=size_bytes(d.get("rootfs", "100GiB"), f"{where}.rootfs", MAX_SIZE),
+        overhead_mem=size_bytes(overhead.get("memory", "2GiB"), f"{where}.overhead.memory"),
+        swap=size_bytes(d.get("swap", "8GiB"), f"{where}.swap"),
+        rootfs=size_bytes(d.get("rootfs", "100GiB"), f"{where}.rootfs"),
         model=str(d.get("model", NodeSpec.model)),
         cpu_flags=_cpu_flags(d.get("cpu_flags"), f"{where}.cpu_flags"),
         ip=str(d.get("ip", "")),
@@ -322,7 +320,7 @@ def _storage(data: Any, where: str, node_names: set[str]) -> StorageSpec:
         type=str(d.get("type", "lvmthin")),
         shared=flag(d.get("shared", False), f"storage {name}.shared"),
         content=str(d.get("content", "images,rootdir")),
-        size=size_bytes(d.get("size", "500GiB"), f"storage {name}.size", MAX_SIZE),
+        size=size_bytes(d.get("size", "500GiB"), f"storage {name}.size"),
         nodes=nodes,
     )
 
@@ -348,7 +346,7 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
     by_name = {n.name: n for n in nodes}
     if node not in by_name:
         raise ConfigError(f"{where} is on unknown node {node!r}; known nodes: {', '.join(sorted(by_name))}")
-    memory = size_bytes(d.get("memory", "2GiB"), f"{where}.memory", MAX_SIZE)
+    memory = size_bytes(d.get("memory", "2GiB"), f"{where}.memory")
     largest = max(nodes, key=lambda n: n.memory)
     if memory > largest.memory:
         raise ConfigError(
@@ -383,7 +381,7 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
         node=node,
         cpus=cpus,
         memory=memory,
-        disk=size_bytes(d.get("disk", "16GiB"), f"{where}.disk", MAX_SIZE),
+        disk=size_bytes(d.get("disk", "16GiB"), f"{where}.disk"),
         storage=storage,
         local_disks=local,
         status=status,
@@ -538,7 +536,7 @@ def _ha_rule(data: Any, where: str, guests: tuple[GuestSpec, ...], nodes: tuple[
 
 
 def _bandwidth(value: Any, where: str) -> int:
-    bandwidth = size_bytes(value, where, MAX_SIZE)
+    bandwidth = size_bytes(value, where)
     if bandwidth < 1024:
         raise ConfigError(f"{where}: expected at least 1KiB per second, got {value!r}")
     return bandwidth

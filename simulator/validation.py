@@ -14,7 +14,6 @@ from typing import Any
 
 from pveapi.errors import ConfigError
 
-MAX_SIZE = 1024**6  # 1 EiB: more than any node, disk or storage
 MAX_EPOCH = 4102444800.0  # 2100-01-01
 MAX_TIME_SCALE = 1e6  # virtual seconds per real second
 MAX_SECONDS = 10 * 366 * 86400.0  # the longest delay, duration or clock jump: ten years

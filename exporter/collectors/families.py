@@ -15,7 +15,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
 from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import escape_label_name, escape_metric_name
@@ -27,11 +27,6 @@ ID = ("id",)
 
 def gauge(name: str, documentation: str, labels: Sequence[str] = ID) -> GaugeMetricFamily:
     return GaugeMetricFamily(name, documentation, labels=labels)
-
-
-def counter(name: str, documentation: str, labels: Sequence[str] = ID) -> CounterMetricFamily:
-    """`name` without `_total`: prometheus-client appends it to the sample name."""
-    return CounterMetricFamily(name, documentation, labels=labels)
 
 
 def _escape_value(value: str) -> str:

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import yaml
 
 from pveapi.errors import ConfigError
-from pveapi.settings import ConnectionSettings
+from pveapi.settings import ConnectionSettings, api_host
 
 DEFAULT_MODULE = "default"
 DEFAULT_HOST = "localhost"  # the exporter running on a PVE node, as prometheus-pve-exporter assumes
@@ -43,22 +42,18 @@ def target_host(target: str) -> str | None:
     """`HOST` or `HOST:PORT` in canonical (lower-case) form, or None for anything else.
 
     A target is only a host and a port: userinfo (`pve@127.0.0.1`), a path, query or fragment
-    would let `pve*.example.com` match a string that sends the token somewhere else.
+    would let `pve*.example.com` match a string that sends the token somewhere else. The host is
+    read as `proxmox.host` is (pveapi.settings.api_host); a target must already be in the form
+    it gives back, so no scheme or path is taken either.
     """
     try:
-        parts = urlsplit(f"//{target}")
-        port = parts.port
-    except ValueError:
+        host = api_host(target, "target")
+    except ConfigError:
         return None
-    host = parts.hostname
-    if host is None or parts.username is not None or parts.password is not None:
+    name = None if host.startswith("[") else host.rsplit(":", 1)[0]
+    if name is not None and not _HOST_NAME.fullmatch(name):
         return None
-    if parts.path or parts.query or parts.fragment:
-        return None
-    if ":" not in host and not _HOST_NAME.fullmatch(host):
-        return None
-    canonical = (f"[{host}]" if ":" in host else host) + ("" if port is None else f":{port}")
-    return canonical if canonical == target.lower() else None
+    return host if host == target.lower() else None
 
 
 @dataclass(frozen=True)

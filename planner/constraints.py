@@ -86,7 +86,6 @@ class Constraints:
             self._add_node_rule(rule)
 
         self.problems += missing_guests(rules, self.guests)
-        self.notes: list[str] = self._compatibility_notes()
         self.apart = self._groups(rules.anti_affinity, "anti-affinity")
         self.together = self._groups(rules.affinity, "affinity")
         self.apart_of = _index(self.apart)
@@ -128,8 +127,9 @@ class Constraints:
             target[vmid] = effective if previous is None else previous & effective
             labels[vmid] = label if previous is None else f"{labels[vmid]} and {label}"
 
-    def _compatibility_notes(self) -> list[str]:
-        """One line per guest for which CPU or storage compatibility leaves usable nodes out."""
+    def compatibility_notes(self) -> list[str]:
+        """One line per guest for which CPU or storage compatibility leaves usable nodes out (for the
+        plan's notes: the step checker and the executor's re-checks build Constraints too, and need none)."""
         notes = []
         for vmid, guest in sorted(self.guests.items()):
             if guest.cputype is None and guest.disk_storages is None:

@@ -239,7 +239,7 @@ class Operations:
 
         def carry_out(executor: ExecutorFor) -> ApplyReport:
             report = apply_reviewed(reviewed, c.client, c.promql, c.config, hold,
-                                    lambda rules: executor(rules, reviewed.plan.moves))
+                                    lambda rules: executor(rules, reviewed.plan.moves), observation)
             if not c.dry_run:  # its outcome is measured like the loop's and `apply`'s (controller/outcomes.py)
                 record_report(c.outcomes, reviewed.plan, report, c.clock())
             return report

@@ -18,7 +18,7 @@ from typing import Any
 from controller.config import Config
 from controller.cycle import Cycle, cycle_rules
 from controller.executor import ApplyReport, Executor
-from controller.observe import observe
+from controller.observe import Observation, observe
 from controller.promql import PromQL
 from planner.identity import inputs_digest, moves_key, plan_id
 from planner.model import Plan
@@ -81,11 +81,13 @@ def apply_reviewed(
     config: Config,
     hold: Mapping[int, str],
     executor: Callable[[RuleSet], Executor],
+    observation: Observation | None = None,
 ) -> ApplyReport:
-    """Carry out exactly `reviewed`: observed afresh, with every rule a fresh plan would honour
-    (config, HA rules, guests to leave alone, cooldowns), each move re-validated right before
-    it starts; a move that no longer fits is dropped with its reason."""
-    observation = observe(client, promql)
+    """Carry out exactly `reviewed`: on a fresh `observation` (read here unless the caller just
+    read one), with every rule a fresh plan would honour (config, HA rules, guests to leave
+    alone, cooldowns), each move re-validated right before it starts; a move that no longer
+    fits is dropped with its reason."""
+    observation = observe(client, promql) if observation is None else observation
     rules = cycle_rules(config, observation, hold)
     return executor(rules).apply(reviewed.plan, observation.model)
 

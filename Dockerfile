@@ -8,6 +8,9 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /opt/pvebalance
+# The versions the Debian package bundles too (packaging/requirements.lock, build backend
+# included): PIP_CONSTRAINT also reaches pip's isolated build environment.
+COPY packaging/requirements.lock ./packaging/
 COPY pyproject.toml README.md ./
 COPY pveapi ./pveapi
 COPY exporter ./exporter
@@ -15,11 +18,11 @@ COPY planner ./planner
 COPY controller ./controller
 COPY simulator ./simulator
 COPY demoloop ./demoloop
-RUN pip install --no-cache-dir . \
+RUN PIP_CONSTRAINT=packaging/requirements.lock pip install --no-cache-dir . \
  && useradd --system --uid 10001 --home-dir /var/lib/pvebalance --create-home pvebalance \
  && mkdir -p /etc/pvebalance/tls
 
 USER pvebalance
-# exporter, controller, simulator
+# exporter, controller, simulator (the package's units use the same ports, paths and user name)
 EXPOSE 19221 9883 8006
 CMD ["pvebalance-exporter", "--help"]

@@ -29,6 +29,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 from testkit.processes import free_port, stop_process  # noqa: E402 - needs ROOT on the path
+
 BIN = Path(sys.executable).parent
 RESULTS = ROOT / "bench" / "results" / "exporter.md"
 FLOOR = "floor: GET+decode /cluster/resources"
@@ -356,15 +357,88 @@ def api_wait(body: bytes) -> float | None:
     return float(line.rsplit(b" ", 1)[1])
 
 
+# --- concurrent scrapers ---------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Crowd:
+    exporter: str
+    scrapers: int
+    seconds: float
+    scrapes: int
+    failed: int  # not 200, or no answer within the client's 60 s
+    p50_s: float
+    p99_s: float
+    max_s: float
+    rss_mib: float
+
+
+def crowd(exporter: Exporter, work: Path, scrapers: int, seconds: float) -> Crowd:
+    """`scrapers` Prometheus-like clients scraping one fresh exporter process back to back for `seconds`."""
+    import threading
+
+    import requests
+
+    cell = start_exporter(exporter, work)
+    assert cell.process is not None
+    latencies: list[float] = []
+    failed = 0
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    def client() -> None:
+        nonlocal failed
+        session = requests.Session()
+        while time.monotonic() < stop_at:
+            started = time.perf_counter()
+            try:
+                ok = session.get(cell.url, headers=PROMETHEUS_HEADERS, timeout=60).status_code == 200
+            except requests.RequestException:
+                ok = False
+            with lock:
+                latencies.append(time.perf_counter() - started)
+                failed += 0 if ok else 1
+
+    try:
+        threads = [threading.Thread(target=client) for _ in range(scrapers)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        rss = peak_rss_mib(cell.process.pid)
+    finally:
+        stop_process(cell.process)
+    ordered = sorted(latencies)
+    return Crowd(exporter.name, scrapers, seconds, len(ordered), failed, statistics.median(ordered),
+                 ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))], ordered[-1], rss)
+
+
+def crowd_report(crowds: list[Crowd], label: str) -> list[str]:
+    lines = [
+        "", f"## {crowds[0].scrapers} concurrent scrapers, {crowds[0].seconds:.0f} s, {label}", "",
+        "Each client scrapes back to back with Prometheus' headers (10 s scrape timeout, gzip) and waits up "
+        "to 60 s; every exporter is a fresh process; RSS is its peak over the run.", "",
+        "| exporter | scrapes | failed | p50 (s) | p99 (s) | max (s) | peak RSS (MiB) |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    lines += [f"| {c.exporter} | {c.scrapes} | {c.failed} | {c.p50_s:.2f} | {c.p99_s:.2f} | {c.max_s:.2f} "
+              f"| {c.rss_mib:.0f} |" for c in crowds]
+    ours = next((c for c in crowds if c.exporter == OURS), None)
+    if ours is not None:
+        lines += ["", f"- target p99 < 10 s: {ours.p99_s:.2f} s, {'met' if ours.p99_s < 10 else 'MISSED'}; "
+                      f"peak RSS < 300 MiB: {ours.rss_mib:.0f} MiB, {'met' if ours.rss_mib < 300 else 'MISSED'}."]
+    return lines
+
+
 # --- report ----------------------------------------------------------------------------------
 
-def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrapes: int, seconds: float) -> str:
+def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrapes: int, seconds: float,
+           crowd_lines: Sequence[str] = (), load: str = "") -> str:
     lines = [
         "# pvebalance-exporter benchmark",
         "",
         f"`.venv/bin/python bench/exporter.py` ({scrapes} rounds after two warm-up rounds; in each round the floor "
         "and every exporter are scraped in turn, so background load on this shared 2-core machine falls on all "
-        f"alike; the simulator and every exporter run as separate processes; {seconds:.0f} s in all). "
+        f"alike; the simulator and every exporter run as separate processes; {seconds:.0f} s in all; {load}). "
         "Every exporter is asked with Prometheus 2.42's scrape headers (`Accept-Encoding: gzip`, a 10 s "
         "`X-Prometheus-Scrape-Timeout-Seconds`), and the answer is decompressed and read whole; "
         f"`{OURS_PLAIN}` is the same process asked with `Accept-Encoding: identity`. "
@@ -395,12 +469,15 @@ def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrap
             continue
         guests = sizes[scenario]
         expected = 1 + online[scenario]
-        verdict = "met" if round(ours.calls, 1) == expected else "MISSED"
-        lines.append(f"- {scenario}: API calls per scrape {ours.calls:.1f}; target 1 + online nodes = {expected}: {verdict}.")
+        # /cluster/backup-info/not-backed-up is asked at most once a minute, each node's subscription
+        # every 5 minutes, /cluster/status and /version too: a round may include some of them.
+        verdict = "met" if expected <= round(ours.calls, 1) <= expected + 1 else "MISSED"
+        lines.append(f"- {scenario}: API calls per scrape {ours.calls:.1f}; target 1 + online nodes = {expected} "
+                     f"(+ the cached once-a-minute backup call): {verdict}.")
         theirs = cells.get("prometheus-pve-exporter (cluster only)")
         if theirs is not None:
             ratio = ours.median_s / theirs.median_s
-            target = f"; target at 2,000 guests <= 0.5x: {'met' if ratio <= 0.5 else 'MISSED'}" if guests == 2000 else ""
+            target = f"; target at 2,000 guests <= 0.25x: {'met' if ratio <= 0.25 else 'MISSED'}" if guests == 2000 else ""
             lines.append(
                 f"- {scenario}: median scrape {ours.median_s:.3f} s vs prometheus-pve-exporter cluster-only "
                 f"{theirs.median_s:.3f} s = {ratio:.2f}x (CPU {ours.cpu_s / theirs.cpu_s:.2f}x){target}."
@@ -408,7 +485,7 @@ def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrap
         base = cells.get(FLOOR)
         if base is not None:
             ratio = ours.median_s / base.median_s
-            target = f"; target at 10,000 guests <= 2x: {'met' if ratio <= 2 else 'MISSED'}" if guests == 10000 else ""
+            target = f"; target at 10,000 guests <= 4x: {'met' if ratio <= 4 else 'MISSED'}" if guests == 10000 else ""
             lines.append(
                 f"- {scenario}: median scrape {ours.median_s:.3f} s vs floor {base.median_s:.3f} s = {ratio:.1f}x{target}."
             )
@@ -417,6 +494,7 @@ def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrap
                 lines.append(
                     f"- {scenario}: without gzip {plain.median_s:.3f} s = {plain.median_s / base.median_s:.1f}x the floor."
                 )
+    lines += crowd_lines
     return "\n".join(lines) + "\n"
 
 
@@ -425,6 +503,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--sizes", default="500,2000,10000", help="guest counts; 10000 is the built-in `large`")
     parser.add_argument("--scrapes", type=int, default=7)
     parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--crowd", type=int, default=20, help="concurrent scrapers on the largest size (0: skip)")
+    parser.add_argument("--crowd-seconds", type=float, default=30.0)
     args = parser.parse_args(argv)
     ensure_bench_requirements()
     started = time.monotonic()
@@ -432,6 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     online: dict[str, int] = {}
     sizes: dict[str, int] = {}
     work = Path(tempfile.mkdtemp(prefix="bench-exporter-"))
+    crowd_lines: list[str] = []
+    load = "load average at start {:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
     try:
         cert, key = make_cert(work)
         for size in (int(s) for s in args.sizes.split(",")):
@@ -447,9 +529,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for row in measure(exporters(sim, work), sim, args.scrapes, scenario.label, work):
                     print(f"   {row}", file=sys.stderr)
                     rows.append(row)
+                if args.crowd and size == max(int(s) for s in args.sizes.split(",")):
+                    crowds = [crowd(exporter, work, args.crowd, args.crowd_seconds)
+                              for exporter in exporters(sim, work)[:2]]  # ours and the peer's cluster mode
+                    for result in crowds:
+                        print(f"   {result}", file=sys.stderr)
+                    crowd_lines = crowd_report(crowds, scenario.label)
     finally:
         shutil.rmtree(work, ignore_errors=True)
-    text = report(rows, online, sizes, args.scrapes, time.monotonic() - started)
+    load += ", at the end {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min, 2 cores)".format(*os.getloadavg())
+    text = report(rows, online, sizes, args.scrapes, time.monotonic() - started, crowd_lines, load)
     args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(text)

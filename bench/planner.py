@@ -34,12 +34,12 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from planner.constraints import Constraints  # noqa: E402
+from planner.framework import plan  # noqa: E402
 from planner.model import ClusterModel, Move, MoveKind, Plan, Usage  # noqa: E402
 from planner.placement import Placement  # noqa: E402
-from planner.verify import verify_plan  # noqa: E402
-from planner.framework import plan  # noqa: E402
 from planner.policy import SEARCH_EFFORTS, Policy  # noqa: E402
 from planner.rules import RuleSet  # noqa: E402
+from planner.verify import verify_plan  # noqa: E402
 from pveapi.inventory import Guest, Node  # noqa: E402
 
 GIB = 1024**3
@@ -76,7 +76,7 @@ def scenario(
     rng = random.Random(seed)
     names = [f"pve{i + 1:02d}" for i in range(len(node_sizes))]
     nodes = [Node(n, online=not (offline and i == len(names) - 1), maxcpu=c, maxmem=m * GIB)
-             for i, (n, (c, m)) in enumerate(zip(names, node_sizes))]
+             for i, (n, (c, m)) in enumerate(zip(names, node_sizes, strict=True))]
     weights = [skew] + [1.0] * (len(names) - 1)
     online_nodes = [n for n in nodes if n.online]
     # Sizes first: memory fills ~55% of the cluster, CPU ~45% of its threads, on average.
@@ -471,7 +471,7 @@ def exhaustive(sc: Scenario, policy: Policy, budget: int) -> float:
             options = [[n for n in names if n != state.where[v]] for v in chosen]
             for targets in itertools.product(*options):
                 moves = [Move(v, "", constraints.guests[v].type, state.where[v], t, MoveKind.BALANCE, "", 0, 0, 0)
-                         for v, t in zip(chosen, targets)]
+                         for v, t in zip(chosen, targets, strict=True)]
                 final = _final_ok(sc, policy, constraints, moves)
                 if final is not None and final < best:
                     best = final

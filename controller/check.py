@@ -11,9 +11,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from controller.config import Config
+from controller.cycle import cycle_rules
 from controller.lease import ClusterLease
+from controller.observe import observe
 from controller.promql import NEEDED_SERIES, PrometheusError, PromQL
-from planner.rules import RuleSet
+from planner.constraints import Constraints
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ConfigError
 from pveapi.inventory import Inventory
@@ -38,7 +40,7 @@ def check(config: Config, client: PveClient, promql: PromQL | None) -> CheckResu
     result = CheckResult()
     inventory = _check_api(config, client, result)
     if inventory is not None:
-        _check_rules(config.rules, inventory, result)
+        _check_rules(config, client, inventory, result)
     if promql is not None:
         _check_prometheus(promql, inventory, result)
     else:
@@ -109,14 +111,21 @@ def _granted(permissions: Any) -> set[str]:
     return granted
 
 
-def _check_rules(rules: RuleSet, inventory: Inventory, result: CheckResult) -> None:
+def _check_rules(config: Config, client: PveClient, inventory: Inventory, result: CheckResult) -> None:
+    """Every rule and tag problem a plan would report (the planner's own constraint checks, on
+    the live cluster with its HA rules), and reservations naming nodes the cluster lacks."""
+    try:
+        observation = observe(client, None)
+    except ApiError as exc:
+        result.problems.append(str(exc))
+        return
+    rules = cycle_rules(config, observation, {})
+    result.problems.extend(f"rules: {problem}" for problem in Constraints(observation.model, rules, config.policy).problems)
     nodes = {n.name for n in inventory.nodes}
-    named: list[tuple[str, str]] = [(n, "maintenance") for rule in rules.maintenance for n in rule.nodes]
-    named += [(n, f"node_affinity {rule.name!r}") for rule in rules.node_affinity for n, _ in rule.nodes]
-    named += [(rule.node, "reservations") for rule in rules.reservations]
-    for node, where in named:
-        if node not in nodes:
-            result.problems.append(f"rules: {where} names node {node!r}, which is not in the cluster ({', '.join(sorted(nodes))})")
+    for rule in config.rules.reservations:
+        if rule.node not in nodes:
+            result.problems.append(
+                f"rules: reservations names node {rule.node!r}, which is not in the cluster ({', '.join(sorted(nodes))})")
 
 
 def _check_prometheus(promql: PromQL, inventory: Inventory | None, result: CheckResult) -> None:

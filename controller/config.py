@@ -16,36 +16,19 @@ from typing import Any, Literal
 
 import yaml
 
-from pveapi import values
+from controller.advisor.settings import AdvisorSettings, parse_advisor
+from controller.promql import PrometheusSettings, Statistic
+from controller.windows import MigrationWindows, parse_windows
 from planner.model import DEFAULT_WINDOW
 from planner.policy import Policy
-from controller.promql import PrometheusSettings, Statistic
 from planner.rules import RuleSet, load_rules
+from pveapi import values
 from pveapi.errors import ConfigError
-from pveapi.settings import ConnectionSettings, Secret, read_secret
+from pveapi.settings import ConnectionSettings, Secret, read_secret, verify_ssl
 
 WINDOWS = ("1h", "6h", "24h", "7d")
 Automation = Literal["manual", "automatic"]
-
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
-
-
-def parse_duration(value: Any, where: str) -> float:
-    """`30`, `30s`, `5m`, `1h`, `7d` -> seconds (a plain number is seconds)."""
-    if isinstance(value, bool):
-        raise ConfigError(f"{where}: expected a duration such as 30s, 5m or 1h, got {value!r}")
-    if isinstance(value, (int, float)):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if not match:
-            raise ConfigError(f"{where}: expected a duration such as 30s, 5m or 1h, got {value!r}")
-        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
-    if seconds <= 0:
-        raise ConfigError(f"{where}: must be a positive duration, got {value!r}")
-    return seconds
-
+Role = Literal["viewer", "operator"]
 
 @dataclass(frozen=True)
 class ApplySettings:
@@ -57,24 +40,63 @@ class ApplySettings:
     poll_interval: float = 2.0
 
 
+def default_state_file() -> Path:
+    """`state.json` in systemd's $STATE_DIRECTORY when the service manager sets one (the
+    package's unit does, with StateDirectory=pvebalance), else in /var/lib/pvebalance."""
+    directory = os.environ.get("STATE_DIRECTORY", "").split(":")[0]
+    return Path(directory or "/var/lib/pvebalance") / "state.json"
+
+
 @dataclass(frozen=True)
 class RunSettings:
     interval: float = 300.0
     automation: Automation = "manual"
     hold_time: float = 900.0  # the imbalance must stay above the trigger this long before balancing
     cooldown: float = 3600.0  # no guest moves twice within this
-    state_file: Path = Path("/var/lib/pvebalance/state.json")
+    state_file: Path = field(default_factory=lambda: default_state_file())
     listen: str = "127.0.0.1:9883"
     webhook_token: Secret | None = field(default=None, repr=False)
     fallback_to_live: bool = False  # act on live API figures when Prometheus is down or stale
     lease: Literal["cluster", "local"] = "cluster"  # one migrating controller per cluster (controller/lease.py)
     lease_pool: str = "pvebalance-lease"
     lease_ttl: float = 60.0
+    # After each applied plan, its outcome is measured this long after (controller/outcomes.py).
+    outcome_horizons: tuple[float, ...] = (300.0, 3600.0, 86400.0)
+    outcomes_kept: int = 20
+    windows: MigrationWindows | None = None  # when automatic mode may start migrations (None: always)
 
     @property
     def listen_address(self) -> tuple[str, int]:
         host, _, port = self.listen.rpartition(":")
         return host.strip("[]") or "0.0.0.0", int(port)
+
+
+# The longest each duration may be: beyond these a value is a typo, not a choice.
+_PROMETHEUS_TIMEOUT = values.HOUR
+_MAX_DATA_AGE = values.DAY
+_TASK_TIMEOUT = 7 * values.DAY  # a migration copying local disks can take hours, not weeks
+_SHUTDOWN_TIMEOUT = values.HOUR
+_POLL_INTERVAL = 5 * values.MINUTE
+_INTERVAL = values.DAY
+_HOLD_TIME = 7 * values.DAY
+_COOLDOWN = 30 * values.DAY
+_LEASE_TTL = values.HOUR
+_MAX_IN_FLIGHT = 64
+
+
+@dataclass(frozen=True)
+class ApiToken:
+    """A bearer token of the controller's HTTP API: `viewer` may read, `operator` may also act."""
+
+    name: str  # who, in logs and metrics; never the token itself
+    role: Role
+    secret: Secret = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    tokens: tuple[ApiToken, ...] = ()  # none: the /api/v1 endpoints answer 401 to everyone
+    cors_origins: tuple[str, ...] = ()  # browser origins (the Grafana URL) allowed to call the API
 
 
 @dataclass(frozen=True)
@@ -86,16 +108,21 @@ class Config:
     apply: ApplySettings
     run: RunSettings
     source: str = "<config>"
+    ai: AdvisorSettings | None = None  # the optional AI advisor (docs/advisor.md); None: off
+    api: ApiSettings = ApiSettings()
 
     def secrets(self) -> tuple[str, ...]:
         """Every secret value, so tests and output checks can prove none leaks."""
-        extra = [self.run.webhook_token]
+        extra = [self.run.webhook_token, self.ai.api_key if self.ai is not None else None,
+                 *(t.secret for t in self.api.tokens)]
         if self.prometheus is not None:
             extra += [self.prometheus.bearer_token, self.prometheus.password]
         return self.proxmox.secrets() + tuple(s.reveal() for s in extra if s is not None)
 
 
-_TOP_KEYS = {"proxmox", "prometheus", "policy", "rules", "rules_file", "apply", "run"}
+_TOP_KEYS = {"proxmox", "prometheus", "policy", "rules", "rules_file", "apply", "run", "ai", "api"}
+_API_KEYS = {"tokens", "cors_origins"}
+_API_TOKEN_KEYS = {"name", "role", "token_file", "token_env"}  # never inline: secrets come from files or env
 _PROM_KEYS = {
     "url", "window", "statistic", "max_data_age", "bearer_token", "bearer_token_file", "bearer_token_env",
     "username", "password", "password_file", "password_env", "headers", "verify_ssl", "timeout",
@@ -107,15 +134,20 @@ _APPLY_KEYS = {
 _RUN_KEYS = {
     "interval", "automation", "hold_time", "cooldown", "state_file", "listen",
     "webhook_token", "webhook_token_file", "webhook_token_env", "fallback_to_live", "lease", "lease_pool", "lease_ttl",
+    "outcome_horizons", "outcomes_kept",
+    "windows",
 }
 # A pool name PVE accepts at the top level (pve-access-control's verify_poolname, and a leading letter).
 _POOL_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.\-_]*$")
 
 
-def load_config(path: str | Path, env: Mapping[str, str] | None = None) -> Config:
-    """Read and check the config file at `path`; raises ConfigError naming the first problem."""
+def load_config(
+    path: str | Path, env: Mapping[str, str] | None = None, hint: str = "pass --config or set PVEBALANCE_CONFIG"
+) -> Config:
+    """Read and check the config file at `path`; raises ConfigError naming the first problem.
+    `hint` says what to do when it cannot be read, in the terms the user chose it in."""
     path = Path(path)
-    data = _read_yaml(path, "config file", hint="pass --config or set PVEBALANCE_CONFIG")
+    data = _read_yaml(path, "config file", hint=hint)
     return parse_config(data, str(path), base=path.parent, env=env)
 
 
@@ -140,6 +172,8 @@ def parse_config(
         apply=_apply(values.mapping(data.get("apply"), f"{source}: apply"), f"{source}: apply"),
         run=_run(_files_from(values.mapping(data.get("run"), f"{source}: run"), base), f"{source}: run", base, env),
         source=source,
+        ai=parse_advisor(_files_from(data.get("ai"), base), f"{source}: ai", env, WINDOWS),
+        api=_api(values.mapping(data.get("api"), f"{source}: api"), f"{source}: api", base, env),
     )
 
 
@@ -157,6 +191,8 @@ def _read_yaml(path: Path, what: str, hint: str = "") -> Any:
         raise ConfigError(f"{what} {path}: cannot read it ({exc.strerror}){' - ' + hint if hint else ''}") from None
     try:
         return yaml.safe_load(text)
+    except RecursionError:
+        raise ConfigError(f"{what} {path}: nested too deeply to be a {what}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark is not None else ""
@@ -172,46 +208,45 @@ def _prometheus(data: Any, where: str, env: Mapping[str, str]) -> PrometheusSett
     values.reject_unknown(data, _PROM_KEYS, where)
     url = data.get("url")
     if not isinstance(url, str) or not re.match(r"^https?://[^/\s]+", url):
-        raise ConfigError(f"{where}.url: expected http(s)://host:port of a Prometheus-compatible query API, got {url!r}")
-    window = str(data.get("window", DEFAULT_WINDOW))
-    if window not in WINDOWS:
-        raise ConfigError(f"{where}.window: must be one of {', '.join(WINDOWS)}, got {window!r}")
-    headers = data.get("headers") or {}
-    if not isinstance(headers, Mapping) or not all(isinstance(v, str) for v in headers.values()):
+        raise ConfigError(
+            f"{where}.url: expected http(s)://host:port of a Prometheus-compatible query API, got {values.found(url)}"
+        )
+    window = values.choice(data.get("window", DEFAULT_WINDOW), f"{where}.window", WINDOWS)
+    headers = values.mapping(data.get("headers"), f"{where}.headers")
+    if not all(isinstance(v, str) for v in headers.values()):
         raise ConfigError(f"{where}.headers: expected a mapping of header name to string value")
     username = data.get("username")
     password = read_secret(data, "password", where, env, "PVEBALANCE_PROMETHEUS_PASSWORD")
     if username is not None and password is None:
         raise ConfigError(f"{where}: username is set but no password; set password_file or password_env")
-    verify_ssl = data.get("verify_ssl", True)
-    if not isinstance(verify_ssl, (bool, str)):
-        raise ConfigError(f"{where}.verify_ssl: must be true, false or the path of a CA bundle")
     return PrometheusSettings(
         url=url.rstrip("/"),
         window=window,
         statistic=Statistic.parse(data.get("statistic", "avg"), f"{where}.statistic"),
-        max_data_age=parse_duration(data.get("max_data_age", 300), f"{where}.max_data_age"),
+        max_data_age=values.duration(data.get("max_data_age", 300), f"{where}.max_data_age", _MAX_DATA_AGE),
         bearer_token=read_secret(data, "bearer_token", where, env, "PVEBALANCE_PROMETHEUS_TOKEN"),
-        username=str(username) if username is not None else None,
+        username=values.text(username, f"{where}.username") if username is not None else None,
         password=password if username is not None else None,
         headers={str(k): v for k, v in headers.items()},
-        verify_ssl=verify_ssl,
-        timeout=parse_duration(data.get("timeout", 10), f"{where}.timeout"),
+        verify_ssl=verify_ssl(data.get("verify_ssl", True), f"{where}.verify_ssl"),
+        timeout=values.duration(data.get("timeout", 10), f"{where}.timeout", _PROMETHEUS_TIMEOUT),
     )
 
 
 def _apply(data: Mapping[str, Any], where: str) -> ApplySettings:
     values.reject_unknown(data, _APPLY_KEYS, where)
     d = ApplySettings()
+
+    def read(key: str, reader: Any, *bounds: Any) -> Any:
+        return reader(data.get(key, getattr(d, key)), f"{where}.{key}", *bounds)
+
     return ApplySettings(
-        max_in_flight=values.count(data.get("max_in_flight", d.max_in_flight), f"{where}.max_in_flight", low=1),
-        max_in_flight_per_node=values.count(data.get("max_in_flight_per_node", d.max_in_flight_per_node), f"{where}.max_in_flight_per_node", low=1),
-        max_consecutive_failures=values.count(data.get("max_consecutive_failures", d.max_consecutive_failures), f"{where}.max_consecutive_failures", low=1),
-        task_timeout=parse_duration(data.get("task_timeout", d.task_timeout), f"{where}.task_timeout"),
-        lxc_shutdown_timeout=int(
-            parse_duration(data.get("lxc_shutdown_timeout", d.lxc_shutdown_timeout), f"{where}.lxc_shutdown_timeout")
-        ),
-        poll_interval=parse_duration(data.get("poll_interval", d.poll_interval), f"{where}.poll_interval"),
+        max_in_flight=read("max_in_flight", values.count, 1, _MAX_IN_FLIGHT),
+        max_in_flight_per_node=read("max_in_flight_per_node", values.count, 1, _MAX_IN_FLIGHT),
+        max_consecutive_failures=read("max_consecutive_failures", values.count, 1, 1000),
+        task_timeout=read("task_timeout", values.duration, _TASK_TIMEOUT),
+        lxc_shutdown_timeout=int(read("lxc_shutdown_timeout", values.duration, _SHUTDOWN_TIMEOUT)),
+        poll_interval=read("poll_interval", values.duration, _POLL_INTERVAL),
     )
 
 
@@ -220,35 +255,71 @@ def _run(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]
     d = RunSettings()
     automation = data.get("automation", d.automation)
     if automation not in ("manual", "automatic"):
-        raise ConfigError(f"{where}.automation: must be manual (plan only) or automatic (migrate), got {automation!r}")
-    listen = str(data.get("listen", d.listen))
+        raise ConfigError(
+            f"{where}.automation: must be manual (plan only) or automatic (migrate), got {values.found(automation)}"
+        )
+    listen = values.text(data.get("listen", d.listen), f"{where}.listen")
     if not re.fullmatch(r"(\[[0-9a-fA-F:]+\]|[^:\s]*):\d{1,5}", listen):
         raise ConfigError(f"{where}.listen: expected host:port such as 127.0.0.1:9883, got {listen!r}")
-    state_file = Path(str(data.get("state_file", d.state_file)))
+    # 0 asks the system for a free port (the address taken is logged): for tests and one-off runs
+    values.count(int(listen.rpartition(":")[2]), f"{where}.listen port", 0, 65535)
+    state_file = Path(values.text(data.get("state_file", str(d.state_file)), f"{where}.state_file"))
     lease = data.get("lease", d.lease)
     if lease not in ("cluster", "local"):
         raise ConfigError(
             f"{where}.lease: must be cluster (a lease in the Proxmox cluster) or local (only the lock file: "
-            f"you run one controller), got {lease!r}"
+            f"you run one controller), got {values.found(lease)}"
         )
-    lease_pool = str(data.get("lease_pool", d.lease_pool))
+    lease_pool = values.text(data.get("lease_pool", d.lease_pool), f"{where}.lease_pool")
     if not _POOL_NAME.match(lease_pool):
         raise ConfigError(f"{where}.lease_pool: {lease_pool!r} is not a Proxmox pool name (a letter, then letters, digits, . - _)")
     return RunSettings(
-        interval=parse_duration(data.get("interval", d.interval), f"{where}.interval"),
+        interval=values.duration(data.get("interval", d.interval), f"{where}.interval", _INTERVAL),
         automation=automation,
-        hold_time=_duration_or_zero(data.get("hold_time", d.hold_time), f"{where}.hold_time"),
-        cooldown=_duration_or_zero(data.get("cooldown", d.cooldown), f"{where}.cooldown"),
+        hold_time=values.duration(data.get("hold_time", d.hold_time), f"{where}.hold_time", _HOLD_TIME, zero=True),
+        cooldown=values.duration(data.get("cooldown", d.cooldown), f"{where}.cooldown", _COOLDOWN, zero=True),
         state_file=state_file if state_file.is_absolute() else base / state_file,
         listen=listen,
         webhook_token=read_secret(data, "webhook_token", where, env, "PVEBALANCE_WEBHOOK_TOKEN"),
         fallback_to_live=values.flag(data.get("fallback_to_live", d.fallback_to_live), f"{where}.fallback_to_live"),
         lease=lease,
         lease_pool=lease_pool,
-        lease_ttl=parse_duration(data.get("lease_ttl", d.lease_ttl), f"{where}.lease_ttl"),
+        lease_ttl=values.duration(data.get("lease_ttl", d.lease_ttl), f"{where}.lease_ttl", _LEASE_TTL),
+        outcome_horizons=_durations(data.get("outcome_horizons", list(d.outcome_horizons)), f"{where}.outcome_horizons"),
+        outcomes_kept=values.count(data.get("outcomes_kept", d.outcomes_kept), f"{where}.outcomes_kept", low=1, high=10_000),
+        windows=parse_windows(data.get("windows"), f"{where}.windows"),
     )
 
 
-def _duration_or_zero(value: Any, where: str) -> float:
-    """Hold time and cooldown may be switched off with 0."""
-    return 0.0 if value in (0, "0", "0s") else parse_duration(value, where)
+def _durations(value: Any, where: str) -> tuple[float, ...]:
+    """A list of durations, shortest first, each once."""
+    if not isinstance(value, list) or not value or len(value) > 16:
+        raise ConfigError(f"{where}: expected a list of up to 16 durations such as [5m, 1h, 24h], got {values.found(value)}")
+    return tuple(sorted({values.duration(item, f"{where}[{i}]") for i, item in enumerate(value)}))
+
+
+def _api(data: Mapping[str, Any], where: str, base: Path, env: Mapping[str, str]) -> ApiSettings:
+    values.reject_unknown(data, _API_KEYS, where)
+    entries = data.get("tokens") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{where}.tokens: expected a list of {{name, role, token_file or token_env}}")
+    tokens: list[ApiToken] = []
+    for i, raw in enumerate(entries):
+        at = f"{where}.tokens[{i}]"
+        entry = _files_from(values.mapping(raw, at), base)
+        values.reject_unknown(entry, _API_TOKEN_KEYS, at)
+        name = values.name_list(entry.get("name"), f"{at}.name")
+        role = entry.get("role")
+        if len(name) != 1 or role not in ("viewer", "operator"):
+            raise ConfigError(f"{at}: needs a name and a role, viewer (read) or operator (read and act), got {dict(entry)!r}")
+        secret = read_secret(entry, "token", at, env)
+        if secret is None:
+            raise ConfigError(f"{at}: set token_file or token_env (the token itself never goes in the config)")
+        if any(t.name == name[0] for t in tokens):
+            raise ConfigError(f"{at}.name: {name[0]!r} is used twice; each token needs its own name")
+        tokens.append(ApiToken(name[0], role, secret))
+    origins = values.name_list(data.get("cors_origins") or [], f"{where}.cors_origins")
+    for origin in origins:
+        if not re.fullmatch(r"https?://[^/\s]+", origin):
+            raise ConfigError(f"{where}.cors_origins: {origin!r} is not an origin such as http://grafana.example:3000 (no path)")
+    return ApiSettings(tuple(tokens), origins)

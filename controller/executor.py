@@ -17,16 +17,26 @@ from typing import Any, Literal
 
 import structlog
 
+from controller.compat import keep_described
 from controller.config import ApplySettings
+from controller.observe import fit_usage, node_usage
 from planner.model import ClusterModel, Move, Plan, Usage
-from controller.observe import usage_of
-from planner.verify import verify_plan
 from planner.policy import Policy
 from planner.rules import RuleSet
+from planner.verify import verify_plan
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory
-from pveapi.tasks import MIGRATE_TASK, TRANSIENT_KINDS, TaskResult, exit_ok, task_starttime, task_status
+from pveapi.tasks import (
+    MIGRATE_TASK,
+    TRANSIENT_KINDS,
+    TaskLogTail,
+    TaskResult,
+    exit_ok,
+    read_task_log,
+    task_starttime,
+    task_status,
+)
 
 log = structlog.get_logger("pvebalance.executor")
 
@@ -75,6 +85,7 @@ class _Running:
     phase: str = "task"
     adopt_until: float = 0.0
     adopt_since: int | None = None  # where to look for the task, in the source node's clock
+    log: TaskLogTail = TaskLogTail()  # the task log read so far: its transfer progress
 
 
 class _RoundInventory:
@@ -109,6 +120,7 @@ class Executor:
         should_stop: Callable[[], bool] = lambda: False,
         on_event: EventSink = lambda event: None,
         on_moved: Callable[[int, float], None] = lambda vmid, at: None,
+        on_not_started: Callable[[int], None] = lambda vmid: None,
         may_start: Callable[[], str | None] = lambda: None,
     ) -> None:
         self.client = client
@@ -120,7 +132,10 @@ class Executor:
         self.sleep = sleep
         self.should_stop = should_stop
         self.on_event = on_event
-        self.on_moved = on_moved  # called for every attempted migration that ended (cooldown)
+        self.on_moved = on_moved  # a migration may have started, and when one with a task ended (cooldown)
+        # The API answered that no migration started (refused, e.g. 403), or no task appeared:
+        # the guest did not move, so the mark `on_moved` set before the request is taken back.
+        self.on_not_started = on_not_started
         # Asked right before each migration starts: None, or why no migration may start any more
         # (the controller lease was lost); running ones are still watched to their end.
         self.may_start = may_start
@@ -228,6 +243,9 @@ class Executor:
 
     def _start(self, move: Move, guest: Guest) -> _Running | Outcome:
         params: dict[str, Any] = {"target": move.target}
+        bwlimit = self.policy.bwlimit_for(move.source, move.target)
+        if bwlimit is not None:
+            params["bwlimit"] = bwlimit
         if guest.type == "qemu":
             if guest.running:
                 params["online"] = 1
@@ -250,6 +268,7 @@ class Executor:
                 # Sent but unanswered: the task may exist. Keep its slots until we know.
                 bound.warning("migration.unconfirmed", error=str(exc))
                 return _Running(move, "", self.clock(), guest.ha_managed, "adopt", time.monotonic() + ADOPT_GRACE)
+            self.on_not_started(move.vmid)
             return Outcome(move, "failed", f"refused: {exc}")
         if not isinstance(upid, str) or not upid.startswith("UPID:"):
             return Outcome(move, "failed", f"the API answered {upid!r} instead of a task id")
@@ -264,9 +283,11 @@ class Executor:
             if found is None:
                 if time.monotonic() < item.adopt_until:
                     return None
+                self.on_not_started(item.move.vmid)
                 return Outcome(item.move, "failed", "the migrate request got no answer and no task appeared")
             item.upid, item.phase = found, "task"
             log.info("migration.started", vmid=item.move.vmid, node=item.move.source, target=item.move.target, task=found)
+            self.on_event({"event": "started", "vmid": item.move.vmid, "move": item.move, "upid": found})
         if item.phase == "placement":
             outcome = self._ha_outcome(item, elapsed, live)
             if outcome is not None:
@@ -285,12 +306,24 @@ class Executor:
                 if status.finished:
                     item.phase = "placement"  # hamigrate only queued the move with the HA manager
                     return self._poll(item, live)
+                self._read_log(item)
         if elapsed > self.settings.task_timeout:
             return Outcome(
                 item.move, "failed", f"not finished after {self.settings.task_timeout:.0f}s (apply.task_timeout)",
                 item.upid, elapsed,
             )
+        self.on_event({
+            "event": "running", "vmid": item.move.vmid, "move": item.move, "upid": item.upid, "seconds": elapsed,
+            "transferred": item.log.transferred,
+        })
         return None
+
+    def _read_log(self, item: _Running) -> None:
+        """The running task's new log lines, once per poll round: how much it has copied."""
+        try:
+            item.log = read_task_log(self.client, item.upid, item.log)
+        except ApiError as exc:  # progress is a nicety: the task status decides the outcome
+            log.debug("migration.log_unread", vmid=item.move.vmid, task=item.upid, error=str(exc))
 
     def _find_task(self, item: _Running) -> str | None:
         """The UPID of the newest migration task of the guest on its source since shortly before
@@ -338,8 +371,8 @@ class Executor:
     def _record(self, report: ApplyReport, outcome: Outcome) -> None:
         report.outcomes.append(outcome)
         move = outcome.move
-        if outcome.result in ("succeeded", "failed") and not self.dry_run:
-            self.on_moved(move.vmid, self.clock())
+        if outcome.result in ("succeeded", "failed") and outcome.upid and not self.dry_run:
+            self.on_moved(move.vmid, self.clock())  # a task existed: the cooldown runs from its end
         event = f"migration.{outcome.result}"
         fields = {"vmid": move.vmid, "node": move.source, "target": move.target, "task": outcome.upid,
                   "detail": outcome.detail, "seconds": round(outcome.seconds, 1)}
@@ -348,21 +381,26 @@ class Executor:
 
 
 def _current_model(base: ClusterModel, inventory: Inventory, running: list[Move], done: list[Move]) -> ClusterModel:
-    """The live placement, with running migrations counted on their target (the safe side for
-    rules and room), and node totals shifted by every move this run made."""
+    """The live cluster, with running migrations counted on their target (the safe side for
+    rules and room). Each guest's memory is the larger of the observation's and its live
+    reading, and node totals are recomputed from the live nodes, so memory that grew since the
+    plan was made is counted before the next migration starts."""
     heading = {m.vmid: m for m in [*done, *running]}
-    guests = tuple(
-        replace(g, node=heading[g.vmid].target) if g.vmid in heading and g.node == heading[g.vmid].source else g
-        for g in inventory.guests
-    )
-    usage = {g.vmid: base.guest_usage.get(g.vmid) or usage_of(g, None) for g in guests}
-    node_usage = dict(base.node_usage)
-    for move in [*done, *running]:
-        moved = usage.get(move.vmid) or Usage(move.cpu_cores, move.mem_bytes, "live")
+    usage = {g.vmid: fit_usage(base.guest_usage.get(g.vmid), g) for g in inventory.guests}
+    totals = node_usage(inventory.nodes, inventory.guests, usage)
+    guests = []
+    for guest in inventory.guests:
+        move = heading.get(guest.vmid)
+        if move is None or guest.node != move.source:
+            guests.append(guest)
+            continue
+        guests.append(replace(guest, node=move.target))
+        moved = usage[guest.vmid]
         for name, sign in ((move.source, -1), (move.target, 1)):
-            if name in node_usage:
-                old = node_usage[name]
-                node_usage[name] = Usage(
+            if name in totals:
+                old = totals[name]
+                totals[name] = Usage(
                     max(0.0, old.cpu_cores + sign * moved.cpu_cores), max(0, old.mem_bytes + sign * moved.mem_bytes), old.source
                 )
-    return replace(base, nodes=inventory.nodes, guests=guests, guest_usage=usage, node_usage=node_usage)
+    fresh = replace(base, nodes=inventory.nodes, guests=tuple(guests), guest_usage=usage, node_usage=totals)
+    return keep_described(base, fresh)

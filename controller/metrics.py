@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
+from controller.state import AUTOMATION_MODES
 from planner.model import MoveKind, Plan
 
 CYCLE_RESULTS = ("planned", "applied", "skipped", "failed")
@@ -38,6 +39,25 @@ class ControllerMetrics:
         self.lock_held = Gauge(
             "pvebalance_lock_held", "1 when this instance holds the one-controller lock and may migrate", registry=r
         )
+        self.node_drained = Gauge(
+            "pvebalance_node_drained", "1 for each node drained with `pvebalance drain` (it receives no guests)",
+            ["node"], registry=r,
+        )
+        self.window_open = Gauge(
+            "pvebalance_migration_window_open", "1 inside a migration window (run.windows), 0 outside", registry=r
+        )
+        self.window_next_open = Gauge(
+            "pvebalance_migration_window_next_open_timestamp_seconds",
+            "When the next migration window opens (NaN inside one, or none within two weeks)", registry=r,
+        )
+        self.plan_info = Gauge("pvebalance_plan_info", "1 for the id of the current plan", ["plan_id"], registry=r)
+        self.automation = Gauge(
+            "pvebalance_automation_mode", "1 for the automation mode in force (manual, automatic, paused)", ["mode"], registry=r
+        )
+        self.api_actions = Counter(
+            "pvebalance_api_actions", "Operator API requests, by action and result (ok, refused, error, unauthorized, forbidden)",
+            ["action", "result"], registry=r,
+        )
         # Every label value exists from the start, so rate() and alerts see zeros, not gaps.
         for result in CYCLE_RESULTS:
             self.cycles.labels(result)
@@ -58,6 +78,26 @@ class ControllerMetrics:
         for when, loads in (("now", plan.nodes_before), ("predicted", plan.nodes_after)):
             for node in loads:
                 self.node_load.labels(node.name, when).set(node.load)
+
+    def publish_drained(self, nodes: frozenset[str]) -> None:
+        self.node_drained.clear()
+        for node in sorted(nodes):
+            self.node_drained.labels(node).set(1)
+
+    def publish_window(self, inside: bool, next_open: float | None) -> None:
+        self.window_open.set(1 if inside else 0)
+        self.window_next_open.set(float("nan") if next_open is None else next_open)
+
+    def publish_plan_id(self, plan_id: str) -> None:
+        self.plan_info.clear()
+        self.plan_info.labels(plan_id).set(1)
+
+    def publish_automation(self, mode: str) -> None:
+        for each in AUTOMATION_MODES:
+            self.automation.labels(each).set(1 if each == mode else 0)
+
+    def count_action(self, action: str, result: str) -> None:
+        self.api_actions.labels(action, result).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

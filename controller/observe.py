@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import structlog
 
-from planner.model import ClusterModel, Usage
-from controller.promql import History, PrometheusError, PromQL
+from controller.promql import CLOCK_SKEW, History, PrometheusError, PromQL
+from planner.model import ClusterModel, Usage, UsageSource
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory, Node, guests_by_node
@@ -36,8 +36,9 @@ class Observation:
     at: float
 
 
-def observe(client: PveClient, promql: PromQL | None, at: float | None = None) -> Observation:
-    """Read the cluster once. Raises ApiError only when /cluster/resources itself fails."""
+def observe(client: PveClient, promql: PromQL | None, at: float | None = None, pressure: bool = False) -> Observation:
+    """Read the cluster once (with `pressure`, every node's stall too). Raises ApiError only when
+    /cluster/resources itself fails."""
     at = time.time() if at is None else at
     inventory = client.resources()
     warnings: list[str] = []
@@ -51,32 +52,64 @@ def observe(client: PveClient, promql: PromQL | None, at: float | None = None) -
         leave_alone.update(
             {g.vmid: "HA rules could not be read" for g in inventory.guests if g.ha_managed and g.vmid not in leave_alone}
         )
-    history, problem = _history(promql, at)
+    history, problem = _history(promql, at, pressure)
     if problem is not None:
         warnings.append(problem)
     fresh = history if problem is None else None
+    node_pressure = fresh.node_pressure() if fresh is not None else {}
+    if pressure and fresh is not None and promql is not None and not node_pressure:
+        warnings.append(
+            f"policy.pressure_weight is set but {promql.where} has no pve_node_pressure_ratio "
+            "series: run pvebalance-exporter with --collector.pressure (PSI needs PVE 9); loads are utilisation alone"
+        )
     guest_usage = {g.vmid: usage_of(g, fresh) for g in inventory.guests}
-    by_node = guests_by_node(inventory.guests)
     model = ClusterModel(
         nodes=inventory.nodes,
         guests=inventory.guests,
         guest_usage=guest_usage,
-        node_usage={n.name: _node_usage(n, by_node.get(n.name, []), guest_usage) for n in inventory.nodes},
+        node_usage=node_usage(inventory.nodes, inventory.guests, guest_usage),
         maintenance=frozenset(maintenance),
         window=fresh.window if fresh is not None else "live",
+        node_pressure=node_pressure,
+        guest_pressure=fresh.guest_stall() if fresh is not None else {},
     )
     for warning in warnings:
         log.warning("observe.warning", message=warning)
     return Observation(inventory, model, tuple(ha_rules), leave_alone, history, problem, tuple(warnings), at)
 
 
-def _history(promql: PromQL | None, at: float) -> tuple[History | None, str | None]:
+def cluster_identity(client: PveClient) -> str:
+    """Which cluster the API belongs to, for state that must not leak between clusters:
+    `cluster <name>` from GET /cluster/status, or `standalone node <name>` on a node that is
+    in no cluster (or `nodes a,b` when the token may not read the status: Sys.Audit on /)."""
+    try:
+        status = client.get("/cluster/status")
+    except ApiError as exc:
+        if exc.kind is not ErrorKind.PERMISSION:
+            raise
+        status = None
+    entries = [e for e in status if isinstance(e, Mapping)] if isinstance(status, list) else []
+    name = next((str(e.get("name")) for e in entries if e.get("type") == "cluster" and e.get("name")), None)
+    if name is not None:
+        return f"cluster {name}"
+    nodes = sorted(str(e.get("name")) for e in entries if e.get("type") == "node")
+    if len(nodes) == 1:
+        return f"standalone node {nodes[0]}"
+    return "nodes " + ",".join(nodes or sorted(n.name for n in client.resources().nodes))
+
+
+def _history(promql: PromQL | None, at: float, pressure: bool) -> tuple[History | None, str | None]:
     if promql is None:
         return None, None
     try:
-        history = promql.history(at)
+        history = promql.history(at, pressure)
     except PrometheusError as exc:
         return None, str(exc)
+    if history.data_age is None and history.future_samples:
+        return history, (
+            f"{promql.where}: the newest pve_* samples are dated in the future (more than {CLOCK_SKEW:.0f}s ahead): "
+            "check the clocks of this host, Prometheus and the exporter"
+        )
     if history.data_age is None:
         return history, f"{promql.where} has no recent pve_* samples - is the exporter scraped?"
     if not history.fresh:
@@ -88,13 +121,32 @@ def _history(promql: PromQL | None, at: float) -> tuple[History | None, str | No
 
 
 def usage_of(guest: Guest, history: History | None) -> Usage:
-    """The guest's figures from `history` when it has them, else the live ones."""
+    """The guest's figures from `history` when it has them, else the live ones.
+
+    CPU is the history's (a soft, averaged load). Memory is a hard limit: a guest holds what it
+    holds now even when its average is lower (it grew, or the history is wrong), so the figure
+    is the larger of history and live - for the planner, the step checker and the executor alike.
+    """
     # A stopped guest uses nothing now, whatever its history says.
     if history is not None and guest.running:
         figures = history.usage(guest.id)
         if figures is not None:
-            return Usage(figures[0], figures[1], "prometheus")
+            return Usage(figures[0], max(int(figures[1]), guest.mem), "prometheus")
     return Usage(guest.cpu_cores_used, guest.mem, "live")
+
+
+def fit_usage(planned: Usage | None, live: Guest) -> Usage:
+    """A guest's figures for a re-check right before it moves: the observation's, with memory
+    never below what the live reading shows now (`planned` None: the live figures)."""
+    if planned is None:
+        return usage_of(live, None)
+    return replace(planned, mem_bytes=max(planned.mem_bytes, live.mem if live.running else 0))
+
+
+def node_usage(nodes: Iterable[Node], guests: Iterable[Guest], guest_usage: Mapping[int, Usage]) -> dict[str, Usage]:
+    """Every node's demand (`_node_usage`) for a placement."""
+    by_node = guests_by_node(list(guests))
+    return {n.name: _node_usage(n, by_node.get(n.name, []), guest_usage) for n in nodes}
 
 
 def _node_usage(node: Node, guests_here: list[Guest], guest_usage: Mapping[int, Usage]) -> Usage:
@@ -108,7 +160,7 @@ def _node_usage(node: Node, guests_here: list[Guest], guest_usage: Mapping[int, 
     overhead_cpu = max(0.0, node.cpu_cores_used - sum(g.cpu_cores_used for g in guests_here))
     overhead_mem = max(0, node.mem - sum(g.mem for g in guests_here))
     demands = [guest_usage[g.vmid] for g in guests_here]
-    source = "prometheus" if any(d.source == "prometheus" for d in demands) else "live"
+    source: UsageSource = "prometheus" if any(d.source == "prometheus" for d in demands) else "live"
     return Usage(
         overhead_cpu + sum(d.cpu_cores for d in demands), overhead_mem + sum(d.mem_bytes for d in demands), source
     )

@@ -2,7 +2,8 @@
 
 The state file is small JSON, replaced atomically: when each guest last moved (its cooldown
 must survive a restart) and since when the imbalance has been above the trigger (the hold
-time). Next to it, `<state file>.lock` is held with flock(2) by the instance allowed to
+time), and the automation mode an operator chose through the API (manual, automatic or
+paused; it outlives a restart). Next to it, `<state file>.lock` is held with flock(2) by the instance allowed to
 migrate; it also names the holder (pid, host, start) so a second instance can say who.
 flock works between processes of one host (and NFS v4 with working locks); controllers on
 other hosts, or with other state files, are kept out by the cluster lease (controller/lease.py).
@@ -22,6 +23,8 @@ from typing import IO
 
 from pveapi.errors import ConfigError, PvebalanceError
 
+AUTOMATION_MODES = ("manual", "automatic", "paused")  # paused: nothing migrates, not even on request
+
 
 class ControllerBusy(PvebalanceError):
     """This instance must not migrate: another controller holds the lock or the cluster lease,
@@ -30,39 +33,65 @@ class ControllerBusy(PvebalanceError):
 
 @dataclass
 class LoopState:
+    """The loop's memory for one cluster. The file names the cluster it belongs to
+    (`cluster_identity`): cooldowns of one cluster must never hold, or free, guests of another."""
+
     path: Path
+    cluster: str
     moved: dict[int, float] = field(default_factory=dict)  # vmid -> unix time of its last migration
     above_trigger_since: float | None = None
+    automation: str | None = None  # set through PUT /api/v1/automation; None: the config's run.automation
+    writable: bool = True  # False for dry runs: they change nothing on disk
 
     @classmethod
-    def load(cls, path: Path) -> LoopState:
+    def load(cls, path: Path, cluster: str, writable: bool = True) -> LoopState:
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return cls(path)
+            return cls(path, cluster, writable=writable)
         except (OSError, ValueError) as exc:
             # Refuse rather than forget cooldowns: guests could move again too soon.
             raise ConfigError(
                 f"state file {path}: unreadable ({exc}); fix or remove it (cooldowns it holds are then lost)"
             ) from None
         try:
+            owner = data.get("cluster")  # absent in files written before version 2: adopted
             moved = {int(k): float(v) for k, v in dict(data.get("moved", {})).items()}
             since = data.get("above_trigger_since")
-            return cls(path, moved, None if since is None else float(since))
+            automation = data.get("automation")
+            if automation not in (None, *AUTOMATION_MODES):
+                raise ValueError(automation)
+            state = cls(path, cluster, moved, None if since is None else float(since), automation, writable)
         except (TypeError, ValueError, AttributeError):
             raise ConfigError(f"state file {path}: not a pvebalance state file; fix or remove it") from None
+        if owner is not None and owner != cluster:
+            raise ConfigError(
+                f"state file {path} belongs to {owner}, but the API answers as {cluster}: "
+                "give each cluster its own run.state_file"
+            )
+        return state
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.writable:
+            return
+        payload = {"version": 2, "cluster": self.cluster, "moved": {str(k): v for k, v in sorted(self.moved.items())},
+                   "above_trigger_since": self.above_trigger_since, "automation": self.automation}
         tmp = self.path.with_name(self.path.name + ".tmp")
-        payload = {"version": 1, "moved": {str(k): v for k, v in sorted(self.moved.items())},
-                   "above_trigger_since": self.above_trigger_since}
-        tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
+            os.replace(tmp, self.path)
+        except OSError as exc:
+            raise ConfigError(_unwritable(self.path, exc)) from None
 
     def record_move(self, vmid: int, at: float) -> None:
         self.moved[vmid] = at
         self.save()
+
+    def forget_move(self, vmid: int) -> None:
+        """Take back a mark for a migration that never started (the API refused it)."""
+        if self.moved.pop(vmid, None) is not None:
+            self.save()
 
     def cooling(self, now: float, cooldown: float) -> Mapping[int, float]:
         """vmid -> seconds left of its cooldown, for guests moved within `cooldown`."""
@@ -85,8 +114,11 @@ class ControllerLock:
         return self._file is not None
 
     def acquire(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self.path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(_unwritable(self.path, exc)) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -108,3 +140,8 @@ class ControllerLock:
             fcntl.flock(self._file, fcntl.LOCK_UN)
             self._file.close()
             self._file = None
+
+
+def _unwritable(path: Path, exc: OSError) -> str:
+    return (f"state file {path}: cannot write it ({exc.strerror or exc}); make {path.parent} writable "
+            "for this user or set run.state_file")

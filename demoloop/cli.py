@@ -10,6 +10,7 @@ SIGTERM. Without Prometheus the controller plans on live API figures.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import signal
 import sys
@@ -21,6 +22,8 @@ from types import FrameType
 
 from pveapi.errors import PvebalanceError
 from pveapi.logsetup import configure_logging
+from pveapi.progress import duration
+from pveapi.version import version_text
 
 from .stack import LocalStack, prometheus_installed
 
@@ -29,6 +32,7 @@ PROG = "pvebalance-demo"
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     parser.add_argument("--apply", action="store_true", help="carry out the plan, then show the cluster again")
     parser.add_argument("--hours", type=float, default=24.0, help="history to backfill (default 24)")
     parser.add_argument("--step", type=float, default=300.0,
@@ -62,25 +66,52 @@ def run(args: argparse.Namespace, stack: LocalStack) -> int:
     if has_prometheus:
         url = stack.start_prometheus()
         say("prometheus", f"{url} (scrapes the exporter every 5 s; rules from prometheus/rules)")
+        started = time.monotonic()
+        say("history", f"recording rules: {stack.backfill_rules(args.step)} backfilled with promtool "
+                       f"in {time.monotonic() - started:.0f} s")
         show_nodes(stack, "the cluster now")
     heading(f"pvebalance plan ({'1h averages from Prometheus' if has_prometheus else 'live figures'})")
-    stack.pvebalance("plan")
+    plan_and_scale(stack, sim.clock.scale)
     if not args.apply:
         print("\nTo carry this plan out: bash scripts/demo.sh --apply", flush=True)
     else:
         heading("pvebalance apply")
-        code = stack.pvebalance("apply").returncode
+        code = stack.pvebalance("apply", "--log-level=warning").returncode  # its progress says what happens
         if code != 0:
             print(f"(pvebalance apply exited with {code})", flush=True)
         if has_prometheus:
             time.sleep(12)  # two scrape and rule intervals, so Prometheus shows the new placement
             show_nodes(stack, "the cluster after the moves")
         heading("pvebalance plan again")
-        stack.pvebalance("plan")
+        plan_and_scale(stack, sim.clock.scale)
     if args.stay:
+        show_api(stack)
         print(f"\nEverything is still running; configs and logs in {stack.workdir}. Ctrl-C stops it all.", flush=True)
         signal.pause()
     return 0
+
+
+def show_api(stack: LocalStack) -> None:
+    """`pvebalance run` (manual automation) with the operator API, and how to call it."""
+    api = f"{stack.start_controller(automation='manual')}/api/v1"
+    viewer = stack.workdir / "api_viewer.token"
+    say("controller", f"{api} (the operator API, docs/api.md; tokens in {viewer} and "
+                      f"{stack.workdir / 'api_operator.token'})")
+    print(f'  curl -s -H "Authorization: Bearer $(cat {viewer})" {api}/plan', flush=True)
+
+
+def plan_and_scale(stack: LocalStack, scale: float) -> None:
+    """`pvebalance plan`, then its estimate in this simulator's wall time: the plan estimates in
+    cluster time, and the simulator's clock runs `scale` times faster."""
+    saved = stack.workdir / "plan.json"
+    stack.pvebalance("plan", "--save", str(saved))
+    try:
+        total = sum(float(m["est_seconds"]) for m in json.loads(saved.read_text(encoding="utf-8"))["moves"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return  # the plan failed and said why
+    if total and scale != 1:
+        print(f"(times above are simulated cluster time; this simulator runs x{scale:g}, so the estimated "
+              f"{duration(total)} takes about {duration(total / scale)} of wall time here)", flush=True)
 
 
 def show_nodes(stack: LocalStack, title: str) -> None:
@@ -124,7 +155,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return run(args, stack)
     except PvebalanceError as exc:
         print(f"{PROG}: {exc}", file=sys.stderr)
-        for name in ("exporter", "prometheus", "backfill"):
+        for name in ("exporter", "prometheus"):
             tail = stack.children.log_tail(name)
             if tail:
                 print(f"--- last lines of the {name} log ---\n{tail}", file=sys.stderr)

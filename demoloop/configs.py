@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -31,10 +32,9 @@ def prometheus_config(product_config: Path, targets: Mapping[str, str], interval
 
     `targets` maps job name -> host:port; jobs without a target are left out. `rule_files`
     replaces the product's rules (tests use it to shorten alert durations). Alerts go to
-    `alertmanager` (host:port), or nowhere without one. The exporter's
-    samples lose the `job` and `instance` labels Prometheus adds, because backfilled history
-    has none: live scrapes then continue the backfilled series instead of starting new ones,
-    so averages over a window that spans both are taken over one series.
+    `alertmanager` (host:port), or nowhere without one. Live samples keep the `job` and
+    `instance` labels Prometheus adds, as on a real stack; the backfill stamps the same ones,
+    so live series continue the history.
     """
     try:
         config: dict[str, Any] = yaml.safe_load(product_config.read_text(encoding="utf-8"))
@@ -43,10 +43,7 @@ def prometheus_config(product_config: Path, targets: Mapping[str, str], interval
     jobs = []
     for job in config["scrape_configs"]:
         if job["job_name"] in targets:
-            job = {**job, "static_configs": [{"targets": [targets[job["job_name"]]]}]}
-            if job["job_name"] == EXPORTER_JOB:
-                job["metric_relabel_configs"] = [{"action": "labeldrop", "regex": "job|instance"}]
-            jobs.append(job)
+            jobs.append({**job, "static_configs": [{"targets": [targets[job["job_name"]]]}]})
     config["scrape_configs"] = jobs
     if rule_files is None:
         config["rule_files"] = [str(product_config.parent / pattern) for pattern in config.get("rule_files", [])]
@@ -62,11 +59,38 @@ def prometheus_config(product_config: Path, targets: Mapping[str, str], interval
     return yaml.safe_dump(config, sort_keys=False)
 
 
+def recording_rule_passes(rule_files: Sequence[Path], interval: float) -> list[str]:
+    """The recording rules of `rule_files` as rule files for `promtool tsdb create-blocks-from
+    rules`, one per pass: pass N holds the rules that read series of pass N-1's rules (promtool
+    cannot read what it is writing). Alerting rules are left out."""
+    recording = [rule for path in rule_files
+                 for group in (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("groups", [])
+                 for rule in group.get("rules", []) if "record" in rule]
+    level: dict[str, int] = {}
+
+    def level_of(rule: Mapping[str, Any]) -> int:
+        if rule["record"] not in level:
+            level[rule["record"]] = 0  # a cycle cannot load in Prometheus; this only stops recursion
+            reads = [r for r in recording if r["record"] != rule["record"]
+                     and re.search(rf"(?<![\w:]){re.escape(r['record'])}(?![\w:])", rule["expr"])]
+            level[rule["record"]] = 1 + max((level_of(r) for r in reads), default=-1)
+        return level[rule["record"]]
+
+    passes: dict[int, list[Mapping[str, Any]]] = {}
+    for rule in recording:
+        passes.setdefault(level_of(rule), []).append(rule)
+    return [yaml.safe_dump({"groups": [{"name": f"pass-{n}", "interval": f"{interval:g}s", "rules": passes[n]}]},
+                           sort_keys=False) for n in sorted(passes)]
+
+
 def controller_config(api_host: str, user: str, token_name: str, token_file: Path, ca_path: Path,
-                      prometheus_url: str | None, run: Mapping[str, Any]) -> str:
+                      prometheus_url: str | None, run: Mapping[str, Any], api_token_files: Mapping[str, Path]) -> str:
+    """`api_token_files`: role (viewer, operator) -> the file holding that role's API token."""
     config: dict[str, Any] = {
         "proxmox": _connection(api_host, user, token_name, token_file, ca_path),
         "run": dict(run),
+        "api": {"tokens": [{"name": f"demo-{role}", "role": role, "token_file": str(path)}
+                           for role, path in api_token_files.items()]},
     }
     if prometheus_url is not None:
         config["prometheus"] = {"url": prometheus_url, "window": DEFAULT_WINDOW}

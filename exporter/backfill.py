@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,7 +28,7 @@ from prometheus_client.registry import Collector
 from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.settings import ConnectionSettings, Secret
 
-from .collectors import CollectorOptions, cluster_registry
+from .collectors import CollectorOptions, cluster_registry, concerns
 from .scrape import scrape
 from .target import Target
 
@@ -152,12 +152,14 @@ def backfill(
     admin_token: Secret | None = None,
     labels: Mapping[str, str] | None = None,
     chunk_samples: int = _CHUNK_SAMPLES,
+    on_step: Callable[[int, int, float], None] = lambda done, total, timestamp: None,
 ) -> BackfillReport:
     """Write TSDB blocks to `output_dir` with one scrape every `step` seconds from `start` to `end`.
 
     `labels` are added to every sample: give the `job` and `instance` live scrapes will carry, and
     the live series continue the backfilled ones. The simulator's clock is restored afterwards
-    (to where it would be had it kept running).
+    (to where it would be had it kept running). `on_step(done, total, timestamp)` follows each
+    step, for progress.
     """
     if step <= 0 or end < start:
         raise ConfigError(f"backfill: need step > 0 and start <= end (got step {step}, {end - start:.0f} s of history)")
@@ -170,15 +172,17 @@ def backfill(
     target = Target(settings, max_workers=8)
     writer = _BlockWriter(output_dir, promtool, chunk_samples, labels or {})
     count = 0
+    total = sum(1 for _ in steps(start, end, step))
     log.info("backfill_started", cluster=settings.host, start=start, end=end, step=step, output=str(output_dir))
     try:
         for timestamp in steps(start, end, step):
             clock.set(timestamp, 0)
-            result = scrape(target, options.concerns(), _STEP_TIMEOUT)
+            result = scrape(target, concerns(options), _STEP_TIMEOUT)
             if result.error is not None:
                 raise result.error
             writer.add(timestamp, cluster_registry(result, options).collect())
             count += 1
+            on_step(count, total, timestamp)
         writer.flush()
     finally:
         clock.set(original_time + (time.monotonic() - real_started) * time_scale, time_scale)

@@ -8,6 +8,7 @@ import os
 import re
 import signal
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,13 +16,17 @@ from types import FrameType
 
 import structlog
 
-from pveapi.errors import PvebalanceError
+from pveapi.client import PveClient
+from pveapi.errors import ApiError, ErrorKind, PvebalanceError
 from pveapi.logsetup import configure_logging
+from pveapi.progress import Progress
 from pveapi.settings import Secret
+from pveapi.values import count, number
+from pveapi.version import version_text
 
 from .backfill import SimClock, backfill
 from .collectors import CollectorOptions
-from .config import load_config
+from .config import ExporterConfig, load_config
 from .http import ExporterApp, ServeOptions, make_http_server
 
 PROG = "pvebalance-exporter"
@@ -32,11 +37,16 @@ DEFAULT_CONFIG = Path("/etc/pvebalance/exporter.yml")
 # (0.17-0.21 s of CPU, measured); at 50,000 about 3 young ones (0.06 s). Cycles are still
 # collected, in larger batches.
 GC_THRESHOLDS = (50_000, 10, 10)
+# Bounds of the scrape flags: Prometheus' own scrape timeouts are seconds to minutes; more
+# workers than this per target only queue at the API.
+MIN_SCRAPE_TIMEOUT, MAX_SCRAPE_TIMEOUT = 0.5, 3600.0
+MAX_WORKERS = 256
 
 log = structlog.get_logger("pvebalance.exporter")
 
 
 def _common_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action="version", version=version_text(PROG))
     parser.add_argument(
         "--config.file", dest="config_file", type=Path, default=None,
         help=f"YAML modules of credentials (default {DEFAULT_CONFIG} if it exists, else the PVE_* environment)",
@@ -45,9 +55,23 @@ def _common_flags(parser: argparse.ArgumentParser) -> None:
                         help="json, console, or auto: console on a terminal, JSON otherwise (default auto)")
     parser.add_argument("--log.level", dest="log_level", choices=("debug", "info", "warning", "error"), default="info")
     parser.add_argument("--collector.pressure", dest="collector_pressure", action=argparse.BooleanOptionalAction,
-                        default=False, help="PSI per node from rrddata (PVE 9): one more call per node (default off)")
+                        default=False, help="PSI per node from rrddata and per running guest from its node's guest lists (PVE 9): "
+                        "one more call per node and guest type (default off)")
     parser.add_argument("--collector.config", dest="collector_config", action=argparse.BooleanOptionalAction,
                         default=False, help="guest onboot from each guest's config: one more call per guest (default off)")
+    parser.add_argument("--collector.deprecated", dest="collector_deprecated", action=argparse.BooleanOptionalAction,
+                        default=True, help="prometheus-pve-exporter's deprecated byte gauges pve_network_*_bytes and "
+                        "pve_disk_*_bytes beside the _total counters (default on, as it does)")
+    parser.add_argument("--collector.zeros", dest="collector_zeros", action=argparse.BooleanOptionalAction,
+                        default=True, help="prometheus-pve-exporter's 0-valued series: pve_ha_state and pve_lock_state "
+                        "for every state not held, pve_disk_usage_bytes of qemu guests (default on, as it does; "
+                        "--no-collector.zeros drops about 200,000 samples at 10,000 guests)")
+    parser.add_argument("--collector.replication", dest="collector_replication", action=argparse.BooleanOptionalAction,
+                        default=True, help="pve_replication_*: the job list once a minute, plus one call per scrape "
+                        "for each node holding a replicated guest (default on, as prometheus-pve-exporter does)")
+    parser.add_argument("--collector.qdevice", dest="collector_qdevice", action=argparse.BooleanOptionalAction,
+                        default=True, help="pve_qdevice_*: one call per scrape with a QDevice configured, every 5 "
+                        "minutes without (default on, as prometheus-pve-exporter does)")
 
 
 def _serve_parser() -> argparse.ArgumentParser:
@@ -92,14 +116,18 @@ def _config_path(given: Path | None) -> Path | None:
 
 
 def _collector_options(args: argparse.Namespace) -> CollectorOptions:
-    return CollectorOptions(pressure=args.collector_pressure, config=args.collector_config)
+    return CollectorOptions(pressure=args.collector_pressure, config=args.collector_config,
+                            deprecated=args.collector_deprecated, zeros=args.collector_zeros,
+                            replication=args.collector_replication, qdevice=args.collector_qdevice)
 
 
 def serve(args: argparse.Namespace) -> int:
-    if args.scrape_timeout <= 0 or args.max_workers < 1:
-        raise PvebalanceError("--scrape.timeout must be > 0 and --scrape.max-workers >= 1")
-    config = load_config(_config_path(args.config_file))
-    app = ExporterApp(config, ServeOptions(_collector_options(args), args.scrape_timeout, args.max_workers))
+    scrape_timeout = number(args.scrape_timeout, "--scrape.timeout", low=MIN_SCRAPE_TIMEOUT, high=MAX_SCRAPE_TIMEOUT)
+    max_workers = count(args.max_workers, "--scrape.max-workers", low=1, high=MAX_WORKERS)
+    config_path = _config_path(args.config_file)
+    config = load_config(config_path)
+    check_credentials(config)
+    app = ExporterApp(config, ServeOptions(_collector_options(args), scrape_timeout, max_workers))
     server = make_http_server(args.listen, app)
     gc.set_threshold(*GC_THRESHOLDS)
 
@@ -107,6 +135,8 @@ def serve(args: argparse.Namespace) -> int:
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGHUP, lambda _signum, _frame: threading.Thread(
+        target=reload, args=(app, config_path), name="reload", daemon=True).start())
     log.info(
         "exporter_started", listen=args.listen,
         modules={name: module.settings.host for name, module in config.modules.items()},
@@ -121,6 +151,38 @@ def serve(args: argparse.Namespace) -> int:
         app.close()
         log.info("exporter_stopped")
     return 0
+
+
+def reload(app: ExporterApp, path: Path | None) -> None:
+    """SIGHUP (systemctl reload): the config file and its secrets files again, for the next
+    scrape; a bad file is one error event and the exporter goes on with the config it has."""
+    try:
+        config = load_config(path)
+    except PvebalanceError as exc:
+        log.error("config_reload_failed", error=str(exc), hint="still serving with the previous config; fix the file and reload again")
+        return
+    app.reload(config)
+    log.info("config_reloaded", modules={name: module.settings.host for name, module in config.modules.items()})
+    check_credentials(config)
+
+
+def check_credentials(config: ExporterConfig) -> None:
+    """One call at start with the default module (the one /metrics scrapes), so a wrong token
+    is one log line at once rather than a silent `scrape_success 0` later. The exporter serves
+    either way: the token may be fixed, or the cluster come back, without a restart."""
+    module = config.default_module
+    where = {"module": module.name, "host": module.settings.host}
+    try:
+        answer = PveClient(module.settings, pool_size=1).get("/version")
+    except ApiError as exc:
+        if exc.kind in (ErrorKind.AUTH, ErrorKind.PERMISSION):
+            log.error("credentials_refused", **where, error=str(exc),
+                      hint="fix the module's user, token_name and secret; scrapes answer scrape_success 0 until then")
+        else:
+            log.warning("credentials_unchecked", **where, error=str(exc))
+        return
+    found = answer.get("version", "?") if isinstance(answer, dict) else "?"
+    log.info("credentials_ok", **where, pve_version=found)
 
 
 def _label(text: str) -> tuple[str, str]:
@@ -144,10 +206,16 @@ def run_backfill(args: argparse.Namespace) -> int:
     # Prometheus stamps live scrapes with the wall clock: history past it (a simulator running
     # faster than real time is ahead) would make the first live samples "out of bounds".
     end = min(sim_now, time.time())
-    report = backfill(
-        settings, args.sim_admin_url, end - args.hours * 3600, end, args.step, args.output,
-        _collector_options(args), args.promtool, token, labels,
-    )
+    with Progress("backfill", unit="steps") as progress:
+
+        def on_step(done: int, total: int, at: float) -> None:
+            note = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(at)) if done < total else "promtool: writing blocks"
+            progress.update(done, note, total)
+
+        report = backfill(
+            settings, args.sim_admin_url, end - args.hours * 3600, end, args.step, args.output,
+            _collector_options(args), args.promtool, token, labels, on_step=on_step,
+        )
     print(
         f"wrote {report.samples} samples ({report.steps} steps from "
         f"{time.strftime('%Y-%m-%d %H:%M', time.gmtime(report.start))} to "

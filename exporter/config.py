@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
@@ -28,11 +29,31 @@ from typing import Any
 import yaml
 
 from pveapi.errors import ConfigError
-from pveapi.settings import ConnectionSettings
+from pveapi.settings import ConnectionSettings, api_host
 
 DEFAULT_MODULE = "default"
 DEFAULT_HOST = "localhost"  # the exporter running on a PVE node, as prometheus-pve-exporter assumes
 _EXPORTER_KEYS = {"targets"}
+# A DNS name or IPv4 address; IPv6 comes in brackets and is checked by urlsplit.
+_HOST_NAME = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
+
+
+def target_host(target: str) -> str | None:
+    """`HOST` or `HOST:PORT` in canonical (lower-case) form, or None for anything else.
+
+    A target is only a host and a port: userinfo (`pve@127.0.0.1`), a path, query or fragment
+    would let `pve*.example.com` match a string that sends the token somewhere else. The host is
+    read as `proxmox.host` is (pveapi.settings.api_host); a target must already be in the form
+    it gives back, so no scheme or path is taken either.
+    """
+    try:
+        host = api_host(target, "target")
+    except ConfigError:
+        return None
+    name = None if host.startswith("[") else host.rsplit(":", 1)[0]
+    if name is not None and not _HOST_NAME.fullmatch(name):
+        return None
+    return host if host == target.lower() else None
 
 
 @dataclass(frozen=True)
@@ -41,9 +62,18 @@ class Module:
     settings: ConnectionSettings
     targets: tuple[str, ...]  # glob patterns /pve?target= may match, besides settings.host
 
-    def allows(self, target: str) -> bool:
-        # The token travels to whatever host is named, so only configured hosts may be scraped.
-        return target == self.settings.host or any(fnmatchcase(target, pattern) for pattern in self.targets)
+    def allowed_target(self, target: str) -> str:
+        """`target` as a host to scrape, if this module allows it; else one ConfigError line.
+
+        The token travels to whatever host is named, so only configured hosts may be scraped,
+        and the globs are matched against the parsed host and port alone.
+        """
+        host = target_host(target)
+        if host is None:
+            raise ConfigError(f"target {target!r} is not a host name or HOST:PORT; nothing else may follow the host")
+        if host != self.settings.host.lower() and not any(fnmatchcase(host, p.lower()) for p in self.targets):
+            raise ConfigError(f"target {target!r} is not allowed by module {self.name!r}; add it to the module's `targets`")
+        return host
 
     def settings_for(self, target: str) -> ConnectionSettings:
         return dataclasses.replace(self.settings, host=target)

@@ -6,7 +6,7 @@ scrape timeout Prometheus sends.
 
 from __future__ import annotations
 
-import gzip
+import math
 import socket
 import time
 from collections.abc import Callable, Iterable
@@ -16,15 +16,16 @@ from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 import structlog
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, ThreadingWSGIServer
 
-from pveapi.errors import ConfigError
+from pveapi.errors import ApiError, ConfigError, ErrorKind
 from pveapi.inventory import Inventory
 
-from .collectors import CollectorOptions, resources_registry, rest_registry
+from .collectors import CollectorOptions, concerns, resources_registry, rest_registry
+from .collectors.families import encode
 from .config import ExporterConfig, Module
-from .scrape import scrape
-from .target import TargetCache
+from .scrape import RESOURCES, ScrapeResult, scrape
+from .target import Target, TargetCache
 
 log = structlog.get_logger("pvebalance.exporter")
 
@@ -59,6 +60,10 @@ class ExporterApp:
         self.options = options
         self.targets = TargetCache(options.max_workers)
 
+    def reload(self, config: ExporterConfig) -> None:
+        """SIGHUP: scrapes from now on use `config`; one under way finishes with the old one."""
+        self.config = config
+
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
         params = {key: values[0] for key, values in parse_qs(environ.get("QUERY_STRING", "")).items()}
@@ -73,15 +78,9 @@ class ExporterApp:
         if path == "/pve":
             try:
                 module = self.config.module(params.get("module"))
+                target = module.allowed_target(params.get("target") or module.settings.host)
             except ConfigError as exc:
                 return _plain(start_response, "400 Bad Request", f"{exc}\n")
-            target = params.get("target") or module.settings.host
-            if not module.allows(target):
-                return _plain(
-                    start_response,
-                    "400 Bad Request",
-                    f"target {target!r} is not allowed by module {module.name!r}; add it to the module's `targets`\n",
-                )
             return self._scrape(environ, start_response, module, target)
         return _plain(start_response, "404 Not Found", "not found: try /metrics, /pve?target=HOST or /health\n")
 
@@ -89,38 +88,63 @@ class ExporterApp:
         self, environ: dict[str, Any], start_response: StartResponse, module: Module, host: str
     ) -> Iterable[bytes]:
         target = self.targets.get(module.name, module.settings_for(host))
+        deadline = time.monotonic() + self._timeout(environ)
+        # Scrapes of one target that arrive while a collection is under way wait for it rather
+        # than each redoing every call and render: 20 scrapers cost one collection, not 20.
+        collection, leading = target.collections.join()
+        if leading:
+            try:
+                collection.body = self._collect(target, deadline)
+            finally:
+                target.collections.finish(collection)
+            body = collection.body
+        elif collection.done.wait(max(0.0, deadline - time.monotonic())) and collection.body:
+            body = collection.body
+        else:
+            body = self._not_collected(target)
+        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4), ("Vary", "Accept-Encoding")]
+        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", "") and body is collection.body:  # Prometheus always asks
+            body = collection.gzipped(_GZIP_LEVEL)
+            headers.append(("Content-Encoding", "gzip"))
+        start_response("200 OK", headers + [("Content-Length", str(len(body)))])
+        return [body]
+
+    def _collect(self, target: Target, deadline: float) -> bytes:
+        """One scrape of `target`, rendered; done by the first of the scrapes waiting for it."""
+        options = self.options.collectors
         # The answer must arrive within the timeout, rendering included: the API calls get what
         # the last render of this target left over.
-        budget = max(_MIN_API_BUDGET, self._timeout(environ) - target.render_seconds)
-        # Always the text format: every Prometheus reads it, and prometheus-client renders it
-        # about a third faster than OpenMetrics, which matters at 150,000 samples a scrape.
-        # The /cluster/resources families (most of the samples) are rendered while the node
-        # calls are still out; each part is a complete set of families, so they concatenate.
+        budget = max(_MIN_API_BUDGET, deadline - time.monotonic() - target.render_seconds)
+        # Always the text format: every Prometheus reads it. The /cluster/resources families
+        # (most of the samples) are rendered while the node calls are still out; each part is a
+        # complete set of families, so they concatenate.
         parts: list[bytes] = []
         rendering = 0.0
 
         def render_resources(inventory: Inventory) -> None:
             nonlocal rendering
             started = time.monotonic()
-            parts.append(generate_latest(resources_registry(inventory)))
+            parts.append(encode(resources_registry(inventory, options).collect()))
             rendering += time.monotonic() - started
 
-        result = scrape(target, self.options.collectors.concerns(), budget, while_waiting=render_resources)
+        result = scrape(target, concerns(options), budget, while_waiting=render_resources)
         started = time.monotonic()
-        parts.append(generate_latest(rest_registry(result, self.options.collectors, target.stats)))
-        body = b"".join(parts)
-        headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4), ("Vary", "Accept-Encoding")]
-        if "gzip" in environ.get("HTTP_ACCEPT_ENCODING", ""):  # Prometheus always asks for it
-            body = gzip.compress(body, compresslevel=_GZIP_LEVEL)
-            headers.append(("Content-Encoding", "gzip"))
+        parts.append(encode(rest_registry(result, options, target.stats).collect()))
         target.render_seconds = rendering + time.monotonic() - started
-        start_response("200 OK", headers + [("Content-Length", str(len(body)))])
-        return [body]
+        return b"".join(parts)
+
+    def _not_collected(self, target: Target) -> bytes:
+        """The answer of a scrape whose deadline passed while another scrape's collection ran."""
+        error = ApiError(ErrorKind.TIMEOUT, RESOURCES.path, "a concurrent scrape's collection outlasted this scrape's deadline")
+        result = ScrapeResult(cluster=target.host, inventory=None, failures={RESOURCES.key: error})
+        return encode(rest_registry(result, self.options.collectors, target.stats).collect())
 
     def _timeout(self, environ: dict[str, Any]) -> float:
         try:
             asked = float(environ.get(_TIMEOUT_HEADER, "")) - _TIMEOUT_MARGIN
         except ValueError:
+            return self.options.scrape_timeout
+        if not math.isfinite(asked):  # `nan` and `inf` parse as floats; neither is a deadline
             return self.options.scrape_timeout
         return max(_MIN_API_BUDGET, min(self.options.scrape_timeout, asked))
 

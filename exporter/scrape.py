@@ -40,10 +40,17 @@ class Call:
     # Seconds an answer may be reused by later scrapes (slow-changing facts such as the
     # cluster's name); 0 = ask every scrape.
     max_age: float = 0.0
+    # When set, the seconds this answer may be reused instead of `max_age` (an empty answer
+    # that is rarely filled may wait longer than a filled one that changes).
+    max_age_of: Callable[[Any], float] | None = None
 
     @property
     def key(self) -> CallKey:
         return (self.concern, self.subject)
+
+    def reuse_for(self, answer: Any) -> float:
+        """Seconds `answer` may stand for later scrapes."""
+        return self.max_age_of(answer) if self.max_age_of is not None else self.max_age
 
 
 RESOURCES = Call("resources", "", "/cluster/resources", parse=parse_resources)
@@ -54,6 +61,9 @@ class Concern(Protocol):
 
     @staticmethod
     def calls(inventory: Inventory) -> Iterable[Call]: ...
+
+    @staticmethod
+    def follow_up(inventory: Inventory, answers: Mapping[CallKey, Any]) -> Iterable[Call]: ...
 
 
 @dataclass(frozen=True)
@@ -80,6 +90,11 @@ class ScrapeResult:
         return (concern, subject) in self.failures
 
 
+def _follow_ups(concerns: Sequence[type[Concern]], inventory: Inventory, answers: Mapping[CallKey, Any],
+                asked: set[CallKey]) -> list[Call]:
+    return [call for concern in concerns for call in concern.follow_up(inventory, answers) if call.key not in asked]
+
+
 def scrape(
     target: Target,
     concerns: Sequence[type[Concern]],
@@ -99,11 +114,21 @@ def scrape(
     inventory: Inventory | None = answers.get(RESOURCES.key)
     if inventory is not None:
         pending = target.start_calls([call for concern in concerns for call in concern.calls(inventory)])
+        # Calls that depend on another answer: started now when it came from the cache, else
+        # once it is in.
+        early = target.start_calls(_follow_ups(concerns, inventory, pending.answers, set()))
         if while_waiting is not None:
             while_waiting(inventory)
-        more_answers, more_failures = target.finish_calls(pending, deadline)
-        answers.update(more_answers)
-        failures.update(more_failures)
+        for batch in (pending, early):
+            more_answers, more_failures = target.finish_calls(batch, deadline)
+            answers.update(more_answers)
+            failures.update(more_failures)
+        asked = {call.key for call in early.futures.values()} | set(early.answers)
+        late = _follow_ups(concerns, inventory, answers, asked)
+        if late:
+            more_answers, more_failures = target.finish_calls(target.start_calls(late), deadline)
+            answers.update(more_answers)
+            failures.update(more_failures)
     result = ScrapeResult(
         cluster=target.host,
         inventory=inventory,

@@ -7,6 +7,7 @@ self-metrics, so /pve?target=a never reports b's API errors.
 
 from __future__ import annotations
 
+import gzip
 import threading
 import time
 from collections import OrderedDict
@@ -75,24 +76,65 @@ class PendingCalls:
     answers: dict[CallKey, Any] = field(default_factory=dict)  # reused from the cache
 
 
+class Collection:
+    """One collection of a target's answer, shared by the scrapes that arrive while it runs."""
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+        self.body = b""  # the text exposition; empty if the collection failed
+        self._gzipped: bytes | None = None
+        self._lock = threading.Lock()
+
+    def gzipped(self, level: int) -> bytes:
+        """`body` gzipped, compressed once for all the scrapes that share it."""
+        with self._lock:
+            if self._gzipped is None:
+                self._gzipped = gzip.compress(self.body, compresslevel=level)
+            return self._gzipped
+
+
+class Collections:
+    """At most one collection in flight per target; later scrapes join it."""
+
+    def __init__(self) -> None:
+        self._current: Collection | None = None
+        self._lock = threading.Lock()
+
+    def join(self) -> tuple[Collection, bool]:
+        """The collection under way, or a new one; True if the caller must run it."""
+        with self._lock:
+            if self._current is not None:
+                return self._current, False
+            self._current = Collection()
+            return self._current, True
+
+    def finish(self, collection: Collection) -> None:
+        with self._lock:
+            if self._current is collection:
+                self._current = None
+        collection.done.set()
+
+
 class Target:
     def __init__(self, settings: ConnectionSettings, max_workers: int) -> None:
         self.host = settings.host
+        self.settings = settings
         self.stats = TargetStats()
         self.client = PveClient(settings, observer=self.stats.observe, pool_size=max_workers)
         self._pool = ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix=f"pve-{self.host}")
-        self._cache: dict[CallKey, tuple[float, Any]] = {}
+        self._cache: dict[CallKey, tuple[float, Any]] = {}  # (reusable until, answer)
         self._failing: set[CallKey] = set()
         self._lock = threading.Lock()
         self.render_seconds = 0.0  # how long rendering the last answer for this target took
+        self.collections = Collections()
 
     def start_calls(self, calls: Sequence[Call]) -> PendingCalls:
         """Submit `calls` to the pool (answering reusable ones from the cache) without waiting."""
         pending = PendingCalls()
         now = time.monotonic()
         for call in calls:
-            cached = self._cache.get(call.key) if call.max_age else None
-            if cached is not None and now - cached[0] < call.max_age:
+            cached = self._cache.get(call.key)
+            if cached is not None and now < cached[0]:
                 pending.answers[call.key] = cached[1]
             else:
                 pending.futures[self._pool.submit(self._fetch, call)] = call
@@ -107,8 +149,11 @@ class Target:
             call = pending.futures[future]
             try:
                 answers[call.key] = future.result()
-                if call.max_age:
-                    self._cache[call.key] = (time.monotonic(), answers[call.key])
+                reuse = call.reuse_for(answers[call.key])
+                if reuse:
+                    self._cache[call.key] = (time.monotonic() + reuse, answers[call.key])
+                else:  # an answer not to reuse also replaces one that was
+                    self._cache.pop(call.key, None)
             except ApiError as exc:
                 failures[call.key] = exc
                 if call.key in self._cache:  # a slow-changing fact: last known beats none
@@ -123,16 +168,23 @@ class Target:
         return answers, failures
 
     def _fetch(self, call: Call) -> Any:
-        answer = self.client.get(call.path, **call.params)
+        answer = self.client.get(call.path, **call.params)  # pveapi.translate turns a too-deep answer into an ApiError
         try:
             return call.parse(answer)
         except ApiError as exc:
             self.stats.count_error(endpoint_template(call.path), exc.kind)
             raise
-        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
-            template = endpoint_template(call.path)
-            self.stats.count_error(template, ErrorKind.BAD_ANSWER)
-            raise ApiError(ErrorKind.BAD_ANSWER, template, f"unexpected answer: {exc!r}") from None
+        except RecursionError:
+            raise self._bad_answer(call, "the answer is nested too deeply to read") from None
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, ArithmeticError) as exc:
+            # ArithmeticError: int(Infinity) and the like, which JSON from the API may carry.
+            raise self._bad_answer(call, f"unexpected answer: {exc!r}") from None
+
+    def _bad_answer(self, call: Call, message: str) -> ApiError:
+        """The error to raise for an answer that cannot be read, counted."""
+        template = endpoint_template(call.path)
+        self.stats.count_error(template, ErrorKind.BAD_ANSWER)
+        return ApiError(ErrorKind.BAD_ANSWER, template, message)
 
     def record(self, result: ScrapeResult) -> None:
         """Count node errors and log each failure once when it starts and once when it ends."""
@@ -157,9 +209,14 @@ class Target:
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
+    def retire(self) -> None:
+        """Replaced after a reload: calls already submitted still answer their scrape, then its threads end."""
+        self._pool.shutdown(wait=False)
+
 
 class TargetCache:
-    """Targets by (module, host), so sessions and pools live across scrapes; bounded LRU."""
+    """Targets by (module, host), so sessions and pools live across scrapes; bounded LRU. A
+    target whose module's settings changed (a reloaded config) starts afresh with the new ones."""
 
     def __init__(self, max_workers: int, max_targets: int = 64) -> None:
         self._max_workers = max_workers
@@ -171,6 +228,9 @@ class TargetCache:
         key = (module, settings.host)
         with self._lock:
             target = self._targets.get(key)
+            if target is not None and target.settings != settings:
+                target.retire()
+                target = None
             if target is None:
                 target = self._targets[key] = Target(settings, self._max_workers)
                 while len(self._targets) > self._max_targets:

@@ -47,6 +47,7 @@ class Panel:
     max: float | None = None
     columns: tuple[str, ...] = ()  # tables: labels to show, in order
     options: dict[str, Any] = field(default_factory=dict)
+    actions: tuple[dict[str, Any], ...] = ()  # Grafana 11.6+ panel actions (buttons that send a request)
 
 
 def q(expr: str, legend: str = "", instant: bool = False) -> Query:
@@ -58,8 +59,10 @@ def panel_json(panel: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
     defaults: dict[str, Any] = {"unit": panel.unit, "thresholds": {"mode": "absolute", "steps": steps}}
     if panel.max is not None:
         defaults.update(min=0, max=panel.max)
+    if panel.actions:
+        defaults["actions"] = list(panel.actions)
     targets = []
-    for ref, query in zip("ABCDEFGH", panel.queries):
+    for ref, query in zip("ABCDEFGH", panel.queries, strict=False):
         target: dict[str, Any] = {
             "datasource": DATASOURCE,
             "refId": ref,
@@ -146,6 +149,43 @@ def variable(name: str, label: str, query: str, regex: str = "") -> dict[str, An
         "options": [],
         "hide": 0,
     }
+
+
+CONTROLLER_API = "${controller}/api/v1"
+
+
+def field_ref(name: str) -> str:
+    """Grafana's template for a field of the row an action runs on."""
+    return f'${{__data.fields["{name}"]}}'
+
+
+def action(title: str, method: str, path: str, confirmation: str, body: str = "") -> dict[str, Any]:
+    """A button that sends one request to the controller's operator API from the browser, with
+    the operator token the person typed into the dashboard's `operator_token` box (never saved
+    in this JSON, never in the URL: docs/stack.md)."""
+    return {
+        "type": "fetch",
+        "title": title,
+        "confirmation": confirmation,
+        "oneClick": False,
+        "fetch": {
+            "method": method,
+            "url": CONTROLLER_API + path,
+            "headers": [["Authorization", "Bearer ${operator_token}"], ["Content-Type", "application/json"]],
+            "queryParams": [],
+            "body": body,
+        },
+    }
+
+
+def controller_variables() -> tuple[dict[str, Any], ...]:
+    """Where the browser reaches the controller, and the operator token box (empty, not in the URL)."""
+    return (
+        {"name": "controller", "label": "Controller URL", "type": "textbox", "query": "http://localhost:9883",
+         "current": {"text": "http://localhost:9883", "value": "http://localhost:9883"}, "hide": 0},
+        {"name": "operator_token", "label": "Operator token", "type": "textbox", "query": "",
+         "current": {"text": "", "value": ""}, "hide": 0, "skipUrlSync": True},
+    )
 
 
 def dashboard(uid: str, title: str, description: str, panels: list[Panel],
@@ -322,10 +362,48 @@ def balancer() -> dict[str, Any]:
         Panel("Data age", "stat", (q("pvebalance_data_age_seconds", instant=True),),
               "Age of the newest Prometheus sample the plan used; the controller refuses to migrate on stale data.",
               unit="s", width=5, height=4, thresholds=((300, "yellow"), (900, "red"))),
+        Panel("Drained nodes", "table", (q("pvebalance_node_drained == 1", instant=True),),
+              "Nodes drained with `pvebalance drain NODE`: they receive no guests until `pvebalance undrain NODE` "
+              "brings their guests back.", width=6, height=5, columns=("node",)),
+        Panel("Inside a migration window", "stat", (q("pvebalance_migration_window_open", instant=True),),
+              "1: automatic mode may start migrations now (run.windows); 0: outside, running ones finish and "
+              "nothing new starts (mandatory repairs only if run.windows.mandatory_outside).", width=4, height=5,
+              thresholds=((1, "green"),), base="orange"),
+        Panel("Next migration window opens", "stat",
+              (q("pvebalance_migration_window_next_open_timestamp_seconds * 1000", instant=True),),
+              "When the next migration window opens; empty while inside one or without run.windows.",
+              unit="dateTimeAsIso", width=5, height=5, base="blue"),
+        Panel("Node CPU models", "table", (q("pve_node_cpu_info", instant=True),),
+              "Host CPU model per node: a guest with cpu: host only moves between nodes with the same model.",
+              width=9, height=5, columns=("id", "model")),
         Panel("Current plan", "table", (q("pvebalance_plan_move_info", instant=True),),
               "The moves of the current plan in execution order, each with the reason it was chosen.",
               width=24, height=8, columns=("step", "vmid", "name", "type", "source", "target", "reason"),
-              options={"sortBy": [{"displayName": "step", "desc": False}]}),
+              options={"sortBy": [{"displayName": "step", "desc": False}]},
+              actions=(action(
+                  "Apply this move", "POST", "/migrations",
+                  f"Migrate {field_ref('name')} ({field_ref('vmid')}) from {field_ref('source')} to "
+                  f"{field_ref('target')} now? The controller checks every hard rule, the memory limit and the "
+                  "cooldown first and refuses the move if it breaks one.",
+                  f'{{"vmid": {field_ref("vmid")}, "target": "{field_ref("target")}"}}'),)),
+        Panel("Controller", "table", (q("pvebalance_plan_info * on () group_left (mode) (pvebalance_automation_mode == 1)",
+                                        instant=True),),
+              "The plan shown above and the automation mode, with the controller's actions (operators only: "
+              "type the operator token into the box at the top).",
+              width=24, height=4, columns=("plan_id", "mode"),
+              actions=(
+                  action("Apply plan", "POST", f"/plan/{field_ref('plan_id')}/apply",
+                         f"Carry out plan {field_ref('plan_id')} now, every move in its order? Each move is checked "
+                         "against the live cluster first; a plan that no longer holds is refused."),
+                  action("Plan now", "POST", "/cycle",
+                         "Make a fresh plan now (in automatic mode the controller then carries it out)?"),
+                  action("Pause automation", "PUT", "/automation",
+                         "Pause automation? Nothing migrates, not even on request, until it is resumed.",
+                         '{"mode": "paused"}'),
+                  action("Resume automation", "PUT", "/automation",
+                         "Resume automatic balancing? The controller will migrate guests on its own every cycle.",
+                         '{"mode": "automatic"}'),
+              )),
         Panel("Imbalance: now and after plan", "timeseries",
               (q("pvebalance_imbalance", "{{when}}"),),
               "What the controller measured each cycle, and what its plan would reach.",
@@ -356,10 +434,30 @@ def balancer() -> dict[str, Any]:
               "Running guests of each anti-affinity group per node; more than 1 breaks the group "
               "(alert PveAntiAffinityViolated).", columns=("group", "node"), thresholds=((2, "red"),),
               options={"cellOptions": {"type": "color-text"}}),
+        *outcome_panels(),
     ]
     return dashboard("pvebalance-balancer", "pvebalance / Balancer",
-                     "The controller: current plan and its reasons, migrations and failures, tagged, ignored and "
-                     "anti-affinity guests.", panels, time_from="now-24h")
+                     "The controller: current plan and its reasons, drained nodes, migration windows, node CPU "
+                     "models, migrations and failures, tagged, ignored and anti-affinity guests.", panels, controller_variables(),
+                     time_from="now-24h")
+
+
+def outcome_panels() -> list[Panel]:
+    """Did the applied plans do what they said (controller/outcomes.py)?"""
+    return [
+        Panel("Plan outcome: predicted and observed imbalance", "timeseries",
+              (q("pvebalance_plan_predicted_imbalance_ratio", "predicted"),
+               q("pvebalance_plan_observed_imbalance_ratio", "observed {{horizon}} after")),
+              "What the newest applied plan predicted, and the imbalance measured from Prometheus 5 minutes, "
+              "1 hour and 24 hours after it (run.outcome_horizons).", unit="percentunit", max=1),
+        Panel("Plan prediction error", "timeseries",
+              (q("pvebalance_plan_prediction_error_ratio", "{{horizon}}"),),
+              "Observed minus predicted imbalance at each horizon; past the threshold an hour after a plan, "
+              "PvebalancePlanOffPrediction fires.", thresholds=((0.1, "red"),)),
+        Panel("Ping-pong moves", "stat", (q("increase(pvebalance_plan_ping_pongs_total[24h])", instant=True),),
+              "Moved guests found back on their old node within their cooldown in the last 24 hours "
+              "(alert PvebalancePingPong).", width=6, height=4, thresholds=((1, "red"),)),
+    ]
 
 
 DASHBOARDS = {"overview": overview, "node": node, "guest": guest, "balancer": balancer}

@@ -11,11 +11,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pveapi.inventory import Guest
+from pveapi.cpumodels import required_flags
+from pveapi.inventory import HOST_CPU, Guest
 
 from .model import ClusterModel
-from .policy import Policy
-from .rules import AffinityRule, AntiAffinityRule, GuestSelector, NodeAffinityRule, RuleSet, tag_rules
+from .policy import GIB, Policy
+from .rules import AffinityRule, AntiAffinityRule, GuestSelector, NodeAffinityRule, RuleSet, missing_guests, tag_rules
 
 
 @dataclass(eq=False)
@@ -43,12 +44,15 @@ class Constraints:
         self.where: dict[int, str] = {g.vmid: g.node for g in model.guests}  # kept current by `moved`
         node_names = {n.name for n in model.nodes}
         self.by_lower = {n.name.lower(): n.name for n in model.nodes}
+        self.nodes = {n.name: n for n in model.nodes}
+        self._incompatible: dict[tuple[int, str], str | None] = {}  # see incompatible()
         self.maintenance = frozenset(
             {n for r in rules.maintenance for n in r.nodes if n in node_names}
             | (model.maintenance & node_names)
             | {n.name for n in model.nodes if n.hastate == "maintenance"}
         )
         self.usable = frozenset(n.name for n in model.nodes if n.online and n.name not in self.maintenance)
+        self.closed = {n: r.source for r in rules.closed for n in r.nodes}  # may not receive guests
         self.problems: list[str] = []
         self.reservations: dict[str, tuple[float, int]] = {}
         for r in rules.reservations:
@@ -81,6 +85,7 @@ class Constraints:
         for rule in rules.node_affinity:
             self._add_node_rule(rule)
 
+        self.problems += missing_guests(rules, self.guests)
         self.apart = self._groups(rules.anti_affinity, "anti-affinity")
         self.together = self._groups(rules.affinity, "affinity")
         self.apart_of = _index(self.apart)
@@ -92,6 +97,17 @@ class Constraints:
     def _add_node_rule(self, rule: NodeAffinityRule) -> None:
         listed = [(self.by_lower[n.lower()], p) for n, p in rule.nodes if n.lower() in self.by_lower]
         label = f"node affinity '{rule.name}' ({rule.source})"
+        if not listed and rule.strict and not rule.negative:
+            # A must-rule (a plb_pin_ tag) with a mistyped node: moving its guests anywhere could
+            # break what was meant, so they stay where they are until the rule is fixed.
+            members = self.members(rule.selector)
+            self.problems.append(
+                f"{label} names no node of this cluster ({', '.join(n for n, _ in rule.nodes)}): "
+                f"{', '.join(map(str, members)) or 'its guests'} stay where they are until it is fixed"
+            )
+            for vmid in members:
+                self.skip_reason.setdefault(vmid, f"{label} names no node of this cluster: held where it is")
+            return
         if not listed:
             self.problems.append(f"{label} names no node of this cluster: ignored")
             return
@@ -110,6 +126,18 @@ class Constraints:
             previous = target.get(vmid)
             target[vmid] = effective if previous is None else previous & effective
             labels[vmid] = label if previous is None else f"{labels[vmid]} and {label}"
+
+    def compatibility_notes(self) -> list[str]:
+        """One line per guest for which CPU or storage compatibility leaves usable nodes out (for the
+        plan's notes: the step checker and the executor's re-checks build Constraints too, and need none)."""
+        notes = []
+        for vmid, guest in sorted(self.guests.items()):
+            if guest.cputype is None and guest.disk_storages is None:
+                continue
+            why = {n: r for n in sorted(self.usable - {guest.node}) if (r := self.incompatible(vmid, n))}
+            if why:
+                notes.append(f"guest {vmid} ({guest.name}) may not go to " + "; ".join(f"{n}: {r}" for n, r in why.items()))
+        return notes
 
     def _groups(self, group_rules: Sequence[AntiAffinityRule | AffinityRule], kind: str) -> list[Group]:
         groups = []
@@ -180,7 +208,7 @@ class Constraints:
         member of an affinity group away from its group. `moving_group` is an affinity group
         being moved as a whole, which its members may leave for the same target.
         """
-        if target not in self.usable:
+        if target not in self.usable or target in self.closed or self.incompatible(vmid, target):
             return False
         allowed = self.allowed.get(vmid)
         if allowed is not None and target not in allowed:
@@ -196,6 +224,44 @@ class Constraints:
             if preferred is not None and self.where[vmid] in preferred and target not in preferred:
                 return False
         return True
+
+    def incompatible(self, vmid: int, target: str) -> str | None:
+        """Why the guest cannot run on `target` whatever the rules say (CPU model, storage), or None.
+        Asked in the planner's hot loops; the answer depends only on what was observed, so it is
+        worked out once per guest and node."""
+        key = (vmid, target)
+        if key not in self._incompatible:
+            self._incompatible[key] = self._why_incompatible(vmid, target)
+        return self._incompatible[key]
+
+    def _why_incompatible(self, vmid: int, target: str) -> str | None:
+        """A `cpu: host` guest sees its host's CPU: live migration to another CPU model can crash it,
+        so it only goes to nodes with the model it started on; a named model (`x86-64-v3`,
+        `Skylake-Server`, ...) only to nodes whose CPU flags offer it (pveapi/cpumodels.py). Disks need their storage on the
+        target (PVE refuses otherwise), and disks on a local storage room on the target's (the
+        copy would fail when it fills up). Unknown figures (not read) are not held against a node.
+        """
+        guest, node = self.guests[vmid], self.nodes.get(target)
+        if node is None:
+            return None
+        if guest.cputype == HOST_CPU:
+            home = self.nodes[guest.node].cpu_model if guest.node in self.nodes else None
+            if home is not None and node.cpu_model is not None and node.cpu_model != home:
+                return f"cpu: host needs CPU model {home}, {target} has {node.cpu_model}"
+        needs = required_flags(guest.cputype)
+        if needs is not None and node.cpu_flags is not None and not needs <= node.cpu_flags:
+            return f"cpu: {guest.cputype} needs CPU flags {' '.join(sorted(needs - node.cpu_flags))}, which {target} lacks"
+        if guest.disk_storages and node.storages:
+            missing = sorted(guest.disk_storages - node.storages)
+            if missing:
+                return f"storage {', '.join(missing)} is not available on {target}"
+        # Local disks are copied to the same storage on the target: it needs room for them.
+        free = dict(node.local_free)
+        for storage, size in guest.disk_bytes:
+            if storage in free and size > free[storage]:
+                return (f"local storage {storage} on {target} has {free[storage] / GIB:.1f} GiB free, "
+                        f"its disks there need {size / GIB:.1f} GiB")
+        return None
 
     def _joins(self, group: Group, vmid: int, target: str) -> bool:
         """Moving a member is fine only if it ends where more of its group is than where it was."""

@@ -46,13 +46,13 @@ class Context:
     def running(self, vmid: int) -> bool:
         return self.state.demand[vmid].vcpus > 0
 
-    def est_seconds(self, vmid: int) -> float:
+    def est_seconds(self, vmid: int, source: str, target: str) -> float:
         guest = self.constraints.guests[vmid]
         if not self.running(vmid):
             return OFFLINE_MIGRATION_SECONDS
         if guest.type == "lxc":
             return self.policy.container_restart_seconds
-        return round(self.copy_bytes(vmid) / self.policy.migration_bandwidth + 1.0, 1)
+        return round(self.copy_bytes(vmid) / self.policy.estimate_bandwidth(source, target) + 1.0, 1)
 
     def copy_bytes(self, vmid: int) -> int:
         """What migrating the guest copies: its memory while running, its local disks when allowed."""
@@ -74,14 +74,15 @@ class Context:
 
     # --- the budget -----------------------------------------------------------------------
 
-    def charge(self, vmid: int, relief: bool = False) -> Charge:
-        """What moving `vmid` costs; a relief move (cause relief) is not counted per node."""
-        return Charge(self.copy_bytes(vmid), self.est_seconds(vmid), counted_per_node=not relief)
+    def charge(self, vmid: int, source: str, relief: bool = False) -> Charge:
+        """What moving `vmid` off `source` costs; a relief move (cause relief) is not counted per node."""
+        # Charged before the target is known: the source's own bwlimit (or the global one) times it.
+        return Charge(self.copy_bytes(vmid), self.est_seconds(vmid, source, source), counted_per_node=not relief)
 
     def refusal(self, vmid: int, target: str, relief: bool = False) -> str | None:
         """The budget limit a balancing move of `vmid` to `target` would cross, or None."""
         source = self.state.where[vmid]
-        return self.budget.refusal(self.charge(vmid, relief), source, target)
+        return self.budget.refusal(self.charge(vmid, source, relief), source, target)
 
     def admits(self, steps: Sequence[tuple[int, str]]) -> bool:
         """Whether the budget takes all these balancing moves, made in this order."""
@@ -89,7 +90,7 @@ class Context:
         where = dict((v, self.state.where[v]) for v, _ in steps)
         ok = True
         for vmid, target in steps:
-            charge = self.charge(vmid)
+            charge = self.charge(vmid, where[vmid])
             why = self.budget.refusal(charge, where[vmid], target)
             if why is not None:
                 self.refused.add(why)
@@ -158,7 +159,7 @@ class Context:
     def commit(self, vmid: int, target: str, why: Why) -> Move | None:
         """Admit and make one move; None when the budget refuses it (never a mandatory one)."""
         source = self.state.where[vmid]
-        charge = self.charge(vmid, relief=why.cause is Cause.RELIEF)
+        charge = self.charge(vmid, source, relief=why.cause is Cause.RELIEF)
         if why.cause.kind is not MoveKind.MANDATORY:
             refused = self.budget.refusal(charge, source, target)
             if refused is not None:
@@ -179,7 +180,7 @@ class Context:
             reason=reason(why.cause, why.details),
             mem_bytes=demand.mem,
             cpu_cores=round(demand.cpu, 3),
-            est_seconds=charge.seconds,
+            est_seconds=self.est_seconds(vmid, source, target),
             gain=round(before - self.state.imbalance(), 6),
             usage_source=self.state.source[vmid],
             cause=why.cause,

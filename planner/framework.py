@@ -59,7 +59,7 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
         problems=tuple(constraints.problems + ctx.problems),
         sources=dict(sorted(Counter(u.source for u in model.guest_usage.values()).items())),
         window=model.window,
-        notes=tuple(ctx.notes),
+        notes=tuple(constraints.compatibility_notes() + ctx.notes),
         search=policy.search,
         search_rounds=tried,
     )

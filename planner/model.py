@@ -38,6 +38,10 @@ class ClusterModel:
     maintenance: frozenset[str] = frozenset()  # nodes reported in HA maintenance
     pinned_local: frozenset[int] = frozenset()  # guests the API would refuse to move (local disks/resources)
     window: str = DEFAULT_WINDOW  # the history window the figures cover ("live" when none)
+    # node -> CPU + memory PSI `some` over the window (fractions of time, 0..2); absent: no stall known
+    node_pressure: Mapping[str, float] = field(default_factory=dict)
+    # vmid -> the guest's own CPU + memory PSI `some` over the window: which guests stall most
+    guest_pressure: Mapping[int, float] = field(default_factory=dict)
 
 
 class MoveKind(str, Enum):

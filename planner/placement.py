@@ -71,9 +71,11 @@ class Limits:
 
 
 class NodeState:
-    __slots__ = ("name", "maxcpu", "maxmem", "state", "cpu", "mem", "vcpus", "limits", "moves", "load", "kc", "km")
+    __slots__ = ("name", "maxcpu", "maxmem", "state", "cpu", "mem", "vcpus", "limits", "load", "kc", "km")
 
-    def __init__(self, node: Node, state: str, limits: Limits, cpu_weight: float, mem_weight: float) -> None:
+    def __init__(
+        self, node: Node, state: str, limits: Limits, cpu_weight: float, mem_weight: float, stall_factor: float = 1.0
+    ) -> None:
         self.name = node.name
         self.maxcpu = node.maxcpu
         self.maxmem = node.maxmem
@@ -82,11 +84,12 @@ class NodeState:
         self.mem = 0
         self.vcpus = 0.0
         self.limits = limits
-        self.moves = 0  # moves this plan makes into or out of the node
-        # load = kc * cpu + km * mem: the weights folded with the node's size once
+        # load = kc * cpu + km * mem: the weights folded with the node's size (and its stall) once.
+        # A stalling node's stall scales with what it carries, so each guest there weighs more,
+        # leaving relieves it, and arriving costs more.
         total = cpu_weight + mem_weight
-        self.kc = cpu_weight / total / node.maxcpu if node.maxcpu else 0.0
-        self.km = mem_weight / total / node.maxmem if node.maxmem else 0.0
+        self.kc = stall_factor * cpu_weight / total / node.maxcpu if node.maxcpu else 0.0
+        self.km = stall_factor * mem_weight / total / node.maxmem if node.maxmem else 0.0
         self.load = 0.0
 
     def refresh(self) -> None:
@@ -110,8 +113,9 @@ class Placement:
         for node in sorted(model.nodes, key=lambda n: n.name):
             state = "offline" if not node.online else "maintenance" if node.name in maintenance else "online"
             cpu_r, mem_r = reservations.get(node.name, (0.0, 0))
+            stall = 1.0 + policy.pressure_weight * model.node_pressure.get(node.name, 0.0)
             self.nodes[node.name] = NodeState(
-                node, state, Limits.of(node, policy, cpu_r, mem_r), policy.cpu_weight, policy.memory_weight
+                node, state, Limits.of(node, policy, cpu_r, mem_r), policy.cpu_weight, policy.memory_weight, stall
             )
         # vmid order makes the float sums (and so the plan) independent of the input order
         guests = sorted(model.guests, key=lambda g: g.vmid)
@@ -119,6 +123,8 @@ class Placement:
         self.where: dict[int, str] = {g.vmid: g.node for g in guests}
         # disks a migration copies too, for the guests with local disks (see Policy.allow_local_disks)
         self.local_disks: dict[int, int] = {g.vmid: g.maxdisk for g in guests if g.vmid in model.pinned_local}
+        # Each guest's own stall, only when pressure counts: balancing moves the guests that stall most first.
+        self.stall: Mapping[int, float] = model.guest_pressure if policy.pressure_weight > 0 else {}
         self.source: dict[int, UsageSource] = {
             g.vmid: model.guest_usage[g.vmid].source if g.vmid in model.guest_usage else "live" for g in guests
         }
@@ -190,7 +196,6 @@ class Placement:
             node.cpu += sign * d.cpu
             node.mem += sign * d.mem
             node.vcpus += sign * d.vcpus
-            node.moves += 1
             node.refresh()
             if node.state == "online":
                 self.s1 += node.load - old

@@ -74,6 +74,14 @@ class Policy:
     # Estimated migration time = memory / bandwidth (+ restart time for a running container).
     migration_bandwidth: int = 125_000_000  # bytes/s (1 Gbit/s)
     container_restart_seconds: float = 10.0
+    # PVE's migrate `bwlimit` (KiB/s) passed on every migration; `node_bwlimit` per node (the
+    # smaller of source's and target's wins). None: PVE's own limits (datacenter.cfg) apply.
+    bwlimit: int | None = None
+    node_bwlimit: Mapping[str, int] = field(default_factory=lambda: MappingProxyType({}))
+    # Pressure (PSI, PVE 9): a node's load is multiplied by 1 + pressure_weight x its CPU + memory
+    # stall (`some`, fractions of time) over the window, so a node that stalls counts as busier than
+    # its utilisation says. 0 (the default) leaves loads as utilisation alone.
+    pressure_weight: float = 0.0
     # Guests with local disks or local resources need `with-local-disks` copies; off by default.
     allow_local_disks: bool = False
 
@@ -83,6 +91,17 @@ class Policy:
 
     def headroom_for(self, node: str) -> Headroom:
         return self.node_headroom.get(node, self.memory_headroom)
+
+    def bwlimit_for(self, source: str, target: str) -> int | None:
+        """The `bwlimit` (KiB/s) of a migration from `source` to `target`, or None for none."""
+        per_node = [self.node_bwlimit[n] for n in (source, target) if n in self.node_bwlimit]
+        return min(per_node) if per_node else self.bwlimit
+
+    def estimate_bandwidth(self, source: str, target: str) -> float:
+        """Bytes/s a migration time estimate assumes: the bandwidth, capped by the `bwlimit` this
+        migration gets (`bwlimit_for`: a per-node limit first)."""
+        limit = self.bwlimit_for(source, target)
+        return min(self.migration_bandwidth, limit * 1024) if limit else self.migration_bandwidth
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any] | None, where: str) -> Policy:
@@ -98,24 +117,29 @@ class Policy:
             at = f"{where}.{key}"
             if key in _FRACTIONS:
                 kwargs[key] = values.number(raw, at, 0.0, 1.0)
-            elif key in _POSITIVE:
-                kwargs[key] = values.number(raw, at, 0.0)
+            elif key in _BOUNDED:
+                kwargs[key] = values.number(raw, at, *_BOUNDED[key])
             elif key in ("max_moves", "max_moves_per_node"):
-                kwargs[key] = values.count(raw, at)
+                kwargs[key] = values.count(raw, at, 0, MAX_MOVES)
             elif key == "max_inflow":
-                kwargs[key] = values.count(raw, at, 1)
+                kwargs[key] = values.count(raw, at, 1, MAX_MOVES)
             elif key in ("max_copy", "max_copy_per_node"):
                 kwargs[key] = values.size_bytes(raw, at)
             elif key == "search":
-                if raw not in SEARCH_EFFORTS:
-                    raise ConfigError(f"{at}: expected one of {', '.join(SEARCH_EFFORTS)}, got {raw!r}")
-                kwargs[key] = raw
+                kwargs[key] = values.choice(raw, at, SEARCH_EFFORTS)
             elif key == "target_imbalance":
                 kwargs[key] = None if raw is None else values.number(raw, at, 0.0, 1.0)
             elif key == "migration_bandwidth":
-                kwargs[key] = values.size_bytes(raw, at)
+                kwargs[key] = values.size_bytes(raw, at, MAX_BANDWIDTH)
                 if kwargs[key] <= 0:
-                    raise ConfigError(f"{at}: must be above zero, e.g. 125MB (bytes per second)")
+                    raise ConfigError(f"{at}: expected a size per second above zero such as 125MB, got {values.found(raw)}")
+            elif key == "bwlimit":
+                kwargs[key] = None if raw is None else values.count(raw, at, low=1, high=MAX_BWLIMIT)
+            elif key == "node_bwlimit":
+                per_node = values.mapping(raw, at)
+                kwargs[key] = MappingProxyType(
+                    {str(n): values.count(v, f"{at}.{n}", low=1, high=MAX_BWLIMIT) for n, v in sorted(per_node.items())}
+                )
             elif key == "allow_local_disks":
                 kwargs[key] = values.flag(raw, at)
             elif key == "memory_headroom":
@@ -138,8 +162,14 @@ _FRACTIONS = frozenset(
     {"cpu_weight", "memory_weight", "trigger", "min_gain", "cost_per_gib", "container_restart_cost",
      "cpu_high_water", "memory_high_water", "soft_rule_tolerance"}
 )
-_POSITIVE = frozenset({"cpu_overcommit", "container_restart_seconds", "max_migration_seconds",
-                       "max_migration_seconds_per_node"})
+# (low, high): beyond these a value is a typo. No host runs more than 1024 vCPUs per thread,
+# a container restart is seconds, not days, and stall weighing a load more than tenfold is a typo.
+_BOUNDED = {"cpu_overcommit": (0.01, 1024.0), "container_restart_seconds": (0.0, 86400.0), "pressure_weight": (0.0, 10.0),
+            "max_migration_seconds": (0.0, 30 * 86400.0), "max_migration_seconds_per_node": (0.0, 30 * 86400.0)}
+MAX_MOVES = 100_000
+MAX_BANDWIDTH = 2**40  # 1 TiB/s
+MAX_BWLIMIT = 2**30  # KiB/s, as PVE's bwlimit takes it: 1 TiB/s
+MAX_HEADROOM = 0.9
 SEARCH_EFFORTS = ("off", "quick", "thorough")
 
 
@@ -148,12 +178,12 @@ def _headroom(raw: Any, where: str, base: Headroom) -> Headroom:
     if raw is None:
         return base
     if isinstance(raw, float) or raw == 0:
-        return Headroom(fraction=values.number(raw, where, 0.0, 0.9), bytes=0)
+        return Headroom(fraction=values.number(raw, where, 0.0, MAX_HEADROOM), bytes=0)
     if isinstance(raw, (str, int)) and not isinstance(raw, bool):
         return Headroom(fraction=0.0, bytes=values.size_bytes(raw, where))
     block = values.mapping(raw, where)
     values.reject_unknown(block, {"fraction", "bytes"}, where)
     return Headroom(
-        fraction=values.number(block["fraction"], f"{where}.fraction", 0.0, 0.9) if "fraction" in block else base.fraction,
+        fraction=values.number(block["fraction"], f"{where}.fraction", 0.0, MAX_HEADROOM) if "fraction" in block else base.fraction,
         bytes=values.size_bytes(block["bytes"], f"{where}.bytes") if "bytes" in block else base.bytes,
     )

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pveapi import values
 from pveapi.errors import ConfigError
 
 from .model import Cause, Details, Move, MoveKind, NodeLoad, Plan, Skipped, UsageSource
@@ -211,7 +212,7 @@ def plan_from_dict(data: Any) -> Plan:
                 vmid=_int(move, "vmid", at), name=_str(move, "name", at), type=gtype, source=source, target=target,
                 kind=MoveKind(kind), reason=_str(move, "reason", at), mem_bytes=_int(move, "mem_bytes", at),
                 cpu_cores=_num(move, "cpu_cores", at), est_seconds=_num(move, "est_seconds", at),
-                gain=_num(move, "gain", at),
+                gain=_num(move, "gain", at, low=-values.HUGE),
                 usage_source=_usage_source(move, at),
                 cause=_cause(move, at),
                 details=_details(move, at),
@@ -285,17 +286,12 @@ def _str(data: Mapping[str, Any], key: str, at: str) -> str:
 
 
 def _int(data: Mapping[str, Any], key: str, at: str) -> int:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{at}.{key}: expected a whole number >= 0, got {value!r}")
-    return value
+    return values.count(data.get(key), f"{at}.{key}", 0, values.MAX_BYTES)
 
 
-def _num(data: Mapping[str, Any], key: str, at: str) -> float:
-    value = data.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{at}.{key}: expected a number, got {value!r}")
-    return float(value)
+def _num(data: Mapping[str, Any], key: str, at: str, low: float = 0.0) -> float:
+    """Loads, cores and seconds: finite, and never negative in a plan (a gain may be)."""
+    return values.number(data.get(key), f"{at}.{key}", low)
 
 
 def _strings(data: Mapping[str, Any], key: str) -> list[str]:

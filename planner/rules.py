@@ -23,6 +23,8 @@ IGNORE_PREFIX = "plb_ignore"  # ProxLB: any tag starting with it (plb_ignore, pl
 ANTI_AFFINITY_PREFIXES = ("exclude_", "plb_anti_affinity_")  # ProxBalance, ProxLB
 AFFINITY_PREFIXES = ("plb_affinity_",)
 PIN_PREFIXES = ("plb_pin_",)
+MAX_PRIORITY = 1_000_000  # node-affinity priorities; PVE HA's are small whole numbers
+MAX_RESERVED_CORES = 65536.0
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,14 @@ class MaintenanceRule:
 
 
 @dataclass(frozen=True)
+class ClosedRule:
+    """Nodes that may not receive guests; unlike maintenance, what runs there stays (a what-if)."""
+
+    nodes: frozenset[str]
+    source: str
+
+
+@dataclass(frozen=True)
 class ReservationRule:
     """CPU and memory on a node kept free of guests (host services, failover room)."""
 
@@ -101,6 +111,7 @@ class RuleSet:
     node_affinity: tuple[NodeAffinityRule, ...] = ()
     maintenance: tuple[MaintenanceRule, ...] = ()
     reservations: tuple[ReservationRule, ...] = field(default=())
+    closed: tuple[ClosedRule, ...] = ()
 
     def merge(self, other: RuleSet) -> RuleSet:
         return RuleSet(
@@ -110,7 +121,23 @@ class RuleSet:
             node_affinity=self.node_affinity + other.node_affinity,
             maintenance=self.maintenance + other.maintenance,
             reservations=self.reservations + other.reservations,
+            closed=self.closed + other.closed,
         )
+
+
+def missing_guests(rules: RuleSet, vmids: Iterable[int]) -> list[str]:
+    """One line per rule that names a VMID the cluster does not have (a typo, or a guest gone)."""
+    present = set(vmids)
+    named: list[tuple[str, GuestSelector]] = [(f"ignore ({r.source})", r.selector) for r in rules.ignore]
+    named += [(f"anti-affinity '{r.name}' ({r.source})", r.selector) for r in rules.anti_affinity]
+    named += [(f"affinity '{r.name}' ({r.source})", r.selector) for r in rules.affinity]
+    named += [(f"node affinity '{r.name}' ({r.source})", r.selector) for r in rules.node_affinity]
+    lines = []
+    for label, selector in named:
+        missing = sorted(selector.vmids - present)
+        if missing:
+            lines.append(f"{label} names guest(s) {', '.join(map(str, missing))}, not in the cluster: check the rule")
+    return lines
 
 
 # --- the `rules:` block ---------------------------------------------------------------------
@@ -146,7 +173,9 @@ def load_rules(data: Mapping[str, Any] | None, where: str) -> RuleSet:
         else (),
         reservations=tuple(
             _reservation(node, spec, f"{where}.reservations.{node}", source)
-            for node, spec in sorted(values.mapping(data.get("reservations"), f"{where}.reservations").items())
+            for node, spec in sorted(
+                values.mapping(data.get("reservations"), f"{where}.reservations").items(), key=lambda item: str(item[0])
+            )
         ),
     )
 
@@ -170,10 +199,9 @@ def _selector(entry: Any, where: str, short_form: bool = False) -> GuestSelector
 
 
 def _name(block: Mapping[str, Any], where: str) -> str:
-    name = block.get("name")
-    if not isinstance(name, str) or not name.strip():
+    if block.get("name") is None:
         raise ConfigError(f"{where}.name: required, a short name for the rule")
-    return name.strip()
+    return values.text(block["name"], f"{where}.name")
 
 
 def _group(kind: type[_Group], entry: Any, where: str, source: str) -> _Group:
@@ -186,13 +214,12 @@ def _group(kind: type[_Group], entry: Any, where: str, source: str) -> _Group:
 def _node_affinity(entry: Any, where: str, source: str) -> NodeAffinityRule:
     block = values.mapping(entry, where)
     values.reject_unknown(block, {"name", "vmids", "pools", "nodes", "mode", "avoid"}, where)
-    mode = block.get("mode", "must")
-    if mode not in ("must", "should"):
-        raise ConfigError(f"{where}.mode: expected must or should, got {mode!r}")
+    mode = values.choice(block.get("mode", "must"), f"{where}.mode", ("must", "should"))
     raw_nodes = block.get("nodes")
     if isinstance(raw_nodes, Mapping):
         nodes = tuple(
-            (str(n), int(values.count(p, f"{where}.nodes.{n}"))) for n, p in sorted(raw_nodes.items())
+            (values.name(n, f"{where}.nodes"), values.count(p, f"{where}.nodes.{n}", 0, MAX_PRIORITY))
+            for n, p in sorted(raw_nodes.items(), key=lambda item: str(item[0]))
         )
     else:
         nodes = tuple((n, 0) for n in values.name_list(raw_nodes, f"{where}.nodes"))
@@ -212,8 +239,8 @@ def _reservation(node: str, spec: Any, where: str, source: str) -> ReservationRu
     block = values.mapping(spec, where)
     values.reject_unknown(block, {"cpu_cores", "memory"}, where)
     return ReservationRule(
-        node=str(node),
-        cpu_cores=values.number(block.get("cpu_cores", 0), f"{where}.cpu_cores", 0.0),
+        node=values.name(node, where),
+        cpu_cores=values.number(block.get("cpu_cores", 0), f"{where}.cpu_cores", 0.0, MAX_RESERVED_CORES),
         mem_bytes=values.size_bytes(block.get("memory", 0), f"{where}.memory"),
         source=source,
     )
@@ -272,9 +299,9 @@ def _ha_resources(raw: Any, where: str) -> frozenset[int]:
         if not sid:
             continue
         kind, _, vmid = sid.partition(":")
-        if kind not in HA_SID_PREFIX.values() or not vmid.isdigit():
+        if kind not in HA_SID_PREFIX.values() or not vmid.isdecimal():
             raise ConfigError(f"{where}: resource {sid!r} is not of the form vm:<vmid> or ct:<vmid>")
-        vmids.add(int(vmid))
+        vmids.add(values.vmid(vmid, f"{where}: resource {sid!r}"))
     if not vmids:
         raise ConfigError(f"{where}: lists no resources")
     return frozenset(vmids)
@@ -287,7 +314,7 @@ def _ha_nodes(raw: Any, where: str) -> tuple[tuple[str, int], ...]:
         if not item:
             continue
         node, _, priority = item.partition(":")
-        if priority and not priority.isdigit():
+        if priority and not (priority.isdecimal() and len(priority) < 10):
             raise ConfigError(f"{where}: node entry {item!r} is not of the form node or node:priority")
         nodes.append((node, int(priority or 0)))
     if not nodes:

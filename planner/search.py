@@ -111,7 +111,8 @@ class _Search:
         """What the guest's move from home costs: the same whatever its target, so kept."""
         charge = self._charges.get(vmid)
         if charge is None:
-            charge = self._charges[vmid] = self.ctx.charge(vmid, relief=self.origin[vmid] in self.ctx.hot_at_start)
+            charge = self._charges[vmid] = self.ctx.charge(vmid, self.origin[vmid],
+                                                           relief=self.origin[vmid] in self.ctx.hot_at_start)
         return charge
 
     def _room(self) -> int:

@@ -55,6 +55,8 @@ def check_moves(model: ClusterModel, rules: RuleSet, policy: Policy, moves: Sequ
         if move.target not in constraints.usable:
             errors.append(f"{at}: target {move.target} is unknown, offline or in maintenance")
             continue
+        if move.target in constraints.closed:
+            errors.append(f"{at}: target {move.target} may not receive guests ({constraints.closed[move.target]})")
         mem = overhead[move.target] + demand[move.vmid].mem + sum(
             demand[v].mem for v, n in where.items() if n == move.target
         )
@@ -67,6 +69,9 @@ def check_moves(model: ClusterModel, rules: RuleSet, policy: Policy, moves: Sequ
             )
         if vcpus > limit.vcpus and demand[move.vmid].vcpus > 0:
             errors.append(f"{at}: {move.target} would run {vcpus:g} vCPUs, above its overcommit limit {limit.vcpus:g}")
+        incompatible = constraints.incompatible(move.vmid, move.target)
+        if incompatible:
+            errors.append(f"{at}: {incompatible}")
         allowed = constraints.allowed.get(move.vmid)
         if allowed and move.target not in allowed:
             errors.append(f"{at}: {constraints.allowed_by[move.vmid]} does not allow {move.target}")

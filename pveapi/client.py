@@ -12,7 +12,7 @@ from proxmoxer import ProxmoxAPI
 from requests.adapters import HTTPAdapter
 
 from .errors import ApiError
-from .inventory import Inventory, parse_resources
+from .inventory import Inventory, check_consistent, parse_resources
 from .settings import ConnectionSettings
 from .translate import translate
 
@@ -96,4 +96,6 @@ class PveClient:
         return self._call("delete", path, params)
 
     def resources(self) -> Inventory:
-        return parse_resources(self.get("/cluster/resources"))
+        """The cluster's inventory, refused (ApiError) unless every figure is possible and the
+        entries agree with each other: nothing is planned or checked on an impossible answer."""
+        return check_consistent(parse_resources(self.get("/cluster/resources")))

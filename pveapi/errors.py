@@ -37,13 +37,15 @@ class ApiError(PvebalanceError):
     message: str
     status: int | None = None
     errors: dict[str, str] | None = None
+    hint: bool = True  # add the kind's usual advice; off when the message already says what to do
 
     def __str__(self) -> str:
         status = f"HTTP {self.status} " if self.status else ""
         detail = self.message
         if self.errors:
             detail += " (" + "; ".join(f"{k}: {v}" for k, v in sorted(self.errors.items())) + ")"
-        return f"Proxmox API {self.endpoint}: {status}{detail}{_HINTS.get(self.kind, '')}"
+        hint = _HINTS.get(self.kind, "") if self.hint else ""
+        return f"Proxmox API {self.endpoint}: {status}{detail}{hint}"
 
 
 _HINTS = {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -61,6 +62,32 @@ def task_status(client: PveClient, upid: str) -> TaskResult:
     data = client.get(f"/nodes/{node}/tasks/{upid}/status")
     finished = data.get("status") == "stopped"
     return TaskResult(upid, node, str(data.get("type", "")), finished, data.get("exitstatus") if finished else None)
+
+
+# PVE's qemu migration log, every second while RAM is copied:
+# `migration active, transferred 1.2 GiB of 8.0 GiB VM-state, 150.0 MiB/s`
+_TRANSFERRED = re.compile(r"transferred (\d+(?:\.\d+)? [KMGTP]?i?B) of (\d+(?:\.\d+)? [KMGTP]?i?B)")
+
+
+@dataclass(frozen=True)
+class TaskLogTail:
+    """What a task's log has said so far: lines read, and its last transfer progress."""
+
+    lines: int = 0
+    transferred: str | None = None  # `transferred 1.2 GiB of 8.0 GiB`
+
+
+def read_task_log(client: PveClient, upid: str, tail: TaskLogTail) -> TaskLogTail:
+    """The log lines after those `tail` has read (one call); a line without progress keeps the last."""
+    answer = client.get(f"/nodes/{task_node(upid)}/tasks/{upid}/log", start=tail.lines, limit=500)
+    if not isinstance(answer, list):
+        raise ApiError(ErrorKind.BAD_ANSWER, "/nodes/{node}/tasks/{upid}/log", "expected a list of log lines")
+    transferred = tail.transferred
+    for entry in answer:
+        found = _TRANSFERRED.search(str(entry.get("t", ""))) if isinstance(entry, dict) else None
+        if found is not None:
+            transferred = f"transferred {found[1]} of {found[2]}"
+    return TaskLogTail(tail.lines + len(answer), transferred)
 
 
 def wait_for_task(

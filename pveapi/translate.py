@@ -54,9 +54,12 @@ def translate(exc: Exception, endpoint: str) -> ApiError:
             ErrorKind.UNREACHABLE,
             endpoint,
             "TLS certificate verification failed - install the cluster's CA or set verify_ssl: false",
+            hint=False,  # the host answered: "check the host, port and that the node is up" would mislead
         )
     if isinstance(exc, requests.ConnectionError):
         return ApiError(ErrorKind.UNREACHABLE, endpoint, "connection failed")
+    if isinstance(exc, RecursionError):  # JSON nested deeper than the decoder follows
+        return ApiError(ErrorKind.BAD_ANSWER, endpoint, "the answer is nested too deeply to be a Proxmox answer")
     if isinstance(exc, (ValueError, KeyError, TypeError)):
         return ApiError(ErrorKind.BAD_ANSWER, endpoint, f"unexpected answer: {exc}")
     raise exc

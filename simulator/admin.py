@@ -1,4 +1,4 @@
-"""The admin API under /_sim/ (outside /api2): placement, clock, request counts, faults.
+"""The admin API under /_sim/ (outside /api2): placement, clock, request counts, faults, pveum.
 
 For tests and benchmarks only; see docs/simulator.md. Answers are plain JSON (no envelope).
 """
@@ -12,11 +12,15 @@ from collections.abc import Mapping
 from typing import Any
 
 from pveapi.errors import ConfigError
+from pveapi.values import number
 
+from . import pveum
 from .api import Answer, PveApi
+from .validation import MAX_EPOCH, MAX_SECONDS, MAX_TIME_SCALE
 
 ADMIN_PREFIX = "/_sim"
 _NODE_ACTION = re.compile(r"^/nodes/([^/]+)/(offline|online)$")
+_NODE_MAINTENANCE = re.compile(r"^/nodes/([^/]+)/maintenance/(enable|disable)$")
 _FAULT = re.compile(r"^/faults/([^/]+)$")
 
 
@@ -52,10 +56,10 @@ class AdminApi:
             return {"time": cluster.tick(), "time_scale": cluster.clock.scale}
         if (method, path) == ("GET", "/requests"):
             counts = self.api.request_counts()
-            return {"counts": counts, "total": sum(counts.values())}
+            return {"counts": counts, "total": sum(counts.values()), "refused": self.api.refusals()}
         if (method, path) == ("POST", "/requests/reset"):
             self.api.reset_counts()
-            return {"counts": {}, "total": 0}
+            return {"counts": {}, "total": 0, "refused": {}}
         if path == "/faults":
             if method == "GET":
                 return {"faults": self.api.faults.list()}
@@ -74,32 +78,39 @@ class AdminApi:
             cluster.tick()
             cluster.set_online(name, action.group(2) == "online")
             return self.state()
+        maintenance = _NODE_MAINTENANCE.match(path)
+        if maintenance and method == "POST":
+            name = maintenance.group(1)
+            if name not in cluster.nodes:
+                raise ConfigError(f"unknown node {name!r}; known nodes: {', '.join(cluster.nodes)}")
+            cluster.set_maintenance(name, maintenance.group(2) == "enable")
+            return self.state()
+        if (method, path) == ("POST", "/pveum"):
+            command = payload.get("command") if isinstance(payload, Mapping) else None
+            if not isinstance(command, str) or not command.strip():
+                raise ConfigError('pveum: send {"command": "pveum user add NAME@REALM ..."}')
+            return {"data": pveum.run(self.api.auth.access, command)}
         if (method, path) == ("GET", "/tasks"):
             with cluster.lock:
                 cluster.tick()
-                return {"tasks": [{**t.status_entry(), "endtime": t.endtime} for t in cluster.tasks.values()]}
+                return {"tasks": [{**t.status_entry(), "endtime": t.endtime, "bwlimit": t.bwlimit}
+                                  for t in cluster.tasks.values()]}
         return None
 
     def _set_clock(self, payload: Any) -> None:
         if not isinstance(payload, Mapping) or not ({"set", "advance", "time_scale"} & set(payload)):
             raise ConfigError('clock: send {"set": epoch}, {"advance": seconds} or {"time_scale": x}')
-        for key in ("set", "advance", "time_scale"):
-            value = payload.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"clock: {key} must be a number, got {value!r}")
+        limits = {"set": MAX_EPOCH, "advance": MAX_SECONDS, "time_scale": MAX_TIME_SCALE}
+        values = {k: number(payload[k], f"clock: {k}", 0, high) for k, high in limits.items() if payload.get(k) is not None}
         clock = self.api.cluster.clock
         with self.api.cluster.lock:
             self.api.cluster.tick()  # events due before the jump run at their own times
-            if payload.get("time_scale") is not None:
-                if payload["time_scale"] < 0:
-                    raise ConfigError("clock: time_scale must be 0 or more")
-                clock.set_scale(float(payload["time_scale"]))
-            if payload.get("set") is not None:
-                clock.set(float(payload["set"]))
-            if payload.get("advance") is not None:
-                if payload["advance"] < 0:
-                    raise ConfigError("clock: advance must be 0 or more seconds; use set to go back")
-                clock.advance(float(payload["advance"]))
+            if "time_scale" in values:
+                clock.set_scale(values["time_scale"])
+            if "set" in values:
+                clock.set(values["set"])
+            if "advance" in values:
+                clock.advance(values["advance"])
             self.api.cluster.tick()
 
     def state(self) -> dict[str, Any]:
@@ -108,7 +119,8 @@ class AdminApi:
             now = cluster.tick()
             return {
                 "time": now,
-                "nodes": [{"name": n, "online": s.online, "guests": sorted(g.spec.vmid for g in cluster.guests_on(n))}
+                "nodes": [{"name": n, "online": s.online, "maintenance": s.maintenance,
+                           "guests": sorted(g.spec.vmid for g in cluster.guests_on(n))}
                           for n, s in cluster.nodes.items()],
                 "guests": [{"vmid": g.spec.vmid, "type": g.spec.type, "name": g.spec.name, "node": g.node,
                             "status": g.status, "lock": g.lock, "hastate": g.hastate}

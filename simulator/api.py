@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from pveapi.client import endpoint_template
 
-from . import views_cluster, views_nodes, views_pools  # noqa: F401 - importing registers their routes
+from . import apischema, views_cluster, views_nodes, views_pools, views_replication  # noqa: F401 - importing registers their routes
 from .auth import Authenticator
 from .cluster import SimCluster
 from .failure import PveFailure, not_implemented, unreachable
@@ -38,6 +38,10 @@ class PveApi:
         self.resources = ResourceCache(cluster)
         self.auth_failure_delay = auth_failure_delay
         self._counts: Counter[str] = Counter()
+        # Requests PVE's schema refuses (a 400 from the parameter check, or a 501 for a method
+        # and path it lacks): "METHOD /template: parameter: message" -> count. The client-side
+        # contract test (tests/sim/test_client_contract.py) drives our clients and expects none.
+        self._refusals: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
         self.stopping = threading.Event()
 
@@ -45,9 +49,27 @@ class PveApi:
         with self._counts_lock:
             return dict(self._counts)
 
+    def refusals(self) -> dict[str, int]:
+        with self._counts_lock:
+            return dict(self._refusals)
+
     def reset_counts(self) -> None:
         with self._counts_lock:
             self._counts.clear()
+            self._refusals.clear()
+
+    def _refused(self, method: str, template: str, failure: PveFailure) -> PveFailure:
+        problems = [f"{name}: {text}" for name, text in (failure.errors or {}).items()] or [failure.message]
+        with self._counts_lock:
+            self._refusals.update(f"{method} {template}: {problem}" for problem in problems)
+        return failure
+
+    def _check_parameters(self, method: str, template: str, schema: apischema.Endpoint, params: Mapping[str, str],
+                          major: int) -> None:
+        try:
+            apischema.check_parameters(schema, params, major)
+        except PveFailure as failure:
+            raise self._refused(method, template, failure) from None
 
     def handle(self, method: str, path: str, params: dict[str, str], headers: Mapping[str, str],
                cookies: Mapping[str, str]) -> Answer:
@@ -78,17 +100,27 @@ class PveApi:
                 deadline -= 0.1
         if faults.error is not None:
             raise faults.error
+        if faults.answer is not None:
+            return faults.answer
         if method == "POST" and path == "/access/ticket":
-            return self.auth.login(params.get("username", ""), params.get("password", ""))
+            self._check_parameters(method, template, apischema.endpoint(method, path, {}), params,
+                                   self.cluster.api_node.spec.major)
+            return self.auth.login(params["username"], params["password"])
         caller = self.auth.authenticate(headers, cookies, method)
         found = match(method, path)
         if found is None:
-            raise not_implemented(method, path)
+            raise self._refused(method, template, not_implemented(method, path))
         route, args = found
+        schema = apischema.endpoint(method, route.template, args)
+        merged = {**params, **{k: v for k, v in args.items() if k != "kind"}}
         with self.cluster.lock:
             now = self.cluster.tick()
-            if route.proxied:
-                node = self.cluster.nodes.get(args["node"])
-                if node is not None and not node.online:
-                    raise unreachable(595)
+            answering = self.cluster.nodes.get(args["node"]) if schema.proxyto else None
+            if answering is not None and not answering.online:
+                raise unreachable(595)
+            major = (answering or self.cluster.api_node).spec.major
+            if major < 9 and (method, schema.path) in apischema.PVE9_ENDPOINTS:
+                raise self._refused(method, template, not_implemented(method, path))
+            apischema.check_permission(schema, caller.can, merged)
+            self._check_parameters(method, template, schema, merged, major)
             return route.handler(Call(self, caller, params, now, method, path), **args)

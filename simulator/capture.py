@@ -21,9 +21,11 @@ def scenario_from_capture(entries: list[Any], where: str, name: str) -> Scenario
         raise ConfigError(f"{where}: not a /cluster/resources capture: {exc}") from None
     if not inventory.nodes:
         raise ConfigError(f"{where}: the capture has no node entries; capture with `pvesh get /cluster/resources --output-format json`")
+    # /cluster/resources carries no version; PVE 9 adds `memhost` to VMs (--pve-version overrides).
+    version = "9.0.10" if any(isinstance(e, dict) and "memhost" in e for e in entries) else "8.4.14"
     nodes = [
         {
-            "name": n.name,
+            "name": n.name, "version": version,
             "cores": max(1, n.maxcpu),
             "memory": max(n.maxmem, 1),
             "online": n.online,
@@ -68,7 +70,7 @@ def scenario_from_capture(entries: list[Any], where: str, name: str) -> Scenario
 
 
 def _add_node_overhead(nodes: list[dict[str, Any]], inventory: Any) -> None:
-    for spec, node in zip(nodes, inventory.nodes):
+    for spec, node in zip(nodes, inventory.nodes, strict=True):
         running = [g for g in inventory.guests if g.node == node.name and g.running]
         guest_cores = sum(g.cpu * g.maxcpu for g in running)
         guest_mem = sum(g.mem for g in running)

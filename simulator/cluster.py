@@ -23,7 +23,7 @@ from .clock import VirtualClock
 from .failure import PveFailure, param_error
 from .loadmodel import unit
 from .scenario import GuestSpec, NodeSpec, Scenario
-from .tasks import Task, format_upid
+from .tasks import PROGRESS_LINES, Task, format_upid, migration_progress_line
 
 if TYPE_CHECKING:
     from .figures import NodeFigures
@@ -31,12 +31,6 @@ if TYPE_CHECKING:
 log = structlog.get_logger("pvebalance.sim")
 
 HA_MANAGER_USER = "root@pam"
-MIGRATION_PARAMS = {
-    "qemu": {"target", "online", "with-local-disks", "targetstorage", "bwlimit", "migration_network",
-             "migration_type", "force", "with-conntrack-state"},
-    "lxc": {"target", "restart", "timeout", "online", "target-storage", "bwlimit"},
-}
-BOOLEAN_PARAMS = {"online", "with-local-disks", "force", "with-conntrack-state", "restart"}
 
 
 T = TypeVar("T")
@@ -74,8 +68,11 @@ class NodeState:
     online: bool
     history: list[tuple[float, bool]]  # (since, online), oldest first
     boot: float
-    pids: itertools.count = field(default_factory=itertools.count)
+    pids: itertools.count[int] = field(default_factory=itertools.count)
     ever: set[int] = field(default_factory=set)  # vmids ever placed here (rrddata looks back)
+    # HA maintenance (`ha-manager crm-command node-maintenance enable|disable`): the scenario's
+    # `maintenance` at start, then toggled through the admin API.
+    maintenance: bool = False
 
     def online_at(self, t: float) -> bool:
         return _value_at(self.history, t)
@@ -112,7 +109,8 @@ class SimCluster:
             key = zlib.crc32(n.name.encode())
             boot = origin - 86400 * (3 + int(unit(seed, key, 7, 0) * 40))
             self.nodes[n.name] = NodeState(n, n.online, [(float("-inf"), n.online)], boot,
-                                           itertools.count(0x1000 + int(unit(seed, key, 8, 0) * 0x40000)))
+                                           itertools.count(0x1000 + int(unit(seed, key, 8, 0) * 0x40000)),
+                                           maintenance=n.maintenance)
         self.pools: dict[str, str | None] = {p: c or None for p, c in scenario.pools.items()}  # id -> comment
         self.guests: dict[int, GuestState] = {}
         for g in scenario.guests:
@@ -180,6 +178,17 @@ class SimCluster:
             self.version += 1
             log.info("node_online" if online else "node_offline", node=name, at=int(at))
 
+    def set_maintenance(self, name: str, enabled: bool) -> None:
+        """HA node maintenance, as `ha-manager crm-command node-maintenance enable|disable NAME`
+        sets it (PVE 9 has no API endpoint for it). Only the state the HA status and
+        /cluster/resources show: the simulated CRM does not move HA guests off on its own."""
+        with self.lock:
+            state = self.node(name)
+            if state.maintenance != enabled:
+                state.maintenance = enabled
+                self.version += 1
+                log.info("node_maintenance", node=name, enabled=enabled)
+
     # -- migration ----------------------------------------------------------------------
     def migrate(self, node: str, kind: str, vmid: int, params: Mapping[str, str], user: str) -> str:
         """Validate like PVE, then start the task; returns its UPID or raises PveFailure."""
@@ -187,7 +196,7 @@ class SimCluster:
             now = self.tick()
             self.node(node)
             guest = self.guest_on(node, kind, vmid)
-            options = self._migration_params(kind, params)
+            options = params  # the schema check has vetted them
             target = options["target"]
             if target == node:
                 raise param_error({"target": "target is local node."})
@@ -200,24 +209,6 @@ class SimCluster:
                 raise PveFailure(500, f"Unable to get IP for node '{target}' - node offline?")
             self._check_movable(guest, target, options)
             return self._start_migration(guest, target, options, user, now)
-
-    def _migration_params(self, kind: str, params: Mapping[str, str]) -> dict[str, str]:
-        errors: dict[str, str] = {}
-        allowed = set(MIGRATION_PARAMS[kind])
-        if self.node_major(self.api_node.spec.name) < 9:
-            allowed.discard("with-conntrack-state")
-        for key, value in params.items():
-            if key not in allowed:
-                errors[key] = "property is not defined in schema and the schema does not allow additional properties"
-            elif key in BOOLEAN_PARAMS and value not in ("0", "1"):
-                errors[key] = f"type check ('boolean') failed - got '{value}'"
-            elif key in ("bwlimit", "timeout") and not value.isdigit():
-                errors[key] = f"type check ('integer') failed - got '{value}'"
-        if not params.get("target"):
-            errors["target"] = "property is missing and it is not optional"
-        if errors:
-            raise param_error(errors)
-        return dict(params)
 
     def node_major(self, name: str) -> int:
         return self.nodes[name].spec.major
@@ -248,12 +239,16 @@ class SimCluster:
         self.tasks[upid] = task
         return task
 
-    def migration_seconds(self, guest: GuestState, options: Mapping[str, str]) -> float:
-        m = self.scenario.migration
-        bandwidth = float(m.bandwidth)
+    def migration_bandwidth(self, options: Mapping[str, str]) -> float:
+        """Bytes per second a migration copies at: the scenario's, or a smaller `bwlimit`."""
+        bandwidth = float(self.scenario.migration.bandwidth)
         if options.get("bwlimit"):
             bandwidth = min(bandwidth, int(options["bwlimit"]) * 1024.0) or bandwidth
-        seconds = m.overhead_s
+        return bandwidth
+
+    def migration_seconds(self, guest: GuestState, options: Mapping[str, str]) -> float:
+        bandwidth = self.migration_bandwidth(options)
+        seconds = self.scenario.migration.overhead_s
         if guest.status != "stopped" and guest.spec.type == "qemu":
             seconds += guest.spec.memory / bandwidth
         if guest.spec.local_disks:
@@ -272,6 +267,9 @@ class SimCluster:
             task.finish(now, "lxc live migration is currently not implemented")
             self.version += 1
             return task.upid
+        if options.get("bwlimit"):
+            task.bwlimit = int(options["bwlimit"])
+            task.log.append(f"{_stamp(now)} migration speed limit: {task.bwlimit} KiB/s")
         guest.lock = "migrate"
         if guest.hastate:
             guest.hastate = "migrate"
@@ -280,7 +278,21 @@ class SimCluster:
         log.info("migration_started", vmid=spec.vmid, node=source, target=target, task=task.upid,
                  seconds=round(duration, 1))
         self.schedule(now + duration, lambda at: self._finish_migration(guest, source, target, task, at))
+        if guest.status != "stopped" and spec.type == "qemu":
+            self._log_ram_transfer(task, spec.memory, self.migration_bandwidth(options), now + duration)
         return task.upid
+
+    def _log_ram_transfer(self, task: Task, memory: int, bandwidth: float, end: float) -> None:
+        """A live VM's RAM is copied last, up to the task's end: progress lines in its log meanwhile."""
+        seconds = memory / bandwidth
+        for step in range(PROGRESS_LINES):
+            copied = memory * step / PROGRESS_LINES
+
+            def line(at: float, copied: float = copied) -> None:
+                if task.status == "running":
+                    task.log.append(f"{_stamp(at)} {migration_progress_line(copied, memory, bandwidth)}")
+
+            self.schedule(end - seconds + seconds * step / PROGRESS_LINES, line)
 
     def _finish_migration(self, guest: GuestState, source: str, target: str, task: Task, at: float) -> None:
         guest.lock = None

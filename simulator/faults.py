@@ -5,6 +5,7 @@ Faults come from `--faults FILE` or the admin API; the format is in docs/simulat
 
 from __future__ import annotations
 
+import builtins
 import fnmatch
 import itertools
 import json
@@ -18,11 +19,13 @@ from typing import Any
 import yaml
 
 from pveapi.errors import ConfigError
+from pveapi.values import count, number
 
 from .cluster import MigrationFailure, SimCluster
 from .failure import PveFailure
+from .validation import MAX_EPOCH, MAX_SECONDS
 
-FAULT_TYPES = ("latency", "error", "hang", "node_offline", "migration_failure")
+FAULT_TYPES = ("latency", "error", "hang", "answer", "node_offline", "migration_failure")
 _DEFAULT_MESSAGES = {
     400: "Parameter verification failed.",
     401: "Authentication failed!",
@@ -46,7 +49,7 @@ class Fault:
     released: threading.Event = field(default_factory=threading.Event)
 
     def matches(self, method: str, template: str, path: str) -> bool:
-        if self.type not in ("latency", "error", "hang"):
+        if self.type not in ("latency", "error", "hang", "answer"):
             return False
         pattern = self.endpoint if " " in self.endpoint or self.endpoint == "*" else f"* {self.endpoint}"
         if not fnmatch.fnmatchcase(f"{method} {template}", pattern):
@@ -61,6 +64,7 @@ class RequestFaults:
     latency: float = 0.0
     hang: Fault | None = None
     error: PveFailure | None = None
+    answer: bytes | None = None  # an `answer` fault's body, sent instead of the real one
 
 
 class FaultSet:
@@ -75,7 +79,7 @@ class FaultSet:
         with self._lock:
             return [{"id": f.id, **f.spec} for f in self._faults.values()]
 
-    def add(self, spec: Any) -> list[str]:
+    def add(self, spec: Any) -> builtins.list[str]:  # `list` here is the method above
         specs = spec if isinstance(spec, list) else [spec]
         faults = [self._parse(s, f"fault {i + 1}") for i, s in enumerate(specs)]
         for fault in faults:
@@ -104,6 +108,7 @@ class FaultSet:
         latency = 0.0
         hang: Fault | None = None
         error: PveFailure | None = None
+        answer: bytes | None = None
         with self._lock:
             for fault in list(self._faults.values()):
                 if not fault.matches(method, template, path) or self._rng.random() >= fault.rate:
@@ -116,11 +121,13 @@ class FaultSet:
                     latency += float(fault.spec.get("seconds", 1.0))
                 elif fault.type == "hang" and hang is None:
                     hang = fault
+                elif fault.type == "answer" and answer is None:
+                    answer = str(fault.spec["body"]).encode()
                 elif fault.type == "error" and error is None:
                     status = int(fault.spec["status"])
                     message = str(fault.spec.get("message") or _DEFAULT_MESSAGES.get(status, "simulated fault"))
                     error = PveFailure(status, message, {"fault": "simulated"} if status == 400 else None)
-        return RequestFaults(latency, hang, error)
+        return RequestFaults(latency, hang, error, answer)
 
     def _parse(self, spec: Any, where: str) -> Fault:
         if not isinstance(spec, Mapping):
@@ -128,26 +135,26 @@ class FaultSet:
         kind = spec.get("type")
         if kind not in FAULT_TYPES:
             raise ConfigError(f"{where}: type {kind!r} is not one of {', '.join(FAULT_TYPES)}")
-        rate = spec.get("rate", 1.0)
-        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
-            raise ConfigError(f"{where}: rate must be a number from 0 to 1, got {rate!r}")
-        count = spec.get("count")
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 1):
-            raise ConfigError(f"{where}: count must be a positive whole number, got {count!r}")
+        rate = number(spec.get("rate", 1.0), f"{where}.rate", 0, 1)
+        remaining = None if spec.get("count") is None else count(spec["count"], f"{where}.count", 1)
         if kind == "error" and (not isinstance(spec.get("status"), int) or not 400 <= spec["status"] <= 599):
             raise ConfigError(f"{where}: an error fault needs `status`, an HTTP error code such as 500 or 595")
+        if kind == "answer" and not isinstance(spec.get("body"), str):
+            raise ConfigError(f"{where}: an answer fault needs `body`, the exact text to answer with (HTTP 200)")
         node = spec.get("node")
         if node is not None and node not in self._cluster.nodes:
             raise ConfigError(f"{where}: unknown node {node!r}; known nodes: {', '.join(self._cluster.nodes)}")
         if kind == "node_offline" and node is None:
             raise ConfigError(f"{where}: a node_offline fault needs `node`")
-        for key in ("seconds", "at", "until", "after", "for"):
-            value = spec.get(key)
-            if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
-                raise ConfigError(f"{where}: {key} must be a number, got {value!r}")
+        for key in ("seconds", "after", "for"):
+            if spec.get(key) is not None:
+                number(spec[key], f"{where}.{key}", 0, MAX_SECONDS)
+        for key in ("at", "until"):
+            if spec.get(key) is not None:
+                number(spec[key], f"{where}.{key}", 0, MAX_EPOCH)
         return Fault(
             id=str(next(self._ids)), type=kind, spec=dict(spec), endpoint=str(spec.get("endpoint", "*")),
-            node=node, rate=float(rate), remaining=count,
+            node=node, rate=rate, remaining=remaining,
         )
 
     def _activate(self, fault: Fault) -> None:

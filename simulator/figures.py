@@ -37,12 +37,19 @@ class NodeFigures:
     wait: float
     swap_used: int
     ksm_shared: int
+    demand: float = 0.0  # CPU its guests ask for / host CPUs, not capped: above 1 the node is overcommitted
+
+    def stall(self, maxmem: int) -> tuple[float, float]:
+        """CPU and memory PSI `some` (percent): runnable work waits once demand passes 70 % of the
+        threads, steeply once it passes all of them; memory stalls once it is 85 % full."""
+        mem_ratio = self.mem / maxmem if maxmem else 0.0
+        cpu_some = min(100.0, max(0.0, self.demand - 0.7) / 0.3 * 40)
+        mem_some = min(100.0, max(0.0, mem_ratio - 0.85) / 0.15 * 30)
+        return cpu_some, mem_some
 
     def pressure(self, maxmem: int) -> dict[str, float]:
         """PVE 9 PSI (percent of time stalled, as /proc/pressure avg10) from CPU, memory and I/O load."""
-        mem_ratio = self.mem / maxmem if maxmem else 0.0
-        cpu_some = max(0.0, self.cpu - 0.7) / 0.3 * 40
-        mem_some = max(0.0, mem_ratio - 0.85) / 0.15 * 30
+        cpu_some, mem_some = self.stall(maxmem)
         io_some = min(60.0, self.wait * 150)
         return {
             "pressurecpusome": round(cpu_some, 2),
@@ -145,7 +152,23 @@ def _node_figures(cluster: SimCluster, node: NodeState, t: float) -> NodeFigures
     swap_used = min(spec.swap, max(0, int((mem - 0.9 * spec.memory) * 0.5)))
     ksm = max(0, int((mem - 0.8 * spec.memory) * 0.25))
     return NodeFigures(round(min(cores, spec.cores), 3), round(cpu, 4), min(mem, spec.memory), io,
-                       round(wait, 5), swap_used, ksm)
+                       round(wait, 5), swap_used, ksm, round(cores / spec.cores, 4))
+
+
+def guest_pressure(cluster: SimCluster, guest: GuestState, figures: GuestFigures, t: float,
+                   node: str | None = None) -> dict[str, float]:
+    """PVE 9 per-guest PSI (percent, the guest's cgroup): a guest waits on its node's stall in
+    proportion to how busy it is, so the busiest guests on a stalling node stall most."""
+    host = cluster.nodes[node or guest.node_at(t)]
+    node_now = node_figures(cluster, host, t) if figures.running else None
+    cpu_some, mem_some = (0.0, 0.0) if node_now is None else node_now.stall(host.spec.memory)
+    cpu = round(cpu_some * figures.cpu, 2)
+    mem = round(mem_some * (figures.mem / guest.spec.memory if guest.spec.memory else 0.0), 2)
+    fields = {"pressurecpusome": cpu, "pressureiosome": 0.0, "pressureiofull": 0.0, "pressurememorysome": mem,
+              "pressurememoryfull": round(mem / 2, 2)}
+    if guest.spec.type == "qemu":  # PVE 9.1 reports CPU `full` for VMs only
+        fields["pressurecpufull"] = round(cpu / 2, 2)
+    return fields
 
 
 def load_averages(cluster: SimCluster, node: NodeState, t: float) -> tuple[str, str, str]:

@@ -36,7 +36,9 @@ def level(profile: Profile, seed: int, vmid: int, channel: int, t: float, origin
         hours = (t % 86400) / 3600
         value = p["mean"] + p["amplitude"] * math.cos(2 * math.pi * (hours - p["peak_hour"]) / 24)
     elif kind == "bursty":
-        burst = unit(seed, vmid, channel + 100, int(t // BURST_STEP)) < p["chance"]
+        # Guests of one burst `group` draw the same bursts (a shared batch schedule); 0 is the guest's own.
+        key = -int(p["group"]) if p.get("group") else vmid
+        burst = unit(seed, key, channel + 100, int(t // BURST_STEP)) < p["chance"]
         value = p["peak"] if burst else p["base"]
     elif kind == "trending":
         value = p["start"] + p["per_day"] * (t - origin) / 86400

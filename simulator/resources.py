@@ -38,15 +38,17 @@ def pve_bool(value: bool) -> int:
 
 def node_entry(cluster: SimCluster, node: NodeState, t: float, ha_used: bool) -> dict[str, Any]:
     spec = node.spec
+    # Figures of the cache tick `t`: a node back online since then stays offline until the next
+    # tick, as a real status cache shows it (never `online` without cpu, mem and uptime).
+    figures = node_figures(cluster, node, t) if node.online and node.online_at(t) else None
     entry: dict[str, Any] = {"id": f"node/{spec.name}", "type": "node", "node": spec.name,
-                             "status": "online" if node.online else "offline", "level": ""}
-    figures = node_figures(cluster, node, t) if node.online else None
+                             "status": "online" if figures is not None else "offline", "level": ""}
     if figures is not None:
-        entry.update({"uptime": int(t - node.boot), "cpu": figures.cpu, "mem": figures.mem,
+        entry.update({"uptime": int(max(0.0, t - node.boot)), "cpu": figures.cpu, "mem": figures.mem,
                       "disk": spec.rootfs // 4, "cgroup-mode": 2})
     entry.update({"maxcpu": spec.cores, "maxmem": spec.memory, "maxdisk": spec.rootfs})
     if ha_used:
-        entry["hastate"] = ("maintenance" if spec.maintenance else "online") if node.online else "unknown"
+        entry["hastate"] = ("maintenance" if node.maintenance else "online") if node.online else "unknown"
     return entry
 
 
@@ -126,11 +128,12 @@ class ResourceCache:
             return self._snapshot
 
     def answer(self, now: float, kind: str | None, caller: Caller) -> bytes | list[dict[str, Any]]:
-        """Encoded bytes for callers who may audit everything (cached); a filtered list otherwise."""
+        """Encoded bytes for callers who may audit everything, everywhere (cached); a filtered list
+        otherwise (an entry deeper than `/`, e.g. NoAccess on /vms/100, hides what it covers)."""
         snapshot = self.entries(now)
         wanted = TYPE_FILTER.get(kind) if kind else None
         selected = [e for e in snapshot.entries if wanted is None or e["type"] in wanted]
-        if all(caller.can("/", p) for p in set(AUDIT_PRIVILEGES.values())):
+        if caller.uniform() and all(caller.can("/", p) for p in set(AUDIT_PRIVILEGES.values())):
             with self._lock:
                 if kind not in snapshot.encoded:
                     snapshot.encoded[kind] = json.dumps({"data": selected}, separators=(",", ":")).encode()

@@ -1,4 +1,7 @@
-"""The API's path table: `@route("GET", "/nodes/{node}/status", proxied=True)` on a view function."""
+"""The API's path table: `@route("GET", "/nodes/{node}/status")` on a view function.
+
+Proxying, permissions and parameters come from Proxmox VE's schema (apischema.py), not from here.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from .auth import Caller
 if TYPE_CHECKING:
     from .api import PveApi
 
-_PARAM_PATTERNS = {"vmid": r"\d+", "kind": r"qemu|lxc", "upid": r"[^/]+", "sid": r"[^/]+"}
+# Any segment matches {vmid}, as on PVE: a non-integer one is then a 400 from the schema check.
+_PARAM_PATTERNS = {"kind": r"qemu|lxc"}
 
 
 @dataclass
@@ -31,17 +35,16 @@ class Route:
     template: str
     pattern: re.Pattern[str]
     handler: Callable[..., Any]
-    proxied: bool  # PVE proxies it to {node}: 595 while that node is offline
 
 
 ROUTES: list[Route] = []
 
 
-def route(method: str, template: str, proxied: bool = False) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+def route(method: str, template: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     regex = re.sub(r"\{(\w+)\}", lambda m: f"(?P<{m.group(1)}>{_PARAM_PATTERNS.get(m.group(1), '[^/]+')})", template)
 
     def register(handler: Callable[..., Any]) -> Callable[..., Any]:
-        ROUTES.append(Route(method, template, re.compile(f"^{regex}$"), handler, proxied))
+        ROUTES.append(Route(method, template, re.compile(f"^{regex}$"), handler))
         return handler
 
     return register

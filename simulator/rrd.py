@@ -5,26 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from .cluster import GuestState, NodeState, SimCluster
-from .failure import param_error
-from .figures import guest_figures, guest_running_at, io_rates, node_figures, node_guests_at
+from .figures import guest_figures, guest_pressure, guest_running_at, io_rates, node_figures, node_guests_at
 
-# timeframe -> (seconds per row, rows); `hour` is 60 one-minute rows, the rest as PVE 8 keeps them.
-TIMEFRAMES = {"hour": (60, 60), "day": (1800, 70), "week": (10800, 70), "month": (43200, 70), "year": (604800, 70)}
+# timeframe -> (seconds per row, rows); `hour` is 60 one-minute rows, the rest as PVE 8 keeps them
+# (PVE 9's `decade`: one row a month).
+TIMEFRAMES = {"hour": (60, 60), "day": (1800, 70), "week": (10800, 70), "month": (43200, 70), "year": (604800, 70),
+              "decade": (2592000, 120)}
 _MAX_SAMPLES = 6  # model samples averaged (or maxed) into one row
 
 
 def _frame(params: dict[str, str]) -> tuple[int, int, str]:
-    timeframe = params.get("timeframe", "")
-    cf = params.get("cf", "AVERAGE")
-    errors = {}
-    if timeframe not in TIMEFRAMES:
-        errors["timeframe"] = f"value '{timeframe}' does not have a value in the enumeration 'hour, day, week, month, year'"
-    if cf not in ("AVERAGE", "MAX"):
-        errors["cf"] = f"value '{cf}' does not have a value in the enumeration 'AVERAGE, MAX'"
-    if errors:
-        raise param_error(errors)
-    step, rows = TIMEFRAMES[timeframe]
-    return step, rows, cf
+    """The schema check has vetted `timeframe` (required) and `cf`."""
+    step, rows = TIMEFRAMES[params["timeframe"]]
+    return step, rows, params.get("cf", "AVERAGE")
 
 
 def _rows(now: float, params: dict[str, str], sample: Any) -> list[dict[str, Any]]:
@@ -83,10 +76,7 @@ def guest_rrd(cluster: SimCluster, guest: GuestState, now: float, params: dict[s
         row = {"cpu": figures.cpu, "maxcpu": spec.cpus, "mem": figures.mem, "maxmem": spec.memory,
                "disk": spec.disk * 0.4 if spec.type == "lxc" else 0, "maxdisk": spec.disk, **figures.rates}
         if pve9:
-            some = max(0.0, figures.cpu - 0.8) * 100
-            row.update({"memhost": figures.mem, "pressurecpusome": some, "pressurecpufull": some / 2,
-                        "pressureiosome": 0.0, "pressureiofull": 0.0, "pressurememorysome": 0.0,
-                        "pressurememoryfull": 0.0})
+            row.update({"memhost": figures.mem, **guest_pressure(cluster, guest, figures, t, node)})
         return row
 
     return _rows(now, params, sample)

@@ -18,9 +18,14 @@ import yaml
 from pveapi.errors import ConfigError
 from pveapi.inventory import ha_sid
 from pveapi.tags import parse_tags
+from pveapi.values import choice, count, flag, mapping, number, reject_unknown, size_bytes
+from pveapi.values import vmid as read_vmid
 
+from .access import BUILTIN_ROLES, PRIVILEGES, AclEntry, normalize_path
+from .cpuflags import DEFAULT_MODEL
 from .generate import expand_generated
-from .validation import listed, mapping, number, parse_size, parse_start, required, unique, whole
+from .replication import QDevice, ReplicationJob, parse_qdevice, parse_replication
+from .validation import MAX_SECONDS, MAX_SEED, MAX_TIME_SCALE, listed, parse_start, required, unique
 
 BUILTIN_DIR = Path(__file__).parent / "scenarios"
 GUEST_TYPES = ("qemu", "lxc")
@@ -28,18 +33,18 @@ GUEST_STATUSES = ("running", "stopped", "paused")
 PROFILE_KINDS = {
     "constant": {"level": 0.1, "noise": 0.02},
     "diurnal": {"mean": 0.3, "amplitude": 0.2, "peak_hour": 14.0, "noise": 0.02},
-    "bursty": {"base": 0.1, "peak": 0.9, "chance": 0.1, "noise": 0.02},
+    "bursty": {"base": 0.1, "peak": 0.9, "chance": 0.1, "noise": 0.02, "group": 0},
     "trending": {"start": 0.2, "per_day": 0.05, "noise": 0.02},
     "idle": {"noise": 0.01},
 }
-# Every privilege a full-access token holds (the Administrator role, abridged to what matters).
-ALL_PRIVILEGES = (
-    "Datastore.Allocate", "Datastore.AllocateSpace", "Datastore.Audit", "Pool.Allocate", "Pool.Audit",
-    "Sys.Audit", "Sys.Console", "Sys.Modify", "Sys.PowerMgmt", "VM.Allocate", "VM.Audit",
-    "VM.Backup", "VM.Config.Options", "VM.Console", "VM.Migrate", "VM.Monitor", "VM.PowerMgmt",
-)
 # libyaml's loader when PyYAML has it (the pure-Python one takes a third of a second on `demo`).
+MAX_CORES = 8192
+# Profile parameters are loads (fractions of the guest's allocation) unless listed here.
+_PROFILE_RANGES = {"peak_hour": (0, 24), "per_day": (-1, 1), "group": (0, 1_000_000)}
 _YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+ALL_PRIVILEGES = tuple(sorted(PRIVILEGES))  # what a full-access token holds (the Administrator role)
+_USERID = re.compile(r"^[^\s:/@]+@[A-Za-z][A-Za-z0-9.\-_]+$")
+_TOKEN_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9.\-_]+$")
 _NAME = re.compile(r"^[a-zA-Z0-9]([a-zA-Z0-9\-]*[a-zA-Z0-9])?$")
 
 
@@ -61,7 +66,8 @@ class NodeSpec:
     overhead_mem: int = 2 * 1024**3
     swap: int = 8 * 1024**3
     rootfs: int = 100 * 1024**3
-    model: str = "AMD EPYC 7313 16-Core Processor"
+    model: str = DEFAULT_MODEL
+    cpu_flags: str | None = None  # node status `cpuinfo.flags`; None: those of `model` (simulator/cpuflags.py)
     ip: str = ""
 
     @property
@@ -95,6 +101,7 @@ class GuestSpec:
     lock: str | None = None
     ha: HaSpec | None = None
     cpu: Profile = Profile("constant", {"level": 0.1, "noise": 0.02})
+    cputype: str | None = None  # the qemu config's `cpu` (e.g. host); None: PVE's default, left out
     mem: Profile = Profile("constant", {"level": 0.5, "noise": 0.02})
     uptime: int = 86400  # seconds already up when the simulation starts
 
@@ -122,12 +129,16 @@ class StorageSpec:
 
 @dataclass(frozen=True)
 class Credential:
-    """A token (`name` set) or a password user, with its ACL: path -> privileges."""
+    """A token (`name` set) or a user (password optional), with privileges granted to it directly.
+
+    `acl` (path -> privileges) is the scenario shorthand; the roles-and-ACL form is `Scenario.acl`.
+    """
 
     user: str
-    secret: str
+    secret: str | None
     acl: Mapping[str, tuple[str, ...]]
     name: str | None = None
+    privsep: bool = True
 
     @property
     def tokenid(self) -> str:
@@ -150,6 +161,8 @@ class Scenario:
     storages: tuple[StorageSpec, ...] = ()
     pools: Mapping[str, str] = field(default_factory=dict)  # id -> comment
     credentials: tuple[Credential, ...] = ()
+    roles: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    acl: tuple[AclEntry, ...] = ()
     ha_groups: tuple[Mapping[str, Any], ...] = ()
     ha_rules: tuple[Mapping[str, Any], ...] = ()
     options: Mapping[str, Any] = field(default_factory=dict)
@@ -157,6 +170,8 @@ class Scenario:
     seed: int = 1
     time_scale: float = 1.0
     start: float | None = None
+    replication: tuple[ReplicationJob, ...] = ()
+    qdevice: QDevice | None = None
 
     def storage(self, name: str) -> StorageSpec:
         """A guest's storage; the scenario loader has checked it exists."""
@@ -182,6 +197,8 @@ def load_scenario(source: str | Path | Mapping[str, Any] | list[Any]) -> Scenari
     where = f"scenario {path.name}"
     try:
         data = json.loads(text) if path.suffix == ".json" else yaml.load(text, Loader=_YAML_LOADER)
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply; expected a scenario mapping or a capture list") from None
     except json.JSONDecodeError as exc:
         raise ConfigError(f"{where}: invalid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except yaml.YAMLError as exc:
@@ -196,6 +213,8 @@ def _from_data(data: Any, where: str, default_name: str = "scenario") -> Scenari
     """Build and validate; every problem names the scenario it is in."""
     try:
         return _build(data, where, default_name)
+    except RecursionError:
+        raise ConfigError(f"{where}: nested too deeply; expected a scenario mapping or a capture list") from None
     except ConfigError as exc:
         if str(exc).startswith(where):
             raise
@@ -212,10 +231,8 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
     if not isinstance(data, Mapping):
         raise ConfigError(f"{where}: expected a mapping with nodes and guests (or a /cluster/resources capture list)")
     known = {"name", "cluster", "seed", "time_scale", "start", "migration", "options", "users", "tokens",
-             "nodes", "storages", "pools", "guests", "ha", "generate"}
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(str, unknown))}; allowed: {', '.join(sorted(known))}")
+             "roles", "acl", "nodes", "storages", "pools", "guests", "ha", "generate", "replication", "qdevice"}
+    reject_unknown(data, known, where)
     data = expand_generated(data, where)
     cluster = mapping(data.get("cluster") or {}, f"{where}.cluster")
     nodes = tuple(_node(n, f"{where}.nodes[{i}]") for i, n in enumerate(listed(data.get("nodes") or [], f"{where}.nodes")))
@@ -227,8 +244,7 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
         for i, s in enumerate(listed(data.get("storages") or [], f"{where}.storages"))
     ) or (StorageSpec("local-lvm"),)
     unique([s.name for s in storages], where, "storage name")
-    pools = {str(mapping(p, f"{where}.pools[{i}]").get("id")): str(p.get("comment", ""))
-             for i, p in enumerate(listed(data.get("pools") or [], f"{where}.pools"))}
+    pools = dict(_pool(p, f"{where}.pools[{i}]") for i, p in enumerate(listed(data.get("pools") or [], f"{where}.pools")))
     guests = tuple(
         _guest(g, f"{where}.guests[{i}]", nodes, storages, pools)
         for i, g in enumerate(listed(data.get("guests") or [], f"{where}.guests"))
@@ -246,15 +262,20 @@ def _build(data: Any, where: str, default_name: str) -> Scenario:
         guests=guests,
         storages=storages,
         pools=pools,
-        credentials=_credentials(data, where),
-        ha_groups=tuple(mapping(g, f"{where}.ha.groups") for g in listed(ha.get("groups") or [], f"{where}.ha.groups")),
+        credentials=(credentials := _credentials(data, where)),
+        roles=(roles := _roles(data.get("roles"), f"{where}.roles")),
+        acl=_acl_entries(data.get("acl"), f"{where}.acl", roles, credentials),
+        ha_groups=tuple(_ha_group(g, f"{where}.ha.groups[{i}]") for i, g in enumerate(listed(ha.get("groups") or [], f"{where}.ha.groups"))),
         ha_rules=tuple(_ha_rule(r, f"{where}.ha.rules[{i}]", guests, nodes)
                        for i, r in enumerate(listed(ha.get("rules") or [], f"{where}.ha.rules"))),
         options=mapping(data.get("options") or {}, f"{where}.options"),
         migration=_migration(data.get("migration") or {}, f"{where}.migration"),
-        seed=whole(data.get("seed", 1), f"{where}.seed"),
-        time_scale=number(data.get("time_scale", 1), f"{where}.time_scale", minimum=0),
+        seed=count(data.get("seed", 1), f"{where}.seed", 0, MAX_SEED),
+        time_scale=number(data.get("time_scale", 1), f"{where}.time_scale", 0, MAX_TIME_SCALE),
         start=parse_start(data.get("start"), f"{where}.start"),
+        replication=parse_replication(data.get("replication"), f"{where}.replication",
+                                      {g.vmid: g.node for g in guests}, {n.name for n in nodes}),
+        qdevice=parse_qdevice(data.get("qdevice"), f"{where}.qdevice"),
     )
 
 
@@ -270,16 +291,17 @@ def _node(data: Any, where: str) -> NodeSpec:
         raise ConfigError(f"{where}.version: expected a PVE version like 8.4.14 or 9.0.10, got {version!r}")
     return NodeSpec(
         name=name,
-        cores=whole(d.get("cores"), f"{where}.cores", minimum=1),
-        memory=parse_size(required(d, "memory", where), f"{where}.memory"),
+        cores=count(d.get("cores"), f"{where}.cores", 1, MAX_CORES),
+        memory=size_bytes(required(d, "memory", where), f"{where}.memory"),
         version=version,
-        online=bool(d.get("online", True)),
-        maintenance=bool(d.get("maintenance", False)),
-        overhead_cpu=number(overhead.get("cpu", 0.5), f"{where}.overhead.cpu", minimum=0),
-        overhead_mem=parse_size(overhead.get("memory", "2GiB"), f"{where}.overhead.memory"),
-        swap=parse_size(d.get("swap", "8GiB"), f"{where}.swap"),
-        rootfs=parse_size(d.get("rootfs", "100GiB"), f"{where}.rootfs"),
+        online=flag(d.get("online", True), f"{where}.online"),
+        maintenance=flag(d.get("maintenance", False), f"{where}.maintenance"),
+        overhead_cpu=number(overhead.get("cpu", 0.5), f"{where}.overhead.cpu", 0, MAX_CORES),
+        overhead_mem=size_bytes(overhead.get("memory", "2GiB"), f"{where}.overhead.memory"),
+        swap=size_bytes(d.get("swap", "8GiB"), f"{where}.swap"),
+        rootfs=size_bytes(d.get("rootfs", "100GiB"), f"{where}.rootfs"),
         model=str(d.get("model", NodeSpec.model)),
+        cpu_flags=_cpu_flags(d.get("cpu_flags"), f"{where}.cpu_flags"),
         ip=str(d.get("ip", "")),
     )
 
@@ -296,39 +318,46 @@ def _storage(data: Any, where: str, node_names: set[str]) -> StorageSpec:
     return StorageSpec(
         name=name,
         type=str(d.get("type", "lvmthin")),
-        shared=bool(d.get("shared", False)),
+        shared=flag(d.get("shared", False), f"storage {name}.shared"),
         content=str(d.get("content", "images,rootdir")),
-        size=parse_size(d.get("size", "500GiB"), f"storage {name}.size"),
+        size=size_bytes(d.get("size", "500GiB"), f"storage {name}.size"),
         nodes=nodes,
     )
+
+
+def _pool(data: Any, where: str) -> tuple[str, str]:
+    d = mapping(data, where)
+    return str(required(d, "id", where)), str(d.get("comment", ""))
+
+
+def _ha_group(data: Any, where: str) -> Mapping[str, Any]:
+    d = mapping(data, where)
+    required(d, "group", where)
+    return d
 
 
 def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[StorageSpec, ...],
            pools: Mapping[str, str]) -> GuestSpec:
     d = mapping(data, where)
-    vmid = whole(required(d, "vmid", where), f"{where}.vmid", minimum=100)
+    vmid = read_vmid(required(d, "vmid", where), f"{where}.vmid")
     where = f"guest {vmid}"
-    kind = str(d.get("type", "qemu"))
-    if kind not in GUEST_TYPES:
-        raise ConfigError(f"{where}.type: {kind!r} is not qemu or lxc")
+    kind = choice(d.get("type", "qemu"), f"{where}.type", GUEST_TYPES)
     node = str(required(d, "node", where))
     by_name = {n.name: n for n in nodes}
     if node not in by_name:
         raise ConfigError(f"{where} is on unknown node {node!r}; known nodes: {', '.join(sorted(by_name))}")
-    memory = parse_size(d.get("memory", "2GiB"), f"{where}.memory")
+    memory = size_bytes(d.get("memory", "2GiB"), f"{where}.memory")
     largest = max(nodes, key=lambda n: n.memory)
     if memory > largest.memory:
         raise ConfigError(
             f"{where} needs {memory / 1024**3:.0f} GiB of memory but the largest node ({largest.name}) has "
             f"{largest.memory / 1024**3:.0f} GiB; shrink the guest or add a bigger node"
         )
-    cpus = whole(d.get("cpus", 1), f"{where}.cpus", minimum=1)
+    cpus = count(d.get("cpus", 1), f"{where}.cpus", 1, MAX_CORES)
     if cpus > max(n.cores for n in nodes):
         raise ConfigError(f"{where} has {cpus} vCPUs but the largest node has {max(n.cores for n in nodes)} cores")
-    status = str(d.get("status", "running"))
-    if status not in GUEST_STATUSES:
-        raise ConfigError(f"{where}.status: {status!r} is not one of {', '.join(GUEST_STATUSES)}")
-    local = bool(d.get("local_disks", False))
+    status = choice(d.get("status", "running"), f"{where}.status", GUEST_STATUSES)
+    local = flag(d.get("local_disks", False), f"{where}.local_disks")
     storage = _guest_storage(d, where, storages, local, node)
     pool = d.get("pool")
     if pool is not None and str(pool) not in pools:
@@ -342,8 +371,8 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
         ha_spec = HaSpec(
             state=str(ha_map.get("state", "started")),
             group=ha_map.get("group"),
-            max_restart=whole(ha_map.get("max_restart", 1), f"{where}.ha.max_restart"),
-            max_relocate=whole(ha_map.get("max_relocate", 1), f"{where}.ha.max_relocate"),
+            max_restart=count(ha_map.get("max_restart", 1), f"{where}.ha.max_restart"),
+            max_relocate=count(ha_map.get("max_relocate", 1), f"{where}.ha.max_relocate"),
         )
     return GuestSpec(
         vmid=vmid,
@@ -352,19 +381,38 @@ def _guest(data: Any, where: str, nodes: tuple[NodeSpec, ...], storages: tuple[S
         node=node,
         cpus=cpus,
         memory=memory,
-        disk=parse_size(d.get("disk", "16GiB"), f"{where}.disk"),
+        disk=size_bytes(d.get("disk", "16GiB"), f"{where}.disk"),
         storage=storage,
         local_disks=local,
         status=status,
-        template=bool(d.get("template", False)),
+        template=flag(d.get("template", False), f"{where}.template"),
         tags=tuple(sorted(tag_set)),
         pool=str(pool) if pool is not None else None,
         lock=str(d["lock"]) if d.get("lock") else None,
         ha=ha_spec,
         cpu=_profile(d.get("cpu"), f"{where}.cpu", 0.1),
+        cputype=_cputype(d.get("cputype"), f"{where}.cputype", kind),
         mem=_profile(d.get("mem"), f"{where}.mem", 0.5),
-        uptime=whole(d.get("uptime", 86400), f"{where}.uptime"),
+        uptime=count(d.get("uptime", 86400), f"{where}.uptime", 0, int(MAX_SECONDS)),
     )
+
+
+def _cpu_flags(value: Any, where: str) -> str | None:
+    """A node's CPU flags, as a list or a space-separated string of /proc/cpuinfo names."""
+    if value is None:
+        return None
+    names = value.split() if isinstance(value, str) else value if isinstance(value, list) else None
+    if not names or not all(isinstance(n, str) and re.match(r"^[a-z0-9_]+$", n) for n in names):
+        raise ConfigError(f"{where}: expected CPU flags as /proc/cpuinfo names them, e.g. [sse4_2, avx2], got {value!r}")
+    return " ".join(names)
+
+
+def _cputype(value: Any, where: str, kind: str) -> str | None:
+    if value is None:
+        return None
+    if kind != "qemu" or not isinstance(value, str) or not re.match(r"^[A-Za-z0-9_.+-]+$", value):
+        raise ConfigError(f"{where}: expected a qemu CPU type such as host or x86-64-v2-AES (VMs only), got {value!r}")
+    return value
 
 
 def _guest_storage(d: Mapping[str, Any], where: str, storages: tuple[StorageSpec, ...], local: bool, node: str) -> str:
@@ -386,49 +434,92 @@ def _profile(data: Any, where: str, default_level: float) -> Profile:
     if data is None:
         return Profile("constant", {"level": default_level, "noise": 0.02})
     if isinstance(data, (int, float)) and not isinstance(data, bool):
-        return Profile("constant", {"level": float(data), "noise": 0.02})
+        return Profile("constant", {"level": number(data, f"{where} (a load from 0 to 1)", 0, 1), "noise": 0.02})
     d = mapping(data, where)
-    kind = str(d.get("profile", "constant"))
-    if kind not in PROFILE_KINDS:
-        raise ConfigError(f"{where}.profile: {kind!r} is not one of {', '.join(PROFILE_KINDS)}")
+    kind = choice(d.get("profile", "constant"), f"{where}.profile", PROFILE_KINDS)
     defaults = PROFILE_KINDS[kind]
     unknown = sorted(set(d) - set(defaults) - {"profile"})
     if unknown:
         raise ConfigError(f"{where}: unknown field(s) {', '.join(unknown)} for profile {kind}; allowed: {', '.join(defaults)}")
-    return Profile(kind, {k: number(d.get(k, v), f"{where}.{k}") for k, v in defaults.items()})
+    return Profile(kind, {k: number(d.get(k, v), f"{where}.{k}", *_PROFILE_RANGES.get(k, (0, 1)))
+                          for k, v in defaults.items()})
 
 
 def _credentials(data: Mapping[str, Any], where: str) -> tuple[Credential, ...]:
+    """Tokens and users; without a scenario `acl:` list, one that grants nothing itself has every privilege."""
+    full = {"/": ALL_PRIVILEGES} if data.get("acl") is None else {}
     creds: list[Credential] = []
     for i, t in enumerate(listed(data.get("tokens") or [], f"{where}.tokens")):
         t = mapping(t, f"{where}.tokens[{i}]")
         user, name = str(required(t, "user", f"{where}.tokens[{i}]")), str(required(t, "name", f"{where}.tokens[{i}]"))
-        creds.append(Credential(user, str(required(t, "value", f"token {user}!{name}")), _acl(t, f"token {user}!{name}"), name))
+        it = f"token {user}!{name}"
+        creds.append(Credential(user, str(required(t, "value", it)), _acl(t, it) or full, name,
+                                flag(t.get("privsep", True), f"{it}.privsep")))
     for i, u in enumerate(listed(data.get("users") or [], f"{where}.users")):
         u = mapping(u, f"{where}.users[{i}]")
         user = str(required(u, "user", f"{where}.users[{i}]"))
-        creds.append(Credential(user, str(required(u, "password", f"user {user}")), _acl(u, f"user {user}")))
+        password = u.get("password")
+        creds.append(Credential(user, str(password) if password is not None else None, _acl(u, f"user {user}") or full))
     for cred in creds:
-        if "@" not in cred.user:
-            raise ConfigError(f"{where}: user {cred.user!r} must name a realm, e.g. root@pam")
+        if not _USERID.match(cred.user):
+            raise ConfigError(f"{where}: user {cred.user!r} must be NAME@REALM, e.g. root@pam")
+        if cred.name is not None and not _TOKEN_NAME.match(cred.name):
+            raise ConfigError(f"{where}: token name {cred.name!r}: letters, digits, '.', '-', '_', starting with a letter")
     return tuple(creds)
 
 
 def _acl(d: Mapping[str, Any], where: str) -> Mapping[str, tuple[str, ...]]:
     if "acl" in d:
-        return {str(path): tuple(map(str, listed(privs, f"{where}.acl.{path}")))
+        return {normalize_path(str(path)): _privileges(privs, f"{where}.acl.{path}")
                 for path, privs in mapping(d["acl"], f"{where}.acl").items()}
     if "privileges" in d:
-        return {"/": tuple(map(str, listed(d["privileges"], f"{where}.privileges")))}
-    return {"/": ALL_PRIVILEGES}
+        return {"/": _privileges(d["privileges"], f"{where}.privileges")}
+    return {}
+
+
+def _privileges(value: Any, where: str) -> tuple[str, ...]:
+    names = tuple(map(str, listed(value, where)))
+    unknown = sorted(set(names) - PRIVILEGES)
+    if unknown:
+        raise ConfigError(f"{where}: unknown privilege(s) {', '.join(unknown)} (PVE 9 names, e.g. VM.Audit, Sys.Audit)")
+    return names
+
+
+def _roles(data: Any, where: str) -> Mapping[str, tuple[str, ...]]:
+    roles = {str(k): _privileges(v, f"{where}.{k}") for k, v in mapping(data or {}, where).items()}
+    clash = sorted(set(roles) & set(BUILTIN_ROLES))
+    if clash:
+        raise ConfigError(f"{where}: {', '.join(clash)} is a built-in role; pick another name")
+    return roles
+
+
+def _acl_entries(data: Any, where: str, roles: Mapping[str, Any], creds: tuple[Credential, ...]) -> tuple[AclEntry, ...]:
+    """`acl: [{path, roles, users, tokens, propagate}]`, as `pveum acl modify` takes them."""
+    known_roles = set(roles) | set(BUILTIN_ROLES)
+    ids = {c.tokenid for c in creds} | {c.user for c in creds}
+    entries = []
+    for i, item in enumerate(listed(data or [], where)):
+        d = mapping(item, f"{where}[{i}]")
+        here = f"{where}[{i}]"
+        reject_unknown(d, {"path", "roles", "users", "tokens", "propagate"}, here)
+        path = normalize_path(str(required(d, "path", here)))
+        propagate = flag(d.get("propagate", True), f"{here}.propagate")
+        for role in map(str, listed(required(d, "roles", here), f"{here}.roles")):
+            if role not in known_roles:
+                raise ConfigError(f"{here}.roles: unknown role {role!r}; declare it under `roles`")
+            for ugid in [*map(str, listed(d.get("users") or [], f"{here}.users")),
+                         *map(str, listed(d.get("tokens") or [], f"{here}.tokens"))]:
+                if ugid not in ids:
+                    raise ConfigError(f"{here}: {ugid!r} is not a declared user or token")
+                entries.append(AclEntry(path, ugid, role, propagate))
+    return tuple(entries)
 
 
 def _ha_rule(data: Any, where: str, guests: tuple[GuestSpec, ...], nodes: tuple[NodeSpec, ...]) -> Mapping[str, Any]:
     d = dict(mapping(data, where))
     for key in ("rule", "type", "resources"):
         required(d, key, where)
-    if d["type"] not in ("node-affinity", "resource-affinity"):
-        raise ConfigError(f"{where}.type: {d['type']!r} is not node-affinity or resource-affinity")
+    choice(d["type"], f"{where}.type", ("node-affinity", "resource-affinity"))
     sids = {g.sid for g in guests}
     resources = d["resources"] if isinstance(d["resources"], list) else str(d["resources"]).split(",")
     for sid in resources:
@@ -444,10 +535,17 @@ def _ha_rule(data: Any, where: str, guests: tuple[GuestSpec, ...], nodes: tuple[
     return d
 
 
+def _bandwidth(value: Any, where: str) -> int:
+    bandwidth = size_bytes(value, where)
+    if bandwidth < 1024:
+        raise ConfigError(f"{where}: expected at least 1KiB per second, got {value!r}")
+    return bandwidth
+
+
 def _migration(data: Any, where: str) -> Migration:
     d = mapping(data, where)
     return Migration(
-        bandwidth=max(1, parse_size(d.get("bandwidth", "1GiB"), f"{where}.bandwidth")),
-        overhead_s=number(d.get("overhead_s", 4), f"{where}.overhead_s", minimum=0),
-        ha_delay_s=number(d.get("ha_delay_s", 5), f"{where}.ha_delay_s", minimum=0),
+        bandwidth=_bandwidth(d.get("bandwidth", "1GiB"), f"{where}.bandwidth"),
+        overhead_s=number(d.get("overhead_s", 4), f"{where}.overhead_s", 0, MAX_SECONDS),
+        ha_delay_s=number(d.get("ha_delay_s", 5), f"{where}.ha_delay_s", 0, MAX_SECONDS),
     )

@@ -7,7 +7,9 @@ loop), so concurrent callers are served in parallel and a hung request blocks on
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import secrets
 import ssl
 import tempfile
 import threading
@@ -15,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from http.cookies import CookieError, SimpleCookie
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import structlog
@@ -26,7 +28,7 @@ from .auth import Authenticator
 from .clock import VirtualClock
 from .cluster import SimCluster
 from .faults import FaultSet
-from .scenario import Credential, Scenario, load_scenario
+from .scenario import ALL_PRIVILEGES, Credential, Scenario, load_scenario
 from .tls import make_self_signed
 
 log = structlog.get_logger("pvebalance.sim")
@@ -76,12 +78,14 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         path = unquote(url.path)
+        # email.message.Message answers get() and [] case-insensitively, as the handlers read it
+        headers = cast(Mapping[str, str], self.headers)
         if path.startswith(ADMIN_PREFIX + "/"):
-            answer = self.server.admin.handle(method, path[len(ADMIN_PREFIX):], body, self.headers)
+            answer = self.server.admin.handle(method, path[len(ADMIN_PREFIX):], body, headers)
         elif path.startswith(API_PREFIX + "/") or path == API_PREFIX:
             params = dict(parse_qsl(url.query, keep_blank_values=True))
             params.update(_body_params(body, self.headers.get("Content-Type", "")))
-            answer = self.server.api.handle(method, path[len(API_PREFIX):], params, self.headers, _cookies(self.headers))
+            answer = self.server.api.handle(method, path[len(API_PREFIX):], params, headers, _cookies(headers))
         else:
             answer = Answer(501, f"Method '{method} {path}' not implemented", b"")
         self.send_response(answer.status, answer.reason)
@@ -140,22 +144,32 @@ class Simulator:
         admin_token: str | None = None,
         auth_failure_delay: float = 0.0,
         faults: Iterable[Any] = (),
+        pve_version: str | None = None,  # every node reports this version (a capture has none)
     ) -> None:
         self.scenario = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        if pve_version is not None:
+            self.scenario = dataclasses.replace(self.scenario, nodes=tuple(
+                dataclasses.replace(n, version=pve_version) for n in self.scenario.nodes))
         seed = self.scenario.seed if seed is None else seed
         scale = self.scenario.time_scale if time_scale is None else time_scale
         self.clock = VirtualClock(self.scenario.start if start is None else start, scale)
         self.cluster = SimCluster(self.scenario, self.clock, seed)
-        auth = Authenticator(self.scenario.credentials)
+        auth = Authenticator(self.scenario.credentials, self.scenario.roles, self.scenario.acl)
         for credential in tokens:
             auth.add(credential)
+        self._tmp = tempfile.TemporaryDirectory(prefix="pvebalance-sim-")
+        self.token_file: Path | None = None
+        if not auth.token_ids():  # a capture: a root token, its secret in a file only the user can read
+            self.token_file = Path(self._tmp.name) / "root@pam!rehearse.token"
+            secret = secrets.token_hex(16)
+            self.token_file.touch(mode=0o600)
+            self.token_file.write_text(secret + "\n", encoding="utf-8")
+            auth.add(Credential("root@pam", secret, {"/": ALL_PRIVILEGES}, "rehearse", False))
         self.faults = FaultSet(self.cluster, seed)
         self.faults.add(list(faults))
         self.api = PveApi(self.cluster, auth, self.faults, auth_failure_delay)
         self.admin = AdminApi(self.api, admin_token)
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if cert is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="pvebalance-sim-")
             cert_path, key_path = make_self_signed(Path(self._tmp.name), host)
         else:
             cert_path, key_path = Path(cert), Path(key or cert)
@@ -185,7 +199,8 @@ class Simulator:
         self._thread.start()
         log.info("sim_started", url=self.url, scenario=self.scenario.name, cert=str(self.cert_path),
                  nodes=len(self.cluster.nodes), guests=len(self.cluster.guests), tokens=self.api.auth.token_ids(),
-                 time_scale=self.clock.scale)
+                 time_scale=self.clock.scale, version=self.cluster.api_node.spec.version,
+                 **({"token_file": str(self.token_file)} if self.token_file else {}))
         return self
 
     def serve_forever(self) -> None:
@@ -200,6 +215,4 @@ class Simulator:
         self._server.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
-        if self._tmp is not None:
-            self._tmp.cleanup()
-            self._tmp = None
+        self._tmp.cleanup()

@@ -22,6 +22,24 @@ def parse_upid(upid: str) -> dict[str, object] | None:
         return None
 
 
+# A migration's RAM-transfer phase logs a progress line about this often (PVE: every second).
+PROGRESS_LINES = 10
+
+
+def render_bytes(size: float) -> str:
+    """A size as PVE's task logs write it: `1.2 GiB`, `150.0 MiB`."""
+    for power, unit in ((4, "TiB"), (3, "GiB"), (2, "MiB"), (1, "KiB")):
+        if size >= 1024 ** power:
+            return f"{size / 1024 ** power:.1f} {unit}"
+    return f"{size:.0f} B"
+
+
+def migration_progress_line(transferred: float, total: float, bytes_per_second: float) -> str:
+    """A qemu migration's progress line, as PVE logs it while the VM's RAM is copied."""
+    return (f"migration active, transferred {render_bytes(transferred)} of {render_bytes(total)} VM-state, "
+            f"{render_bytes(bytes_per_second)}/s")
+
+
 @dataclass
 class Task:
     upid: str
@@ -36,6 +54,7 @@ class Task:
     exitstatus: str | None = None
     endtime: int | None = None
     log: list[str] = field(default_factory=list)
+    bwlimit: int | None = None  # KiB/s, for migrations started with `bwlimit`
 
     def finish(self, at: float, exitstatus: str) -> None:
         self.status = "stopped"

@@ -1,12 +1,13 @@
-"""Per-node endpoints (all proxied to the node on PVE): status, rrddata, guests, migration, tasks."""
+"""Per-node endpoints: status, rrddata, guests, migration, tasks (proxying as the schema says: apischema.py)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .cluster import GuestState
-from .failure import PveFailure, not_implemented, param_error, unreachable
-from .figures import guest_figures, load_averages, node_figures
+from .cpuflags import model_flags
+from .failure import PveFailure, param_error, unreachable
+from .figures import guest_figures, guest_pressure, load_averages, node_figures
 from .resources import node_entry, pve_bool, storage_entries
 from .routing import Call, route
 from .rrd import guest_rrd, node_rrd
@@ -33,9 +34,8 @@ def nodes(call: Call) -> Any:
     return answer
 
 
-@route("GET", "/nodes/{node}/status", proxied=True)
+@route("GET", "/nodes/{node}/status")
 def node_status(call: Call, node: str) -> Any:
-    call.caller.require(f"/nodes/{node}", "Sys.Audit")
     cluster = call.api.cluster
     state = cluster.node(node)
     spec = state.spec
@@ -50,7 +50,7 @@ def node_status(call: Call, node: str) -> Any:
     return {
         "cpu": figures.cpu, "wait": figures.wait, "idle": 0,
         "cpuinfo": {"cores": max(1, spec.cores // 2), "cpus": spec.cores, "sockets": 1, "mhz": "2999.998",
-                    "model": spec.model, "hvm": "1", "user_hz": 100, "flags": "fpu vme de pse tsc msr pae mce"},
+                    "model": spec.model, "hvm": "1", "user_hz": 100, "flags": model_flags(spec.model, spec.cpu_flags)},
         "loadavg": list(load_averages(cluster, state, call.now)),
         "memory": memory,
         "swap": {"free": spec.swap - figures.swap_used, "total": spec.swap, "used": figures.swap_used},
@@ -59,38 +59,32 @@ def node_status(call: Call, node: str) -> Any:
                    "used": rootfs_used},
         "pveversion": f"pve-manager/{spec.version}/{repoid(spec.version)}",
         "kversion": f"Linux {_KERNELS.get(major, _KERNELS[9])} #1 SMP PREEMPT_DYNAMIC PMX x86_64",
-        "uptime": int(call.now - state.boot),
+        "uptime": int(max(0.0, call.now - state.boot)),
         "boot-info": {"mode": "efi", "secureboot": 0},
-        "current-kernel": {"machine": "x86_64", "release": _KERNELS.get(major, _KERNELS[9]), "sysname": "Linux"},
+        "current-kernel": {"machine": "x86_64", "release": _KERNELS.get(major, _KERNELS[9]), "sysname": "Linux",
+                           "version": "#1 SMP PREEMPT_DYNAMIC PMX"},
     }
 
 
-@route("GET", "/nodes/{node}/version", proxied=True)
+@route("GET", "/nodes/{node}/version")
 def node_version(call: Call, node: str) -> Any:
     return version_info(call.api.cluster.node(node).spec.version)
 
 
-@route("GET", "/nodes/{node}/time", proxied=True)
+@route("GET", "/nodes/{node}/time")
 def node_time(call: Call, node: str) -> Any:
     call.api.cluster.node(node)
-    call.caller.require(f"/nodes/{node}", "Sys.Audit")
     now = int(call.now)
     return {"timezone": "UTC", "time": now, "localtime": now}  # simulated nodes run on UTC
 
 
-@route("GET", "/nodes/{node}/subscription", proxied=True)
+@route("GET", "/nodes/{node}/subscription")
 def subscription(call: Call, node: str) -> Any:
-    call.caller.require(f"/nodes/{node}", "Sys.Audit")
     return {"status": "notfound", "message": "There is no subscription key",
             "url": "https://www.proxmox.com/en/proxmox-virtual-environment/pricing"}
 
 
-@route("GET", "/nodes/{node}/replication", proxied=True)
-def replication(call: Call, node: str) -> Any:
-    return []
-
-
-@route("GET", "/nodes/{node}/storage", proxied=True)
+@route("GET", "/nodes/{node}/storage")
 def node_storage(call: Call, node: str) -> Any:
     answer = []
     for entry in storage_entries(call.api.cluster):
@@ -103,13 +97,12 @@ def node_storage(call: Call, node: str) -> Any:
     return answer
 
 
-@route("GET", "/nodes/{node}/rrddata", proxied=True)
+@route("GET", "/nodes/{node}/rrddata")
 def node_rrddata(call: Call, node: str) -> Any:
-    call.caller.require(f"/nodes/{node}", "Sys.Audit")
     return node_rrd(call.api.cluster, call.api.cluster.node(node), call.now, call.params)
 
 
-@route("GET", "/nodes/{node}/{kind}", proxied=True)
+@route("GET", "/nodes/{node}/{kind}")
 def guest_list(call: Call, node: str, kind: str) -> Any:
     cluster = call.api.cluster
     cluster.node(node)
@@ -119,14 +112,14 @@ def guest_list(call: Call, node: str, kind: str) -> Any:
 
 def _list_entry(call: Call, guest: GuestState) -> dict[str, Any]:
     figures = guest_figures(call.api.cluster, guest, call.now)
-    entry = _guest_fields(guest, figures)
+    entry = _guest_fields(call, guest, figures)
     if figures.running:
         entry["pid"] = 10000 + guest.spec.vmid
     return _guest_marks(guest, entry)
 
 
-def _guest_fields(guest: GuestState, figures: Any) -> dict[str, Any]:
-    """The fields guest lists and status/current share."""
+def _guest_fields(call: Call, guest: GuestState, figures: Any) -> dict[str, Any]:
+    """The fields guest lists and status/current share (PVE 9 adds the guest's PSI while it runs)."""
     spec = guest.spec
     fields: dict[str, Any] = {
         "vmid": spec.vmid, "name": spec.name, "status": guest.status, "cpus": spec.cpus, "cpu": figures.cpu,
@@ -135,6 +128,8 @@ def _guest_fields(guest: GuestState, figures: Any) -> dict[str, Any]:
     }
     if spec.type == "lxc":
         fields.update({"type": "lxc", "swap": 0, "maxswap": 512 * 1024**2})
+    if figures.running and call.api.cluster.node_major(guest.node) >= 9:
+        fields.update(guest_pressure(call.api.cluster, guest, figures, call.now))
     return fields
 
 
@@ -152,11 +147,10 @@ def _guest_marks(guest: GuestState, entry: dict[str, Any]) -> dict[str, Any]:
 def _guest(call: Call, node: str, kind: str, vmid: str) -> GuestState:
     call.api.cluster.node(node)
     guest = call.api.cluster.guest_on(node, kind, int(vmid))
-    call.caller.require(f"/vms/{vmid}", "VM.Audit")
     return guest
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/config", proxied=True)
+@route("GET", "/nodes/{node}/{kind}/{vmid}/config")
 def guest_config(call: Call, node: str, kind: str, vmid: str) -> Any:
     guest = _guest(call, node, kind, vmid)
     spec = guest.spec
@@ -168,6 +162,8 @@ def guest_config(call: Call, node: str, kind: str, vmid: str) -> Any:
             "boot": "order=scsi0;net0", "net0": f"virtio=BC:24:11:{spec.vmid % 256:02X}:00:01,bridge=vmbr0",
             "onboot": 1, "agent": "1", "vmgenid": digest(spec.vmid)[:8] + "-0000-4000-8000-000000000000",
         }
+        if spec.cputype is not None:
+            config["cpu"] = spec.cputype
     else:
         config = {
             "hostname": spec.name, "cores": spec.cpus, "memory": spec.memory // 1024**2, "swap": 512,
@@ -179,12 +175,12 @@ def guest_config(call: Call, node: str, kind: str, vmid: str) -> Any:
     return config
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/pending", proxied=True)
+@route("GET", "/nodes/{node}/{kind}/{vmid}/pending")
 def guest_pending(call: Call, node: str, kind: str, vmid: str) -> Any:
     return [{"key": k, "value": v} for k, v in guest_config(call, node, kind, vmid).items() if k != "digest"]
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/status/current", proxied=True)
+@route("GET", "/nodes/{node}/{kind}/{vmid}/status/current")
 def guest_status(call: Call, node: str, kind: str, vmid: str) -> Any:
     guest = _guest(call, node, kind, vmid)
     spec = guest.spec
@@ -194,7 +190,7 @@ def guest_status(call: Call, node: str, kind: str, vmid: str) -> Any:
         ha = {"managed": 1, "state": guest.hastate or spec.ha.state}
         if spec.ha.group:
             ha["group"] = spec.ha.group
-    status = {**_guest_fields(guest, figures), "ha": ha}
+    status = {**_guest_fields(call, guest, figures), "ha": ha}
     major = call.api.cluster.node_major(node)
     if kind == "qemu":
         status.update({"qmpstatus": guest.status, "agent": 1})
@@ -206,17 +202,15 @@ def guest_status(call: Call, node: str, kind: str, vmid: str) -> Any:
     return _guest_marks(guest, status)
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/rrddata", proxied=True)
+@route("GET", "/nodes/{node}/{kind}/{vmid}/rrddata")
 def guest_rrddata(call: Call, node: str, kind: str, vmid: str) -> Any:
     guest = _guest(call, node, kind, vmid)
     return guest_rrd(call.api.cluster, guest, call.now, call.params)
 
 
-@route("GET", "/nodes/{node}/{kind}/{vmid}/migrate", proxied=True)
+@route("GET", "/nodes/{node}/{kind}/{vmid}/migrate")
 def migrate_precondition(call: Call, node: str, kind: str, vmid: str) -> Any:
     cluster = call.api.cluster
-    if kind == "lxc" and cluster.node_major(node) < 9:
-        raise not_implemented(call.method, call.path)  # the LXC precondition check is new in PVE 9
     guest = _guest(call, node, kind, vmid)
     spec = guest.spec
     target = call.params.get("target")
@@ -236,18 +230,18 @@ def migrate_precondition(call: Call, node: str, kind: str, vmid: str) -> Any:
     running = pve_bool(guest.status != "stopped")
     if kind == "lxc":
         return {"running": running, "allowed-nodes": allowed, "not-allowed-nodes": not_allowed}
-    local = [{"volid": spec.volid, "size": spec.disk, "drivename": "scsi0", "shared": 0}] if spec.local_disks else []
+    local = [{"volid": spec.volid, "size": spec.disk, "drivename": "scsi0", "shared": 0, "cdrom": 0, "is_unused": 0}
+             ] if spec.local_disks else []
     return {"running": running, "allowed_nodes": allowed, "not_allowed_nodes": not_allowed, "local_disks": local,
-            "local_resources": [], "mapped-resources": []}
+            "local_resources": [], "mapped-resources": [], "mapped-resource-info": {}, "has-dbus-vmstate": 0}
 
 
-@route("POST", "/nodes/{node}/{kind}/{vmid}/migrate", proxied=True)
+@route("POST", "/nodes/{node}/{kind}/{vmid}/migrate")
 def migrate(call: Call, node: str, kind: str, vmid: str) -> Any:
-    call.caller.require(f"/vms/{vmid}", "VM.Migrate")
     return call.api.cluster.migrate(node, kind, int(vmid), call.params, call.caller.userid)
 
 
-@route("GET", "/nodes/{node}/tasks", proxied=True)
+@route("GET", "/nodes/{node}/tasks")
 def task_list(call: Call, node: str) -> Any:
     cluster = call.api.cluster
     cluster.node(node)
@@ -284,12 +278,12 @@ def _task(call: Call, upid: str) -> Any:
     return task
 
 
-@route("GET", "/nodes/{node}/tasks/{upid}/status", proxied=True)
+@route("GET", "/nodes/{node}/tasks/{upid}/status")
 def task_status(call: Call, node: str, upid: str) -> Any:
     return _task(call, upid).status_entry()
 
 
-@route("GET", "/nodes/{node}/tasks/{upid}/log", proxied=True)
+@route("GET", "/nodes/{node}/tasks/{upid}/log")
 def task_log(call: Call, node: str, upid: str) -> Any:
     lines = _task(call, upid).log
     start, limit = int(call.params.get("start", 0)), int(call.params.get("limit", 50))

@@ -118,8 +118,8 @@ def openmetrics(samples: Iterable[Sample]) -> str:
     lines: list[str] = []
     for name, series in families.items():
         lines.append(f"# TYPE {name} gauge")
-        for labels, points in series.items():
-            label_text = ",".join(f'{k}="{v}"' for k, v in labels)
+        for pairs, points in series.items():
+            label_text = ",".join(f'{k}="{v}"' for k, v in pairs)
             lines.extend(f"{name}{{{label_text}}} {value!r} {ts:.3f}" for ts, value in sorted(points))
     lines.append("# EOF")
     return "\n".join(lines) + "\n"

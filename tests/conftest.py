@@ -24,3 +24,22 @@ def _structlog_config_per_test() -> Iterator[None]:
     saved = structlog.get_config()
     yield
     structlog.configure(**saved)
+
+
+# Markers by where a test lives, so `-m "not package and not stack"` picks the quick ones.
+_MARKERS_BY_PATH = {
+    "tests/package/": "package",
+    "tests/stack/": "stack",
+    "tests/docs/": "docs",
+    "tests/controller/test_run_process.py": "process",
+    "tests/controller/test_lease.py": "process",
+    "tests/exporter/test_secrets_and_cli.py": "process",
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        path = item.nodeid.split("::")[0]
+        for prefix, marker in _MARKERS_BY_PATH.items():
+            if path.startswith(prefix):
+                item.add_marker(marker)

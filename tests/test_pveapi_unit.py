@@ -48,7 +48,7 @@ def test_secret_from_file_never_shows_in_repr(tmp_path) -> None:
         ({"host": "pve", "user": "root", "password": "x"}, "must name a realm"),
         ({"host": "pve", "user": "root@pam", "token_name": "t"}, "no token secret"),
         ({"host": "pve", "user": "root@pam", "token_name": "t", "token_value_env": "NOPE"}, "NOPE is not set"),
-        ({"host": "pve", "user": "root@pam", "password": "x", "timeout": "fast"}, "positive number"),
+        ({"host": "pve", "user": "root@pam", "password": "x", "timeout": "fast"}, "timeout: expected a duration such as 30s"),
         ({"host": "pve", "user": "root@pam", "password": "x", "tokn_name": "t"}, "unknown key(s) tokn_name"),
     ],
 )

@@ -28,6 +28,7 @@ class NodeStatus:
     ksm_shared: int
     memory_available: int  # PVE 9 `memory.available`, else `memory.free`
     cpus: int
+    cpu_model: str  # `cpuinfo.model`: one value per node, so a label of bounded cardinality
 
 
 def parse_node_status(answer: Any) -> NodeStatus:
@@ -44,6 +45,7 @@ def parse_node_status(answer: Any) -> NodeStatus:
         ksm_shared=int((answer.get("ksm") or {}).get("shared") or 0),
         memory_available=int(memory["available"] if "available" in memory else memory["free"]),
         cpus=int(answer["cpuinfo"]["cpus"]),
+        cpu_model=str(answer["cpuinfo"].get("model") or "unknown"),
     )
 
 
@@ -71,6 +73,7 @@ class NodeStatusCollector(ResultCollector):
             "memory_available": gauge("pve_node_memory_available_bytes", "Available memory in bytes (PVE 9), else free"),
             "cpus": gauge("pve_node_cpu_count", "Host CPU threads"),
         }
+        cpu_info = gauge("pve_node_cpu_info", "Host CPU model (1 per node), for CPU compatibility", ["id", "model"])
         for node in inventory.online_nodes:
             status = self._result.answer(CONCERN, node.name)
             if not isinstance(status, NodeStatus):
@@ -78,4 +81,6 @@ class NodeStatusCollector(ResultCollector):
             labels = [node.id]
             for field_name, family in families.items():
                 family.add_metric(labels, getattr(status, field_name))
+            cpu_info.add_metric([node.id, status.cpu_model], 1)
         yield from families.values()
+        yield cpu_info

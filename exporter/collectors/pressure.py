@@ -1,10 +1,13 @@
-"""PSI (PVE 9) from /nodes/{node}/rrddata: one extra call per node, so behind --collector.pressure."""
+"""PSI (PVE 9), behind --collector.pressure: each node's from /nodes/{node}/rrddata (one call per
+node) and each running guest's own from its node's /nodes/{node}/{qemu|lxc} list (one call per
+node and guest type it runs)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from pveapi.inventory import Inventory
@@ -14,42 +17,69 @@ from .base import ResultCollector
 from .families import gauge
 
 CONCERN = "pressure"
-# rrddata field -> (resource, kind); PVE 8 nodes have none of them.
+GUEST_CONCERN = "guest_pressure"
+# API field -> (resource, kind); PVE 8 has none of them, and only VMs report CPU `full`.
 FIELDS = {
     "pressurecpusome": ("cpu", "some"),
+    "pressurecpufull": ("cpu", "full"),
     "pressureiosome": ("io", "some"),
     "pressureiofull": ("io", "full"),
     "pressurememorysome": ("memory", "some"),
     "pressurememoryfull": ("memory", "full"),
 }
-PERCENT = 100.0  # rrddata carries PSI avg10 as a percentage
+PERCENT = 100.0  # PVE carries PSI avg10 as a percentage
+Figures = Mapping[tuple[str, str], float]
 
 
-def parse_pressure(answer: Any) -> Mapping[tuple[str, str], float]:
-    """The newest row's PSI fields, as ratios (rows omit undefined values)."""
+def _ratios(row: Mapping[str, Any]) -> Figures:
+    return {FIELDS[key]: float(value) / PERCENT for key, value in row.items() if key in FIELDS}
+
+
+def parse_pressure(answer: Any) -> Figures:
+    """The newest rrddata row's PSI fields, as ratios (rows omit undefined values)."""
     for row in reversed(list(answer)):
-        found = {FIELDS[key]: float(value) / PERCENT for key, value in row.items() if key in FIELDS}
+        found = _ratios(row)
         if found:
             return found
     return {}
+
+
+def parse_guest_pressure(answer: Any) -> Mapping[int, Figures]:
+    """vmid -> PSI ratios, from a guest list (entries without PSI are left out)."""
+    found = {int(entry["vmid"]): _ratios(entry) for entry in answer}
+    return {vmid: figures for vmid, figures in found.items() if figures}
 
 
 class PressureCollector(ResultCollector):
 
     @staticmethod
     def calls(inventory: Inventory) -> Iterable[Call]:
+        online = {node.name for node in inventory.online_nodes}
+        lists = sorted({(g.node, g.type) for g in inventory.guests if g.running and g.node in online})
         return [
-            Call(CONCERN, node.name, f"/nodes/{node.name}/rrddata", {"timeframe": "hour", "cf": "AVERAGE"}, parse_pressure)
-            for node in inventory.online_nodes
+            *(Call(CONCERN, node.name, f"/nodes/{node.name}/rrddata", {"timeframe": "hour", "cf": "AVERAGE"},
+                   parse_pressure) for node in inventory.online_nodes),
+            *(Call(GUEST_CONCERN, f"{node}/{kind}", f"/nodes/{node}/{kind}", parse=parse_guest_pressure)
+              for node, kind in lists),
         ]
 
     def collect(self) -> Iterator[Metric]:
         inventory = self._result.inventory
         if inventory is None:
             return
-        pressure = gauge("pve_node_pressure_ratio", "Pressure stall information (PSI avg10), PVE 9", ["id", "resource", "kind"])
+        labels = ["id", "resource", "kind"]
+        pressure = gauge("pve_node_pressure_ratio", "Pressure stall information (PSI avg10), PVE 9", labels)
         for node in inventory.online_nodes:
-            values = self._result.answer(CONCERN, node.name) or {}
-            for (resource, kind), value in sorted(values.items()):
-                pressure.add_metric([node.id, resource, kind], value)
+            self._add(pressure, node.id, self._result.answer(CONCERN, node.name))
         yield pressure
+        guests = gauge("pve_guest_pressure_ratio", "A running guest's own pressure stall (PSI avg10, its cgroup), PVE 9",
+                       labels)
+        for guest in inventory.guests:
+            listed = self._result.answer(GUEST_CONCERN, f"{guest.node}/{guest.type}") or {}
+            self._add(guests, guest.id, listed.get(guest.vmid))
+        yield guests
+
+    @staticmethod
+    def _add(family: GaugeMetricFamily, resource_id: str, figures: Figures | None) -> None:
+        for (resource, kind), value in sorted((figures or {}).items()):
+            family.add_metric([resource_id, resource, kind], value)

@@ -1,4 +1,8 @@
-"""Gauges from the one /cluster/resources answer: nodes, guests and storages."""
+"""Gauges from the one /cluster/resources answer: nodes, guests and storages.
+
+These are most of a scrape's samples, so they are `FastFamily`s: one escaped `Series` per
+node, guest and storage, shared by all its families.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,35 @@ from collections.abc import Iterator
 from prometheus_client.metrics_core import Metric
 
 from .base import ResultCollector
-from .families import add, add_total, counter, gauge
+from .families import FastFamily, Series, StateFamily, id_series
+
+# Families of one series per node, guest or storage, labelled by `id` alone.
+ID_GAUGES = {
+    "cpu": ("pve_cpu_usage_ratio", "CPU use: nodes as a fraction of all host CPUs, guests of their vCPUs"),
+    "maxcpu": ("pve_cpu_usage_limit", "Number of CPUs: host threads (nodes), vCPUs (guests)"),
+    "mem": ("pve_memory_usage_bytes", "Used memory in bytes (nodes, guests)"),
+    "maxmem": ("pve_memory_size_bytes", "Memory size in bytes (nodes, guests)"),
+    "disk": ("pve_disk_usage_bytes", "Used disk space in bytes (nodes, storages, lxc)"),
+    "maxdisk": ("pve_disk_size_bytes", "Disk size in bytes (nodes, storages, guests' root disk)"),
+    "uptime": ("pve_uptime_seconds", "Uptime of the node or guest in seconds"),
+}
+# Guest counters: (Guest field, family, what it counts). Each is also exported as
+# prometheus-pve-exporter's gauge of the same figure, deprecated there since 3.8 and still read by
+# dashboards (Grafana 10347's Network and Disk IO panels).
+GUEST_COUNTERS = (
+    ("netin", "pve_network_receive_bytes", "Bytes the guest received since it started"),
+    ("netout", "pve_network_transmit_bytes", "Bytes the guest sent since it started"),
+    ("diskread", "pve_disk_read_bytes", "Bytes the guest read from its disks since it started"),
+    ("diskwrite", "pve_disk_written_bytes", "Bytes the guest wrote to its disks since it started"),
+)
+DEPRECATED_GAUGE = {"pve_disk_written_bytes": "pve_disk_write_bytes"}  # the peer's old name differs
+# The states prometheus-pve-exporter writes a 0 or 1 for, every one for every node or guest
+# (`CollectorOptions.zeros`, `StateFamily`).
+NODE_HA_STATES = ("online", "maintenance", "unknown", "fence", "gone")
+GUEST_HA_STATES = ("stopped", "request_stop", "request_start", "request_start_balance", "started", "fence",
+                   "recovery", "migrate", "relocate", "freeze", "error")
+LOCK_STATES = ("backup", "clone", "create", "migrate", "rollback", "snapshot", "snapshot-delete", "suspended",
+               "suspending")
 
 
 class ResourcesCollector(ResultCollector):
@@ -15,75 +47,72 @@ class ResourcesCollector(ResultCollector):
         inventory = self._result.inventory
         if inventory is None:
             return
-        cpu_ratio = gauge("pve_cpu_usage_ratio", "CPU use: nodes as a fraction of all host CPUs, guests of their vCPUs")
-        cpu_limit = gauge("pve_cpu_usage_limit", "Number of CPUs: host threads (nodes), vCPUs (guests)")
-        mem_used = gauge("pve_memory_usage_bytes", "Used memory in bytes (nodes, guests)")
-        mem_size = gauge("pve_memory_size_bytes", "Memory size in bytes (nodes, guests)")
-        disk_used = gauge("pve_disk_usage_bytes", "Used disk space in bytes (nodes, storages, lxc)")
-        disk_size = gauge("pve_disk_size_bytes", "Disk size in bytes (nodes, storages, guests' root disk)")
-        uptime = gauge("pve_uptime_seconds", "Uptime of the node or guest in seconds")
-        net_in = counter("pve_network_receive_bytes", "Bytes the guest received since it started")
-        net_out = counter("pve_network_transmit_bytes", "Bytes the guest sent since it started")
-        disk_read = counter("pve_disk_read_bytes", "Bytes the guest read from its disks since it started")
-        disk_written = counter("pve_disk_written_bytes", "Bytes the guest wrote to its disks since it started")
-        guest_info = gauge("pve_guest_info", "Guest info", ["id", "node", "name", "type", "template", "tags"])
-        tag_info = gauge("pve_guest_tag_info", "One series per guest tag", ["id", "tag"])
-        pool_info = gauge("pve_guest_pool_info", "The pool of a guest", ["id", "pool"])
-        storage_info = gauge("pve_storage_info", "Storage info", ["id", "node", "storage", "content", "plugintype"])
-        ha_state = gauge("pve_ha_state", "1 for the current HA state of an HA-managed guest or node", ["id", "state"])
-        lock_state = gauge("pve_lock_state", "1 for the guest's current config lock", ["id", "state"])
+        gauges = {key: FastFamily(name, text) for key, (name, text) in ID_GAUGES.items()}
+        counters = [(field, FastFamily(name, text, "counter")) for field, name, text in GUEST_COUNTERS]
+        deprecated = [
+            (field, FastFamily(DEPRECATED_GAUGE.get(name, name), f"{text}; DEPRECATED: use {name}_total"))
+            for field, name, text in GUEST_COUNTERS
+        ] if self._options.deprecated else []
+        cpu_ratio, cpu_limit, mem_used, mem_size, disk_used, disk_size, uptime = gauges.values()
+        info = {name: FastFamily(name, text) for name, text in (
+            ("pve_guest_info", "Guest info"),
+            ("pve_guest_tag_info", "One series per guest tag"),
+            ("pve_guest_pool_info", "The pool of a guest"),
+            ("pve_storage_info", "Storage info"),
+            ("pve_storage_shared", "1 if the storage is shared among the cluster's nodes"),
+        )}
+        guest_info, tag_info, pool_info, storage_info, storage_shared = info.values()
+        zeros = self._options.zeros
+        ha_state = StateFamily("pve_ha_state", "1 for the current HA state of an HA-managed guest or node", zeros)
+        lock_state = StateFamily("pve_lock_state", "1 for the guest's current config lock", zeros)
 
         for node in inventory.nodes:
-            labels = {"id": node.id}
-            add(cpu_limit, labels, node.maxcpu)
-            add(mem_size, labels, node.maxmem)
-            add(disk_size, labels, node.maxdisk)
+            series = id_series(node.id)
+            cpu_limit.add(series, node.maxcpu)
+            mem_size.add(series, node.maxmem)
+            disk_size.add(series, node.maxdisk)
             if node.online:  # offline nodes report no usage; 0 would read as idle
-                add(cpu_ratio, labels, node.cpu)
-                add(mem_used, labels, node.mem)
-                add(disk_used, labels, node.disk)
-                add(uptime, labels, node.uptime)
-            if node.hastate:
-                add(ha_state, {"id": labels["id"], "state": node.hastate}, 1)
+                cpu_ratio.add(series, node.cpu)
+                mem_used.add(series, node.mem)
+                disk_used.add(series, node.disk)
+                uptime.add(series, node.uptime)
+            ha_state.add_state(series, node.hastate, NODE_HA_STATES)
 
         for guest in inventory.guests:
             guest_id = guest.id
-            labels = {"id": guest_id}
-            add(cpu_ratio, labels, guest.cpu)
-            add(cpu_limit, labels, guest.maxcpu)
-            add(mem_used, labels, guest.mem)
-            add(mem_size, labels, guest.maxmem)
-            if guest.type == "lxc":  # qemu always reports disk 0
-                add(disk_used, labels, guest.disk)
-            add(disk_size, labels, guest.maxdisk)
-            add(uptime, labels, guest.uptime)
-            add_total(net_in, labels, guest.netin)
-            add_total(net_out, labels, guest.netout)
-            add_total(disk_read, labels, guest.diskread)
-            add_total(disk_written, labels, guest.diskwrite)
+            series = id_series(guest_id)
+            cpu_ratio.add(series, guest.cpu)
+            cpu_limit.add(series, guest.maxcpu)
+            mem_used.add(series, guest.mem)
+            mem_size.add(series, guest.maxmem)
+            if guest.type == "lxc" or zeros:  # qemu always reports disk 0
+                disk_used.add(series, guest.disk)
+            disk_size.add(series, guest.maxdisk)
+            uptime.add(series, guest.uptime)
+            for field, family in counters:
+                family.add(series, getattr(guest, field))
+            for field, family in deprecated:
+                family.add(series, getattr(guest, field))
             tags = sorted(guest.tags)
-            guest_info.add_metric(
-                [guest_id, guest.node, guest.name, guest.type, "1" if guest.template else "0", ";".join(tags)], 1
-            )
+            guest_info.add(Series({"id": guest_id, "node": guest.node, "name": guest.name, "type": guest.type,
+                                   "template": "1" if guest.template else "0", "tags": ";".join(tags)}), 1)
             for tag in tags:
-                add(tag_info, {"id": guest_id, "tag": tag}, 1)
+                tag_info.add(Series({"id": guest_id, "tag": tag}), 1)
             if guest.pool:
-                add(pool_info, {"id": guest_id, "pool": guest.pool}, 1)
-            if guest.hastate:
-                add(ha_state, {"id": guest_id, "state": guest.hastate}, 1)
-            if guest.lock:
-                add(lock_state, {"id": guest_id, "state": guest.lock}, 1)
+                pool_info.add(Series({"id": guest_id, "pool": guest.pool}), 1)
+            ha_state.add_state(series, guest.hastate, GUEST_HA_STATES)
+            lock_state.add_state(series, guest.lock, LOCK_STATES)
 
         for storage in inventory.storages:
-            storage_id = storage.id
-            labels = {"id": storage_id}
-            add(disk_used, labels, storage.disk)
-            add(disk_size, labels, storage.maxdisk)
-            storage_info.add_metric(
-                [storage_id, storage.node, storage.storage, ",".join(sorted(storage.content)), storage.plugintype], 1
-            )
+            series = id_series(storage.id)
+            disk_used.add(series, storage.disk)
+            disk_size.add(series, storage.maxdisk)
+            storage_shared.add(series, 1 if storage.shared else 0)
+            storage_info.add(Series({"id": storage.id, "node": storage.node, "storage": storage.storage,
+                                     "content": ",".join(sorted(storage.content)), "plugintype": storage.plugintype}), 1)
 
-        yield from (
-            cpu_ratio, cpu_limit, mem_used, mem_size, disk_used, disk_size, uptime, net_in, net_out, disk_read,
-            disk_written, guest_info, tag_info, pool_info, storage_info, ha_state, lock_state,
-        )
+        yield from gauges.values()
+        yield from (family for _, family in counters + deprecated)
+        yield from info.values()
+        yield from (ha_state, lock_state)
+

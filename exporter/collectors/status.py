@@ -10,7 +10,7 @@ from pveapi.inventory import cluster_id
 
 from .base import ResultCollector
 from .cluster import cluster_status
-from .families import add, gauge
+from .families import FastFamily, id_series
 from .node_status import CONCERN as NODE_STATUS
 
 
@@ -19,19 +19,19 @@ class StatusCollector(ResultCollector):
         inventory = self._result.inventory
         if inventory is None:
             return
-        up = gauge(
+        up = FastFamily(
             "pve_up",
             "1 if the node is online and answered its status call, the guest running, the storage "
             "available, the cluster quorate",
         )
         status = cluster_status(self._result)
         if status is not None and status.name is not None:
-            up.add_metric([cluster_id(status.name)], 1 if status.quorate else 0)
+            up.add(id_series(cluster_id(status.name)), 1 if status.quorate else 0)
         for node in inventory.nodes:
             answered = node.online and not self._result.failed(NODE_STATUS, node.name)
-            up.add_metric([node.id], 1 if answered else 0)
+            up.add(id_series(node.id), 1 if answered else 0)
         for guest in inventory.guests:
-            add(up, {"id": guest.id}, 1 if guest.running else 0)
+            up.add(id_series(guest.id), 1 if guest.running else 0)
         for storage in inventory.storages:
-            up.add_metric([storage.id], 1 if storage.status == "available" else 0)
+            up.add(id_series(storage.id), 1 if storage.status == "available" else 0)
         yield up

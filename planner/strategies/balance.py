@@ -3,9 +3,11 @@ low enough, no move is worth its cost, or the move budget is spent.
 
 Each round scores every movable running guest on the few most loaded nodes against the
 least loaded nodes, in O(1) per pair from the running load sums, and takes the move that
-lowers the imbalance most. A move qualifies only when its source is busier than its target
-by at least `min_gain` plus the move's cost (in load points), so no guest moves between
-nodes that are nearly even, and a big or restarting guest needs a bigger difference.
+lowers the imbalance most; of moves that lower it equally, that of the guest whose own stall
+(PSI, with `pressure_weight` set) is highest. A move qualifies only when its source is busier
+than its target by at least `min_gain` plus the move's cost (in load points), so no guest
+moves between nodes that are nearly even, and a big or restarting guest needs a bigger
+difference.
 """
 
 from __future__ import annotations
@@ -64,7 +66,9 @@ def _sources(ctx: Context, nodes: list[NodeState], limit: int, relief: bool = Fa
 
 
 def _candidates(ctx: Context, node: NodeState) -> list[int]:
-    return sorted(v for v in ctx.residents[node.name] if ctx.movable(v) and ctx.running(v))
+    """Movable running guests, those that stall most first (ties with an equal gain go to them)."""
+    return sorted((v for v in ctx.residents[node.name] if ctx.movable(v) and ctx.running(v)),
+                  key=lambda v: (-ctx.state.stall.get(v, 0.0), v))
 
 
 def _best_move(ctx: Context, current: float, relief: bool = False) -> bool:
@@ -117,11 +121,11 @@ def _best_swap(ctx: Context, current: float) -> bool:
     best_after = current
     best: tuple[list[tuple[int, str]], NodeState, NodeState, float] | None = None
     for source in _sources(ctx, nodes, SWAP_SOURCES):
-        big = sorted(_candidates(ctx, source), key=lambda v: (-state.contribution(v, source), v))[:SWAP_GUESTS]
+        big = sorted(_candidates(ctx, source), key=lambda v: -state.contribution(v, source))[:SWAP_GUESTS]
         for target in targets:
             if target.load >= source.load:
                 continue
-            small = sorted(_candidates(ctx, target), key=lambda v: (state.contribution(v, target), v))[:SWAP_GUESTS]
+            small = sorted(_candidates(ctx, target), key=lambda v: state.contribution(v, target))[:SWAP_GUESTS]
             for a in big:
                 for b in small:
                     delta_s = state.contribution(b, source) - state.contribution(a, source)

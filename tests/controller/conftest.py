@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,7 @@ class Watch:
         self.sample()
 
     def moved_within(self, cooldown: float) -> dict[int, list[tuple[float, str]]]:
-        return {v: m for v, m in self.moves.items() if any(b[0] - a[0] < cooldown for a, b in zip(m, m[1:]))}
+        return {v: m for v, m in self.moves.items() if any(b[0] - a[0] < cooldown for a, b in itertools.pairwise(m))}
 
 
 def demo_rules_broken(placement: Mapping[int, str]) -> list[str]:

@@ -79,7 +79,9 @@ def test_a_node_going_offline_mid_plan_drops_the_moves_to_it(frozen_sim: Running
             frozen_sim.set_node_online(target, False)
             taken.append(target)
 
-    cycle, report, watch = _apply(frozen_sim, config, node_fails)
+    # The executor's clock is the simulator's: a migration caught by its target going offline is
+    # timed out in simulated time (apply.task_timeout), not after half an hour of real time.
+    cycle, report, watch = _apply(frozen_sim, config, node_fails, clock=frozen_sim.clock)
     to_offline = [o for o in report.outcomes if o.move.target == target]
     assert to_offline and all(o.result in ("dropped", "failed") for o in to_offline[1:])
     assert any(f"target {target} is offline" in o.detail for o in to_offline)

@@ -6,13 +6,13 @@ from collections.abc import Iterator
 
 import pytest
 
+from controller.observe import observe
 from planner.constraints import Constraints
 from planner.framework import plan
 from planner.model import Cause, ClusterModel, MoveKind, Plan
 from planner.placement import Placement
 from planner.policy import Policy
 from planner.rules import RuleSet, ha_rules
-from controller.observe import observe
 from pveapi.client import PveClient
 from tests.support.sim import RunningSimulator, running_simulator
 

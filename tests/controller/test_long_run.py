@@ -60,7 +60,7 @@ def test_a_day_of_diurnal_load_converges_without_ping_pong(tmp_path) -> None:
         controller.release()
 
     per_guest = Counter({vmid: len(moves) for vmid, moves in watch.moves.items()})
-    returns = {v: m for v, m in watch.moves.items() if any(a[1] == c[1] for a, c in zip(m, m[2:]))}
+    returns = {v: m for v, m in watch.moves.items() if any(a[1] == c[1] for a, c in zip(m, m[2:], strict=False))}
     half = len(imbalance) // 2
     print(f"cycles {len(imbalance)}, migrations {sum(per_guest.values())} "
           f"(first 12 h {sum(1 for m in watch.moves.values() for t, _ in m if t - start < 12 * HOUR)}), "

@@ -11,8 +11,8 @@ import yaml
 
 from controller.config import load_config
 from controller.cycle import run_cycle
-from planner.model import MoveKind
 from controller.observe import crs_auto_rebalance, observe
+from planner.model import MoveKind
 from pveapi.client import PveClient
 from simulator import scenario as scenarios
 from tests.controller.conftest import write_config

@@ -5,7 +5,6 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -14,8 +13,8 @@ from structlog.testing import capture_logs
 
 from controller.promql import History, PrometheusError, PrometheusSettings, PromQL, Statistic
 from pveapi.settings import Secret
-from tests.controller.history import GIB, exporter_samples
 from testkit.prometheus import RunningPrometheus, free_port, running_prometheus, write_history
+from tests.controller.history import GIB, exporter_samples
 
 NOW = time.time()
 # 10 samples a minute apart in the last hour, alternating so avg, quantile and stddev differ.
@@ -150,6 +149,9 @@ def test_unusable_samples_are_treated_as_missing() -> None:
         {"metric": {"id": "qemu/2"}, "value": [1, "NaN"]},
         {"metric": {"job": "x"}, "value": [1, "1"]},
         {"metric": {"id": "qemu/3"}, "value": [1, "not a number"]},
+        {"metric": {"id": "qemu/4"}, "value": [1, "1e308"]},  # beyond any reading: not trusted
+        {"metric": {"id": "qemu/5"}, "value": [1, "+Inf"]},
+        {"metric": {"id": "qemu/6"}, "value": [1, "-Inf"]},
     ]
     responses.get("http://vm.example:8428/api/v1/query", json={"status": "success", "data": {"resultType": "vector", "result": result}})
     assert _promql("http://vm.example:8428").query("x") == {"qemu/1": 0.5}
@@ -176,3 +178,24 @@ def test_a_partial_answer_is_used_and_its_warnings_logged() -> None:
     with capture_logs() as logs:
         assert _promql("http://thanos.example:10902").query("x") == {"qemu/1": 2.0}
     assert logs[0]["event"] == "prometheus.warnings" and "unavailable" in logs[0]["warnings"][0]
+
+
+def test_samples_dated_in_the_future_are_not_fresh() -> None:
+    year = 365 * 86400.0
+    history = History({"qemu/1": 1.0}, {"qemu/1": GIB}, {"qemu/1": NOW + year}, at=NOW, max_age=300, window="1h", statistic="avg")
+    assert history.data_age is None and not history.fresh and history.future_samples == 1
+    assert history.usage("qemu/1") is None
+    skewed = History({"qemu/1": 1.0}, {"qemu/1": GIB}, {"qemu/1": NOW + 5}, at=NOW, max_age=300, window="1h", statistic="avg")
+    assert skewed.fresh and skewed.usage("qemu/1") == (1.0, GIB)  # a few seconds of clock skew are fine
+
+
+def test_impossible_figures_are_never_trusted() -> None:
+    negative = History({"qemu/1": -4.0}, {"qemu/1": -GIB}, {"qemu/1": NOW}, at=NOW, max_age=300, window="1h", statistic="avg")
+    assert negative.usage("qemu/1") is None  # the guest plans from its live figures
+
+
+@responses.activate
+def test_a_deeply_nested_answer_is_one_line() -> None:
+    responses.get("http://vm.example:8428/api/v1/query", body="[" * 200_000 + "]" * 200_000)
+    with pytest.raises(PrometheusError, match="nested too deeply"):
+        _promql("http://vm.example:8428").query("x")

@@ -3,9 +3,9 @@ against a simulator whose clock only the test moves."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 import requests
@@ -14,12 +14,12 @@ from structlog.testing import capture_logs
 from controller.config import Config
 from controller.cycle import run_cycle
 from controller.loop import Controller
-from planner.model import MoveKind
 from controller.promql import PromQL
 from controller.server import ControllerServer
+from planner.model import MoveKind
 from pveapi.client import PveClient
-from tests.controller.conftest import Watch, demo_rules_broken
 from testkit.prometheus import free_port, running_prometheus
+from tests.controller.conftest import Watch, demo_rules_broken
 from tests.support.sim import RunningSimulator, running_simulator
 
 AUTO = {"automation": "automatic", "hold_time": 0, "cooldown": "1h", "interval": "5m"}
@@ -325,7 +325,7 @@ def test_random_migration_failures_over_many_cycles_break_nothing(frozen_sim, ma
     for task in tasks:
         starts.setdefault(task["id"], []).append(task["starttime"])
     # A failed guest is held like a moved one: never tried again within its cooldown.
-    assert all(b - a >= 2 * 3600 for s in starts.values() for a, b in zip(s, s[1:])), starts
+    assert all(b - a >= 2 * 3600 for s in starts.values() for a, b in itertools.pairwise(s)), starts
     assert any(len(s) > 1 for s in starts.values())  # ... and is tried again once it is over
     assert _metric(controller, 'pvebalance_migrations_total{result="failed"}') == len(failed)
     assert _metric(controller, 'pvebalance_migrations_total{result="succeeded"}') == len(tasks) - len(failed)

@@ -18,8 +18,8 @@ import yaml
 from controller.lease import ClusterLease
 from pveapi.client import PveClient
 from simulator import scenario as scenarios
-from tests.controller.conftest import write_config
 from testkit.prometheus import free_port
+from tests.controller.conftest import write_config
 from tests.support.sim import RunningSimulator, running_simulator
 
 ROOT = Path(__file__).resolve().parents[2]

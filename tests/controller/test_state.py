@@ -16,10 +16,10 @@ from pveapi.errors import ConfigError
 
 def test_cooldowns_survive_a_restart(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
-    state = LoopState.load(path)
+    state = LoopState.load(path, "cluster demo")
     state.record_move(100, at=1000.0)
     state.record_move(101, at=5000.0)
-    again = LoopState.load(path)  # a new process reading the file
+    again = LoopState.load(path, "cluster demo")  # a new process reading the file
     assert again.cooling(now=5600.0, cooldown=3600.0) == {101: 3000.0}
     again.forget_before(5600.0 - 3600.0)
     again.save()
@@ -30,10 +30,10 @@ def test_a_damaged_state_file_is_refused_not_forgotten(tmp_path: Path) -> None:
     path = tmp_path / "state.json"
     path.write_text("{not json")
     with pytest.raises(ConfigError, match=r"state file .*state\.json: unreadable .* fix or remove it"):
-        LoopState.load(path)
+        LoopState.load(path, "cluster demo")
     path.write_text('{"moved": {"abc": 1}}')
     with pytest.raises(ConfigError, match="not a pvebalance state file"):
-        LoopState.load(path)
+        LoopState.load(path, "cluster demo")
 
 
 def test_a_second_controller_is_refused_and_told_who_holds_the_lock(tmp_path: Path) -> None:

@@ -11,12 +11,12 @@ import pytest
 import yaml
 
 from exporter.backfill import backfill
-from exporter.collectors import CollectorOptions
+from exporter.collectors import CollectorOptions, concerns
 from exporter.scrape import scrape
 from exporter.target import Target
 from pveapi.errors import ConfigError
-from tests.exporter.conftest import api_get, module_block
 from testkit.prometheus import running_prometheus
+from tests.exporter.conftest import api_get, module_block
 from tests.support.sim import RunningSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -27,7 +27,7 @@ def live_value(sim: RunningSimulator, at: float, vmid: int) -> float:
     sim.set_time(at)
     target = Target(sim.connection_settings(), max_workers=2)
     try:
-        result = scrape(target, CollectorOptions().concerns(), 30)
+        result = scrape(target, concerns(CollectorOptions()), 30)
     finally:
         target.close()
     assert result.inventory is not None

@@ -9,8 +9,8 @@ import pytest
 import requests
 from structlog.testing import capture_logs
 
-from tests.exporter.conftest import RunningExporter, Scrape, module_block
 from testkit.processes import free_port
+from tests.exporter.conftest import RunningExporter, Scrape, module_block
 from tests.support.sim import RunningSimulator
 
 NODE_STATUS = "/nodes/{node}/status"
@@ -29,7 +29,11 @@ def test_node_going_offline_mid_run(sim: RunningSimulator, exporter: RunningExpo
     assert all(after.value("pve_up", id=f"node/{n}") == 1 for n in ("pve1", "pve2", "pve4", "pve5"))
     assert after.value("pve_node_load1", id="node/pve1") is not None
     sim.set_node_online("pve3", True)
-    assert exporter.scrape().value("pve_up", id="node/pve3") == 1
+    # Back online: its figures, and an uptime counted from its boot, never negative (the simulator
+    # once answered -8 here, which the exporter rightly refused as a bad answer).
+    back = exporter.scrape()
+    assert back.value("pve_up", id="node/pve3") == 1 and back.value("pve_node_load1", id="node/pve3") is not None
+    assert back.value("pve_uptime_seconds", id="node/pve3") >= 0
 
 
 def test_unreachable_node_gives_partial_metrics_and_counts_errors(

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
+
+from exporter.config import target_host
 from tests.exporter.conftest import RunningExporter, module_block, parse_samples
 from tests.support.sim import RunningSimulator, running_simulator
 
@@ -78,3 +81,40 @@ def test_answer_is_gzipped_when_asked_as_prometheus_does(exporter: RunningExport
     pve = {key: value for key, value in parse_samples(zipped.text).items() if key[0].startswith("pve_")}
     assert pve == {key: value for key, value in parse_samples(plain.text).items() if key[0].startswith("pve_")}
     assert len(pve) > 100
+
+
+@pytest.mark.parametrize("separator", ["/", "#", "?"])
+def test_a_target_that_only_looks_allowed_gets_no_token(
+    sim: RunningSimulator, start_exporter: Any, tmp_path: Path, separator: str
+) -> None:
+    # `pve@HOST:PORT/.example.com` matches the glob as a string, but its host is HOST: the
+    # token would go there (issue #10, item 1). Here HOST is the simulator, so a leak shows
+    # up as requests it received.
+    exporter = start_exporter({"default": module_block(sim, tmp_path / "token", host="pve1.example.com",
+                                                       targets=["pve*.example.com"])})
+    sim.reset_request_counts()
+    response = exporter.get("/pve", target=f"pve@{sim.host}{separator}.example.com")
+    assert response.status_code == 400
+    assert "is not a host name or HOST:PORT" in response.text
+    assert sim.request_counts() == {}
+
+
+@pytest.mark.parametrize("target, host", [
+    ("pve1.example.com", "pve1.example.com"),
+    ("PVE1.example.com:8006", "pve1.example.com:8006"),
+    ("10.0.0.1", "10.0.0.1"),
+    ("[fd00::1]:8006", "[fd00::1]:8006"),
+    ("https://pve1.example.com", None),
+    ("pve1.example.com/x", None),
+    ("pve1.example.com?x", None),
+    ("pve1.example.com#x", None),
+    ("user@pve1.example.com", None),
+    ("user:pw@pve1.example.com", None),
+    ("pve1.example.com:", None),
+    ("pve1.example.com:99999", None),
+    ("pve 1.example.com", None),
+    ("pve1.example.com%00", None),
+    ("", None),
+])
+def test_target_host_is_a_host_and_port_only(target: str, host: str | None) -> None:
+    assert target_host(target) == host

@@ -16,8 +16,8 @@ import pytest
 import requests
 import yaml
 
-from tests.exporter.conftest import module_block
 from testkit.processes import free_port
+from tests.exporter.conftest import module_block
 from tests.support.sim import RunningSimulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,18 +28,30 @@ PASSWORD = "hunter2-correct-horse-battery"
 @contextmanager
 def exporter_process(config: Path, env: Mapping[str, str] | None = None) -> Iterator[tuple[str, Any]]:
     """(base URL, a function that stops the process and returns its stderr)."""
+    with exporter_with_process(config, env) as (url, stop, _process):
+        yield url, stop
+
+
+@contextmanager
+def exporter_with_process(
+    config: Path, env: Mapping[str, str] | None = None, log: Path | None = None
+) -> Iterator[tuple[str, Any, subprocess.Popen[str]]]:
+    """`exporter_process`, and the process itself (to signal); with `log`, stderr goes to that
+    file, which a test may read while the exporter runs."""
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "exporter.cli", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
-         "--log.format=json", "--log.level=debug"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**_base_env(), **(env or {})},
-    )
+    with (log.open("w") if log is not None else open(os.devnull)) as logfile:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "exporter.cli", f"--config.file={config}", f"--web.listen-address=127.0.0.1:{port}",
+             "--log.format=json", "--log.level=debug"],
+            cwd=ROOT, stdout=subprocess.PIPE, stderr=logfile if log is not None else subprocess.PIPE, text=True,
+            env={**_base_env(), **(env or {})},
+        )
     url = f"http://127.0.0.1:{port}"
 
     def stop() -> str:
         process.terminate()
         _, err = process.communicate(timeout=30)
-        return err
+        return log.read_text() if log is not None else err
 
     try:
         for _ in range(300):
@@ -48,9 +60,9 @@ def exporter_process(config: Path, env: Mapping[str, str] | None = None) -> Iter
                 break
             except requests.ConnectionError:
                 if process.poll() is not None:
-                    raise AssertionError(f"exporter exited: {process.stderr.read() if process.stderr else ''}")
+                    raise AssertionError(f"exporter exited: {process.stderr.read() if process.stderr else ''}") from None
                 time.sleep(0.1)
-        yield url, stop
+        yield url, stop, process
     finally:
         if process.poll() is None:
             process.kill()
@@ -72,7 +84,7 @@ def test_token_never_appears_in_output_or_logs(sim: RunningSimulator, tmp_path: 
     with exporter_process(good) as (url, stop):
         body = requests.get(f"{url}/metrics", timeout=60).text
         logs = stop()
-    assert 'pvebalance_exporter_scrape_success{cluster="%s"} 1.0' % sim.host in body
+    assert f'pvebalance_exporter_scrape_success{{cluster="{sim.host}"}} 1.0' in body
     assert "exporter_started" in logs
     assert sim.token_value not in body and sim.token_value not in logs
 
@@ -108,7 +120,7 @@ def test_password_login_works(sim: RunningSimulator, tmp_path: Path) -> None:
     with exporter_process(config) as (url, stop):
         body = requests.get(f"{url}/metrics", timeout=60).text
         stop()
-    assert 'pvebalance_exporter_scrape_success{cluster="%s"} 1.0' % sim.host in body
+    assert f'pvebalance_exporter_scrape_success{{cluster="{sim.host}"}} 1.0' in body
     assert 'pve_up{id="node/pve1"} 1.0' in body
 
 
@@ -151,6 +163,21 @@ def test_bad_listen_address_and_busy_port_are_one_line(tmp_path: Path) -> None:
         port = busy.getsockname()[1]
         done = run_cli(f"--config.file={path}", f"--web.listen-address=127.0.0.1:{port}")
     assert done.returncode == 2 and "cannot listen on" in done.stderr and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("flag", [
+    "--scrape.timeout=nan", "--scrape.timeout=inf", "--scrape.timeout=-1", "--scrape.timeout=1e308",
+    "--scrape.max-workers=0", "--scrape.max-workers=100000000",
+])
+def test_impossible_scrape_flags_are_one_line(tmp_path: Path, flag: str) -> None:
+    # NaN passed `<= 0` and then bounded nothing (issue #10, item 3); a port that is free shows
+    # the flag is refused before anything listens.
+    path = write(tmp_path / "exporter.yml", {"default": {"user": "root@pam", "password": "x"}})
+    done = run_cli(f"--config.file={path}", f"--web.listen-address=127.0.0.1:{free_port()}", flag)
+    name = flag.partition("=")[0]
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"pvebalance-exporter: {name}: expected a "), done.stderr
 
 
 def test_config_from_environment_alone(sim: RunningSimulator) -> None:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from planner.model import ClusterModel, Plan, Usage
-from planner.verify import verify_plan
 from planner.framework import plan
+from planner.model import ClusterModel, Plan, Usage
 from planner.policy import Policy
 from planner.rules import RuleSet
+from planner.verify import verify_plan
 from pveapi.inventory import Guest, Node
 
 GIB = 1024**3

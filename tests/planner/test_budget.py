@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from planner.framework import plan
 from planner.model import Cause, MoveKind
 from planner.policy import GIB, Policy
 from planner.rules import RuleSet
-from planner.framework import plan
 from tests.planner.builders import checked_plan, cluster, guest, node, placement_after
 
 

@@ -3,9 +3,9 @@
 import dataclasses
 
 from planner.model import Move, MoveKind, Plan
-from planner.verify import verify_plan
 from planner.policy import Policy
 from planner.rules import RuleSet, load_rules
+from planner.verify import verify_plan
 from tests.planner.builders import GIB, cluster, guest, node
 
 NODES = [node("pve1", mem_gib=32), node("pve2", mem_gib=32), node("pve3", mem_gib=32, online=False)]

@@ -3,8 +3,8 @@
 import dataclasses
 import random
 
-from planner.model import Cause, MoveKind
 from planner.framework import plan
+from planner.model import Cause, MoveKind
 from planner.policy import Policy
 from planner.rules import RuleSet
 from tests.planner.builders import checked_plan, cluster, guest, node, placement_after

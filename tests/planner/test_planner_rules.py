@@ -1,10 +1,13 @@
 """Each rule kind, in each of its forms (tag, rules block, HA rule), as the planner applies it."""
 
+from dataclasses import replace
+
 import pytest
 
-from planner.model import MoveKind
-from planner.policy import Policy
-from planner.rules import RuleSet, ha_rules, load_rules
+from planner.model import Move, MoveKind
+from planner.policy import GIB, Policy
+from planner.rules import ClosedRule, RuleSet, ha_rules, load_rules
+from planner.verify import verify_plan
 from tests.planner.builders import checked_plan, cluster, guest, node, placement_after
 
 THREE = [node("pve1"), node("pve2"), node("pve3")]
@@ -147,6 +150,20 @@ def test_maintenance_nodes_are_evacuated_and_never_targeted(how):
     assert all(m.kind is MoveKind.MANDATORY and "maintenance" in m.reason for m in evacuated)
     assert all(m.target != "pve3" for m in result.moves)
     assert next(n for n in result.nodes_after if n.name == "pve3").state == "maintenance"
+
+
+def test_a_closed_node_receives_nothing_and_keeps_its_guests():
+    # pve3 is empty, so a balancing plan fills it; closed, it is left out and nothing leaves it either.
+    model = cluster(THREE, HOT + [guest(200, "pve2", 1, 4)])
+    assert any(m.target == "pve3" for m in checked_plan(model).moves)
+    closed = RuleSet(closed=(ClosedRule(frozenset({"pve3", "pve2"}), "what-if"),))
+    assert checked_plan(model, closed).moves == ()
+    only_pve3 = RuleSet(closed=(ClosedRule(frozenset({"pve3"}), "what-if"),))
+    result = checked_plan(model, only_pve3)
+    assert result.moves and all(m.target == "pve2" for m in result.moves)
+    step = Move(100, "g100", "qemu", "pve1", "pve3", MoveKind.BALANCE, "by hand", 8 * GIB, 3.0, 0.0)
+    assert verify_plan(model, only_pve3, Policy(), replace(result, moves=(step,))) == [
+        "step 1 (100 pve1 -> pve3): target pve3 may not receive guests (what-if)"]
 
 
 def test_a_guest_that_cannot_leave_a_maintenance_node_is_a_problem():

@@ -6,11 +6,11 @@ from collections import Counter
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from planner.model import Cause, MoveKind
-from planner.verify import verify_plan
 from planner.framework import plan
+from planner.model import Cause, MoveKind
 from planner.policy import Policy
 from planner.rules import RuleSet, ha_rules, load_rules
+from planner.verify import verify_plan
 from tests.planner.builders import cluster, guest, node
 
 TAGS = ["exclude_a", "plb_anti_affinity_b", "plb_affinity_c", "plb_pin_n0", "plb_pin_n1", "ignore", "prod"]

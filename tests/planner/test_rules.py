@@ -60,14 +60,14 @@ def test_an_empty_block_is_an_empty_rule_set():
     [
         ({"antiaffinity": []}, "rules: unknown key(s) antiaffinity"),
         ({"ignore": "100"}, "rules.ignore: expected a list of entries"),
-        ({"ignore": [42]}, "rules.ignore[0]: 42 is not a VMID"),
+        ({"ignore": [42]}, "rules.ignore[0]: expected a VMID (a whole number from 100 to 999999999), got 42"),
         ({"anti_affinity": [{"vmids": [100, 101]}]}, "rules.anti_affinity[0].name: required"),
         ({"anti_affinity": [{"name": "x"}]}, "rules.anti_affinity[0]: name the guests with `vmids"),
         ({"affinity": [{"name": "x", "vmids": [100], "strict": "maybe"}]}, "rules.affinity[0].strict: expected true or false"),
-        ({"node_affinity": [{"name": "x", "vmids": [100], "nodes": ["a"], "mode": "may"}]}, "rules.node_affinity[0].mode: expected must or should"),
+        ({"node_affinity": [{"name": "x", "vmids": [100], "nodes": ["a"], "mode": "may"}]}, "rules.node_affinity[0].mode: expected one of must, should, got 'may'"),
         ({"node_affinity": [{"name": "x", "vmids": [100]}]}, "rules.node_affinity[0].nodes: expected a name or a list"),
         ({"reservations": {"pve1": {"memory": "lots"}}}, "rules.reservations.pve1.memory: expected a size"),
-        ({"maintenance": [1]}, "rules.maintenance: expected a name or a list of names"),
+        ({"maintenance": [1]}, "rules.maintenance[0]: expected a name (no spaces, at most 128 characters), got 1"),
     ],
 )
 def test_bad_rules_give_one_line_naming_the_entry(data, message):

@@ -102,10 +102,10 @@ def test_node_version_subscription_storage_replication(api: ProxmoxAPI) -> None:
     assert api.nodes("pve2").version.get()["version"] == "9.0.10"
     assert api.nodes("pve2").subscription.get()["status"] == "notfound"
     storages = {s["storage"]: s for s in api.nodes("pve2").storage.get()}
-    assert set(storages) == {"local-lvm", "ceph", "local"}
+    assert set(storages) == {"local-lvm", "ceph", "ceph-ssd", "local"}  # ceph-ssd: pve1-pve3 only
     assert storages["ceph"]["shared"] == 1 and storages["ceph"]["total"] == 8 * 1024**4
     assert api.nodes("pve2").replication.get() == []
-    assert {s["storage"] for s in api.storage.get()} == {"local-lvm", "ceph", "local"}
+    assert {s["storage"] for s in api.storage.get()} == {"local-lvm", "ceph", "ceph-ssd", "local"}
 
 
 def test_node_rrddata(api: ProxmoxAPI) -> None:
@@ -153,7 +153,7 @@ def test_migrate_precondition(api: ProxmoxAPI) -> None:
     assert check["running"] == 1 and check["allowed_nodes"] == ["pve1", "pve2", "pve4", "pve5"]
     assert check["not_allowed_nodes"] == {} and check["local_resources"] == []
     assert check["local_disks"] == [{"volid": "local-lvm:vm-130-disk-0", "size": 200 * 1024**3,
-                                     "drivename": "scsi0", "shared": 0}]
+                                     "drivename": "scsi0", "shared": 0, "cdrom": 0, "is_unused": 0}]
     assert api.nodes("pve1").qemu(100).migrate.get(target="pve2")["local_disks"] == []
     ct_check = api.nodes("pve2").lxc(121).migrate.get()  # PVE 9 only, hyphenated keys
     assert "allowed-nodes" in ct_check and "not-allowed-nodes" in ct_check

@@ -24,8 +24,17 @@ def test_request_counts_by_endpoint_template(demo: RunningSimulator) -> None:
         "GET /nodes/{node}/qemu/{vmid}/status/current": 1,
         "GET /cluster/resources": 1,
     }
+    assert demo.schema_refusals() == {}
+    for call in (lambda: api.cluster.resources.get(typ="vm"), api.nodes("pve1").rrddata.get, api.nodes("pve1").bogus.get):
+        with pytest.raises(ResourceException):
+            call()
+    assert demo.schema_refusals() == {
+        "GET /cluster/resources: typ: property is not defined in schema and the schema does not allow additional properties": 1,
+        "GET /nodes/{node}/rrddata: timeframe: property is missing and it is not optional": 1,
+        "GET /nodes/{node}/bogus: Method 'GET /nodes/pve1/bogus' not implemented": 1,
+    }
     demo.reset_request_counts()
-    assert demo.request_counts() == {}
+    assert demo.request_counts() == {} and demo.schema_refusals() == {}
 
 
 def test_clock_set_and_advance(demo: RunningSimulator) -> None:
@@ -58,7 +67,7 @@ def test_state_and_node_actions(demo: RunningSimulator) -> None:
 
 def test_bad_admin_input_is_a_400_with_the_problem(demo: RunningSimulator) -> None:
     response = requests.post(f"{demo.admin_url}/clock", json={"advance": "soon"}, verify=demo.ca_path, timeout=10)
-    assert response.status_code == 400 and "advance must be a number" in response.json()["error"]
+    assert response.status_code == 400 and "clock: advance: expected a number from 0 to 3.16224e+08, got 'soon'" in response.json()["error"]
     response = requests.post(f"{demo.admin_url}/faults", json={"type": "earthquake"}, verify=demo.ca_path, timeout=10)
     assert response.status_code == 400 and "earthquake" in response.json()["error"]
     response = requests.post(f"{demo.admin_url}/nodes/pve9/offline", verify=demo.ca_path, timeout=10)

@@ -101,7 +101,7 @@ def test_rrddata_history_agrees_with_the_present() -> None:
         assert by_hour[14] > by_hour[2]  # the diurnal guest's history peaks in the afternoon
         maxima = api.nodes("n1").qemu(102).rrddata.get(timeframe="day", cf="MAX")
         averages = api.nodes("n1").qemu(102).rrddata.get(timeframe="day", cf="AVERAGE")
-        assert all(m["cpu"] >= a["cpu"] for m, a in zip(maxima, averages))
+        assert all(m["cpu"] >= a["cpu"] for m, a in zip(maxima, averages, strict=True))
 
 
 def test_history_follows_a_migrated_guest() -> None:

@@ -36,12 +36,19 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         ("malformed.yaml", GOOD_NODE + "guests: [{vmid: 100, node: pve1\n", "invalid YAML at line"),
         ("malformed.json", '[{"type": "node", "node": "pve1",', "invalid JSON at line 1"),
         ("bad-profile.yaml", GOOD_NODE + "guests: [{vmid: 100, node: pve1, cpu: {profile: wavy}}]\n",
-         "guest 100.cpu.profile: 'wavy' is not one of constant, diurnal, bursty, trending, idle"),
+         "guest 100.cpu.profile: expected one of constant, diurnal, bursty, trending, idle, got 'wavy'"),
         ("no-nodes.yaml", "guests: []\n", "needs at least one node"),
-        ("bad-size.yaml", "nodes: [{name: pve1, cores: 8, memory: lots}]\n", "expected a size like 8GiB"),
+        ("bad-size.yaml", "nodes: [{name: pve1, cores: 8, memory: lots}]\n", "node pve1.memory: expected a size such as 8GiB or 512MiB (binary; 8GB is decimal), at most 1EiB, got 'lots'"),
         ("not-capture.json", '[{"type": "qemu", "vmid": "x", "node": "a"}]', "not a /cluster/resources capture"),
         ("yes-start.yaml", "start: yes\n" + GOOD_NODE, "start: expected an epoch or an ISO time"),
         ("list-start.yaml", "start: [1]\n" + GOOD_NODE, "start: expected an epoch or an ISO time"),
+        ("replica-guest.yaml", GOOD_NODE + "replication: [{guest: 100, target: pve1}]\n",
+         "replication[0].guest: no guest 100 in the scenario"),
+        ("replica-schedule.yaml", "nodes: [{name: pve1, cores: 8, memory: 32GiB}, {name: pve2, cores: 8, memory: 32GiB}]\n"
+         "guests: [{vmid: 100, node: pve1}]\nreplication: [{guest: 100, target: pve2, schedule: daily}]\n",
+         "replication[0].schedule: only */N (every N minutes) is modelled"),
+        ("qdevice-state.yaml", GOOD_NODE + "qdevice: {host: q1, state: up}\n",
+         "qdevice.state: expected one of Connected, Connect failed, Disconnected"),
     ],
 )
 def test_bad_scenario_is_one_clear_line_and_exit_2(tmp_path: Path, name: str, text: str, message: str) -> None:

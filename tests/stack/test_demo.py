@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -44,6 +45,10 @@ class Output:
         return "\n".join(self.lines)
 
 
+def _series(prometheus: str, expr: str) -> list[dict[str, object]]:
+    return list(requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()["data"]["result"])
+
+
 def _answers(url: str) -> bool:
     try:
         requests.get(url, timeout=3, verify=False)
@@ -58,17 +63,44 @@ def test_demo_applies_the_plan_shows_the_cluster_balanced_and_stops_everything_o
     out = Output(process)
     try:
         out.wait_for("Ctrl-C stops it all", timeout=600)
+        prometheus = re.search(r"^prometheus\s+(\S+)", out.text, re.M)
+        exporter = re.search(r"^exporter\s+http://(\S+)/metrics", out.text, re.M)
+        assert prometheus and exporter, out.text
+        history = _series(prometheus.group(1), "count_over_time(pvebalance:cluster_imbalance:ratio[55m] offset 5m)")
+        # The recording rules have the backfilled hour, not only the minutes since Prometheus started.
+        assert history and float(history[0]["value"][1]) >= 10, history
+        # Backfilled and live series carry the labels a real stack has: dashboard 10347's only
+        # variable, label_values(pve_node_info, instance), has the exporter as its value...
+        instances = requests.get(f"{prometheus.group(1)}/api/v1/label/instance/values",
+                                 params={"match[]": "pve_node_info"}, timeout=10).json()["data"]
+        assert instances == [exporter.group(1)], instances
+        # ... over the whole backfilled hour, so live samples continue the history.
+        backfilled = _series(prometheus.group(1), f'count_over_time(pve_node_info{{instance="{exporter.group(1)}", '
+                                                  f'job="pvebalance-exporter"}}[55m] offset 5m)')
+        assert backfilled and min(float(s["value"][1]) for s in backfilled) >= 10, backfilled
+        # The operator API, called as the demo says: its curl line answers with the plan.
+        curl = re.search(r"^  (curl .*/api/v1/plan)$", out.text, re.M)
+        assert curl, out.text
+        called = subprocess.run(["bash", "-c", curl.group(1)], capture_output=True, text=True, timeout=60)
+        assert called.returncode == 0 and "plan_id" in json.loads(called.stdout), called
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 130
     text = out.text
-    urls = {name: re.search(rf"^{name}\s+(\S+)", text, re.M) for name in ("simulator", "exporter", "prometheus")}
+    urls = {name: re.search(rf"^{name}\s+(\S+)", text, re.M) for name in ("simulator", "exporter", "prometheus", "controller")}
     assert all(urls.values()), text
     workdir = re.search(r"configs and logs in (\S+)\.", text)
     assert workdir is not None, text
 
     assert "== pvebalance plan (1h averages from Prometheus) ==" in text
+    # Progress of the long steps, as lines (the output is a pipe, not a terminal).
+    assert re.search(r"^backfill: \d+/13 steps \(\d+%\)", text, re.M), text
+    assert re.search(r"^recording rules: \d/\d passes", text, re.M), text
+    assert re.search(r"^apply: \d+/\d+ moves \(\d+%\), \d+s elapsed - done", text, re.M), text
+    # Estimates in cluster time, and what they mean on a simulator that runs x60.
+    assert re.search(r"^\(times above are simulated cluster time; this simulator runs x60, so the estimated "
+                     r"\S+ takes about \d+s of wall time here\)", text, re.M), text
     assert re.search(r"^\d+ succeeded, 0 failed", text, re.M), text
     before, after = (float(v) for v in re.findall(r"^  imbalance (\d\.\d+)", text, re.M)[:2])
     assert after < before / 2, text

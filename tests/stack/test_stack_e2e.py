@@ -240,12 +240,23 @@ def _substitute(expr: str) -> str:
     return (expr.replace("$__rate_interval", "1m").replace("$node", "pve1").replace("$guest", "qemu/100"))
 
 
+# Panels whose series exist only after something this story does not stage: a drain, a
+# configured run.windows, an applied plan's first outcome horizon (5 minutes after it).
+EMPTY_IN_THIS_STORY = {
+    "Drained nodes": "no node is drained",
+    "Inside a migration window": "the story's controller has no run.windows",
+    "Next migration window opens": "the story's controller has no run.windows",
+    "Plan prediction error": "measured at the first outcome horizon, 5 minutes after a plan; the story is shorter",
+    "pvebalance_plan_observed_imbalance_ratio": "the same: measured from the first outcome horizon on",
+}
+
+
 def test_every_dashboard_panel_query_returns_data(story: Story) -> None:
     failures = []
     for query in panel_queries():
         answer = _range(story.stack, _substitute(query.expr), story.started)
         if answer.get("status") != "success":
             failures.append(f"{query.dashboard} / {query.panel}: {answer.get('error')}")
-        elif not answer["data"]["result"]:
+        elif not answer["data"]["result"] and not {query.panel, query.expr} & EMPTY_IN_THIS_STORY.keys():
             failures.append(f"{query.dashboard} / {query.panel}: no data for {query.expr}")
     assert failures == []

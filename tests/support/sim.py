@@ -16,9 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import requests
+import yaml
 
 from pveapi.settings import ConnectionSettings, Secret
-from simulator.scenario import ALL_PRIVILEGES, Credential
+from simulator.scenario import ALL_PRIVILEGES, BUILTIN_DIR, Credential
 from simulator.server import Simulator
 
 TOKEN_USER = "root@pam"
@@ -73,6 +74,11 @@ class RunningSimulator:
         """Requests per `METHOD /endpoint/{template}` since start (or the last reset)."""
         return dict(self._admin("GET", "/requests")["counts"])
 
+    def schema_refusals(self) -> dict[str, int]:
+        """Requests refused by PVE's schema since start (or the last reset):
+        `"METHOD /template: parameter: message"` -> count (`"METHOD /template: message"` for a 501)."""
+        return dict(self._admin("GET", "/requests")["refused"])
+
     def reset_request_counts(self) -> None:
         self._admin("POST", "/requests/reset")
 
@@ -92,12 +98,26 @@ class RunningSimulator:
     def set_node_online(self, node: str, online: bool) -> None:
         self._admin("POST", f"/nodes/{node}/{'online' if online else 'offline'}")
 
+    def set_node_maintenance(self, node: str, enabled: bool) -> None:
+        """HA node maintenance, as `ha-manager crm-command node-maintenance enable|disable` sets it."""
+        self._admin("POST", f"/nodes/{node}/maintenance/{'enable' if enabled else 'disable'}")
+
     def tasks(self) -> list[dict[str, Any]]:
         return list(self._admin("GET", "/tasks")["tasks"])
 
     def stop(self) -> None:
         self._session.close()
         self.simulator.stop()
+
+
+def demo_with_replication() -> dict[str, Any]:
+    """The demo plus replication jobs (one failing, one on another node than pve1, the API's) and a QDevice."""
+    data = yaml.safe_load((BUILTIN_DIR / "demo.yaml").read_text(encoding="utf-8"))
+    data["replication"] = [{"guest": 100, "target": "pve2"},
+                           {"guest": 113, "target": "pve3", "schedule": "*/5", "fail_count": 2, "duration": 7.25},
+                           {"guest": 102, "target": "pve1", "comment": "web03 to pve1"}]
+    data["qdevice"] = {"host": "10.0.0.250"}
+    return data
 
 
 @contextlib.contextmanager

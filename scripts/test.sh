@@ -12,5 +12,6 @@ bash scripts/ensure-package-tools.sh
 .venv/bin/ruff check .
 .venv/bin/mypy planner pveapi controller exporter simulator demoloop testkit
 # Most tests wait on processes and HTTP, so four workers share two cores well; a file stays on
-# one worker (its module fixtures are set up once).
-exec .venv/bin/python -m pytest -n "${PVEBALANCE_TEST_WORKERS:-4}" --dist loadfile "$@"
+# one worker (its module fixtures are set up once), and files start in the order
+# tests/conftest.py gives them (the longest first).
+exec .venv/bin/python -m pytest -n "${PVEBALANCE_TEST_WORKERS:-4}" --dist loadfile --no-loadscope-reorder "$@"

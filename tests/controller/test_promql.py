@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -47,8 +48,8 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPrometheus
         yield server
 
 
-def _promql(url: str, statistic: str = "avg", **kwargs: object) -> PromQL:
-    return PromQL(PrometheusSettings(url=url, statistic=Statistic.parse(statistic, "statistic"), **kwargs))  # type: ignore[arg-type]
+def _promql(url: str, statistic: str = "avg", **kwargs: Any) -> PromQL:
+    return PromQL(PrometheusSettings(url=url, statistic=Statistic.parse(statistic, "statistic"), **kwargs))
 
 
 def _query_requests(prom: RunningPrometheus) -> float:

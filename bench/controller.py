@@ -96,7 +96,8 @@ def main() -> int:
             write_seconds = time.perf_counter() - write_started
             with running_prometheus(data) as prom:
                 config = parse_config({"proxmox": proxmox, "prometheus": {"url": prom.url, "max_data_age": "10m"}}, "bench")
-                promql = PromQL(config.prometheus)  # type: ignore[arg-type]
+                assert config.prometheus is not None
+                promql = PromQL(config.prometheus)
                 history_ms, history = timed(lambda: promql.history(now), args.runs)
                 observe_ms, observation = timed(lambda: observe(client, promql, now), args.runs)
                 requests.post(f"{admin}/requests/reset", verify=started["cert"], timeout=30)

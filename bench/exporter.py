@@ -141,12 +141,13 @@ class Sim:
     def admin(self) -> str:
         return f"https://{self.host}/_sim"
 
-    def get(self, path: str) -> dict:
+    def get(self, path: str) -> dict[str, Any]:
         import requests
 
-        return requests.get(self.admin + path, verify=self.ca, timeout=60).json()
+        answer: dict[str, Any] = requests.get(self.admin + path, verify=self.ca, timeout=60).json()
+        return answer
 
-    def post(self, path: str, body: dict | None = None) -> None:
+    def post(self, path: str, body: dict[str, Any] | None = None) -> None:
         import requests
 
         requests.post(self.admin + path, json=body or {}, verify=self.ca, timeout=60).raise_for_status()

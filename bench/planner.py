@@ -40,7 +40,7 @@ from planner.placement import Placement  # noqa: E402
 from planner.policy import SEARCH_EFFORTS, Policy  # noqa: E402
 from planner.rules import RuleSet  # noqa: E402
 from planner.verify import verify_plan  # noqa: E402
-from pveapi.inventory import Guest, Node  # noqa: E402
+from pveapi.inventory import Guest, GuestType, Node  # noqa: E402
 
 GIB = 1024**3
 RESULTS = ROOT / "bench" / "results" / "planner.md"
@@ -97,6 +97,7 @@ def scenario(
     pairs: list[tuple[Guest, Usage]] = []
     tags: dict[int, set[str]] = {}
     vmid = 100
+    kinds: list[GuestType] = ["qemu", "qemu", "qemu", "qemu", "lxc"]
     for mem, cores, vcpus in sizes:
         order = rng.choices(names, weights=weights, k=len(names) * 2) + names
         node = next((n for n in order if used[n][0] + mem <= cap[n][0] and used[n][1] + cores <= cap[n][1]), None)
@@ -105,7 +106,7 @@ def scenario(
         used[node][0] += mem
         used[node][1] += cores
         status = "running" if rng.random() > 0.05 else "stopped"
-        guest = Guest(vmid, rng.choice(["qemu"] * 4 + ["lxc"]), f"g{vmid}", node, status, vcpus, int(mem * 1.25),
+        guest = Guest(vmid, rng.choice(kinds), f"g{vmid}", node, status, vcpus, int(mem * 1.25),
                       cpu=cores / vcpus if status == "running" else 0.0, mem=mem)
         pairs.append((guest, Usage(cores if status == "running" else 0.0, mem if status == "running" else 0,
                                    "prometheus")))
@@ -155,11 +156,12 @@ def demo_scenario() -> Scenario:
     from simulator.scenario import ALL_PRIVILEGES, Credential
     from simulator.server import Simulator
 
-    token = Credential("root@pam", "00000000-0000-4000-8000-00000000be4c", {"/": ALL_PRIVILEGES}, "bench")
+    secret = "00000000-0000-4000-8000-00000000be4c"
+    token = Credential("root@pam", secret, {"/": ALL_PRIVILEGES}, "bench")
     sim = Simulator("demo", host="127.0.0.1", port=0, time_scale=0, start=DEMO_AT, tokens=[token]).start()
     try:
         settings = ConnectionSettings(host=f"127.0.0.1:{sim.port}", user="root@pam", token_name="bench",
-                                      token_value=Secret(token.secret), verify_ssl=str(sim.cert_path))
+                                      token_value=Secret(secret), verify_ssl=str(sim.cert_path))
         observation = observe(PveClient(settings), None, at=DEMO_AT)
     finally:
         sim.stop()
@@ -304,7 +306,7 @@ def proxlb_plan(sc: Scenario, policy: Policy, method: str) -> tuple[list[Move], 
                 ignore=any(t.startswith("plb_ignore") for t in tags),
                 node_relationships=[t.removeprefix("plb_pin_") for t in tags if t.startswith("plb_pin")],
                 node_relationships_strict=True,
-                type="vm" if g.type == "qemu" else "ct",
+                type=Config.GuestType("vm" if g.type == "qemu" else "ct"),
             )
         data = ProxLbData(
             meta=ProxLbData.Meta.from_config(config, cluster_non_pve9=False),
@@ -438,15 +440,15 @@ def _solve(sc: Scenario, policy: Policy, budget: int, mu: float) -> tuple[list[M
     for v in movable:
         target = next(n.name for n in usable if (v, n.name) in x and x[v, n.name].value() > 0.5)
         if target != home[v]:
-            g = constraints.guests[v]
-            moves.append(Move(v, g.name, g.type, home[v], target, MoveKind.BALANCE, "ilp", state.demand[v].mem,
+            guest = constraints.guests[v]
+            moves.append(Move(v, guest.name, guest.type, home[v], target, MoveKind.BALANCE, "ilp", state.demand[v].mem,
                               state.demand[v].cpu, 0.0))
     return moves, seconds, "optimal"
 
 
 def _sequence(sc: Scenario, policy: Policy, moves: list[Move]) -> list[Move]:
     """Order the optimum's moves so that each step fits, when such an order exists greedily."""
-    pending, ordered = list(moves), []
+    pending, ordered = list(moves), list[Move]()
     while pending:
         for move in pending:
             probe = Plan(tuple(ordered + [move]), (), (), 0, 0)
@@ -517,7 +519,7 @@ def main() -> None:
     bench_policy = Policy(trigger=0.0, max_moves=10_000, max_moves_per_node=10_000, max_copy=1 << 60,
                           max_copy_per_node=1 << 60, max_migration_seconds=1e12, max_migration_seconds_per_node=1e12)
     summary = []
-    reach: list[tuple] = []  # scenario, method, ProxLB moves, ours; then the same from the common start
+    reach: list[tuple[str | int, ...]] = []  # scenario, method, ProxLB moves, ours; then the same from the common start
     for sc in scenarios():
         before = Constraints(sc.model, sc.rules, Policy())
         state = Placement(sc.model, Policy(), before.maintenance, before.reservations)
@@ -568,11 +570,11 @@ def main() -> None:
             reach.append((sc.name, proxlb.planner.removeprefix("ProxLB 2.3 "), proxlb.moves, needed[0]))
         # The same comparison from a common, rule-satisfying start: the snapshot after our
         # mandatory moves, where neither planner has a rule to repair.
-        mandatory = [m for m in plan(sc.model, sc.rules, bench_policy).moves if m.kind is MoveKind.MANDATORY]
-        if mandatory:
-            common = repaired(sc, mandatory)
+        mandatory_moves = [m for m in plan(sc.model, sc.rules, bench_policy).moves if m.kind is MoveKind.MANDATORY]
+        if mandatory_moves:
+            common = repaired(sc, mandatory_moves)
             common_start = Placement(common.model, Policy(), before.maintenance, before.reservations).imbalance()
-            lines += ["", f"From a common, rule-satisfying start (this snapshot after pvebalance's {len(mandatory)} "
+            lines += ["", f"From a common, rule-satisfying start (this snapshot after pvebalance's {len(mandatory_moves)} "
                           f"mandatory moves, imbalance {common_start:.3f}):", ""]
             for method in ("memory", "cpu"):
                 moves, seconds = proxlb_plan(common, Policy(), method)
@@ -603,9 +605,9 @@ def main() -> None:
               "| scenario | ProxLB method | ProxLB raw | pvebalance raw | ProxLB common start | pvebalance common start |",
               "|---|---|---|---|---|---|"]
     for entry in reach:
-        name, method, theirs, mine = entry[:4]
+        scenario_name, proxlb_method, theirs, mine = entry[:4]
         common_cells = f"{entry[4]} | {entry[5]}" if len(entry) > 4 else "- | -"
-        lines.append(f"| {name} | {method} | {theirs} | {mine} | {common_cells} |")
+        lines.append(f"| {scenario_name} | {proxlb_method} | {theirs} | {mine} | {common_cells} |")
     lines.append("")
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines), encoding="utf-8")
@@ -651,7 +653,7 @@ def repaired(sc: Scenario, moves: Sequence[Move]) -> Scenario:
         dataclasses.replace(
             model,
             guests=tuple(dataclasses.replace(g, node=where[g.vmid]) for g in model.guests),
-            node_usage={n: Usage(max(0.0, cpu), max(0, mem), "prometheus") for n, (cpu, mem) in usage.items()},
+            node_usage={n: Usage(max(0.0, cpu), max(0, int(mem)), "prometheus") for n, (cpu, mem) in usage.items()},
         ),
         sc.rules,
         False,

@@ -116,7 +116,7 @@ class Executor:
         *,
         dry_run: bool = False,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,  # what it returns is ignored (tests pass the simulator's advance)
         should_stop: Callable[[], bool] = lambda: False,
         on_event: EventSink = lambda event: None,
         on_moved: Callable[[int, float], None] = lambda vmid, at: None,

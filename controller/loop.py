@@ -61,7 +61,7 @@ class Controller:
         *,
         metrics: ControllerMetrics | None = None,
         clock: Callable[[], float] = time.time,
-        sleep: Callable[[float], None] = time.sleep,
+        sleep: Callable[[float], object] = time.sleep,  # what it returns is ignored (tests pass the simulator's advance)
         dry_run: bool = False,
     ) -> None:
         self.config = config

@@ -14,6 +14,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import requests
 
@@ -91,7 +92,7 @@ def http_ok(url: str) -> bool:
 
 
 def wait_until(ready: Callable[[], bool], what: str, timeout: float,
-               process: subprocess.Popen[bytes] | None = None) -> None:
+               process: subprocess.Popen[Any] | None = None) -> None:
     """Poll `ready` until it answers True; fail early if `process` exits meanwhile."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

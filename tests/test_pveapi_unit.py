@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Any
+
 import pytest
 
 from pveapi.client import endpoint_template
@@ -32,7 +35,7 @@ def test_endpoint_templates_have_bounded_cardinality(path: str, template: str) -
     assert endpoint_template(path) == template
 
 
-def test_secret_from_file_never_shows_in_repr(tmp_path) -> None:
+def test_secret_from_file_never_shows_in_repr(tmp_path: Path) -> None:
     secret_file = tmp_path / "token"
     secret_file.write_text("5f3c-very-secret\n")
     settings = ConnectionSettings.from_mapping(
@@ -52,7 +55,7 @@ def test_secret_from_file_never_shows_in_repr(tmp_path) -> None:
         ({"host": "pve", "user": "root@pam", "password": "x", "tokn_name": "t"}, "unknown key(s) tokn_name"),
     ],
 )
-def test_bad_settings_name_the_problem(block: dict, message: str) -> None:
+def test_bad_settings_name_the_problem(block: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         ConnectionSettings.from_mapping(block, "proxmox", env={})
 

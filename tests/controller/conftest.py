@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 import structlog
@@ -96,8 +96,14 @@ def frozen_sim() -> Iterator[RunningSimulator]:
         yield sim
 
 
+class MakeConfig(Protocol):
+    """The make_config fixture: a loaded Config pointing at `sim`, with the given config blocks."""
+
+    def __call__(self, sim: RunningSimulator, **blocks: Any) -> Config: ...
+
+
 @pytest.fixture
-def make_config(tmp_path: Path) -> Callable[..., Config]:
+def make_config(tmp_path: Path) -> MakeConfig:
     def make(sim: RunningSimulator, **blocks: Any) -> Config:
         return load_config(write_config(tmp_path, sim, **blocks))
 

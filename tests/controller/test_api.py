@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from controller.config import load_config
-from testkit.prometheus import free_port
+from testkit.processes import free_port
 from tests.controller.conftest import write_config
 from tests.controller.test_advisor import API_KEY, GOOD
 from tests.controller.test_run_process import ROOT, _events, _wait
@@ -43,13 +43,14 @@ class Run:
         (tmp_path / "operator.token").write_text(OPERATOR + "\n")
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        optional: dict[str, Any] = {**({"rules": rules} if rules else {}), **({"ai": ai} if ai else {})}
         self.config = write_config(
             tmp_path, sim,
             run={"interval": "1h", "hold_time": 0, "listen": f"127.0.0.1:{self.port}"},
             api={"tokens": [{"name": "grafana", "role": "operator", "token_file": "operator.token"},
                             {"name": "wallboard", "role": "viewer", "token_env": "TEST_VIEWER_TOKEN"}],
                  "cors_origins": [GRAFANA]},
-            **({"rules": rules} if rules else {}), **({"ai": ai} if ai else {}),
+            **optional,
         )
         self.secrets = load_config(self.config, env={"TEST_VIEWER_TOKEN": VIEWER}).secrets()
         self.stderr: list[str] = []
@@ -67,7 +68,8 @@ class Run:
         try:
             return self.get(path, VIEWER).status_code == 200
         except requests.ConnectionError:
-            assert self.process is not None and self.process.poll() is None, self.process.communicate()[1][-3000:]
+            assert self.process is not None
+            assert self.process.poll() is None, self.process.communicate()[1][-3000:]
             return False
 
     def stop(self) -> None:
@@ -88,7 +90,8 @@ class Run:
     def settled(self) -> list[dict[str, Any]]:
         """Waits until no migration runs; the recent ones, newest first."""
         answer = _wait(lambda: (m := self.get("/api/v1/migrations", VIEWER).json())["running"] == [] and m)
-        return answer["recent"]
+        recent: list[dict[str, Any]] = answer["recent"]
+        return recent
 
 
 def _auth(token: str | None) -> dict[str, str]:
@@ -140,7 +143,8 @@ def test_roles_tokens_cors_and_reads(run: Run) -> None:
             "/api/v1/nodes/{node}/drain", "/api/v1/nodes/{node}/undrain"} <= set(spec["paths"])
 
     def body(path: str, method: str = "post") -> dict[str, Any]:
-        return spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        schema: dict[str, Any] = spec["paths"][path][method]["requestBody"]["content"]["application/json"]["schema"]
+        return schema
 
     # Each request body documented with its fields, the ones the API accepts.
     assert set(body("/api/v1/plan")["properties"]) == {"window", "statistic", "trigger", "max_moves", "drain", "leave_out"}
@@ -278,8 +282,9 @@ def test_the_dashboard_buttons_do_what_their_titles_say(run: Run, sim: RunningSi
 
 def _run_of(run: Run, what: str) -> list[dict[str, Any]]:
     """The migrations of the API run named `what`, once it has planned and nothing runs."""
-    return _wait(lambda: (m := run.get("/api/v1/migrations", VIEWER).json())["running"] == [] and
-                 [e for e in m["recent"] if e["what"] == what])
+    migrations: list[dict[str, Any]] = _wait(lambda: (m := run.get("/api/v1/migrations", VIEWER).json())["running"] == [] and
+                                             [e for e in m["recent"] if e["what"] == what])
+    return migrations
 
 
 def _accepted(run: Run, path: str) -> requests.Response:
@@ -288,7 +293,8 @@ def _accepted(run: Run, path: str) -> requests.Response:
         answer = run.send("POST", path)
         return None if answer.status_code == 409 and "in progress" in answer.json()["error"] else answer
 
-    return _wait(sent)
+    accepted: requests.Response = _wait(sent)
+    return accepted
 
 
 def test_drain_and_undrain_a_node(run: Run, sim: RunningSimulator) -> None:
@@ -345,10 +351,10 @@ def test_a_what_if_plan_leaving_a_node_out(run: Run) -> None:
     # A what-if trigger above the imbalance: no balancing, and a bad one is a 400, not a 500.
     calm = run.send("POST", "/api/v1/plan", body={"trigger": 0.99})
     assert calm.status_code == 200 and not [m for m in calm.json()["moves"] if m["kind"] == "balance"]
-    for bad in ('{"trigger": 1.5}', '{"trigger": "high"}', '{"trigger": NaN}'):
-        answer = requests.post(run.url + "/api/v1/plan", data=bad, timeout=60,
+    for bad_json in ('{"trigger": 1.5}', '{"trigger": "high"}', '{"trigger": NaN}'):
+        answer = requests.post(run.url + "/api/v1/plan", data=bad_json, timeout=60,
                                headers={**_auth(OPERATOR), "Content-Type": "application/json"})
-        assert answer.status_code == 400 and "plan overrides.trigger" in answer.json()["error"], bad
+        assert answer.status_code == 400 and "plan overrides.trigger" in answer.json()["error"], bad_json
     assert "pve5" not in run.get("/api/v1/config", VIEWER).text  # the running config is untouched
 
 

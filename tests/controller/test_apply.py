@@ -11,7 +11,7 @@ from controller.config import Config
 from controller.cycle import Cycle, run_cycle
 from controller.executor import ApplyReport, Executor
 from pveapi.client import PveClient
-from tests.controller.conftest import Watch, demo_rules_broken
+from tests.controller.conftest import MakeConfig, Watch, demo_rules_broken
 from tests.support.sim import RunningSimulator
 
 FAST = {"apply": {"poll_interval": 5, "max_in_flight": 2, "max_in_flight_per_node": 1}}
@@ -33,7 +33,7 @@ def _apply(sim: RunningSimulator, config: Config, before_poll: Callable[[Watch],
     return cycle, report, watch
 
 
-def test_a_plan_is_carried_out_in_order_and_every_step_is_safe(frozen_sim: RunningSimulator, make_config) -> None:
+def test_a_plan_is_carried_out_in_order_and_every_step_is_safe(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, **FAST)
     cycle, report, watch = _apply(frozen_sim, config)
     assert cycle.plan.moves and report.count("succeeded") == len(cycle.plan.moves), report.outcomes
@@ -45,7 +45,7 @@ def test_a_plan_is_carried_out_in_order_and_every_step_is_safe(frozen_sim: Runni
     assert placement[111] == "pve2" and placement[140] == "pve4"  # ignored and locked guests stay
 
 
-def test_failed_migrations_are_recorded_and_never_retried(frozen_sim: RunningSimulator, make_config) -> None:
+def test_failed_migrations_are_recorded_and_never_retried(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, **FAST)
     first = run_cycle(PveClient(config.proxmox), None, config).plan.moves[0]
     frozen_sim.inject_fault({"type": "migration_failure", "vmids": [first.vmid], "message": "migration aborted"})
@@ -59,7 +59,7 @@ def test_failed_migrations_are_recorded_and_never_retried(frozen_sim: RunningSim
     assert watch.problems == []
 
 
-def test_consecutive_failures_stop_the_run(frozen_sim: RunningSimulator, make_config) -> None:
+def test_consecutive_failures_stop_the_run(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, apply={"poll_interval": 5, "max_consecutive_failures": 2, "max_in_flight": 1})
     frozen_sim.inject_fault({"type": "migration_failure", "rate": 1})
     cycle, report, watch = _apply(frozen_sim, config)
@@ -69,10 +69,10 @@ def test_consecutive_failures_stop_the_run(frozen_sim: RunningSimulator, make_co
     assert watch.problems == []
 
 
-def test_a_node_going_offline_mid_plan_drops_the_moves_to_it(frozen_sim: RunningSimulator, make_config) -> None:
+def test_a_node_going_offline_mid_plan_drops_the_moves_to_it(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, **FAST)
     target = run_cycle(PveClient(config.proxmox), None, config).plan.moves[-1].target
-    taken = []
+    taken: list[str] = []
 
     def node_fails(watch: Watch) -> None:
         if not taken:
@@ -89,12 +89,12 @@ def test_a_node_going_offline_mid_plan_drops_the_moves_to_it(frozen_sim: Running
     assert demo_rules_broken(placement) == [] and watch.problems == []
 
 
-def test_a_guest_moved_or_locked_by_someone_else_is_dropped(frozen_sim: RunningSimulator, make_config) -> None:
+def test_a_guest_moved_or_locked_by_someone_else_is_dropped(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, **FAST)
     plan = run_cycle(PveClient(config.proxmox), None, config).plan
     other = plan.moves[-1]
     client = PveClient(config.proxmox)
-    done = []
+    done: list[str] = []
 
     def admin_moves_it(watch: Watch) -> None:
         if not done:  # an admin migrates the last planned guest by hand, elsewhere
@@ -112,7 +112,7 @@ def test_a_guest_moved_or_locked_by_someone_else_is_dropped(frozen_sim: RunningS
     assert watch.problems == []
 
 
-def test_api_errors_and_a_hung_call_while_polling_do_not_lose_migrations(frozen_sim: RunningSimulator, make_config) -> None:
+def test_api_errors_and_a_hung_call_while_polling_do_not_lose_migrations(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, proxmox={"timeout": 1}, **FAST)
     frozen_sim.inject_fault([
         {"type": "error", "endpoint": "GET /nodes/{node}/tasks/{upid}/status", "status": 500, "message": "proxy error", "count": 2},
@@ -125,7 +125,7 @@ def test_api_errors_and_a_hung_call_while_polling_do_not_lose_migrations(frozen_
     assert watch.problems == []
 
 
-def test_ha_guests_move_through_ha(frozen_sim: RunningSimulator, make_config) -> None:
+def test_ha_guests_move_through_ha(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, rules={"node_affinity": [{"name": "ha-to-pve5", "vmids": [122], "nodes": ["pve5"]}]},
                          policy={"max_moves": 0}, **FAST)
     cycle, report, watch = _apply(frozen_sim, config)
@@ -137,7 +137,7 @@ def test_ha_guests_move_through_ha(frozen_sim: RunningSimulator, make_config) ->
     assert watch.problems == []
 
 
-def test_a_failed_ha_migration_is_seen_as_failed(frozen_sim: RunningSimulator, make_config) -> None:
+def test_a_failed_ha_migration_is_seen_as_failed(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, rules={"node_affinity": [{"name": "ha-to-pve5", "vmids": [122], "nodes": ["pve5"]}]},
                          policy={"max_moves": 0}, **FAST)
     frozen_sim.inject_fault({"type": "migration_failure", "vmids": [122], "message": "migration problems"})
@@ -147,7 +147,7 @@ def test_a_failed_ha_migration_is_seen_as_failed(frozen_sim: RunningSimulator, m
     assert frozen_sim.placement()[122] == "pve1"
 
 
-def test_dry_run_checks_every_move_and_migrates_nothing(frozen_sim: RunningSimulator, make_config) -> None:
+def test_dry_run_checks_every_move_and_migrates_nothing(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, **FAST)
     before = frozen_sim.placement()
     cycle, report, watch = _apply(frozen_sim, config, dry_run=True)
@@ -156,7 +156,7 @@ def test_dry_run_checks_every_move_and_migrates_nothing(frozen_sim: RunningSimul
 
 
 @pytest.mark.parametrize("skew", [0, 3600], ids=["clock-right", "controller-clock-1h-ahead"])
-def test_a_migrate_request_that_times_out_is_followed_to_its_task(frozen_sim: RunningSimulator, make_config, skew) -> None:
+def test_a_migrate_request_that_times_out_is_followed_to_its_task(frozen_sim: RunningSimulator, make_config: MakeConfig, skew: int) -> None:
     """The request reached PVE but the answer did not reach us: the migration runs anyway. The
     task is looked for by the node's clock, so a controller clock that is off does not miss it."""
     config = make_config(frozen_sim, proxmox={"timeout": 1}, apply={"poll_interval": 5, "max_in_flight": 1},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -18,7 +19,7 @@ from tests.support.sim import RunningSimulator
 ONE_AT_A_TIME = {"poll_interval": 5, "max_in_flight": 1}
 
 
-def _migrate(sim: RunningSimulator, config: Config) -> dict[int, dict]:
+def _migrate(sim: RunningSimulator, config: Config) -> dict[int, dict[str, Any]]:
     """Carry out the plan; the simulator's migration tasks by vmid."""
     client = PveClient(config.proxmox)
     cycle = run_cycle(client, None, config)
@@ -59,7 +60,7 @@ def _target(sim: RunningSimulator, vmid: int) -> str:
     ({"bwlimit": "fast"}, "policy.bwlimit: expected a whole number from 1 to"),
     ({"node_bwlimit": {"pve1": -5}}, "policy.node_bwlimit.pve1: expected a whole number from 1 to"),
 ])
-def test_bad_bwlimit_is_one_line(block: dict, message: str) -> None:
+def test_bad_bwlimit_is_one_line(block: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace(".", r"\.")):
         Policy.from_mapping(block, "policy")
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 import responses
 
 from controller.cli import main
 from exporter.backfill import backfill
-from testkit.prometheus import free_port, running_prometheus
+from testkit.processes import free_port
+from testkit.prometheus import running_prometheus
 from tests.controller.conftest import write_config
 from tests.support.sim import RunningSimulator, running_simulator
 
@@ -56,14 +58,14 @@ def test_plan_json_has_the_documented_schema_and_changes_nothing(
     assert 0 < configs <= 3 * len(plan["moves"]) and counts.get("GET /nodes/{node}/status", 0) <= 5
 
 
-def test_plan_table_says_where_figures_came_from(frozen_sim: RunningSimulator, tmp_path: Path, capsys) -> None:
+def test_plan_table_says_where_figures_came_from(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, frozen_sim)
     code, out, _ = _run(capsys, "--config", str(config), "plan")
     assert code == 0 and "figures from live: 60 guests" in out and "Moves (" in out
     assert "local disks" not in out or "130" in out  # build01 (local disks) is never planned to move
 
 
-def test_plan_uses_prometheus_history(tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_plan_uses_prometheus_history(tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
     """Issue 4: history backfilled from the simulator through the exporter, then planned from."""
     # The backfill's admin-clock session sets `verify` on the session, which requests lets
     # REQUESTS_CA_BUNDLE override; without it the simulator's own certificate is used.
@@ -88,7 +90,7 @@ def test_plan_uses_prometheus_history(tmp_path: Path, capsys, monkeypatch: pytes
 
 
 def test_the_next_plan_starts_where_the_applied_one_said_it_would_end(
-    tmp_path: Path, capsys, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Right after a plan is applied, the 1h node averages still hold the guests that left.
 
@@ -114,20 +116,20 @@ def test_the_next_plan_starts_where_the_applied_one_said_it_would_end(
     assert second["imbalance"]["before"] == pytest.approx(first["imbalance"]["after"], abs=0.02)
 
 
-def test_prometheus_down_falls_back_to_live_figures_and_says_so(frozen_sim, tmp_path: Path, capsys) -> None:
+def test_prometheus_down_falls_back_to_live_figures_and_says_so(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, frozen_sim, prometheus={"url": f"http://127.0.0.1:{free_port()}"})
     code, out, _ = _run(capsys, "--config", str(config), "plan")
     assert code == 0 and "figures from live: 60 guests" in out
     assert "warning: Prometheus http://127.0.0.1:" in out and "unreachable" in out
 
 
-def test_check_passes_with_a_full_token(frozen_sim, tmp_path: Path, capsys) -> None:
+def test_check_passes_with_a_full_token(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, frozen_sim)
     code, out, _ = _run(capsys, "--config", str(config), "check")
     assert code == 0 and "all checks passed: Proxmox VE 9.0.10; 5/5 nodes online, 60 guests" in out
 
 
-def test_check_names_each_problem_on_its_own_line(frozen_sim, tmp_path: Path, capsys) -> None:
+def test_check_names_each_problem_on_its_own_line(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(
         tmp_path, frozen_sim, proxmox={"user": "monitor@pve", "token_name": "exporter"}, token_value=MONITOR_TOKEN,
         run={"automation": "automatic"}, rules={"maintenance": ["pve9"]},
@@ -143,7 +145,7 @@ def test_check_names_each_problem_on_its_own_line(frozen_sim, tmp_path: Path, ca
     assert MONITOR_TOKEN not in out
 
 
-def test_a_read_only_token_can_plan(frozen_sim, tmp_path: Path, capsys) -> None:
+def test_a_read_only_token_can_plan(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, frozen_sim, proxmox={"user": "monitor@pve", "token_name": "exporter"},
                           token_value=MONITOR_TOKEN)
     # PVE's precondition check needs VM.Migrate (the simulator lets VM.Audit through; answer as PVE does).
@@ -155,14 +157,14 @@ def test_a_read_only_token_can_plan(frozen_sim, tmp_path: Path, capsys) -> None:
     assert any("may not run migrate precondition checks (VM.Migrate)" in w for w in plan["warnings"])
 
 
-def test_check_with_prometheus_without_pve_series(frozen_sim, tmp_path: Path, capsys) -> None:
+def test_check_with_prometheus_without_pve_series(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with running_prometheus(tmp_path / "empty") as prom:
         config = write_config(tmp_path, frozen_sim, prometheus={"url": prom.url})
         code, out, _ = _run(capsys, "--config", str(config), "check")
     assert code == 1 and "has no current pve_cpu_usage_ratio series: is pvebalance-exporter" in out
 
 
-def test_a_wrong_token_is_one_line_and_exit_2(frozen_sim, tmp_path: Path, capsys) -> None:
+def test_a_wrong_token_is_one_line_and_exit_2(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, frozen_sim, token_value="11111111-2222-3333-4444-555555555555")
     for command in ("plan", "apply", "run"):
         code, out, err = _run(capsys, "--config", str(config), command, *(["--once"] if command == "run" else []))
@@ -173,7 +175,7 @@ def test_a_wrong_token_is_one_line_and_exit_2(frozen_sim, tmp_path: Path, capsys
         assert "11111111" not in err + out
 
 
-def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
+def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("proxmox: {host: h, user: u@pve, token_name: t, token_value: x}\nrun: {automation: yes}\n")
     code, out, err = _run(capsys, "--config", str(path), "plan")
@@ -181,7 +183,7 @@ def test_bad_config_is_one_line_and_exit_2(tmp_path: Path, capsys) -> None:
     assert err.startswith("pvebalance: ") and "run.automation: must be manual (plan only) or automatic" in err
 
 
-def test_apply_a_saved_plan_and_refuse_a_stale_one(tmp_path: Path, capsys) -> None:
+def test_apply_a_saved_plan_and_refuse_a_stale_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with running_simulator("demo", time_scale=600) as sim:
         config = write_config(tmp_path, sim, policy={"max_moves": 2})
         saved = tmp_path / "plan.json"
@@ -201,7 +203,7 @@ def test_apply_a_saved_plan_and_refuse_a_stale_one(tmp_path: Path, capsys) -> No
         assert code == 2 and "not a usable saved plan" in err and err.count("\n") == 1
 
 
-def test_ha_auto_rebalance_leaves_ha_guests_alone(tmp_path: Path, capsys) -> None:
+def test_ha_auto_rebalance_leaves_ha_guests_alone(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scenario = _demo_with(options={"crs": "ha=dynamic,ha-auto-rebalance=1"}, rules={})
     with running_simulator(scenario, time_scale=0) as sim:
         config = write_config(tmp_path, sim, rules={"node_affinity": [{"name": "x", "vmids": [122], "nodes": ["pve5"]}]})
@@ -212,17 +214,17 @@ def test_ha_auto_rebalance_leaves_ha_guests_alone(tmp_path: Path, capsys) -> Non
     assert {s["vmid"]: s["reason"] for s in plan["skipped"]}[122] == "HA auto-rebalance manages it"
 
 
-def _demo_with(options: dict, rules: dict) -> dict:
+def _demo_with(options: dict[str, Any], rules: dict[str, Any]) -> dict[str, Any]:
     import yaml
 
     from simulator import scenario as scenarios
 
-    data = yaml.safe_load((Path(scenarios.__file__).parent / "scenarios" / "demo.yaml").read_text())
+    data: dict[str, Any] = yaml.safe_load((Path(scenarios.__file__).parent / "scenarios" / "demo.yaml").read_text())
     data["options"] = options
     return data
 
 
-def test_apply_refuses_stale_prometheus_data(frozen_sim, tmp_path: Path, capsys) -> None:
+def test_apply_refuses_stale_prometheus_data(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with running_prometheus(tmp_path / "empty") as prom:
         config = write_config(tmp_path, frozen_sim, prometheus={"url": prom.url})
         code, out, _ = _run(capsys, "--config", str(config), "apply")
@@ -233,7 +235,7 @@ def test_apply_refuses_stale_prometheus_data(frozen_sim, tmp_path: Path, capsys)
 
 
 @responses.activate
-def test_apply_refuses_prometheus_samples_dated_in_the_future(frozen_sim, tmp_path: Path, capsys) -> None:
+def test_apply_refuses_prometheus_samples_dated_in_the_future(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """A Prometheus-compatible server whose clock is a year ahead: its data is not fresh."""
     responses.add_passthru(frozen_sim.url.rsplit("/api2", 1)[0])  # the simulator itself is real
     future = time.time() + 365 * 86400

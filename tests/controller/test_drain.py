@@ -45,7 +45,8 @@ def test_drain_then_undrain_returns_every_guest_that_can_and_says_why_for_the_ot
 
     drained = drain_node("pve3", config, client, None, _executor(client, config, watch))
     placement = frozen_sim.placement()
-    assert drained.report is not None and drained.report.count("failed") == 0, drained.report.outcomes
+    assert drained.report is not None
+    assert drained.report.count("failed") == 0, drained.report.outcomes
     assert {v for v, n in placement.items() if n == "pve3"} == STAYS_ON_PVE3
     assert {s.vmid for s in drained.staying} == STAYS_ON_PVE3
     assert all(s.reason for s in drained.staying)
@@ -64,7 +65,8 @@ def test_drain_then_undrain_returns_every_guest_that_can_and_says_why_for_the_ot
     config = make_config(frozen_sim, rules={"anti_affinity": [{"name": "apart", "vmids": [kept, 131]}]}, **FAST)
     returned = undrain_node("pve3", config, client, None, _executor(client, config, watch))
     placement = frozen_sim.placement()
-    assert returned.report is not None and returned.report.count("failed") == 0, returned.report.outcomes
+    assert returned.report is not None
+    assert returned.report.count("failed") == 0, returned.report.outcomes
     assert {v for v, n in placement.items() if n == "pve3"} == on_pve3 - {kept}
     why = {s.vmid: s.reason for s in returned.staying}
     assert set(why) == {kept} and "apart" in why[kept], why

@@ -60,6 +60,7 @@ def test_forecast_relieves_the_node_a_trending_guest_will_overload_while_avg_doe
                 config = load_config(write_config(tmp_path, sim, prometheus={
                     "url": prom.url, "window": "1h", "statistic": statistic, "max_data_age": "10m"},
                     policy={"min_gain": 0.01}))  # a small cluster: one 2-vCPU guest is a small gain
+                assert config.prometheus is not None
                 cycle = run_cycle(PveClient(config.proxmox), PromQL(config.prometheus), config, at=START + 3600)
                 assert cycle.actionable and cycle.plan.sources == {"prometheus": 12}, cycle.warnings
                 plans[statistic] = cycle

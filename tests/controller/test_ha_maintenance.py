@@ -22,7 +22,8 @@ def test_a_node_in_ha_maintenance_is_evacuated_and_receives_nothing_until_mainte
 
     frozen_sim.set_node_maintenance("pve5", True)
     frozen_sim.set_node_maintenance("pve4", True)
-    assert client.resources().node("pve4").hastate == "maintenance"  # type: ignore[union-attr]
+    pve4 = client.resources().node("pve4")
+    assert pve4 is not None and pve4.hastate == "maintenance"
     cycle = run_cycle(client, None, config)
     plan = cycle.plan
     assert {n.name: n.state for n in plan.nodes_after if n.name in ("pve4", "pve5")} == {

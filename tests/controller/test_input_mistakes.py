@@ -23,7 +23,7 @@ def _run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
     return code, out, err
 
 
-def test_a_pin_to_an_unknown_node_holds_the_guest_where_it_is(tmp_path: Path, capsys) -> None:
+def test_a_pin_to_an_unknown_node_holds_the_guest_where_it_is(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     scenario = yaml.safe_load(DEMO.read_text())
     pinned = [g["vmid"] for g in scenario["guests"] if g["node"] == "pve1"]  # the busiest node
     for guest in scenario["guests"]:
@@ -40,7 +40,7 @@ def test_a_pin_to_an_unknown_node_holds_the_guest_where_it_is(tmp_path: Path, ca
 
 
 def test_a_rule_naming_a_missing_guest_is_reported_by_check_and_plan(
-    frozen_sim: RunningSimulator, tmp_path: Path, capsys
+    frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     config = write_config(tmp_path, frozen_sim, rules={"anti_affinity": [{"name": "dns", "vmids": [100, 99999]}]})
     code, out, _ = _run(capsys, "--config", str(config), "check")
@@ -50,7 +50,7 @@ def test_a_rule_naming_a_missing_guest_is_reported_by_check_and_plan(
     assert code == 0 and f"  - {line.replace('c.yaml', str(config))}" in out.splitlines()
 
 
-def test_a_saved_plan_with_an_infinite_figure_is_refused(frozen_sim: RunningSimulator, tmp_path: Path, capsys) -> None:
+def test_a_saved_plan_with_an_infinite_figure_is_refused(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config, saved = write_config(tmp_path, frozen_sim), tmp_path / "plan.json"
     assert _run(capsys, "--config", str(config), "plan", "--save", str(saved))[0] == 0
     document = json.loads(saved.read_text())
@@ -64,14 +64,14 @@ def test_a_saved_plan_with_an_infinite_figure_is_refused(frozen_sim: RunningSimu
     assert not [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]
 
 
-def test_the_host_pasted_from_the_browser_works(frozen_sim: RunningSimulator, tmp_path: Path, capsys) -> None:
+def test_the_host_pasted_from_the_browser_works(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, frozen_sim, proxmox={"host": f"https://{frozen_sim.host}/"})
     code, out, err = _run(capsys, "--config", str(config), "plan")
     # stderr carries only progress lines (a slow plan reports itself), never an error
     assert code == 0 and "Moves (" in out and all(line.startswith("plan: ") for line in err.splitlines())
 
 
-def test_a_tls_failure_says_what_to_do_and_nothing_unrelated(frozen_sim: RunningSimulator, tmp_path: Path, capsys,
+def test_a_tls_failure_says_what_to_do_and_nothing_unrelated(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str],
                                                             monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)

@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 from controller.config import Config, load_config
@@ -19,8 +20,7 @@ from controller.lease import ClusterLease, Holder
 from controller.loop import Controller
 from pveapi.client import PveClient
 from simulator import scenario as scenarios
-from testkit.processes import without_progress
-from testkit.prometheus import free_port
+from testkit.processes import free_port, without_progress
 from tests.controller.conftest import write_config
 from tests.controller.test_run_process import ROOT, _running_migration, _wait, real_time_sim  # noqa: F401 - fixture
 from tests.support.sim import RunningSimulator, running_simulator
@@ -48,7 +48,7 @@ def _migrations(sim: RunningSimulator) -> list[dict[str, Any]]:
     return [t for t in sim.tasks() if t["type"].endswith("migrate")]
 
 
-def test_a_second_controller_refuses_naming_the_holder_until_the_first_exits(frozen_sim, tmp_path: Path) -> None:
+def test_a_second_controller_refuses_naming_the_holder_until_the_first_exits(frozen_sim: RunningSimulator, tmp_path: Path) -> None:
     first = _controller(frozen_sim, _config(tmp_path, "a", frozen_sim))
     second = _controller(frozen_sim, _config(tmp_path, "b", frozen_sim))
     try:
@@ -70,7 +70,7 @@ def test_a_second_controller_refuses_naming_the_holder_until_the_first_exits(fro
     assert _lease_pools(frozen_sim) == []
 
 
-def test_a_controller_that_lost_its_lease_starts_no_further_migration(frozen_sim, tmp_path: Path) -> None:
+def test_a_controller_that_lost_its_lease_starts_no_further_migration(frozen_sim: RunningSimulator, tmp_path: Path) -> None:
     config = _config(tmp_path, "a", frozen_sim)
     client = PveClient(frozen_sim.connection_settings())
     now = float(int(time.time()))  # the comment keeps whole seconds
@@ -99,7 +99,7 @@ def test_a_controller_that_lost_its_lease_starts_no_further_migration(frozen_sim
     assert "pvebalance_lock_held 0.0" in metrics  # as soon as the loss was seen, not at the next cycle
 
 
-def test_lease_local_takes_no_lease_and_says_so(frozen_sim, tmp_path: Path, capsys) -> None:
+def test_lease_local_takes_no_lease_and_says_so(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from pveapi.logsetup import configure_logging
 
     configure_logging("console", "info")
@@ -141,7 +141,7 @@ def test_a_token_without_pool_allocate_gets_one_clear_error(tmp_path: Path) -> N
     assert migrations == []
 
 
-def test_a_killed_holder_s_lease_expires_and_another_controller_takes_over(real_time_sim, tmp_path: Path) -> None:  # noqa: F811 - the fixture imported above
+def test_a_killed_holder_s_lease_expires_and_another_controller_takes_over(real_time_sim: RunningSimulator, tmp_path: Path) -> None:  # noqa: F811 - the fixture imported above
     configs = []
     for name in ("a", "b"):
         (tmp_path / name).mkdir()
@@ -172,7 +172,7 @@ def test_a_killed_holder_s_lease_expires_and_another_controller_takes_over(real_
     assert '"lease.takeover"' in taken.stderr and _lease_pools(real_time_sim) == []  # taken, then given back on exit
 
 
-def test_a_lease_whose_confirmation_was_lost_is_still_ours(frozen_sim, tmp_path: Path) -> None:
+def test_a_lease_whose_confirmation_was_lost_is_still_ours(frozen_sim: RunningSimulator, tmp_path: Path) -> None:
     """The create went through but the read confirming it failed: the next try must find the
     lease its own, not refuse itself as "another controller", and a release must delete it."""
     lease = ClusterLease(PveClient(frozen_sim.connection_settings()), LEASE, 60.0, clock=frozen_sim.clock)

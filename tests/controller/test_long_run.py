@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from pathlib import Path
 from typing import Any
 
 from controller.loop import Controller
@@ -33,7 +34,7 @@ def diurnal_cluster() -> dict[str, Any]:
             "nodes": nodes, "guests": guests}
 
 
-def test_a_day_of_diurnal_load_converges_without_ping_pong(tmp_path) -> None:
+def test_a_day_of_diurnal_load_converges_without_ping_pong(tmp_path: Path) -> None:
     with running_simulator(diurnal_cluster(), time_scale=0) as sim:
         config = write_config(
             tmp_path, sim,

@@ -20,7 +20,7 @@ from tests.support.sim import running_simulator
 
 
 def _demo(**changes: Any) -> dict[str, Any]:
-    data = yaml.safe_load((Path(scenarios.__file__).parent / "scenarios" / "demo.yaml").read_text())
+    data: dict[str, Any] = yaml.safe_load((Path(scenarios.__file__).parent / "scenarios" / "demo.yaml").read_text())
     data.update(changes)
     return data
 

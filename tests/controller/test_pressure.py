@@ -76,6 +76,7 @@ def _plans(tmp_path: Path, sim: RunningSimulator, url: str) -> tuple[dict[float,
     cycles: dict[float, Cycle] = {}
     for weight in (0.0, 2.0):
         config = load_config(_config(tmp_path, sim, url, weight))
+        assert config.prometheus is not None
         cycles[weight] = run_cycle(PveClient(config.proxmox), PromQL(config.prometheus), config, at=START + HOUR)
     return cycles, config
 
@@ -91,6 +92,7 @@ def test_pressure_relieves_a_node_that_stalls_at_moderate_utilisation(tmp_path: 
         with running_prometheus(tsdb) as prom:
             cycles, config = _plans(tmp_path, sim, prom.url)
             stall_before = _stall(prom.url, START + HOUR)
+            assert config.prometheus is not None
             controller = Controller(config, PveClient(config.proxmox), PromQL(config.prometheus), clock=sim.clock,
                                     sleep=sim.advance)
             summary = controller.cycle()  # pressure_weight 2: carries out the plan

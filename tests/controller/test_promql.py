@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import requests
@@ -13,7 +14,8 @@ from structlog.testing import capture_logs
 
 from controller.promql import History, PrometheusError, PrometheusSettings, PromQL, Statistic
 from pveapi.settings import Secret
-from testkit.prometheus import RunningPrometheus, free_port, running_prometheus, write_history
+from testkit.processes import free_port
+from testkit.prometheus import RunningPrometheus, running_prometheus, write_history
 from tests.controller.history import GIB, exporter_samples
 
 NOW = time.time()
@@ -46,8 +48,8 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningPrometheus
         yield server
 
 
-def _promql(url: str, statistic: str = "avg", **kwargs: object) -> PromQL:
-    return PromQL(PrometheusSettings(url=url, statistic=Statistic.parse(statistic, "statistic"), **kwargs))  # type: ignore[arg-type]
+def _promql(url: str, statistic: str = "avg", **kwargs: Any) -> PromQL:
+    return PromQL(PrometheusSettings(url=url, statistic=Statistic.parse(statistic, "statistic"), **kwargs))
 
 
 def _query_requests(prom: RunningPrometheus) -> float:
@@ -137,7 +139,7 @@ def test_a_password_in_the_url_never_shows_in_errors() -> None:
 )
 def test_answers_that_are_not_an_instant_vector_are_one_line(body: object, message: str) -> None:
     kwargs = {"json": body} if isinstance(body, dict) else {"body": body}
-    responses.get("http://vm.example:8428/api/v1/query", **kwargs)  # type: ignore[arg-type]
+    responses.get("http://vm.example:8428/api/v1/query", **kwargs)
     with pytest.raises(PrometheusError, match=message):
         _promql("http://vm.example:8428").query("up")
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import requests
 
-from testkit.prometheus import free_port
+from testkit.processes import free_port
 from tests.controller.conftest import write_config
 from tests.controller.test_run_process import ROOT, _events, _wait
 from tests.support.sim import RunningSimulator, running_simulator
@@ -21,7 +21,8 @@ WINDOWS = {"weekly": [{"days": ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
 def _health(url: str) -> dict[str, Any]:
-    return requests.get(f"{url}/health", timeout=10).json()
+    health: dict[str, Any] = requests.get(f"{url}/health", timeout=10).json()
+    return health
 
 
 def _logged(log: Path, event: str) -> list[dict[str, Any]]:

@@ -6,6 +6,8 @@ from __future__ import annotations
 import itertools
 import threading
 from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -18,8 +20,9 @@ from controller.promql import PromQL
 from controller.server import ControllerServer
 from planner.model import MoveKind
 from pveapi.client import PveClient
-from testkit.prometheus import free_port, running_prometheus
-from tests.controller.conftest import Watch, demo_rules_broken
+from testkit.processes import free_port
+from testkit.prometheus import running_prometheus
+from tests.controller.conftest import MakeConfig, Watch, demo_rules_broken
 from tests.support.sim import RunningSimulator, running_simulator
 
 AUTO = {"automation": "automatic", "hold_time": 0, "cooldown": "1h", "interval": "5m"}
@@ -53,7 +56,7 @@ def _metric(controller: Controller, line_start: str) -> float:
     raise AssertionError(f"no metric line {line_start!r}")
 
 
-def test_manual_mode_publishes_the_plan_and_never_migrates(frozen_sim, make_config) -> None:
+def test_manual_mode_publishes_the_plan_and_never_migrates(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, run={"automation": "manual", "webhook_token": "hook-s3cret", "listen": "127.0.0.1:0"})
     controller = _controller(frozen_sim, config)
     server = ControllerServer(("127.0.0.1", 0), controller.endpoints())
@@ -77,7 +80,7 @@ def test_manual_mode_publishes_the_plan_and_never_migrates(frozen_sim, make_conf
         server.stop()
 
 
-def test_without_a_webhook_token_the_webhook_is_off(frozen_sim, make_config) -> None:
+def test_without_a_webhook_token_the_webhook_is_off(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, run={"automation": "manual"})
     server = ControllerServer(("127.0.0.1", 0), _controller(frozen_sim, config).endpoints())
     server.start()
@@ -88,7 +91,7 @@ def test_without_a_webhook_token_the_webhook_is_off(frozen_sim, make_config) -> 
     assert answer.status_code == 403 and "webhook disabled: set run.webhook_token_file" in answer.json()["error"]
 
 
-def test_the_webhook_needs_the_token_and_starts_a_cycle_at_once(frozen_sim, make_config) -> None:
+def test_the_webhook_needs_the_token_and_starts_a_cycle_at_once(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, run={"automation": "manual", "webhook_token": "hook-s3cret", "interval": "1h"})
     controller = _controller(frozen_sim, config)
     server = ControllerServer(("127.0.0.1", 0), controller.endpoints())
@@ -124,7 +127,7 @@ def _wait(condition: Callable[[], bool], seconds: float = 30) -> None:
         time.sleep(0.05)
 
 
-def test_hysteresis_waits_for_the_hold_time_but_not_for_mandatory_moves(frozen_sim, make_config) -> None:
+def test_hysteresis_waits_for_the_hold_time_but_not_for_mandatory_moves(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, run={**AUTO, "hold_time": "30m"}, apply=APPLY)
     controller = _controller(frozen_sim, config)
     first = controller.cycle()
@@ -138,7 +141,7 @@ def test_hysteresis_waits_for_the_hold_time_but_not_for_mandatory_moves(frozen_s
     assert {o.move.kind for o in later.report.outcomes} == {MoveKind.BALANCE}
 
 
-def test_cooldowns_hold_across_a_restart(frozen_sim, make_config) -> None:
+def test_cooldowns_hold_across_a_restart(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, run=AUTO, apply=APPLY)
     before = _controller(frozen_sim, config)
     first = before.cycle()
@@ -155,7 +158,7 @@ def test_cooldowns_hold_across_a_restart(frozen_sim, make_config) -> None:
     assert all(held[v].startswith("cooldown: moved") for v in moved)
 
 
-def test_a_guest_moved_by_hand_is_held_for_its_cooldown(frozen_sim, make_config) -> None:
+def test_a_guest_moved_by_hand_is_held_for_its_cooldown(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     """No state file knows about it: the cluster's task list does."""
     config = make_config(frozen_sim, run=AUTO, apply=APPLY)
     client = PveClient(frozen_sim.connection_settings())
@@ -177,7 +180,7 @@ def test_a_guest_moved_by_hand_is_held_for_its_cooldown(frozen_sim, make_config)
     assert not {s["vmid"]: s["reason"] for s in controller.current_plan["skipped"]}.get(first.vmid, "").startswith("cooldown")
 
 
-def test_a_second_controller_refuses_to_migrate_and_says_why(frozen_sim, make_config) -> None:
+def test_a_second_controller_refuses_to_migrate_and_says_why(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, run=AUTO, apply=APPLY)
     first = _controller(frozen_sim, config)
     assert first.cycle().result == "applied" and first.lock.held
@@ -191,7 +194,7 @@ def test_a_second_controller_refuses_to_migrate_and_says_why(frozen_sim, make_co
 
 
 @pytest.mark.parametrize("fallback", [False, True])
-def test_stale_or_missing_prometheus_data_never_leads_to_a_migration(frozen_sim, make_config, tmp_path, fallback) -> None:
+def test_stale_or_missing_prometheus_data_never_leads_to_a_migration(frozen_sim: RunningSimulator, make_config: MakeConfig, tmp_path: Path, fallback: bool) -> None:
     with running_prometheus(tmp_path / "empty") as prom:
         config = make_config(frozen_sim, prometheus={"url": prom.url}, run={**AUTO, "fallback_to_live": fallback}, apply=APPLY)
         summary = _controller(frozen_sim, config).cycle()
@@ -202,7 +205,7 @@ def test_stale_or_missing_prometheus_data_never_leads_to_a_migration(frozen_sim,
         assert summary.result == "skipped" and "no recent pve_* samples" in summary.reason and not migrations
 
 
-def test_prometheus_down_and_api_errors_keep_the_loop_running(frozen_sim, make_config) -> None:
+def test_prometheus_down_and_api_errors_keep_the_loop_running(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, prometheus={"url": f"http://127.0.0.1:{free_port()}"}, run=AUTO, apply=APPLY)
     controller = _controller(frozen_sim, config)
     down = controller.cycle()
@@ -217,7 +220,7 @@ def test_prometheus_down_and_api_errors_keep_the_loop_running(frozen_sim, make_c
     assert not [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]
 
 
-def test_an_automatic_cycle_counts_migrations_and_their_durations(frozen_sim, make_config) -> None:
+def test_an_automatic_cycle_counts_migrations_and_their_durations(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, run=AUTO, apply=APPLY)
     controller = _controller(frozen_sim, config)
     summary = controller.cycle()
@@ -237,7 +240,7 @@ def test_an_automatic_cycle_counts_migrations_and_their_durations(frozen_sim, ma
         ({"type": "hang", "endpoint": "GET /cluster/resources", "seconds": 5}, "no answer before the timeout"),
     ],
 )
-def test_an_unreachable_or_hung_api_fails_the_cycle_not_the_loop(frozen_sim, make_config, fault, message) -> None:
+def test_an_unreachable_or_hung_api_fails_the_cycle_not_the_loop(frozen_sim: RunningSimulator, make_config: MakeConfig, fault: dict[str, Any], message: str) -> None:
     config = make_config(frozen_sim, proxmox={"timeout": 1}, run=AUTO, apply=APPLY)
     controller = _controller(frozen_sim, config)
     fault_id = frozen_sim.inject_fault(fault)[0]
@@ -269,7 +272,7 @@ HA_RECHECK = {
 }
 
 
-def test_the_loop_rechecks_each_migration_against_the_cluster_s_ha_rules(make_config) -> None:
+def test_the_loop_rechecks_each_migration_against_the_cluster_s_ha_rules(make_config: MakeConfig) -> None:
     """While the first migration runs, an admin moves 301 to c: 300 -> c would now break the
     cluster's HA rule `ha-apart`, which only the cycle's rules (not the config file's) know."""
     with running_simulator(HA_RECHECK, time_scale=0) as sim:
@@ -302,7 +305,7 @@ def test_the_loop_rechecks_each_migration_against_the_cluster_s_ha_rules(make_co
     assert dropped and "ha-apart" in dropped[0]["detail"]
 
 
-def test_random_migration_failures_over_many_cycles_break_nothing(frozen_sim, make_config) -> None:
+def test_random_migration_failures_over_many_cycles_break_nothing(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     """Half the migrations fail, at random (the simulator's seeded draw), over six automatic cycles."""
     config = make_config(frozen_sim, run={**AUTO, "cooldown": "2h"}, apply={**APPLY, "max_consecutive_failures": 10})
     watch = Watch(frozen_sim, PveClient(config.proxmox))
@@ -331,12 +334,13 @@ def test_random_migration_failures_over_many_cycles_break_nothing(frozen_sim, ma
     assert _metric(controller, 'pvebalance_migrations_total{result="succeeded"}') == len(tasks) - len(failed)
 
 
-def test_a_token_rejected_mid_run_fails_the_cycle_not_the_loop(frozen_sim, make_config) -> None:
+def test_a_token_rejected_mid_run_fails_the_cycle_not_the_loop(frozen_sim: RunningSimulator, make_config: MakeConfig) -> None:
     config = make_config(frozen_sim, run=AUTO, apply=APPLY)
     controller = _controller(frozen_sim, config)
     revoked = frozen_sim.inject_fault({"type": "error", "endpoint": "*", "status": 401, "message": "authentication failure"})[0]
     summary = controller.cycle()
     assert summary.result == "failed" and "authentication failure" in summary.reason
+    assert config.proxmox.token_value is not None
     assert config.proxmox.token_value.reveal() not in summary.reason
     assert controller.health()[1]["last_cycle"]["result"] == "failed"
     assert not [t for t in frozen_sim.tasks() if t["type"].endswith("migrate")]

@@ -18,7 +18,7 @@ import yaml
 from controller.lease import ClusterLease
 from pveapi.client import PveClient
 from simulator import scenario as scenarios
-from testkit.prometheus import free_port
+from testkit.processes import free_port
 from tests.controller.conftest import write_config
 from tests.support.sim import RunningSimulator, running_simulator
 
@@ -69,7 +69,7 @@ def _config(tmp_path: Path, sim: RunningSimulator, **run: Any) -> Path:
     )
 
 
-def test_sigterm_lets_the_running_migration_finish_and_starts_nothing_new(real_time_sim, tmp_path: Path) -> None:
+def test_sigterm_lets_the_running_migration_finish_and_starts_nothing_new(real_time_sim: RunningSimulator, tmp_path: Path) -> None:
     config = _config(tmp_path, real_time_sim)
     first = _start(config)
     try:
@@ -101,7 +101,7 @@ def test_sigterm_lets_the_running_migration_finish_and_starts_nothing_new(real_t
     assert "pvebalance-lease" not in {p["poolid"] for p in pools}  # given back on the way out
 
 
-def test_killed_mid_migration_and_restarted_keeps_cooldowns(real_time_sim, tmp_path: Path) -> None:
+def test_killed_mid_migration_and_restarted_keeps_cooldowns(real_time_sim: RunningSimulator, tmp_path: Path) -> None:
     config = _config(tmp_path, real_time_sim, lease_ttl="2s")
     first = _start(config)
     try:

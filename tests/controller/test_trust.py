@@ -80,6 +80,7 @@ def test_history_far_below_live_memory_never_overcommits_a_node(tmp_path: Path) 
         write_history(tmp_path / "tsdb", samples)
         with running_prometheus(tmp_path / "tsdb") as prom:
             config = load_config(write_config(tmp_path, sim, prometheus={"url": prom.url}, apply={"poll_interval": 5}))
+            assert config.prometheus is not None
             cycle = run_cycle(client, PromQL(config.prometheus), config)
             assert cycle.observation.data_problem is None and cycle.plan.sources == {"prometheus": 12}
             watch = Watch(sim, client)
@@ -105,7 +106,7 @@ def test_history_far_below_live_memory_never_overcommits_a_node(tmp_path: Path) 
 # --- item 5: the plan you read is the plan that runs ------------------------------------------
 
 
-def test_apply_shows_its_plan_first_and_carries_out_exactly_a_reviewed_one(tmp_path: Path, capsys) -> None:
+def test_apply_shows_its_plan_first_and_carries_out_exactly_a_reviewed_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with running_simulator("demo", time_scale=600) as sim:
         few = write_config(tmp_path, sim, policy={"max_moves": 1})
         saved = tmp_path / "plan.json"
@@ -136,7 +137,7 @@ def test_apply_shows_its_plan_first_and_carries_out_exactly_a_reviewed_one(tmp_p
         assert code == 2 and "do not match its plan id" in err and err.count("\n") == 1
 
 
-def test_the_plan_id_depends_on_what_the_plan_was_made_from(frozen_sim: RunningSimulator, tmp_path: Path, capsys) -> None:
+def test_the_plan_id_depends_on_what_the_plan_was_made_from(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, frozen_sim)
     ids = [json.loads(_cli(capsys, "--config", str(config), "plan", "--output", "json")[1])["plan_id"] for _ in range(2)]
     other = write_config(tmp_path, frozen_sim, policy={"max_moves": 1})
@@ -147,7 +148,7 @@ def test_the_plan_id_depends_on_what_the_plan_was_made_from(frozen_sim: RunningS
 # --- item 6: a refused migration is not a move ------------------------------------------------
 
 
-def test_a_refused_migration_puts_no_guest_in_cooldown(tmp_path: Path, capsys) -> None:
+def test_a_refused_migration_puts_no_guest_in_cooldown(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = yaml.safe_load((Path(scenarios.__file__).parent / "scenarios" / "demo.yaml").read_text())
     data["tokens"].append({"user": "root@pam", "name": "nomigrate", "value": NO_MIGRATE,
                            "privileges": [p for p in ALL_PRIVILEGES if p != "VM.Migrate"]})
@@ -164,7 +165,7 @@ def test_a_refused_migration_puts_no_guest_in_cooldown(tmp_path: Path, capsys) -
 # --- item 7: state per cluster; dry runs write nothing ----------------------------------------
 
 
-def test_a_state_file_of_another_cluster_is_refused(tmp_path: Path, capsys) -> None:
+def test_a_state_file_of_another_cluster_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     state = tmp_path / "state.json"
     other = yaml.safe_load((Path(scenarios.__file__).parent / "scenarios" / "demo.yaml").read_text())
     other["cluster"] = {"name": "rehearsal"}
@@ -181,7 +182,7 @@ def test_a_state_file_of_another_cluster_is_refused(tmp_path: Path, capsys) -> N
             assert "Traceback" not in err and "cooldown" not in out
 
 
-def test_dry_runs_write_nothing(frozen_sim: RunningSimulator, tmp_path: Path, capsys) -> None:
+def test_dry_runs_write_nothing(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, frozen_sim, run={"state_file": "state/state.json"})
     for command in (["plan"], ["apply", "--dry-run"]):
         code, out, err = _cli(capsys, "--config", str(config), *command)
@@ -192,7 +193,7 @@ def test_dry_runs_write_nothing(frozen_sim: RunningSimulator, tmp_path: Path, ca
 # --- item 8: one line and exit 2 --------------------------------------------------------------
 
 
-def test_an_unwritable_state_directory_is_one_line(frozen_sim: RunningSimulator, tmp_path: Path, capsys) -> None:
+def test_an_unwritable_state_directory_is_one_line(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     (tmp_path / "file").write_text("not a directory\n")
     config = write_config(tmp_path, frozen_sim, run={"state_file": "file/state.json", "lease": "local"})
     code, _, err = _cli(capsys, "--config", str(config), "apply")

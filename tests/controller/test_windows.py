@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 
@@ -47,13 +48,13 @@ def test_weekly_ranges_wrap_past_midnight_blackouts_close_them_and_next_open_is_
     ({"weekly": [{"start": "01:00", "end": "02:00"}], "blackout": ["tomorrow"]}, "run.windows.blackout[0]: expected a date"),
     ({"weekly": [{"start": "01:00", "end": "02:00"}], "mandatory_outside": "maybe"}, "mandatory_outside: expected true or false"),
 ])
-def test_bad_windows_are_one_line_naming_the_key(block: dict, message: str) -> None:
+def test_bad_windows_are_one_line_naming_the_key(block: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as caught:
         parse_windows(block, "run.windows")
     assert message in str(caught.value)
 
 
-def _window_closing_in(sim: RunningSimulator, minutes: int) -> dict:
+def _window_closing_in(sim: RunningSimulator, minutes: int) -> dict[str, Any]:
     """A window that opened just now (the clock is set to a whole minute) and closes in `minutes`."""
     now = dt.datetime.fromtimestamp(sim.clock(), dt.timezone.utc)
     start = now.replace(second=0, microsecond=0) + dt.timedelta(minutes=1)

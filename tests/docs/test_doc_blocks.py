@@ -185,6 +185,7 @@ def walkthrough(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Walkthroug
         walkthrough = Walkthrough(stack, root / "reader")
         # The files the README's walk-through has the reader write, which the docs then use.
         for block in (b for doc in DOCS for b in blocks(doc) if b.name and b.not_run is None):
+            assert block.name is not None
             (root / "reader" / block.name).write_text(walkthrough.localize(block.text), encoding="utf-8")
         yield walkthrough
     finally:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +80,7 @@ class RunningExporter:
         return requests.get(self.url + path, params=params, headers=dict(headers or {}), timeout=60)
 
     def scrape(self, path: str = "/metrics", **params: str) -> Scrape:
-        return Scrape(self.get(path, **params))
+        return Scrape(self.get(path, headers=None, **params))
 
     def stop(self) -> None:
         self.server.shutdown()
@@ -97,7 +97,7 @@ def sim() -> Iterator[RunningSimulator]:
 
 
 @pytest.fixture
-def start_exporter(tmp_path: Path) -> Iterator[Any]:
+def start_exporter(tmp_path: Path) -> Iterator[Callable[..., RunningExporter]]:
     started: list[RunningExporter] = []
 
     def start(
@@ -116,7 +116,7 @@ def start_exporter(tmp_path: Path) -> Iterator[Any]:
 
 
 @pytest.fixture
-def exporter(sim: RunningSimulator, start_exporter: Any, tmp_path: Path) -> RunningExporter:
+def exporter(sim: RunningSimulator, start_exporter: Callable[..., RunningExporter], tmp_path: Path) -> RunningExporter:
     """The exporter with one `default` module pointing at `sim`."""
     return start_exporter({"default": module_block(sim, tmp_path / "token")})
 

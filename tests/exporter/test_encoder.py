@@ -20,7 +20,9 @@ from exporter.collectors.families import FastFamily, Series, StateFamily, encode
 NAMES = st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,20}", fullmatch=True)
 LABEL_NAMES = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,12}", fullmatch=True).filter(lambda n: not n.startswith("__"))
 # Quotes, backslashes, newlines, any unicode (no surrogates: not UTF-8 encodable).
-LABEL_VALUES = st.text(st.characters(blacklist_categories=("Cs",)) | st.sampled_from('"\\\n{}=,'), max_size=12)
+LABEL_VALUES = st.text(st.characters(blacklist_categories=["Cs"]) | st.sampled_from('"\\\n{}=,'), max_size=12)
+# What families() draws: (name, type, help, label names, [(label values, value)]) per family.
+Drawn = list[tuple[str, str, str, list[str], list[tuple[list[str], float]]]]
 VALUES = st.one_of(
     st.floats(allow_nan=True, allow_infinity=True),
     st.integers(min_value=-(2**63), max_value=2**63),
@@ -29,7 +31,7 @@ VALUES = st.one_of(
 
 
 @st.composite
-def families(draw: st.DrawFn) -> list[tuple[str, str, str, list[str], list[tuple[list[str], float]]]]:
+def families(draw: st.DrawFn) -> Drawn:
     count = draw(st.integers(min_value=1, max_value=4))
     names = draw(st.lists(NAMES, min_size=count, max_size=count, unique=True))
     drawn = []
@@ -43,7 +45,7 @@ def families(draw: st.DrawFn) -> list[tuple[str, str, str, list[str], list[tuple
     return drawn
 
 
-def reference(drawn: list) -> list[Metric]:
+def reference(drawn: Drawn) -> list[Metric]:
     """The same samples as prometheus-client's own families."""
     metrics: list[Metric] = []
     for name, typ, documentation, labels, rows in drawn:
@@ -55,7 +57,7 @@ def reference(drawn: list) -> list[Metric]:
     return metrics
 
 
-def fast(drawn: list) -> list[Metric]:
+def fast(drawn: Drawn) -> list[Metric]:
     metrics: list[Metric] = []
     for name, typ, documentation, labels, rows in drawn:
         family = FastFamily(name, documentation, typ)
@@ -81,7 +83,7 @@ def latest(metrics: list[Metric]) -> bytes:
 
 @settings(max_examples=300, deadline=None)
 @given(families())
-def test_fast_encoding_is_generate_latest_byte_for_byte(drawn: list) -> None:
+def test_fast_encoding_is_generate_latest_byte_for_byte(drawn: Drawn) -> None:
     expected = latest(reference(drawn))
     assert encode(fast(drawn)) == expected
     # FastFamily is still a prometheus-client Metric: generate_latest on it agrees too.
@@ -95,7 +97,7 @@ def test_fast_encoding_is_generate_latest_byte_for_byte(drawn: list) -> None:
     st.lists(st.sampled_from(["started", "stopped", "backup", "snapshot-delete"]) | LABEL_VALUES, max_size=4, unique=True),
     st.booleans(),
 )
-def test_state_family_is_generate_latest_byte_for_byte(resources: list, known: list, zeros: bool) -> None:
+def test_state_family_is_generate_latest_byte_for_byte(resources: list[tuple[str, str | None]], known: list[str], zeros: bool) -> None:
     # The 0/1 state gauges (pve_ha_state, pve_lock_state), their zeros written straight from the rows.
     family = StateFamily("pve_ha_state", "HA state", zeros)
     for resource_id, held in resources:
@@ -118,13 +120,13 @@ def test_go_float_is_float_to_go_string(value: float) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(families())
-def test_prometheus_client_parses_the_fast_encoding_back(drawn: list) -> None:
+def test_prometheus_client_parses_the_fast_encoding_back(drawn: Drawn) -> None:
     parsed = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(encode(fast(drawn)).decode())
         for sample in family.samples
     }
-    expected: dict[tuple, float] = {}
+    expected: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
     for name, typ, _, labels, rows in drawn:
         sample_name = name + "_total" if typ == "counter" else name
         for values, value in rows:  # a repeated label set: the parser keeps the last

@@ -33,7 +33,8 @@ def test_node_going_offline_mid_run(sim: RunningSimulator, exporter: RunningExpo
     # once answered -8 here, which the exporter rightly refused as a bad answer).
     back = exporter.scrape()
     assert back.value("pve_up", id="node/pve3") == 1 and back.value("pve_node_load1", id="node/pve3") is not None
-    assert back.value("pve_uptime_seconds", id="node/pve3") >= 0
+    uptime = back.value("pve_uptime_seconds", id="node/pve3")
+    assert uptime is not None and uptime >= 0
 
 
 def test_unreachable_node_gives_partial_metrics_and_counts_errors(

@@ -48,6 +48,7 @@ def in_root(root: Path, *argv: str, timeout: float = 300) -> subprocess.Complete
 def read_unit(path: Path) -> configparser.ConfigParser:
     """A systemd unit file's sections (a repeated key: the last one)."""
     parser = configparser.ConfigParser(strict=False, interpolation=None)
+    # The documented way to keep keys' case; typeshed declares optionxform a method, not an attribute.
     parser.optionxform = str  # type: ignore[assignment,method-assign]
     parser.read_string(path.read_text(encoding="utf-8"))
     return parser

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import tomllib
 import yaml
 from packaging.requirements import Requirement
 
@@ -55,7 +54,9 @@ def lock() -> dict[str, str]:
 
 @pytest.fixture(scope="module")
 def pyproject() -> dict[str, Any]:
-    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    tomllib = pytest.importorskip("tomllib", reason="reading pyproject.toml needs Python >= 3.11 (tomllib)")
+    data: dict[str, Any] = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    return data
 
 
 def _service(name: str) -> dict[str, str]:
@@ -123,10 +124,12 @@ def test_package_image_and_compose_agree_on_user_paths_and_ports(tmp_path: Path)
     assert any(v["target"] == state_dir for v in stack["controller"]["volumes"] if v["type"] == "volume")
     compose_controller = yaml.safe_load(compose_config(tmp_path)["configs"]["controller"]["content"])
     assert compose_controller["run"]["state_file"] == config["run"]["state_file"]
-    for service in ("exporter", "controller"):
-        assert all(c["target"].startswith(str(Path(CONTROLLER_CONFIG).parent) + "/") for c in stack[service]["configs"])
+    for compose_service in ("exporter", "controller"):
+        assert all(c["target"].startswith(str(Path(CONTROLLER_CONFIG).parent) + "/") for c in stack[compose_service]["configs"])
 
-    exposed = {int(p) for p in re.search(r"^EXPOSE (.+)$", dockerfile, re.M).group(1).split()}  # type: ignore[union-attr]
+    expose = re.search(r"^EXPOSE (.+)$", dockerfile, re.M)
+    assert expose is not None
+    exposed = {int(p) for p in expose.group(1).split()}
     exporter_port = _port(EXPORTER_LISTEN)  # the unit passes no listen address: the default
     assert not any(a.startswith("--web.listen-address") for a in _exec_start("pvebalance.pvebalance-exporter.service"))
     assert [p["target"] for p in stack["exporter"]["ports"]] == [exporter_port] and exporter_port in exposed
@@ -142,7 +145,9 @@ def test_the_shipped_example_configs_are_accepted_once_their_files_exist(tmp_pat
         (tmp_path / f"{token}.token").write_text(f"{token}-secret\n")
     (tmp_path / "pve-root-ca.pem").write_text("placeholder: only its existence is checked when the config is read\n")
     exporter = parse_exporter_config(yaml.safe_load(local((ETC / "exporter.yml").read_text())), "exporter.yml", env={})
-    assert exporter.default_module.settings.token_value.reveal() == "monitor-secret"  # type: ignore[union-attr]
+    assert exporter.default_module.settings.token_value is not None
+    assert exporter.default_module.settings.token_value.reveal() == "monitor-secret"
     controller = parse_controller_config(yaml.safe_load(local((ETC / "config.yaml").read_text())), "config.yaml", env={})
-    assert controller.proxmox.token_value.reveal() == "balancer-secret"  # type: ignore[union-attr]
+    assert controller.proxmox.token_value is not None
+    assert controller.proxmox.token_value.reveal() == "balancer-secret"
     assert controller.run.automation == "manual" and controller.prometheus is None

@@ -9,7 +9,7 @@ from planner.model import ClusterModel, Plan, Usage
 from planner.policy import Policy
 from planner.rules import RuleSet
 from planner.verify import verify_plan
-from pveapi.inventory import Guest, Node
+from pveapi.inventory import Guest, GuestType, Node
 
 GIB = 1024**3
 
@@ -24,7 +24,7 @@ def guest(
     cpu: float = 1.0,
     mem_gib: float = 4.0,
     *,
-    type: str = "qemu",
+    type: GuestType = "qemu",
     status: str = "running",
     tags: Iterable[str] = (),
     pool: str | None = None,
@@ -35,7 +35,7 @@ def guest(
 ) -> tuple[Guest, Usage]:
     """A guest and its demand: `cpu` cores used and `mem_gib` memory used."""
     g = Guest(
-        vmid=vmid, type=type, name=f"g{vmid}", node=on, status=status, maxcpu=vcpus,  # type: ignore[arg-type]
+        vmid=vmid, type=type, name=f"g{vmid}", node=on, status=status, maxcpu=vcpus,
         maxmem=int(max(mem_gib, 1) * GIB * 2), cpu=cpu / vcpus, mem=int(mem_gib * GIB), template=template,
         tags=frozenset(tags), pool=pool, lock=lock, hastate=hastate,
     )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from planner.framework import plan
-from planner.model import Cause, MoveKind
+from planner.model import Cause, ClusterModel, MoveKind
 from planner.policy import GIB, Policy
 from planner.rules import RuleSet
 from tests.planner.builders import checked_plan, cluster, guest, node, placement_after
 
 
-def hot_cluster():
+def hot_cluster() -> ClusterModel:
     """pve1's guests ask 28 cores of its 16; the other four nodes are moderately busy."""
     guests = [guest(100 + i, "pve1", 2, 3) for i in range(14)]
     for n in range(2, 6):
@@ -17,7 +17,7 @@ def hot_cluster():
     return cluster([node(f"pve{i}") for i in range(1, 6)], guests)
 
 
-def test_a_hot_node_is_relieved_beyond_the_per_node_count_while_cost_budget_remains():
+def test_a_hot_node_is_relieved_beyond_the_per_node_count_while_cost_budget_remains() -> None:
     model = cluster_ = hot_cluster()
     result = checked_plan(cluster_)
     where = placement_after(model, result)
@@ -30,13 +30,13 @@ def test_a_hot_node_is_relieved_beyond_the_per_node_count_while_cost_budget_rema
     assert sum(1 for v, n in where.items() if n == "pve1") < 14
 
 
-def test_relief_is_still_limited_by_the_cost_budget_and_the_note_names_the_limit():
+def test_relief_is_still_limited_by_the_cost_budget_and_the_note_names_the_limit() -> None:
     result = checked_plan(hot_cluster(), policy=Policy(max_copy_per_node=9 * GIB))
     assert 0 < len(result.moves) <= 3  # 3 GiB each: three fit in 9 GiB
     assert any("max_copy_per_node (pve1)" in n for n in result.notes)
 
 
-def test_a_stopped_guest_pinned_to_an_overcommitted_node_needs_no_room():
+def test_a_stopped_guest_pinned_to_an_overcommitted_node_needs_no_room() -> None:
     # pve2 runs 70 vCPUs on 16 threads (overcommit limit 64): a running guest could not join,
     # but the stopped guest brings no vCPUs and no memory
     busy = [guest(200 + i, "pve2", 0.5, 2, vcpus=10) for i in range(7)]
@@ -47,7 +47,7 @@ def test_a_stopped_guest_pinned_to_an_overcommitted_node_needs_no_room():
     assert [(m.vmid, m.target, m.kind) for m in result.moves] == [(100, "pve2", MoveKind.MANDATORY)]
 
 
-def test_plans_are_the_same_whatever_the_search_effort_is_asked_twice():
+def test_plans_are_the_same_whatever_the_search_effort_is_asked_twice() -> None:
     for effort in ("off", "quick", "thorough"):
         policy = Policy(search=effort)
         assert plan(hot_cluster(), RuleSet(), policy) == plan(hot_cluster(), RuleSet(), policy)

@@ -6,6 +6,7 @@ from planner.model import Move, MoveKind, Plan
 from planner.policy import Policy
 from planner.rules import RuleSet, load_rules
 from planner.verify import verify_plan
+from pveapi.inventory import GuestType
 from tests.planner.builders import GIB, cluster, guest, node
 
 NODES = [node("pve1", mem_gib=32), node("pve2", mem_gib=32), node("pve3", mem_gib=32, online=False)]
@@ -22,30 +23,30 @@ MODEL = cluster(
 )
 
 
-def step(vmid, source, target, type="qemu"):
+def step(vmid: int, source: str, target: str, type: GuestType = "qemu") -> Move:
     return Move(vmid, f"g{vmid}", type, source, target, MoveKind.BALANCE, "test", 2 * GIB, 1.0, 1.0)
 
 
-def check(*moves, rules=RuleSet(), policy=Policy()):
+def check(*moves: Move, rules: RuleSet = RuleSet(), policy: Policy = Policy()) -> list[str]:
     empty = Plan(moves=tuple(moves), nodes_before=(), nodes_after=(), imbalance_before=0, imbalance_after=0)
     return verify_plan(MODEL, rules, policy, empty)
 
 
-def test_a_safe_sequence_passes():
+def test_a_safe_sequence_passes() -> None:
     assert check(step(105, "pve1", "pve2", "lxc"), step(105, "pve2", "pve1", "lxc")) == []
 
 
-def test_memory_over_the_limit_is_refused_at_the_step_it_happens():
+def test_memory_over_the_limit_is_refused_at_the_step_it_happens() -> None:
     (error,) = check(step(105, "pve1", "pve2", "lxc"), step(100, "pve1", "pve2"))
     assert error.startswith("step 2 (100 pve1 -> pve2): pve2 would hold 44.0 GiB, above its limit of 28.8 GiB")
 
 
-def test_anti_affinity_breaks_are_refused():
+def test_anti_affinity_breaks_are_refused() -> None:
     (error,) = check(step(102, "pve1", "pve2"))
     assert "breaks anti-affinity group 'a'" in error
 
 
-def test_moves_the_api_would_refuse_are_refused():
+def test_moves_the_api_would_refuse_are_refused() -> None:
     errors = check(
         step(104, "pve1", "pve2"),  # locked
         step(105, "pve1", "pve3", "lxc"),  # offline target
@@ -61,17 +62,17 @@ def test_moves_the_api_would_refuse_are_refused():
     assert "is on pve2, not pve1" in errors[2] and "not in the cluster" in errors[3] and "is lxc" in errors[4]
 
 
-def test_node_affinity_and_overcommit_are_checked():
+def test_node_affinity_and_overcommit_are_checked() -> None:
     pin = load_rules({"node_affinity": [{"name": "stay", "vmids": [105], "nodes": ["pve1"]}]}, "rules")
     assert "node affinity 'stay' (config rules) does not allow pve2" in check(step(105, "pve1", "pve2", "lxc"), rules=pin)[0]
     tight = dataclasses.replace(Policy(), cpu_overcommit=0.5)
     assert "above its overcommit limit" in check(step(105, "pve1", "pve2", "lxc"), policy=tight)[0]
 
 
-def test_an_affinity_group_may_only_come_apart_while_it_moves():
+def test_an_affinity_group_may_only_come_apart_while_it_moves() -> None:
     together = cluster(NODES, [guest(200, "pve1", 1, 1, tags=["plb_affinity_x"]), guest(201, "pve1", 1, 1, tags=["plb_affinity_x"]),
                                guest(202, "pve2", 1, 1)])
-    def run(*moves):
+    def run(*moves: Move) -> list[str]:
         return verify_plan(together, RuleSet(), Policy(), Plan(tuple(moves), (), (), 0, 0))
     assert run(step(200, "pve1", "pve2"), step(201, "pve1", "pve2"), step(202, "pve2", "pve1")) == []
     assert run(step(200, "pve1", "pve2"), step(202, "pve2", "pve1")) == [

@@ -13,7 +13,7 @@ THREE = [node("pve1"), node("pve2"), node("pve3")]
 CPU_ONLY = Policy(cpu_weight=1.0, memory_weight=0.0, trigger=0.0)
 
 
-def test_a_hot_node_is_relieved_and_every_move_says_why():
+def test_a_hot_node_is_relieved_and_every_move_says_why() -> None:
     guests = [guest(100 + i, "pve1", 2, 4) for i in range(8)] + [guest(200, "pve2", 1, 4)]
     result = checked_plan(cluster(THREE, guests))
     assert result.imbalance_after < result.imbalance_before / 2
@@ -23,14 +23,14 @@ def test_a_hot_node_is_relieved_and_every_move_says_why():
     assert abs(sum(m.gain for m in result.moves) - (result.imbalance_before - result.imbalance_after)) < 1e-4
 
 
-def test_below_the_trigger_nothing_moves_and_the_plan_says_so():
+def test_below_the_trigger_nothing_moves_and_the_plan_says_so() -> None:
     guests = [guest(100, "pve1", 2, 4), guest(101, "pve2", 2, 4), guest(102, "pve3", 2.4, 4)]
     result = checked_plan(cluster(THREE, guests), policy=Policy(trigger=0.2))
     assert result.moves == ()
     assert any("below the trigger" in n for n in result.notes)
 
 
-def test_a_move_must_clear_its_cost():
+def test_a_move_must_clear_its_cost() -> None:
     guests = [guest(100, "pve1", 4, 16), guest(101, "pve1", 4, 16)]
     cheap = checked_plan(cluster(THREE, guests), policy=Policy(trigger=0.0))
     assert cheap.moves
@@ -38,7 +38,7 @@ def test_a_move_must_clear_its_cost():
     assert dear.moves == () and any("worth its cost" in n for n in dear.notes)
 
 
-def test_running_containers_pay_for_their_restart():
+def test_running_containers_pay_for_their_restart() -> None:
     guests = [guest(100 + i, "pve1", 1, 2, type="lxc") for i in range(3)]
     policy = Policy(trigger=0.0, container_restart_cost=1.0)
     assert checked_plan(cluster(THREE, guests), policy=policy).moves == ()
@@ -46,7 +46,7 @@ def test_running_containers_pay_for_their_restart():
     assert moves and all(m.est_seconds == Policy().container_restart_seconds for m in moves)
 
 
-def test_move_budget_per_plan_and_per_node():
+def test_move_budget_per_plan_and_per_node() -> None:
     guests = [guest(100 + i, "pve1", 1, 2) for i in range(12)]
     nodes = [node(f"pve{i}") for i in range(1, 6)]
     assert len(checked_plan(cluster(nodes, guests), policy=Policy(trigger=0.0, max_moves=2)).moves) == 2
@@ -55,21 +55,21 @@ def test_move_budget_per_plan_and_per_node():
     assert any("the budget refused them (max_moves_per_node (pve1))" in n for n in per_node.notes)
 
 
-def test_memory_is_never_overcommitted_even_when_cpu_would_gain():
+def test_memory_is_never_overcommitted_even_when_cpu_would_gain() -> None:
     nodes = [node("pve1", mem_gib=32), node("pve2", mem_gib=32)]
     guests = [guest(100, "pve1", 8, 4), guest(101, "pve2", 0.1, 27)]
     result = checked_plan(cluster(nodes, guests), policy=CPU_ONLY)
     assert result.moves == ()
 
 
-def test_cpu_overcommit_ratio_limits_vcpus_on_a_target():
+def test_cpu_overcommit_ratio_limits_vcpus_on_a_target() -> None:
     nodes = [node("pve1", cpus=4), node("pve2", cpus=4)]
     guests = [guest(100 + i, "pve1", 1, 1, vcpus=4) for i in range(3)] + [guest(200, "pve2", 0.1, 1, vcpus=4)]
     assert checked_plan(cluster(nodes, guests), policy=dataclasses.replace(CPU_ONLY, cpu_overcommit=1.0)).moves == ()
     assert checked_plan(cluster(nodes, guests), policy=dataclasses.replace(CPU_ONLY, cpu_overcommit=4.0)).moves
 
 
-def test_two_guests_trade_places_with_room_made_first():
+def test_two_guests_trade_places_with_room_made_first() -> None:
     # Memory is full on both nodes (limit 28.8 GiB): no single move fits, only a swap balances CPU,
     # and only B-first is feasible (pve1 has room for B before A leaves; pve2 has none for A).
     nodes = [node("pve1", mem_gib=32), node("pve2", mem_gib=32)]
@@ -79,7 +79,7 @@ def test_two_guests_trade_places_with_room_made_first():
     assert result.imbalance_after == 0.0
 
 
-def test_a_swap_is_staged_through_a_third_node_when_neither_order_fits():
+def test_a_swap_is_staged_through_a_third_node_when_neither_order_fits() -> None:
     nodes = [node("pve1", mem_gib=32), node("pve2", mem_gib=32), node("pve3", mem_gib=16)]
     guests = [
         guest(1001, "pve1", 3, 12), guest(1002, "pve1", 1, 6),
@@ -97,7 +97,7 @@ def test_a_swap_is_staged_through_a_third_node_when_neither_order_fits():
     assert result.imbalance_after < 0.01
 
 
-def test_the_same_input_gives_the_same_plan_whatever_the_order():
+def test_the_same_input_gives_the_same_plan_whatever_the_order() -> None:
     rng = random.Random(7)
     guests = [guest(100 + i, f"pve{rng.randint(1, 3)}", rng.uniform(0, 1), rng.uniform(1, 4)) for i in range(60)]
     model = cluster(THREE, guests)
@@ -108,7 +108,7 @@ def test_the_same_input_gives_the_same_plan_whatever_the_order():
     assert first.moves and first == again == plan(model, RuleSet(), Policy(trigger=0.0))
 
 
-def test_balancing_stops_at_the_target_imbalance():
+def test_balancing_stops_at_the_target_imbalance() -> None:
     guests = [guest(100 + i, "pve1", 1, 2) for i in range(30)]
     result = checked_plan(cluster(THREE, guests), policy=Policy(trigger=0.1, target_imbalance=0.1, max_moves=50, max_moves_per_node=50))
     assert result.imbalance_after <= 0.1
@@ -118,7 +118,7 @@ def test_balancing_stops_at_the_target_imbalance():
     assert result.moves[-1].gain > 0
 
 
-def test_local_search_finds_the_better_pair_of_moves_greedy_misses():
+def test_local_search_finds_the_better_pair_of_moves_greedy_misses() -> None:
     # Greedy takes the best single move first (5 cores pve1 -> pve3, leaving 4/8/5) and its best
     # follow-up leaves 7/5/5; the best pair is 5 cores pve2 -> pve3 and 3 cores pve1 -> pve2: 6/6/5.
     guests = [guest(100, "pve1", 5, 1), guest(101, "pve2", 5, 1), guest(102, "pve1", 3, 1),

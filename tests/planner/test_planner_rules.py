@@ -1,13 +1,15 @@
 """Each rule kind, in each of its forms (tag, rules block, HA rule), as the planner applies it."""
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
-from planner.model import Move, MoveKind
+from planner.model import Move, MoveKind, Plan, Usage
 from planner.policy import GIB, Policy
 from planner.rules import ClosedRule, RuleSet, ha_rules, load_rules
 from planner.verify import verify_plan
+from pveapi.inventory import Guest
 from tests.planner.builders import checked_plan, cluster, guest, node, placement_after
 
 THREE = [node("pve1"), node("pve2"), node("pve3")]
@@ -15,12 +17,12 @@ THREE = [node("pve1"), node("pve2"), node("pve3")]
 HOT = [guest(100 + i, "pve1", cpu=3, mem_gib=8) for i in range(5)]
 
 
-def moved(result):
+def moved(result: Plan) -> set[int]:
     return {m.vmid for m in result.moves}
 
 
 @pytest.mark.parametrize("tag", ["ignore", "plb_ignore"])
-def test_ignore_tags_keep_a_guest_in_place_but_listed(tag):
+def test_ignore_tags_keep_a_guest_in_place_but_listed(tag: str) -> None:
     model = cluster(THREE, [guest(100 + i, "pve1", cpu=3, mem_gib=8, tags=[tag]) for i in range(5)])
     result = checked_plan(model)
     assert result.moves == ()
@@ -28,7 +30,7 @@ def test_ignore_tags_keep_a_guest_in_place_but_listed(tag):
     assert all(s.reason == f"ignored (tag {tag})" for s in result.skipped)
 
 
-def test_ignore_by_rules_block_vmid_and_pool():
+def test_ignore_by_rules_block_vmid_and_pool() -> None:
     guests = HOT + [guest(200, "pve1", cpu=3, mem_gib=8, pool="backup")]
     rules = load_rules({"ignore": [100, 101, 102, 103, 104], "anti_affinity": []}, "rules").merge(
         load_rules({"ignore": [{"pools": ["backup"]}]}, "rules")
@@ -39,7 +41,7 @@ def test_ignore_by_rules_block_vmid_and_pool():
 
 
 @pytest.mark.parametrize("prefix", ["exclude_", "plb_anti_affinity_"])
-def test_anti_affinity_tags_are_repaired_first(prefix):
+def test_anti_affinity_tags_are_repaired_first(prefix: str) -> None:
     guests = [guest(100, "pve1", 1, 2, tags=[f"{prefix}dns"]), guest(101, "pve1", 1, 2, tags=[f"{prefix}dns"])]
     result = checked_plan(cluster(THREE, guests))
     assert len(result.moves) == 1 and result.moves[0].kind is MoveKind.MANDATORY
@@ -48,7 +50,7 @@ def test_anti_affinity_tags_are_repaired_first(prefix):
     assert after[100] != after[101]
 
 
-def test_anti_affinity_from_rules_block_and_ha_rule():
+def test_anti_affinity_from_rules_block_and_ha_rule() -> None:
     guests = [guest(100, "pve1", 1, 2), guest(101, "pve1", 1, 2), guest(102, "pve2", 1, 2), guest(103, "pve2", 1, 2)]
     model = cluster(THREE, guests)
     rules = load_rules({"anti_affinity": [{"name": "web", "vmids": [100, 101]}]}, "rules").merge(
@@ -58,7 +60,7 @@ def test_anti_affinity_from_rules_block_and_ha_rule():
     assert after[100] != after[101] and after[102] != after[103]
 
 
-def test_balancing_never_puts_two_anti_affinity_members_together():
+def test_balancing_never_puts_two_anti_affinity_members_together() -> None:
     # pve2 and pve3 are empty; the two tagged guests on pve1 can each only go where the other is not
     guests = HOT + [guest(200, "pve2", 0.1, 1, tags=["exclude_x"]), guest(201, "pve1", 3, 8, tags=["exclude_x"])]
     model = cluster(THREE, guests)
@@ -66,7 +68,7 @@ def test_balancing_never_puts_two_anti_affinity_members_together():
     assert after[200] != after[201]
 
 
-def test_unsatisfiable_anti_affinity_is_reported_not_solved():
+def test_unsatisfiable_anti_affinity_is_reported_not_solved() -> None:
     guests = [guest(100 + i, "pve1", 0.5, 1, tags=["exclude_quorum"]) for i in range(4)]
     result = checked_plan(cluster(THREE, guests))
     assert any("anti-affinity group 'quorum'" in p and "cannot be satisfied" in p for p in result.problems)
@@ -76,7 +78,7 @@ def test_unsatisfiable_anti_affinity_is_reported_not_solved():
     assert max(list(after.values()).count(n) for n in ("pve1", "pve2", "pve3")) <= 4
 
 
-def test_affinity_tag_gathers_the_group_on_its_fullest_node():
+def test_affinity_tag_gathers_the_group_on_its_fullest_node() -> None:
     guests = [
         guest(100, "pve1", 1, 2, tags=["plb_affinity_app"]),
         guest(101, "pve1", 1, 2, tags=["plb_affinity_app"]),
@@ -87,7 +89,7 @@ def test_affinity_tag_gathers_the_group_on_its_fullest_node():
     assert [(m.vmid, m.target, m.kind) for m in result.moves] == [(102, "pve1", MoveKind.MANDATORY)]
 
 
-def test_affinity_from_ha_rule_keeps_the_pair_together_while_balancing():
+def test_affinity_from_ha_rule_keeps_the_pair_together_while_balancing() -> None:
     guests = HOT + [guest(200, "pve1", 3, 8), guest(201, "pve1", 3, 8)]
     model = cluster(THREE, guests)
     rules = ha_rules([{"rule": "pair", "type": "resource-affinity", "resources": "vm:200,vm:201", "affinity": "positive"}])
@@ -95,7 +97,7 @@ def test_affinity_from_ha_rule_keeps_the_pair_together_while_balancing():
     assert result.moves and not moved(result) & {200, 201}
 
 
-def test_pin_tag_moves_a_guest_to_its_node_and_keeps_it_there():
+def test_pin_tag_moves_a_guest_to_its_node_and_keeps_it_there() -> None:
     guests = HOT + [guest(200, "pve1", 3, 8, tags=["plb_pin_pve3"])]
     model = cluster(THREE, guests)
     result = checked_plan(model, policy=Policy(trigger=0.0))
@@ -104,7 +106,7 @@ def test_pin_tag_moves_a_guest_to_its_node_and_keeps_it_there():
     assert [m.vmid for m in result.moves].count(200) == 1
 
 
-def test_node_affinity_must_in_rules_block_by_pool():
+def test_node_affinity_must_in_rules_block_by_pool() -> None:
     guests = [guest(100, "pve1", 1, 2, pool="db"), guest(101, "pve2", 1, 2, pool="db"), guest(102, "pve1", 1, 2)]
     model = cluster(THREE, guests)
     rules = load_rules({"node_affinity": [{"name": "db-on-3", "pools": ["db"], "nodes": ["pve3"]}]}, "rules")
@@ -112,7 +114,7 @@ def test_node_affinity_must_in_rules_block_by_pool():
     assert after[100] == after[101] == "pve3" and after[102] == "pve1"
 
 
-def test_ha_node_affinity_uses_the_highest_priority_available_nodes():
+def test_ha_node_affinity_uses_the_highest_priority_available_nodes() -> None:
     guests = [guest(100, "pve1", 1, 2)]
     rules = ha_rules([{"rule": "p", "type": "node-affinity", "resources": "vm:100", "nodes": "pve2:2,pve3:1", "strict": 0}])
     # non-strict HA rules are preferences the HA manager enforces itself: balancing respects them
@@ -124,14 +126,14 @@ def test_ha_node_affinity_uses_the_highest_priority_available_nodes():
     assert [(m.vmid, m.target) for m in result.moves] == [(100, "pve3")]
 
 
-def test_should_rules_keep_a_guest_on_its_preferred_nodes_when_balancing():
+def test_should_rules_keep_a_guest_on_its_preferred_nodes_when_balancing() -> None:
     guests = HOT + [guest(200, "pve1", 3, 8)]
     rules = load_rules({"node_affinity": [{"name": "pref", "vmids": [200], "nodes": ["pve1"], "mode": "should"}]}, "rules")
     result = checked_plan(cluster(THREE, guests), rules, Policy(trigger=0.0))
     assert result.moves and 200 not in moved(result)
 
 
-def test_pin_to_an_unknown_node_is_a_problem_not_a_move():
+def test_pin_to_an_unknown_node_is_a_problem_not_a_move() -> None:
     model = cluster(THREE, [guest(100, "pve1", tags=["plb_pin_pve9"])])
     result = checked_plan(model, policy=Policy(trigger=1.0))
     assert result.moves == ()
@@ -139,7 +141,7 @@ def test_pin_to_an_unknown_node_is_a_problem_not_a_move():
 
 
 @pytest.mark.parametrize("how", ["rules", "model", "hastate"])
-def test_maintenance_nodes_are_evacuated_and_never_targeted(how):
+def test_maintenance_nodes_are_evacuated_and_never_targeted(how: str) -> None:
     nodes = [node("pve1"), node("pve2"), node("pve3", hastate="maintenance" if how == "hastate" else None)]
     guests = [guest(100 + i, "pve3", 1, 4) for i in range(4)] + [guest(200, "pve1", 1, 4)]
     model = cluster(nodes, guests, maintenance=["pve3"] if how == "model" else [])
@@ -152,7 +154,7 @@ def test_maintenance_nodes_are_evacuated_and_never_targeted(how):
     assert next(n for n in result.nodes_after if n.name == "pve3").state == "maintenance"
 
 
-def test_a_closed_node_receives_nothing_and_keeps_its_guests():
+def test_a_closed_node_receives_nothing_and_keeps_its_guests() -> None:
     # pve3 is empty, so a balancing plan fills it; closed, it is left out and nothing leaves it either.
     model = cluster(THREE, HOT + [guest(200, "pve2", 1, 4)])
     assert any(m.target == "pve3" for m in checked_plan(model).moves)
@@ -166,14 +168,14 @@ def test_a_closed_node_receives_nothing_and_keeps_its_guests():
         "step 1 (100 pve1 -> pve3): target pve3 may not receive guests (what-if)"]
 
 
-def test_a_guest_that_cannot_leave_a_maintenance_node_is_a_problem():
+def test_a_guest_that_cannot_leave_a_maintenance_node_is_a_problem() -> None:
     guests = [guest(100, "pve3", 1, 4, lock="backup"), guest(101, "pve3", 1, 4)]
     result = checked_plan(cluster(THREE, guests, maintenance=["pve3"]))
     assert [m.vmid for m in result.moves] == [101]
     assert any("100" in p and "stays on maintenance node pve3" in p and "locked" in p for p in result.problems)
 
 
-def test_evacuation_without_room_is_a_problem_and_never_overfills():
+def test_evacuation_without_room_is_a_problem_and_never_overfills() -> None:
     nodes = [node("pve1", mem_gib=16), node("pve2", mem_gib=16)]
     guests = [guest(100, "pve2", 1, 12), guest(101, "pve1", 1, 6)]
     result = checked_plan(cluster(nodes, guests, maintenance=["pve2"]))
@@ -181,7 +183,7 @@ def test_evacuation_without_room_is_a_problem_and_never_overfills():
     assert any("none of the nodes the rules allow (pve1) has room for its 12.0 GiB" in p for p in result.problems)
 
 
-def test_evacuation_makes_room_by_moving_a_smaller_guest_first():
+def test_evacuation_makes_room_by_moving_a_smaller_guest_first() -> None:
     nodes = [node("pve1", mem_gib=32), node("pve2", mem_gib=32), node("pve3", mem_gib=32)]
     # 90% usable = 28.8 GiB per node; pve1 and pve2 each have 20 GiB used, pve3 (maintenance) holds a 12 GiB VM
     guests = [guest(100, "pve1", 1, 14), guest(101, "pve1", 1, 6), guest(102, "pve2", 1, 14), guest(103, "pve2", 1, 6),
@@ -192,7 +194,7 @@ def test_evacuation_makes_room_by_moving_a_smaller_guest_first():
     assert "makes room" in result.moves[0].reason and result.problems == ()
 
 
-def test_reservations_limit_what_a_node_may_receive():
+def test_reservations_limit_what_a_node_may_receive() -> None:
     nodes = [node("pve1", mem_gib=32), node("pve2", mem_gib=32)]
     guests = [guest(100, "pve1", 1, 8), guest(101, "pve1", 1, 8), guest(102, "pve1", 1, 8)]
     reserve = load_rules({"reservations": {"pve2": {"memory": "25GiB"}}}, "rules")
@@ -207,14 +209,14 @@ def test_reservations_limit_what_a_node_may_receive():
         ({"template": True}, "template"),
     ],
 )
-def test_guests_the_api_would_refuse_are_skipped_with_the_reason(kwargs, reason):
+def test_guests_the_api_would_refuse_are_skipped_with_the_reason(kwargs: dict[str, Any], reason: str) -> None:
     guests = [guest(100 + i, "pve1", 3, 8, **kwargs) for i in range(4)]
     result = checked_plan(cluster(THREE, guests), policy=Policy(trigger=0.0))
     assert result.moves == ()
     assert all(s.reason.startswith(reason) for s in result.skipped)
 
 
-def test_guests_the_api_refuses_are_never_planned_whatever_the_policy():
+def test_guests_the_api_refuses_are_never_planned_whatever_the_policy() -> None:
     # pinned_local is what the API refused under the policy (observe applies allow_local_disks),
     # so the planner must not let allow_local_disks bring a refused move back.
     model = cluster(THREE, HOT, pinned_local=[100, 101, 102, 103, 104])
@@ -223,7 +225,7 @@ def test_guests_the_api_refuses_are_never_planned_whatever_the_policy():
         assert result.moves == () and all("Proxmox refuses to migrate it" in s.reason for s in result.skipped)
 
 
-def test_guests_on_an_offline_node_are_not_moved_and_the_node_is_no_target():
+def test_guests_on_an_offline_node_are_not_moved_and_the_node_is_no_target() -> None:
     nodes = [node("pve1"), node("pve2"), node("pve3", online=False)]
     guests = HOT + [guest(300, "pve3", 1, 4)]
     result = checked_plan(cluster(nodes, guests), policy=Policy(trigger=0.0))
@@ -231,19 +233,19 @@ def test_guests_on_an_offline_node_are_not_moved_and_the_node_is_no_target():
     assert any(s.vmid == 300 and "offline" in s.reason for s in result.skipped)
 
 
-def test_stopped_guests_do_not_count_as_load_and_are_not_balanced():
+def test_stopped_guests_do_not_count_as_load_and_are_not_balanced() -> None:
     guests = [guest(100 + i, "pve1", 3, 8, status="stopped") for i in range(5)]
     result = checked_plan(cluster(THREE, guests), policy=Policy(trigger=0.0))
     assert result.moves == () and result.imbalance_before == 0.0
 
 
-def test_stopped_guests_are_evacuated_from_maintenance_cheaply():
+def test_stopped_guests_are_evacuated_from_maintenance_cheaply() -> None:
     guests = [guest(100, "pve3", 3, 8, status="stopped")]
     result = checked_plan(cluster(THREE, guests, maintenance=["pve3"]))
     assert [m.vmid for m in result.moves] == [100] and result.moves[0].est_seconds <= 5
 
 
-def test_a_guest_pinned_to_a_node_in_maintenance_stays_and_is_reported():
+def test_a_guest_pinned_to_a_node_in_maintenance_stays_and_is_reported() -> None:
     guests = [guest(100, "pve1", 1, 2, tags=["plb_pin_pve3"]), guest(101, "pve3", 1, 2, tags=["plb_pin_pve3"])]
     result = checked_plan(cluster(THREE, guests, maintenance=["pve3"]), policy=Policy(trigger=1.0))
     assert result.moves == ()
@@ -251,7 +253,7 @@ def test_a_guest_pinned_to_a_node_in_maintenance_stays_and_is_reported():
     assert any("guest 101" in p and "the rules allow no online node outside maintenance" in p for p in result.problems)
 
 
-def test_an_affinity_group_leaves_a_maintenance_node_together():
+def test_an_affinity_group_leaves_a_maintenance_node_together() -> None:
     guests = [guest(100, "pve3", 1, 4, tags=["plb_affinity_app"]), guest(101, "pve3", 1, 4, tags=["plb_affinity_app"]),
               guest(102, "pve1", 2, 8)]
     model = cluster(THREE, guests, maintenance=["pve3"])
@@ -271,7 +273,7 @@ def test_an_affinity_group_leaves_a_maintenance_node_together():
          "it overlaps anti-affinity group 'y'"),
     ],
 )
-def test_unsatisfiable_affinity_is_reported_and_left_alone(guests, why):
+def test_unsatisfiable_affinity_is_reported_and_left_alone(guests: list[tuple[Guest, Usage]], why: str) -> None:
     result = checked_plan(cluster(THREE, guests), policy=Policy(trigger=1.0))
     assert result.moves == ()
     assert any(p.startswith("affinity group 'x' (tag plb_affinity_x) cannot be satisfied: " + why) for p in result.problems)

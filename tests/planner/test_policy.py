@@ -1,15 +1,17 @@
+from typing import Any
+
 import pytest
 
 from planner.policy import GIB, Headroom, Policy
 from pveapi.errors import ConfigError
 
 
-def test_an_empty_block_gives_the_documented_defaults():
+def test_an_empty_block_gives_the_documented_defaults() -> None:
     assert Policy.from_mapping(None, "policy") == Policy()
     assert Policy().stop_below == Policy().trigger / 2
 
 
-def test_values_sizes_and_per_node_headroom_are_read():
+def test_values_sizes_and_per_node_headroom_are_read() -> None:
     policy = Policy.from_mapping(
         {
             "cpu_weight": 0.7,
@@ -34,8 +36,8 @@ def test_values_sizes_and_per_node_headroom_are_read():
     assert policy.allow_local_disks is True
 
 
-def test_sizes_are_binary_and_gb_is_decimal():
-    def bandwidth(text):
+def test_sizes_are_binary_and_gb_is_decimal() -> None:
+    def bandwidth(text: str | int) -> int:
         return Policy.from_mapping({"migration_bandwidth": text}, "policy").migration_bandwidth
 
     assert bandwidth("8G") == bandwidth("8GiB") == bandwidth("8gi") == 8 * GIB
@@ -44,7 +46,7 @@ def test_sizes_are_binary_and_gb_is_decimal():
     assert bandwidth(1000) == 1000
 
 
-def test_headroom_reserves_the_larger_of_fraction_and_bytes():
+def test_headroom_reserves_the_larger_of_fraction_and_bytes() -> None:
     assert Headroom(0.1, 8 * GIB).reserved(64 * GIB) == 8 * GIB
     assert Headroom(0.25, 8 * GIB).reserved(64 * GIB) == 16 * GIB
 
@@ -73,14 +75,14 @@ def test_headroom_reserves_the_larger_of_fraction_and_bytes():
         ({"pressure_weight": float("nan")}, "policy.pressure_weight: expected a number from 0 to 10, got nan"),
     ],
 )
-def test_bad_values_give_one_line_naming_the_key(data, message):
+def test_bad_values_give_one_line_naming_the_key(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         Policy.from_mapping(data, "policy")
     assert str(err.value).startswith(message)
     assert "\n" not in str(err.value)
 
 
-def test_search_effort_and_cost_budgets_are_read_and_bad_ones_refused():
+def test_search_effort_and_cost_budgets_are_read_and_bad_ones_refused() -> None:
     policy = Policy.from_mapping({"search": "thorough", "max_copy_per_node": "64GiB", "max_inflow": 2}, "policy")
     assert (policy.search, policy.max_copy_per_node, policy.max_inflow) == ("thorough", 64 * 1024**3, 2)
     with pytest.raises(ConfigError, match=r"policy.search: expected one of off, quick, thorough, got 'hard'"):

@@ -7,7 +7,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planner.framework import plan
-from planner.model import Cause, MoveKind
+from planner.model import Cause, ClusterModel, MoveKind
 from planner.policy import Policy
 from planner.rules import RuleSet, ha_rules, load_rules
 from planner.verify import verify_plan
@@ -17,7 +17,7 @@ TAGS = ["exclude_a", "plb_anti_affinity_b", "plb_affinity_c", "plb_pin_n0", "plb
 
 
 @st.composite
-def clusters(draw):
+def clusters(draw: st.DrawFn) -> ClusterModel:
     count = draw(st.integers(2, 6))
     nodes = [
         node(f"n{i}", cpus=draw(st.sampled_from([4, 8, 16])), mem_gib=draw(st.sampled_from([16, 32, 64])),
@@ -61,7 +61,7 @@ policies = st.builds(
 )
 
 
-def ha_pair(model):
+def ha_pair(model: ClusterModel) -> RuleSet:
     """An HA negative resource-affinity rule on the first two guests, when there are two."""
     vmids = [g.vmid for g in model.guests][:2]
     if len(vmids) < 2:
@@ -70,7 +70,7 @@ def ha_pair(model):
 
 
 @st.composite
-def rule_blocks(draw, model):
+def rule_blocks(draw: st.DrawFn, model: ClusterModel) -> RuleSet:
     """A random `rules:` block over the model's guests and nodes, pools included."""
     vmids = [g.vmid for g in model.guests]
     nodes = [n.name for n in model.nodes]
@@ -93,7 +93,7 @@ SETTINGS = settings(max_examples=150, deadline=None, suppress_health_check=[Heal
 
 @SETTINGS
 @given(st.data(), clusters(), policies)
-def test_every_step_of_every_plan_is_within_limits_and_rules(data, model, policy):
+def test_every_step_of_every_plan_is_within_limits_and_rules(data: st.DataObject, model: ClusterModel, policy: Policy) -> None:
     rules = data.draw(rule_blocks(model))
     result = plan(model, rules, policy)
     assert verify_plan(model, rules, policy, result) == []
@@ -106,7 +106,7 @@ def test_every_step_of_every_plan_is_within_limits_and_rules(data, model, policy
 
 @SETTINGS
 @given(clusters(), policies)
-def test_without_mandatory_moves_the_imbalance_never_gets_worse(model, policy):
+def test_without_mandatory_moves_the_imbalance_never_gets_worse(model: ClusterModel, policy: Policy) -> None:
     result = plan(model, RuleSet(), policy)
     if not any(m.kind is MoveKind.MANDATORY for m in result.moves):
         assert result.imbalance_after <= result.imbalance_before + 1e-9
@@ -114,14 +114,14 @@ def test_without_mandatory_moves_the_imbalance_never_gets_worse(model, policy):
 
 @SETTINGS
 @given(clusters(), policies)
-def test_budgets_hold_and_plans_are_deterministic(model, policy):
+def test_budgets_hold_and_plans_are_deterministic(model: ClusterModel, policy: Policy) -> None:
     result = plan(model, RuleSet(), policy)
     balance = [m for m in result.moves if m.kind is MoveKind.BALANCE]
     assert len(balance) <= policy.max_moves
     counted = [m for m in balance if m.cause is not Cause.RELIEF]  # relief is limited by cost alone
     per_node = Counter([m.source for m in counted] + [m.target for m in counted])
     assert all(count <= policy.max_moves_per_node for count in per_node.values())
-    copied = Counter()
+    copied: Counter[str] = Counter()
     for m in balance:
         copied.update({m.source: m.copy_bytes, m.target: m.copy_bytes})
     assert all(total <= policy.max_copy_per_node for total in copied.values())

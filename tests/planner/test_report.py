@@ -3,10 +3,12 @@
 import copy
 import dataclasses
 import json
+from collections.abc import Callable
+from typing import Any
 
 import pytest
 
-from planner.model import Cause, MoveKind
+from planner.model import Cause, MoveKind, Plan
 from planner.policy import Policy
 from planner.report import SCHEMA_VERSION, plan_from_dict, plan_to_dict, render_table
 from pveapi.errors import ConfigError
@@ -16,7 +18,7 @@ THREE = [node("pve1"), node("pve2"), node("pve3")]
 
 
 @pytest.fixture(scope="module")
-def sample():
+def sample() -> Plan:
     guests = [guest(100 + i, "pve1", 2, 6) for i in range(6)] + [
         guest(200, "pve2", 1, 2, tags=["exclude_dns"], type="lxc"),
         guest(201, "pve2", 1, 2, tags=["exclude_dns"]),
@@ -25,7 +27,7 @@ def sample():
     return checked_plan(cluster(THREE, guests), policy=Policy(trigger=0.0))
 
 
-def test_the_table_shows_moves_nodes_imbalance_skipped_and_source(sample):
+def test_the_table_shows_moves_nodes_imbalance_skipped_and_source(sample: Plan) -> None:
     text = render_table(sample)
     assert text.startswith("Data: window 1h; figures from prometheus: 9 guests")
     assert f"Imbalance: {sample.imbalance_before:.3f} -> {sample.imbalance_after:.3f}" in text
@@ -38,7 +40,7 @@ def test_the_table_shows_moves_nodes_imbalance_skipped_and_source(sample):
     assert "300 g300: locked (backup)" in text
 
 
-def test_json_round_trips_exactly(sample):
+def test_json_round_trips_exactly(sample: Plan) -> None:
     data = plan_to_dict(sample)
     assert data["schema_version"] == SCHEMA_VERSION
     assert [m["vmid"] for m in data["moves"]] == [m.vmid for m in sample.moves]
@@ -46,7 +48,7 @@ def test_json_round_trips_exactly(sample):
     assert plan_from_dict(json.loads(json.dumps(data))) == sample
 
 
-def _broken(sample, mutate):
+def _broken(sample: Plan, mutate: Callable[[dict[str, Any]], object]) -> dict[str, Any]:
     data = copy.deepcopy(plan_to_dict(sample))
     mutate(data)
     return data
@@ -69,18 +71,18 @@ def _broken(sample, mutate):
         (lambda d: d.update(problems=[1]), "plan.problems: expected a list of strings"),
     ],
 )
-def test_a_bad_saved_plan_is_refused_with_one_line(sample, mutate, message):
+def test_a_bad_saved_plan_is_refused_with_one_line(sample: Plan, mutate: Callable[[dict[str, Any]], object], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         plan_from_dict(_broken(sample, mutate))
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
-def test_something_that_is_not_a_plan_is_refused():
+def test_something_that_is_not_a_plan_is_refused() -> None:
     with pytest.raises(ConfigError, match="plan: expected an object, got list - is this a pvebalance plan"):
         plan_from_dict([])
 
 
-def test_each_move_says_where_its_figures_came_from():
+def test_each_move_says_where_its_figures_came_from() -> None:
     guests = [guest(100 + i, "pve1", 2, 6) for i in range(4)]
     model = cluster(THREE, guests)
     live = dataclasses.replace(model, guest_usage={
@@ -95,7 +97,7 @@ def test_each_move_says_where_its_figures_came_from():
         plan_from_dict(data)
 
 
-def test_json_carries_each_move_s_cause_and_a_bad_cause_is_refused(sample):
+def test_json_carries_each_move_s_cause_and_a_bad_cause_is_refused(sample: Plan) -> None:
     data = plan_to_dict(sample)
     assert all(m["cause"] in {c.value for c in Cause} and isinstance(m["details"], dict) for m in data["moves"])
     assert data["search"]["effort"] in ("off", "quick", "thorough")

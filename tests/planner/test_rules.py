@@ -1,5 +1,7 @@
 """Parsing of the three rule sources: the `rules:` block, PVE 9 HA rules and guest tags."""
 
+from typing import Any
+
 import pytest
 
 from planner.policy import GIB
@@ -33,7 +35,7 @@ RULES_YAML = {
 }
 
 
-def test_every_section_of_the_rules_block_is_read():
+def test_every_section_of_the_rules_block_is_read() -> None:
     rules = load_rules(RULES_YAML, "rules")
     src = "config rules"
     assert rules.ignore == (
@@ -51,7 +53,7 @@ def test_every_section_of_the_rules_block_is_read():
     assert rules.reservations == (ReservationRule("pve1", 2.0, 8 * GIB, src),)
 
 
-def test_an_empty_block_is_an_empty_rule_set():
+def test_an_empty_block_is_an_empty_rule_set() -> None:
     assert load_rules(None, "rules") == RuleSet()
 
 
@@ -70,13 +72,13 @@ def test_an_empty_block_is_an_empty_rule_set():
         ({"maintenance": [1]}, "rules.maintenance[0]: expected a name (no spaces, at most 128 characters), got 1"),
     ],
 )
-def test_bad_rules_give_one_line_naming_the_entry(data, message):
+def test_bad_rules_give_one_line_naming_the_entry(data: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_rules(data, "rules")
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
-def test_ha_rules_translate_node_and_resource_affinity():
+def test_ha_rules_translate_node_and_resource_affinity() -> None:
     rules = ha_rules(
         [
             {"rule": "db-nodes", "type": "node-affinity", "resources": "vm:100,ct:101", "nodes": "pve1:2,pve2", "strict": 1},
@@ -105,13 +107,13 @@ def test_ha_rules_translate_node_and_resource_affinity():
         ({"rule": "r", "type": "resource-affinity", "resources": "", "affinity": "negative"}, "lists no resources"),
     ],
 )
-def test_malformed_ha_rules_are_named(entry, message):
+def test_malformed_ha_rules_are_named(entry: dict[str, Any], message: str) -> None:
     with pytest.raises(ConfigError) as err:
         ha_rules([entry])
     assert "/cluster/ha/rules rule 'r'" in str(err.value) and message in str(err.value)
 
 
-def test_proxlb_and_proxbalance_tags_become_rules():
+def test_proxlb_and_proxbalance_tags_become_rules() -> None:
     guests = [
         guest(100, "pve1", tags=["ignore"])[0],
         guest(101, "pve1", tags=["plb_ignore"])[0],
@@ -124,7 +126,7 @@ def test_proxlb_and_proxbalance_tags_become_rules():
     ]
     rules = tag_rules(guests)
     assert [(r.source, r.selector.vmids) for r in rules.ignore] == [
-        ("tag ignore", {100}), ("tag plb_ignore", {101}), ("tag plb_ignore_backup", {107})]
+        ("tag ignore", frozenset({100})), ("tag plb_ignore", frozenset({101})), ("tag plb_ignore_backup", frozenset({107}))]
     # both spellings of a group name one group
     assert [(r.name, r.selector.vmids) for r in rules.anti_affinity] == [("dns", frozenset({102, 103}))]
     # move reasons quote the tags the user wrote, in both spellings
@@ -135,7 +137,7 @@ def test_proxlb_and_proxbalance_tags_become_rules():
     assert pin.selector.vmids == frozenset({106}) and pin.nodes == (("pve2", 0), ("pve3", 0)) and pin.strict
 
 
-def test_merge_keeps_every_rule_of_both_sets():
+def test_merge_keeps_every_rule_of_both_sets() -> None:
     a = load_rules({"maintenance": ["pve1"]}, "rules")
     b = ha_rules([{"rule": "x", "type": "resource-affinity", "resources": "vm:100,vm:101", "affinity": "negative"}])
     merged = a.merge(b)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 import requests
 from proxmoxer import ProxmoxAPI
@@ -11,7 +13,7 @@ from tests.sim.conftest import MONITOR_TOKEN, token_api
 from tests.support.sim import RunningSimulator
 
 
-def raw(sim: RunningSimulator, method: str, path: str, **kwargs: object) -> requests.Response:
+def raw(sim: RunningSimulator, method: str, path: str, **kwargs: Any) -> requests.Response:
     return requests.request(method, f"{sim.url}{path}", verify=sim.ca_path, timeout=10, **kwargs)
 
 

@@ -108,7 +108,7 @@ def test_hung_request_times_the_client_out_until_cleared(demo: RunningSimulator)
 def test_error_rate_is_seeded_and_count_limits_a_fault(demo: RunningSimulator) -> None:
     api = token_api(demo)
     demo.inject_fault({"type": "error", "endpoint": "GET /version", "status": 500, "rate": 0.5})
-    outcomes = []
+    outcomes: list[str | int] = []
     for _ in range(40):
         try:
             api.version.get()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
@@ -13,12 +15,13 @@ from tests.sim.conftest import token_api
 from tests.support.sim import RunningSimulator
 
 
-def resource(api: ProxmoxAPI, vmid: int) -> dict:
+def resource(api: ProxmoxAPI, vmid: int) -> dict[str, Any]:
     return next(r for r in api.cluster.resources.get(type="vm") if r["vmid"] == vmid)
 
 
 def node_mem(api: ProxmoxAPI, node: str) -> int:
-    return next(r for r in api.cluster.resources.get(type="node") if r["node"] == node)["mem"]
+    mem: int = next(r for r in api.cluster.resources.get(type="node") if r["node"] == node)["mem"]
+    return mem
 
 
 def test_qemu_round_trip_with_task_polling(demo: RunningSimulator) -> None:
@@ -84,7 +87,7 @@ def test_lxc_online_migration_fails_as_on_pve(demo: RunningSimulator) -> None:
     ],
 )
 def test_refused_migrations_start_no_task(frozen_demo: RunningSimulator, node: str, kind: str, vmid: int,
-                                          params: dict, status: int, message: str) -> None:
+                                          params: dict[str, Any], status: int, message: str) -> None:
     api = token_api(frozen_demo)
     before = len(frozen_demo.tasks())
     with pytest.raises(ResourceException) as caught:

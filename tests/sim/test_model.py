@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -21,7 +23,7 @@ PROFILES = {
 }
 
 
-def scenario(version: str = "9.0.10") -> dict:
+def scenario(version: str = "9.0.10") -> dict[str, Any]:
     return {
         "nodes": [{"name": "n1", "cores": 8, "memory": "32GiB", "version": version,
                    "overhead": {"cpu": 1, "memory": "4GiB"}}],

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import pytest
 from proxmoxer import ProxmoxAPI
 from proxmoxer.core import ResourceException
@@ -10,7 +13,7 @@ from tests.sim.conftest import MONITOR_TOKEN, token_api
 from tests.support.sim import RunningSimulator
 
 
-def _refused(call, *args, **kwargs) -> ResourceException:
+def _refused(call: Callable[..., object], *args: Any, **kwargs: Any) -> ResourceException:
     with pytest.raises(ResourceException) as caught:
         call(*args, **kwargs)
     return caught.value

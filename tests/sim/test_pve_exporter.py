@@ -13,24 +13,27 @@ from tests.sim.conftest import token_api
 from tests.support.sim import RunningSimulator
 
 # bench/requirements.txt installs it only on Python >= 3.11, which it requires.
+# A series' labels, sorted name-value pairs.
+Labels = tuple[tuple[str, str], ...]
+
 collector = pytest.importorskip("pve_exporter.collector", reason="prometheus-pve-exporter needs Python >= 3.11")
 
 
-def scrape(sim: RunningSimulator, cluster: str = "1", node: str = "1") -> dict[str, dict[tuple, float]]:
+def scrape(sim: RunningSimulator, cluster: str = "1", node: str = "1") -> dict[str, dict[Labels, float]]:
     config = {"user": sim.token_user, "token_name": sim.token_name, "token_value": sim.token_value,
               "verify_ssl": sim.ca_path}
     options = collector.CollectorsOptions(status=True, version=True, subscription=True, node=True, cluster=True,
                                           resources=True, backup_info=True, config=True, replication=True,
                                           qdevice=True)
     text = collector.collect_pve(config, sim.host, cluster, node, options).decode()
-    metrics: dict[str, dict[tuple, float]] = {}
+    metrics: dict[str, dict[Labels, float]] = {}
     for family in text_string_to_metric_families(text):
         for sample in family.samples:
             metrics.setdefault(sample.name, {})[tuple(sorted(sample.labels.items()))] = sample.value
     return metrics
 
 
-def value(metrics: dict[str, dict[tuple, float]], metric: str, **labels: str) -> float:
+def value(metrics: dict[str, dict[Labels, float]], metric: str, **labels: str) -> float:
     wanted = set(labels.items())
     matches = [v for k, v in metrics[metric].items() if wanted <= set(k)]
     assert len(matches) == 1, f"{metric}{labels}: {len(matches)} series"

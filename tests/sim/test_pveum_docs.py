@@ -41,7 +41,7 @@ def _cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]
 
 
 @pytest.mark.parametrize("doc", ["proxmox-permissions.md", "controller.md"])
-def test_documented_token_can_check_plan_and_apply(doc: str, tmp_path: Path, capsys) -> None:
+def test_documented_token_can_check_plan_and_apply(doc: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     with running_simulator("demo", time_scale=600) as sim:
         secret = _replay(sim, _pveum_lines(doc))["pvebalance@pve!balancer"]
         config = write_config(tmp_path, sim, token_value=secret, policy={"max_moves": 1},
@@ -54,7 +54,7 @@ def test_documented_token_can_check_plan_and_apply(doc: str, tmp_path: Path, cap
         assert code == 0 and " succeeded, 0 failed" in out, out + err
 
 
-def test_without_vm_migrate_on_the_user_apply_is_refused_as_pve_does(tmp_path: Path, capsys) -> None:
+def test_without_vm_migrate_on_the_user_apply_is_refused_as_pve_does(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     lines = [line.replace("PVEAuditor,PVEBalancer", "PVEAuditor") if "--users" in line else line
              for line in _pveum_lines("proxmox-permissions.md")]
     with running_simulator("demo", time_scale=600) as sim:

@@ -61,6 +61,8 @@ WIRE_EXCEPTIONS: dict[Key, pveschema.WireExceptions] = {
 UNKNOWN = "property is not defined in schema and the schema does not allow additional properties"
 MISSING = "property is missing and it is not optional"
 BAD = "x-bogus"
+# The UPID of the migration task the module's simulator leaves running (set by the `sim` fixture).
+RUNNING_TASK: dict[str, str] = {}
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +71,16 @@ def sim() -> Iterator[RunningSimulator]:
     with running_simulator(demo_with_replication(), time_scale=0) as running:
         _call(running, "POST", "/nodes/pve1/qemu/105/migrate", {"target": "pve5", "online": "1"})
         running.advance(600)
-        running.upid = _call(running, "POST", "/nodes/pve1/qemu/107/migrate",
-                             {"target": "pve5", "online": "1"}).json()["data"]
+        RUNNING_TASK["upid"] = _call(running, "POST", "/nodes/pve1/qemu/107/migrate",
+                                     {"target": "pve5", "online": "1"}).json()["data"]
         yield running
 
 
 def _call(sim: RunningSimulator, method: str, path: str, params: Mapping[str, str]) -> requests.Response:
     headers = {} if path == "/access/ticket" else {"Authorization": f"PVEAPIToken={sim.token_id}={sim.token_value}"}
     where = "params" if method in ("GET", "DELETE") else "data"
-    return requests.request(method, f"{sim.url}{path}", headers=headers, verify=sim.ca_path, timeout=30,
-                            **{where: dict(params)})
+    fields: dict[str, Any] = {where: dict(params)}
+    return requests.request(method, f"{sim.url}{path}", headers=headers, verify=sim.ca_path, timeout=30, **fields)
 
 
 _pool_counter = iter(range(1, 10**6))
@@ -87,7 +89,7 @@ _pool_counter = iter(range(1, 10**6))
 def _sample(sim: RunningSimulator, key: Key, node: str = "pve1", vmid: str | None = None) -> tuple[dict[str, str], dict[str, str]]:
     """A valid call of `key`: the path arguments and the other parameters it requires."""
     method, path = key
-    args = {"node": node, "sid": "vm:120", "poolid": "prod", "upid": sim.upid, "id": "100-0"}
+    args = {"node": node, "sid": "vm:120", "poolid": "prod", "upid": RUNNING_TASK["upid"], "id": "100-0"}
     if "{vmid}" in path:
         kind = "qemu" if "/qemu/" in path else "lxc"
         args["vmid"] = vmid or str(next(g["vmid"] for g in sim.state()["guests"]

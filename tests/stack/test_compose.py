@@ -44,7 +44,8 @@ def compose_config(tmp_path: Path, *args: str, env_file: Path | None = None) -> 
         capture_output=True, text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "HOME": str(tmp_path)},
     )
     assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    config: dict[str, Any] = json.loads(done.stdout)
+    return config
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import requests
 
@@ -45,7 +45,7 @@ class Output:
         return "\n".join(self.lines)
 
 
-def _series(prometheus: str, expr: str) -> list[dict[str, object]]:
+def _series(prometheus: str, expr: str) -> list[dict[str, Any]]:
     return list(requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()["data"]["result"])
 
 
@@ -106,6 +106,7 @@ def test_demo_applies_the_plan_shows_the_cluster_balanced_and_stops_everything_o
     assert after < before / 2, text
     # Everything it started is gone, and so is its working directory.
     for name, match in urls.items():
+        assert match is not None
         assert not _answers(match.group(1)), f"{name} still answers after the demo stopped"
     assert not Path(workdir.group(1)).exists()
 

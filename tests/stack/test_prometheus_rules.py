@@ -9,6 +9,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -28,7 +29,7 @@ def _run(*argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, cwd=PROM, capture_output=True, text=True, timeout=120)
 
 
-def _alerts() -> dict[str, dict]:
+def _alerts() -> dict[str, dict[str, Any]]:
     rules = yaml.safe_load((PROM / "rules" / "alerts.yml").read_text())
     return {r["alert"]: r for g in rules["groups"] for r in g["rules"] if "alert" in r}
 

@@ -66,8 +66,9 @@ def _fast_rules(directory: Path, cpu_threshold: float) -> list[Path]:
 
 def _range(stack: LocalStack, expr: str, start: float, step: float = 2) -> dict[str, Any]:
     """A range query from `start` to now; the step is the scrape interval, so short-lived series show."""
-    return requests.get(f"{stack.prometheus_url}/api/v1/query_range", timeout=60,
-                        params={"query": expr, "start": start, "end": time.time(), "step": step}).json()
+    params: dict[str, str | float] = {"query": expr, "start": start, "end": time.time(), "step": step}
+    answer: dict[str, Any] = requests.get(f"{stack.prometheus_url}/api/v1/query_range", timeout=60, params=params).json()
+    return answer
 
 
 def _copy_history_to_victoria(stack: LocalStack, victoria: str) -> int:

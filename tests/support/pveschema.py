@@ -50,7 +50,7 @@ def problems(value: Any, schema: Mapping[str, Any], exceptions: WireExceptions |
         for item in value:
             found += problems(item, schema["items"], exceptions, f"{path}[]")
     if kind == "object":
-        found += _object_problems(value, schema, exceptions, path)
+        found += _object_problems(value, schema, exceptions or {}, path)
     return found
 
 

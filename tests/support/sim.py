@@ -19,7 +19,7 @@ import requests
 import yaml
 
 from pveapi.settings import ConnectionSettings, Secret
-from simulator.scenario import ALL_PRIVILEGES, BUILTIN_DIR, Credential
+from simulator.scenario import ALL_PRIVILEGES, BUILTIN_DIR, Credential, Scenario
 from simulator.server import Simulator
 
 TOKEN_USER = "root@pam"
@@ -112,7 +112,7 @@ class RunningSimulator:
 
 def demo_with_replication() -> dict[str, Any]:
     """The demo plus replication jobs (one failing, one on another node than pve1, the API's) and a QDevice."""
-    data = yaml.safe_load((BUILTIN_DIR / "demo.yaml").read_text(encoding="utf-8"))
+    data: dict[str, Any] = yaml.safe_load((BUILTIN_DIR / "demo.yaml").read_text(encoding="utf-8"))
     data["replication"] = [{"guest": 100, "target": "pve2"},
                            {"guest": 113, "target": "pve3", "schedule": "*/5", "fail_count": 2, "duration": 7.25},
                            {"guest": 102, "target": "pve1", "comment": "web03 to pve1"}]
@@ -122,7 +122,7 @@ def demo_with_replication() -> dict[str, Any]:
 
 @contextlib.contextmanager
 def running_simulator(
-    scenario: str | Path | Mapping[str, Any] | list[Any] = "demo",
+    scenario: Scenario | str | Path | Mapping[str, Any] | list[Any] = "demo",
     *,
     seed: int | None = None,
     time_scale: float | None = 60.0,

@@ -3,7 +3,7 @@
 The plan's order is kept: the next move starts only when the limits allow it (in flight
 cluster-wide and per node) and nothing it depends on is still running. Before each start
 the live placement is read again and the move is dropped if the guest moved, is locked, the
-target is offline, or the planner's own validator (`verify_plan`) says the move would now
+target is offline, or the planner's own validator (`check_moves`) says the move would now
 overcommit a node or break a rule. Migrations are polled to their end; a failure is recorded
 and never retried in the same run, and N failures in a row stop the run.
 """
@@ -23,7 +23,7 @@ from controller.observe import fit_usage, node_usage
 from planner.model import ClusterModel, Move, Plan, Usage
 from planner.policy import Policy
 from planner.rules import RuleSet
-from planner.verify import verify_plan
+from planner.verify import check_moves
 from pveapi.client import PveClient
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.inventory import Guest, Inventory
@@ -168,7 +168,7 @@ class Executor:
                 pending.clear()
             while pending and self._slot_free(pending[0], running):
                 move = pending.pop(0)
-                checked = self._recheck(move, live(), running, done, plan, base)
+                checked = self._recheck(move, live(), running, done, base)
                 if isinstance(checked, str):
                     self._record(report, Outcome(move, "dropped", checked))
                     continue
@@ -216,7 +216,7 @@ class Executor:
         return busy.count(move.source) < per_node and busy.count(move.target) < per_node
 
     def _recheck(
-        self, move: Move, inventory: Inventory, running: list[_Running], done: list[Move], plan: Plan, base: ClusterModel
+        self, move: Move, inventory: Inventory, running: list[_Running], done: list[Move], base: ClusterModel
     ) -> Guest | str:
         """The guest, live, when the move may start; otherwise why it is dropped."""
         if any(m.vmid == move.vmid for m in done) or any(r.move.vmid == move.vmid for r in running):
@@ -235,8 +235,7 @@ class Executor:
         if source is None or not source.online:
             return f"source {move.source} is offline"
         model = _current_model(base, inventory, [r.move for r in running], done)
-        step = replace(plan, moves=(move,))
-        problems = verify_plan(model, self.rules, self.policy, step)
+        problems = check_moves(model, self.rules, self.policy, (move,))
         return "no longer valid: " + "; ".join(problems) if problems else guest
 
     # --- acting ---------------------------------------------------------------------------

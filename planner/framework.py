@@ -37,13 +37,15 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     better, tried = search.improve(ctx, origin)
     refined = next((c for c in (_refined(model, rules, policy, final, greedy, was) for final in better)
                     if c is not None), None)
-    # `greedy` was searched on: when the search is kept, greedy's plan is made again to weigh
-    # against it after pruning (the refined plan may lose more to pruning than greedy's).
-    ctx = _pruned(model, rules, policy, refined if refined is not None else greedy, origin)
+    # The search walks greedy's own state and leaves it where it ended (away from greedy's
+    # moves) once it has tried anything: greedy's plan is then made again, pruned, and the
+    # refined plan is kept only when it is still better after its own pruning.
+    plain = _pruned(model, rules, policy, _run(_start(model, rules, policy)) if tried else greedy, origin)
+    ctx = plain
     if refined is not None:
-        plain = _pruned(model, rules, policy, _run(_start(model, rules, policy)), origin)
-        if (round(plain.state.imbalance(), 9), len(plain.moves)) <= (round(ctx.state.imbalance(), 9), len(ctx.moves)):
-            ctx = plain
+        refined = _pruned(model, rules, policy, refined, origin)
+        if (round(refined.state.imbalance(), 9), len(refined.moves)) < (round(plain.state.imbalance(), 9), len(plain.moves)):
+            ctx = refined
     constraints, state = ctx.constraints, ctx.state
     after = state.snapshot()
     return Plan(

@@ -8,6 +8,7 @@ instead of sharing the planner's incremental bookkeeping, so a bookkeeping bug c
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 from .constraints import Constraints
@@ -18,8 +19,37 @@ from .rules import RuleSet
 
 
 def verify_plan(model: ClusterModel, rules: RuleSet, policy: Policy, plan: Plan) -> list[str]:
-    """One line per problem, `step N: ...`; an empty list means every step is safe."""
-    return check_moves(model, rules, policy, plan.moves)
+    """One line per problem, `step N: ...` or `end of plan: ...`; an empty list means every step
+    is safe and the plan's figures after are what its moves make of the cluster."""
+    return check_moves(model, rules, policy, plan.moves) + _after_is_what_the_moves_make(model, plan)
+
+
+def _after_is_what_the_moves_make(model: ClusterModel, plan: Plan) -> list[str]:
+    """Each node's memory and vCPUs after, less before, must be what its guests brought and took.
+
+    The plan shows these figures (and the imbalance from them) as what applying it will leave;
+    a plan whose moves would leave something else must not be shown or carried out.
+    """
+    demand = {g.vmid: demand_of(g, model) for g in model.guests}
+    home = {g.vmid: g.node for g in model.guests}
+    final = dict(home)
+    final.update((m.vmid, m.target) for m in plan.moves if m.vmid in home)
+    mem: Counter[str] = Counter()
+    vcpus: Counter[str] = Counter()
+    for vmid, node in final.items():
+        if node != home[vmid]:
+            mem.update({node: demand[vmid].mem, home[vmid]: -demand[vmid].mem})
+            vcpus.update({node: demand[vmid].vcpus, home[vmid]: -demand[vmid].vcpus})
+    before = {n.name: n for n in plan.nodes_before}
+    errors = []
+    for after in plan.nodes_after:
+        was = before.get(after.name)
+        if was is None or after.mem_bytes - was.mem_bytes != mem[after.name] or abs(after.vcpus - was.vcpus - vcpus[after.name]) > 1e-6:
+            errors.append(f"end of plan: {after.name} would hold {after.mem_bytes / GIB:.1f} GiB and {after.vcpus:g} vCPUs "
+                          f"as the plan says, but its moves leave it "
+                          f"{((was.mem_bytes if was else 0) + mem[after.name]) / GIB:.1f} GiB and "
+                          f"{(was.vcpus if was else 0) + vcpus[after.name]:g} vCPUs")
+    return errors
 
 
 def check_moves(model: ClusterModel, rules: RuleSet, policy: Policy, moves: Sequence[Move]) -> list[str]:

@@ -35,8 +35,9 @@ sys.path.insert(0, str(ROOT))
 from bench.exporter import TOKEN_NAME, TOKEN_USER, TOKEN_VALUE, make_cert, running_sim  # noqa: E402
 from exporter.cli import GC_THRESHOLDS  # noqa: E402
 from exporter.collectors import CollectorOptions, concerns, resources_registry, rest_registry  # noqa: E402
-from exporter.collectors.families import encode  # noqa: E402
+from exporter.collectors.families import encode, encode_parts  # noqa: E402
 from exporter.collectors.node_status import NodeStatusCollector  # noqa: E402
+from exporter.compression import GzipStream  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
 from exporter.http import ExporterApp, ServeOptions  # noqa: E402
 from exporter.scrape import scrape  # noqa: E402
@@ -56,6 +57,13 @@ def median_seconds(phases: list[tuple[str, Callable[[], Any]]], rounds: int) -> 
             action()
             times[name].append(time.perf_counter() - started)
     return [(name, statistics.median(times[name])) for name, _ in phases]
+
+
+def streamed_gzip(parts: Iterator[bytes]) -> bytes | None:
+    stream = GzipStream(1)
+    for part in parts:
+        stream.write(part)
+    return stream.close()
 
 
 class Prebuilt(Collector):
@@ -107,6 +115,8 @@ def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], i
         ("build + encode the other families (pve_up, node status, info, self-metrics)",
          lambda: encode(rest_registry(result, options.collectors, target.stats).collect())),
         (f"gzip level 1 of the whole answer ({len(text) / 1e6:.1f} MB)", lambda: gzip.compress(text, compresslevel=1)),
+        ("render + gzip the /cluster/resources families, gzip streamed on its own thread (as a scrape does)",
+         lambda: streamed_gzip(encode_parts(resources_registry(inventory, options.collectors).collect()))),
         ("whole scrape through the WSGI app (phases overlap: the /cluster/resources families are rendered "
          "while the status calls are out)", whole_scrape),
     ]

@@ -85,6 +85,10 @@ class Collection:
         self._gzipped: bytes | None = None
         self._lock = threading.Lock()
 
+    def finish_body(self, body: bytes, gzipped: bytes | None) -> None:
+        """The answer, and its gzip when it was compressed while being rendered (GzipStream)."""
+        self.body, self._gzipped = body, gzipped
+
     def gzipped(self, level: int) -> bytes:
         """`body` gzipped, compressed once for all the scrapes that share it."""
         with self._lock:

@@ -11,7 +11,7 @@ sample (client_python#1114), most of the scrape at 10,000 guests.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any
 
@@ -94,6 +94,36 @@ def label_series(labels: tuple[tuple[str, str], ...]) -> Series:
     return Series(dict(labels))
 
 
+class _Rows:
+    """A family's (Series, value) rows as two columns, and the values' text once it is written."""
+
+    __slots__ = ("_texts", "series", "values")
+
+    def __init__(self) -> None:
+        self.series: list[Series] = []
+        self.values: list[float] = []
+        self._texts: list[str] | None = None
+
+    def extend(self, series: Iterable[Series], values: Iterable[float]) -> None:
+        added = len(self.series)
+        self.series.extend(series)
+        self.values.extend(values)
+        self._texts = None
+        if len(self.series) != len(self.values):
+            del self.series[added:], self.values[added:]
+            raise ValueError("extend() needs as many values as series")
+
+    def add(self, series: Series, value: float) -> None:
+        self.series.append(series)
+        self.values.append(value)
+        self._texts = None
+
+    def texts(self) -> list[str]:
+        if self._texts is None:
+            self._texts = [go_float(value) for value in self.values]
+        return self._texts
+
+
 class FastFamily(Metric):
     """A gauge or counter whose samples are (Series, value) rows, encoded by `encode()`.
 
@@ -105,8 +135,7 @@ class FastFamily(Metric):
     def __init__(self, name: str, documentation: str, typ: str = "gauge") -> None:
         if typ not in ("gauge", "counter"):
             raise ValueError(f"FastFamily is a gauge or a counter, not {typ}")
-        self._series: list[Series] = []
-        self._values: list[float] = []
+        self._rows = _Rows()
         if typ == "counter" and name.endswith("_total"):  # as CounterMetricFamily does
             name = name[: -len("_total")]
         super().__init__(name, documentation, typ)
@@ -115,26 +144,28 @@ class FastFamily(Metric):
     @property
     def samples(self) -> list[Sample]:
         name = self._sample_name
-        return [Sample(name, series.labels, value) for series, value in zip(self._series, self._values, strict=True)]
+        return [Sample(name, series.labels, value) for series, value in zip(self._rows.series, self._rows.values, strict=True)]
 
     @samples.setter
     def samples(self, samples: list[Sample]) -> None:
         if samples:  # Metric.__init__ sets [], nothing else may
             raise ValueError("add rows to a FastFamily with add()")
-        self._series, self._values = [], []
+        self._rows = _Rows()
 
     def add(self, series: Series, value: float) -> None:
-        self._series.append(series)
-        self._values.append(value)
+        self._rows.add(series, value)
 
     def extend(self, series: Iterable[Series], values: Iterable[float]) -> None:
         """Add rows column by column: `series` and `values` pair up in order and must be as long."""
-        added = len(self._series)
-        self._series.extend(series)
-        self._values.extend(values)
-        if len(self._series) != len(self._values):
-            del self._series[added:], self._values[added:]
-            raise ValueError("extend() needs as many values as series")
+        self._rows.extend(series, values)
+
+    def mirror(self, name: str, documentation: str, typ: str = "gauge") -> FastFamily:
+        """A family of these same rows under another name (prometheus-pve-exporter's deprecated
+        gauges repeat its counters): the values are written once for both. Rows added to either
+        are in both."""
+        family = FastFamily(name, documentation, typ)
+        family._rows = self._rows
+        return family
 
     def _head(self, exposed: str) -> str:
         documentation = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
@@ -143,9 +174,8 @@ class FastFamily(Metric):
     def text(self) -> str:
         """This family in the text format, exactly as generate_latest writes it."""
         exposed = escape_metric_name(self._sample_name)
-        fmt = go_float
         return self._head(exposed) + "".join(
-            [f"{exposed}{series.text} {fmt(value)}\n" for series, value in zip(self._series, self._values, strict=True)]
+            [f"{exposed}{series.text} {value}\n" for series, value in zip(self._rows.series, self._rows.texts(), strict=True)]
         )
 
 
@@ -233,10 +263,12 @@ class _Only:
         return [self._metric]
 
 
+def encode_parts(metrics: Iterable[Metric]) -> Iterator[bytes]:
+    """The text format (0.0.4) of `metrics`, one family at a time: generate_latest's bytes, faster for FastFamily."""
+    for metric in metrics:
+        yield metric.text().encode("utf-8") if isinstance(metric, FastFamily) else generate_latest(_Only(metric))
+
+
 def encode(metrics: Iterable[Metric]) -> bytes:
-    """The text format (0.0.4) of `metrics`: generate_latest's bytes, faster for FastFamily."""
-    parts = [
-        metric.text().encode("utf-8") if isinstance(metric, FastFamily) else generate_latest(_Only(metric))
-        for metric in metrics
-    ]
-    return b"".join(parts)
+    """The text format (0.0.4) of `metrics` (`encode_parts`, joined)."""
+    return b"".join(encode_parts(metrics))

@@ -77,14 +77,12 @@ class ResourcesCollector(ResultCollector):
 
         deprecated = self._options.deprecated
         counters = [FastFamily(name, text, "counter") for _, name, text in GUEST_COUNTERS]
-        old_gauges = [FastFamily(DEPRECATED_GAUGE.get(name, name), f"{text}; DEPRECATED: use {name}_total")
-                      for _, name, text in GUEST_COUNTERS] if deprecated else []
         for (field, _, _), counter in zip(GUEST_COUNTERS, counters, strict=True):
             counter.extend(guest_ids, [getattr(guest, field) for guest in guests])
-        for (field, _, _), old in zip(GUEST_COUNTERS, old_gauges, strict=False):
-            old.extend(guest_ids, [getattr(guest, field) for guest in guests])
         yield from counters
-        yield from old_gauges
+        if deprecated:
+            yield from (counter.mirror(DEPRECATED_GAUGE.get(name, name), f"{text}; DEPRECATED: use {name}_total")
+                        for (_, name, text), counter in zip(GUEST_COUNTERS, counters, strict=True))
 
         guest_info = FastFamily("pve_guest_info", "Guest info")
         tag_info = FastFamily("pve_guest_tag_info", "One series per guest tag")

@@ -1,12 +1,16 @@
 """Metric families, and the fast text encoding of the large ones.
 
 Small families (node status, cluster info, self-metrics) are prometheus-client's own and go
-through its `generate_latest`. The families of /cluster/resources (about 11 samples per guest)
-are `FastFamily`: each node, guest and storage escapes its label set once (`Series`) and
-shares it with all its families, and `encode()` writes their text directly, byte for byte
-what `generate_latest` writes for the same samples (tests/exporter/test_encoder.py proves it
-with random names, label values and values). prometheus-client's encoder costs about 9 us a
-sample (client_python#1114), most of the scrape at 10,000 guests.
+through its `generate_latest`. The families of /cluster/resources (about 38 samples per guest)
+are `FastFamily`s filled a column at a time: each node, guest and storage escapes its label set
+once (`Series`) and shares it with all its families, and `encode()` writes their text directly,
+byte for byte what `generate_latest` writes for the same samples (tests/exporter/test_encoder.py
+proves it with random names, label values and values). prometheus-client's encoder costs about
+9 us a sample (client_python#1114), most of the scrape at 10,000 guests.
+
+What stays the same from one scrape to the next is kept in bounded LRU caches: label sets
+(`id_series`, `label_series`) and each resource's block of 0/1 state series for the state it
+holds (`StateFamily`). Values change every scrape and are never cached.
 """
 
 from __future__ import annotations

@@ -35,9 +35,9 @@ sys.path.insert(0, str(ROOT))
 from bench.exporter import TOKEN_NAME, TOKEN_USER, TOKEN_VALUE, make_cert, running_sim  # noqa: E402
 from exporter.cli import GC_THRESHOLDS  # noqa: E402
 from exporter.collectors import CollectorOptions, concerns, resources_registry, rest_registry  # noqa: E402
-from exporter.collectors.families import encode, encode_parts  # noqa: E402
+from exporter.collectors.families import Part, encode, encode_parts  # noqa: E402
 from exporter.collectors.node_status import NodeStatusCollector  # noqa: E402
-from exporter.compression import GzipStream  # noqa: E402
+from exporter.compression import GzipStream, KeptSegments  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
 from exporter.http import ExporterApp, ServeOptions  # noqa: E402
 from exporter.scrape import scrape  # noqa: E402
@@ -59,10 +59,10 @@ def median_seconds(phases: list[tuple[str, Callable[[], Any]]], rounds: int) -> 
     return [(name, statistics.median(times[name])) for name, _ in phases]
 
 
-def streamed_gzip(parts: Iterator[bytes]) -> bytes | None:
-    stream = GzipStream(1)
+def streamed_gzip(parts: Iterator[Part], kept: KeptSegments) -> bytes | None:
+    stream = GzipStream(1, kept)
     for part in parts:
-        stream.write(part)
+        stream.write(part.text, part.kept)
     return stream.close()
 
 
@@ -101,6 +101,7 @@ def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], i
     text = encode(families) + encode(rest_registry(result, options.collectors, target.stats).collect())
     assert encode(families) == generate_latest(prebuilt)
     status_calls = list(NodeStatusCollector.calls(inventory))
+    kept = KeptSegments()
     samples = sum(len(family.samples) for family in families)
     phases: list[tuple[str, Callable[[], Any]]] = [
         ("floor: GET + JSON decode /cluster/resources (requests)",
@@ -116,7 +117,7 @@ def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], i
          lambda: encode(rest_registry(result, options.collectors, target.stats).collect())),
         (f"gzip level 1 of the whole answer ({len(text) / 1e6:.1f} MB)", lambda: gzip.compress(text, compresslevel=1)),
         ("render + gzip the /cluster/resources families, gzip streamed on its own thread (as a scrape does)",
-         lambda: streamed_gzip(encode_parts(resources_registry(inventory, options.collectors).collect()))),
+         lambda: streamed_gzip(encode_parts(resources_registry(inventory, options.collectors).collect()), kept)),
         ("whole scrape through the WSGI app (phases overlap: the /cluster/resources families are rendered "
          "while the status calls are out)", whole_scrape),
     ]

@@ -125,16 +125,17 @@ class ExporterApp:
         # complete set of families, so they concatenate.
         parts: list[bytes] = []
         rendering = 0.0
-        # Each family's text is compressed on another thread as soon as it is rendered.
-        stream = GzipStream(_GZIP_LEVEL) if gzipped else None
+        # Each family's text is compressed on another thread as soon as it is rendered; an
+        # unchanged state family's from the last answer's (KeptSegments).
+        stream = GzipStream(_GZIP_LEVEL, target.kept_segments) if gzipped else None
 
         def render(registry: CollectorRegistry) -> None:
             nonlocal rendering
             started = time.monotonic()
             for part in encode_parts(registry.collect()):
-                parts.append(part)
+                parts.append(part.text)
                 if stream is not None:
-                    stream.write(part)
+                    stream.write(part.text, part.kept)
             rendering += time.monotonic() - started
 
         try:

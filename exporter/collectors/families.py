@@ -15,9 +15,11 @@ holds (`StateFamily`). Values change every scrape and are never cached.
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
@@ -175,6 +177,10 @@ class FastFamily(Metric):
         documentation = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
         return f"# HELP {exposed} {documentation}\n# TYPE {exposed} {self.type}\n"
 
+    def encoded(self) -> Part:
+        """`text()` as UTF-8; never kept (its values change between scrapes)."""
+        return Part(self.text().encode("utf-8"), kept=False)
+
     def text(self) -> str:
         """This family in the text format, exactly as generate_latest writes it."""
         exposed = escape_metric_name(self._sample_name)
@@ -250,13 +256,50 @@ class StateFamily(FastFamily):
         FastFamily.samples.fset(self, samples)  # type: ignore[attr-defined]
         self._runs = []
 
-    def text(self) -> str:
+    def _blocks(self) -> list[str]:
         exposed = escape_metric_name(self._sample_name)
-        parts = [self._head(exposed)]
+        blocks = [self._head(exposed)]
         for known, run_series, run_held in self._runs:
-            parts.extend(map(_state_blocks(exposed, known, self._zeros).block,
-                             [series.text for series in run_series], run_held))
-        return "".join(parts)
+            blocks.extend(map(_state_blocks(exposed, known, self._zeros).block,
+                              [series.text for series in run_series], run_held))
+        return blocks
+
+    def text(self) -> str:
+        return "".join(self._blocks())
+
+    def encoded(self) -> Part:
+        """`text()` as UTF-8, kept: while no resource changes its state, the same bytes object as
+        the last scrape's (`_KeptTexts`), so what is made of them (their gzip) can be kept too."""
+        return Part(_KEPT.encoded(self._blocks()), kept=True)
+
+
+class _KeptTexts:
+    """The UTF-8 text of the last few state families, by their blocks: the blocks come from the
+    `_StateBlocks` caches, so an unchanged family's list holds the very same strings and compares
+    in one pass of identity checks. A few large families (2 per cluster), so few entries."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._texts: OrderedDict[tuple[int, str, str], tuple[list[str], bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encoded(self, blocks: list[str]) -> bytes:
+        key = (len(blocks), blocks[0], blocks[-1])  # a bucket; the whole list decides
+        with self._lock:
+            kept = self._texts.get(key)
+            if kept is not None and kept[0] == blocks:
+                self._texts.move_to_end(key)
+                return kept[1]
+        text = "".join(blocks).encode("utf-8")
+        with self._lock:
+            self._texts[key] = (blocks, text)
+            self._texts.move_to_end(key)
+            while len(self._texts) > self._size:
+                self._texts.popitem(last=False)
+        return text
+
+
+_KEPT = _KeptTexts(8)
 
 
 class _Only:
@@ -267,12 +310,20 @@ class _Only:
         return [self._metric]
 
 
-def encode_parts(metrics: Iterable[Metric]) -> Iterator[bytes]:
+class Part(NamedTuple):
+    """One family's text format, as bytes. `kept`: the same object is handed out again while
+    the family stays the same (a StateFamily), so it may serve as a cache key by identity."""
+
+    text: bytes
+    kept: bool
+
+
+def encode_parts(metrics: Iterable[Metric]) -> Iterator[Part]:
     """The text format (0.0.4) of `metrics`, one family at a time: generate_latest's bytes, faster for FastFamily."""
     for metric in metrics:
-        yield metric.text().encode("utf-8") if isinstance(metric, FastFamily) else generate_latest(_Only(metric))
+        yield metric.encoded() if isinstance(metric, FastFamily) else Part(generate_latest(_Only(metric)), kept=False)
 
 
 def encode(metrics: Iterable[Metric]) -> bytes:
     """The text format (0.0.4) of `metrics` (`encode_parts`, joined)."""
-    return b"".join(encode_parts(metrics))
+    return b"".join([part.text for part in encode_parts(metrics)])

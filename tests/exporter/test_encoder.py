@@ -125,6 +125,7 @@ def test_state_family_is_generate_latest_byte_for_byte(runs: list[tuple[list[tup
                 expected.add_metric([resource_id, state], value)
     assert encode([family]) == latest([expected])
     assert encode([family]) == latest([expected])  # again, from the blocks kept for the next scrape
+    assert family.encoded().text is family.encoded().text  # unchanged: the very bytes, so their gzip is kept
     assert latest([family]) == latest([expected])
 
 

@@ -92,7 +92,9 @@ def test_fast_encoding_is_generate_latest_byte_for_byte(drawn: list) -> None:
 
 @settings(max_examples=100, deadline=None)
 @given(families(), NAMES, st.sampled_from(["gauge", "counter"]))
-def test_a_mirrored_family_is_its_rows_under_its_own_name(drawn: list, name: str, typ: str) -> None:
+def test_a_mirrored_family_is_its_rows_under_its_own_name(
+    drawn: list[tuple[str, str, str, list[str], list[tuple[list[str], float]]]], name: str, typ: str
+) -> None:
     # prometheus-pve-exporter's deprecated gauges: a counter's rows again, under the old name.
     (_, _, documentation, labels, rows), *_ = drawn
     mirrored = reference([(name, typ, documentation, labels, rows)])

@@ -24,6 +24,7 @@ from pveapi.client import PveClient, endpoint_template
 from pveapi.errors import ApiError, ErrorKind
 from pveapi.settings import ConnectionSettings
 
+from .compression import KeptSegments
 from .scrape import NODE_STATUS, Call, CallKey, ScrapeResult
 
 log = structlog.get_logger("pvebalance.exporter")
@@ -85,6 +86,10 @@ class Collection:
         self._gzipped: bytes | None = None
         self._lock = threading.Lock()
 
+    def finish_body(self, body: bytes, gzipped: bytes | None) -> None:
+        """The answer, and its gzip when it was compressed while being rendered (GzipStream)."""
+        self.body, self._gzipped = body, gzipped
+
     def gzipped(self, level: int) -> bytes:
         """`body` gzipped, compressed once for all the scrapes that share it."""
         with self._lock:
@@ -127,6 +132,7 @@ class Target:
         self._lock = threading.Lock()
         self.render_seconds = 0.0  # how long rendering the last answer for this target took
         self.collections = Collections()
+        self.kept_segments = KeptSegments()  # used by one collection at a time (Collections)
 
     def start_calls(self, calls: Sequence[Call]) -> PendingCalls:
         """Submit `calls` to the pool (answering reusable ones from the cache) without waiting."""

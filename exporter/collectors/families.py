@@ -1,19 +1,25 @@
 """Metric families, and the fast text encoding of the large ones.
 
 Small families (node status, cluster info, self-metrics) are prometheus-client's own and go
-through its `generate_latest`. The families of /cluster/resources (about 11 samples per guest)
-are `FastFamily`: each node, guest and storage escapes its label set once (`Series`) and
-shares it with all its families, and `encode()` writes their text directly, byte for byte
-what `generate_latest` writes for the same samples (tests/exporter/test_encoder.py proves it
-with random names, label values and values). prometheus-client's encoder costs about 9 us a
-sample (client_python#1114), most of the scrape at 10,000 guests.
+through its `generate_latest`. The families of /cluster/resources (about 38 samples per guest)
+are `FastFamily`s filled a column at a time: each node, guest and storage escapes its label set
+once (`Series`) and shares it with all its families, and `encode()` writes their text directly,
+byte for byte what `generate_latest` writes for the same samples (tests/exporter/test_encoder.py
+proves it with random names, label values and values). prometheus-client's encoder costs about
+9 us a sample (client_python#1114), most of the scrape at 10,000 guests.
+
+What stays the same from one scrape to the next is kept in bounded LRU caches: label sets
+(`id_series`, `label_series`) and each resource's block of 0/1 state series for the state it
+holds (`StateFamily`). Values change every scrape and are never cached.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
@@ -36,16 +42,24 @@ def _escape_value(value: str) -> str:
 
 _label_name = lru_cache(maxsize=256)(escape_label_name)
 _EXACT = 2**53  # below it an int's float repr is its digits and ".0"
+# floatToGoString's exponent for an int of n digits (n > 6), which it writes past 999,999.
+_EXPONENT = {digits: f"e+{digits - 1:02d}" for digits in range(7, 17)}
 
 
 def go_float(value: float) -> str:
-    """floatToGoString(value), without its float round trip for the ints most samples are."""
-    if type(value) is int and -_EXACT < value < _EXACT:
+    """floatToGoString(value), without its float round trip for the ints and plain floats most samples are."""
+    kind = type(value)
+    if kind is int and -_EXACT < value < _EXACT:
         digits = str(value)
         if value < 1_000_000:
             return digits + ".0"
-        # floatToGoString's exponent form for d > 0 whose repr has the dot past position 6.
-        return f"{(digits[0] + '.' + digits[1:]).rstrip('0.')}e+{len(digits) - 1:02d}"
+        # floatToGoString's exponent form: the digits as a mantissa without trailing zeros.
+        mantissa = digits.rstrip("0")
+        if len(mantissa) > 1:
+            return digits[0] + "." + mantissa[1:] + _EXPONENT[len(digits)]
+        return digits[0] + _EXPONENT[len(digits)]
+    if kind is float and -1e6 < value < 1e6:  # finite, and below where Go switches to exponents
+        return repr(value)
     return str(floatToGoString(value))
 
 
@@ -67,10 +81,53 @@ class Series:
             self.text = ""
 
 
-@lru_cache(maxsize=65536)
+# Label sets and rendered state blocks are kept across scrapes in LRU caches this big: a
+# resource's id, labels and held states rarely change between scrapes, values do (and are never
+# cached). 65,536 covers the two state families of 30,000 guests; a bigger cluster only renders
+# more of them afresh. Each entry is one label set or one block of a few lines.
+CACHED_RESOURCES = 65536
+
+
+@lru_cache(maxsize=CACHED_RESOURCES)
 def id_series(resource_id: str) -> Series:
     """The `{id="..."}` label set, built once per resource for all families and scrapes (ids are stable)."""
     return Series({"id": resource_id})
+
+
+@lru_cache(maxsize=CACHED_RESOURCES)
+def label_series(labels: tuple[tuple[str, str], ...]) -> Series:
+    """The label set of these (name, value) pairs, built once while it stays in use (info series)."""
+    return Series(dict(labels))
+
+
+class _Rows:
+    """A family's (Series, value) rows as two columns, and the values' text once it is written."""
+
+    __slots__ = ("_texts", "series", "values")
+
+    def __init__(self) -> None:
+        self.series: list[Series] = []
+        self.values: list[float] = []
+        self._texts: list[str] | None = None
+
+    def extend(self, series: Iterable[Series], values: Iterable[float]) -> None:
+        added = len(self.series)
+        self.series.extend(series)
+        self.values.extend(values)
+        self._texts = None
+        if len(self.series) != len(self.values):
+            del self.series[added:], self.values[added:]
+            raise ValueError("extend() needs as many values as series")
+
+    def add(self, series: Series, value: float) -> None:
+        self.series.append(series)
+        self.values.append(value)
+        self._texts = None
+
+    def texts(self) -> list[str]:
+        if self._texts is None:
+            self._texts = [go_float(value) for value in self.values]
+        return self._texts
 
 
 class FastFamily(Metric):
@@ -78,12 +135,13 @@ class FastFamily(Metric):
 
     It is still a prometheus-client `Metric`: `samples` builds the usual Sample list on demand,
     so registries, generate_latest (OpenMetrics for backfill) and the parser all work on it.
+    Rows are kept as two columns, so a whole column can be added at once (`extend`).
     """
 
     def __init__(self, name: str, documentation: str, typ: str = "gauge") -> None:
         if typ not in ("gauge", "counter"):
             raise ValueError(f"FastFamily is a gauge or a counter, not {typ}")
-        self._rows: list[tuple[Series, float]] = []
+        self._rows = _Rows()
         if typ == "counter" and name.endswith("_total"):  # as CounterMetricFamily does
             name = name[: -len("_total")]
         super().__init__(name, documentation, typ)
@@ -92,73 +150,156 @@ class FastFamily(Metric):
     @property
     def samples(self) -> list[Sample]:
         name = self._sample_name
-        return [Sample(name, series.labels, value) for series, value in self._rows]
+        return [Sample(name, series.labels, value) for series, value in zip(self._rows.series, self._rows.values, strict=True)]
 
     @samples.setter
     def samples(self, samples: list[Sample]) -> None:
         if samples:  # Metric.__init__ sets [], nothing else may
             raise ValueError("add rows to a FastFamily with add()")
-        self._rows = []
+        self._rows = _Rows()
 
     def add(self, series: Series, value: float) -> None:
-        self._rows.append((series, value))
+        self._rows.add(series, value)
+
+    def extend(self, series: Iterable[Series], values: Iterable[float]) -> None:
+        """Add rows column by column: `series` and `values` pair up in order and must be as long."""
+        self._rows.extend(series, values)
+
+    def mirror(self, name: str, documentation: str, typ: str = "gauge") -> FastFamily:
+        """A family of these same rows under another name (prometheus-pve-exporter's deprecated
+        gauges repeat its counters): the values are written once for both. Rows added to either
+        are in both."""
+        family = FastFamily(name, documentation, typ)
+        family._rows = self._rows
+        return family
 
     def _head(self, exposed: str) -> str:
         documentation = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
         return f"# HELP {exposed} {documentation}\n# TYPE {exposed} {self.type}\n"
 
+    def encoded(self) -> Part:
+        """`text()` as UTF-8; never kept (its values change between scrapes)."""
+        return Part(self.text().encode("utf-8"), kept=False)
+
     def text(self) -> str:
         """This family in the text format, exactly as generate_latest writes it."""
         exposed = escape_metric_name(self._sample_name)
-        return self._head(exposed) + "".join([f"{exposed}{series.text} {go_float(value)}\n" for series, value in self._rows])
+        return self._head(exposed) + "".join(
+            [f"{exposed}{series.text} {value}\n" for series, value in zip(self._rows.series, self._rows.texts(), strict=True)]
+        )
 
 
-@lru_cache(maxsize=1024)
-def _state_tail(state: str, value: int) -> str:
-    return f'{_escape_value(state)}"}} {go_float(value)}\n'
+def _states(held: str | None, known: tuple[str, ...], zeros: bool) -> list[tuple[str, int]]:
+    """The (state, value) series of a resource in `held`: see StateFamily."""
+    states = [(state, 1 if state == held else 0) for state in known] if zeros else []
+    if held and (held not in known or not zeros):
+        states.append((held, 1))
+    return states
+
+
+class _StateBlocks:
+    """The rendered lines of one resource in one state family, by its `{id="..."}` text and held
+    state: they stay the same while the resource holds the state, so they are kept (LRU) across
+    scrapes. One per (family, known states, zeros), so the cache key is two strings."""
+
+    def __init__(self, exposed: str, known: tuple[str, ...], zeros: bool) -> None:
+        self._exposed, self._known, self._zeros = exposed, known, zeros
+        self.block = lru_cache(maxsize=CACHED_RESOURCES)(self._render)
+
+    def _render(self, labels: str, held: str | None) -> str:
+        start = f'{self._exposed}{labels[:-1]},state="'  # "state" sorts after "id"
+        return "".join([f'{start}{_escape_value(state)}"}} {go_float(value)}\n'
+                        for state, value in _states(held, self._known, self._zeros)])
+
+
+@lru_cache(maxsize=64)
+def _state_blocks(exposed: str, known: tuple[str, ...], zeros: bool) -> _StateBlocks:
+    return _StateBlocks(exposed, known, zeros)
 
 
 class StateFamily(FastFamily):
     """A gauge of which state each resource is in: `{id, state}` series, 1 for the held one.
 
     With `zeros` (prometheus-pve-exporter's way) every `known` state gets a series, 0 where not
-    held; a held state outside `known` still gets its 1. Rows are kept per resource and expanded
-    only when written, so the zeros cost no objects.
+    held; a held state outside `known` still gets its 1. Rows are kept per resource, in runs of
+    one `known`, and written from the blocks `_StateBlocks` keeps across scrapes.
     """
 
     def __init__(self, name: str, documentation: str, zeros: bool) -> None:
         super().__init__(name, documentation)
         self._zeros = zeros
-        self._held: list[tuple[Series, str | None, tuple[str, ...]]] = []
+        self._runs: list[tuple[tuple[str, ...], list[Series], list[str | None]]] = []
 
     def add_state(self, series: Series, held: str | None, known: tuple[str, ...]) -> None:
         """`series` labels the resource by `id` alone; a `held` that is not a string renders as its text."""
-        self._held.append((series, held if held is None or type(held) is str else str(held), known))
+        self.add_states([series], [held], known)
 
-    def _states(self, held: str | None, known: tuple[str, ...]) -> list[tuple[str, int]]:
-        states = [(state, 1 if state == held else 0) for state in known] if self._zeros else []
-        if held and (held not in known or not self._zeros):
-            states.append((held, 1))
-        return states
+    def add_states(self, series: Iterable[Series], held: Iterable[str | None], known: tuple[str, ...]) -> None:
+        """`add_state` for each resource of `series` and its state in `held`, in order."""
+        if not self._runs or self._runs[-1][0] != known:
+            self._runs.append((known, [], []))
+        run_series, run_held = self._runs[-1][1], self._runs[-1][2]
+        for one, state in zip(series, held, strict=True):
+            run_series.append(one)
+            run_held.append(state if state is None or type(state) is str else str(state))
 
     @property
     def samples(self) -> list[Sample]:
         name = self._sample_name
         return [Sample(name, {**series.labels, "state": state}, value)
-                for series, held, known in self._held for state, value in self._states(held, known)]
+                for known, run_series, run_held in self._runs
+                for series, held in zip(run_series, run_held, strict=True)
+                for state, value in _states(held, known, self._zeros)]
 
     @samples.setter
     def samples(self, samples: list[Sample]) -> None:
         FastFamily.samples.fset(self, samples)  # type: ignore[attr-defined]
+        self._runs = []
+
+    def _blocks(self) -> list[str]:
+        exposed = escape_metric_name(self._sample_name)
+        blocks = [self._head(exposed)]
+        for known, run_series, run_held in self._runs:
+            blocks.extend(map(_state_blocks(exposed, known, self._zeros).block,
+                              [series.text for series in run_series], run_held))
+        return blocks
 
     def text(self) -> str:
-        exposed = escape_metric_name(self._sample_name)
-        head = self._head(exposed)
-        parts = [head]
-        for series, held, known in self._held:
-            start = f'{exposed}{series.text[:-1]},state="'  # "state" sorts after "id"
-            parts.extend([start + _state_tail(state, value) for state, value in self._states(held, known)])
-        return "".join(parts)
+        return "".join(self._blocks())
+
+    def encoded(self) -> Part:
+        """`text()` as UTF-8, kept: while no resource changes its state, the same bytes object as
+        the last scrape's (`_KeptTexts`), so what is made of them (their gzip) can be kept too."""
+        return Part(_KEPT.encoded(self._blocks()), kept=True)
+
+
+class _KeptTexts:
+    """The UTF-8 text of the last few state families, by their blocks: the blocks come from the
+    `_StateBlocks` caches, so an unchanged family's list holds the very same strings and compares
+    in one pass of identity checks. A few large families (2 per cluster), so few entries."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._texts: OrderedDict[tuple[int, str, str], tuple[list[str], bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def encoded(self, blocks: list[str]) -> bytes:
+        key = (len(blocks), blocks[0], blocks[-1])  # a bucket; the whole list decides
+        with self._lock:
+            kept = self._texts.get(key)
+            if kept is not None and kept[0] == blocks:
+                self._texts.move_to_end(key)
+                return kept[1]
+        text = "".join(blocks).encode("utf-8")
+        with self._lock:
+            self._texts[key] = (blocks, text)
+            self._texts.move_to_end(key)
+            while len(self._texts) > self._size:
+                self._texts.popitem(last=False)
+        return text
+
+
+_KEPT = _KeptTexts(8)
 
 
 class _Only:
@@ -169,10 +310,20 @@ class _Only:
         return [self._metric]
 
 
+class Part(NamedTuple):
+    """One family's text format, as bytes. `kept`: the same object is handed out again while
+    the family stays the same (a StateFamily), so it may serve as a cache key by identity."""
+
+    text: bytes
+    kept: bool
+
+
+def encode_parts(metrics: Iterable[Metric]) -> Iterator[Part]:
+    """The text format (0.0.4) of `metrics`, one family at a time: generate_latest's bytes, faster for FastFamily."""
+    for metric in metrics:
+        yield metric.encoded() if isinstance(metric, FastFamily) else Part(generate_latest(_Only(metric)), kept=False)
+
+
 def encode(metrics: Iterable[Metric]) -> bytes:
-    """The text format (0.0.4) of `metrics`: generate_latest's bytes, faster for FastFamily."""
-    parts = [
-        metric.text().encode("utf-8") if isinstance(metric, FastFamily) else generate_latest(_Only(metric))
-        for metric in metrics
-    ]
-    return b"".join(parts)
+    """The text format (0.0.4) of `metrics` (`encode_parts`, joined)."""
+    return b"".join([part.text for part in encode_parts(metrics)])

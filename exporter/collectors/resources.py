@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from prometheus_client.metrics_core import Metric
 
 from .base import ResultCollector
-from .families import FastFamily, Series, StateFamily, id_series
+from .families import FastFamily, StateFamily, id_series, label_series
 
 # Families of one series per node, guest or storage, labelled by `id` alone.
 ID_GAUGES = {
@@ -47,72 +47,68 @@ class ResourcesCollector(ResultCollector):
         inventory = self._result.inventory
         if inventory is None:
             return
-        gauges = {key: FastFamily(name, text) for key, (name, text) in ID_GAUGES.items()}
-        counters = [(field, FastFamily(name, text, "counter")) for field, name, text in GUEST_COUNTERS]
-        deprecated = [
-            (field, FastFamily(DEPRECATED_GAUGE.get(name, name), f"{text}; DEPRECATED: use {name}_total"))
-            for field, name, text in GUEST_COUNTERS
-        ] if self._options.deprecated else []
-        cpu_ratio, cpu_limit, mem_used, mem_size, disk_used, disk_size, uptime = gauges.values()
-        info = {name: FastFamily(name, text) for name, text in (
-            ("pve_guest_info", "Guest info"),
-            ("pve_guest_tag_info", "One series per guest tag"),
-            ("pve_guest_pool_info", "The pool of a guest"),
-            ("pve_storage_info", "Storage info"),
-            ("pve_storage_shared", "1 if the storage is shared among the cluster's nodes"),
-        )}
-        guest_info, tag_info, pool_info, storage_info, storage_shared = info.values()
+        # Each family is filled a column at a time: nodes, then guests, then storages, in order.
+        nodes, guests, storages = inventory.nodes, inventory.guests, inventory.storages
+        online = [node for node in nodes if node.online]  # offline nodes report no usage; 0 would read as idle
+        node_ids = [id_series(node.id) for node in nodes]
+        online_ids = [id_series(node.id) for node in online]
+        guest_ids = [id_series(guest.id) for guest in guests]
+        storage_ids = [id_series(storage.id) for storage in storages]
         zeros = self._options.zeros
-        ha_state = StateFamily("pve_ha_state", "1 for the current HA state of an HA-managed guest or node", zeros)
-        lock_state = StateFamily("pve_lock_state", "1 for the guest's current config lock", zeros)
+        # qemu always reports disk 0; prometheus-pve-exporter writes it (`zeros`)
+        disk_guests = [(series, guest.disk) for series, guest in zip(guest_ids, guests, strict=True)
+                       if zeros or guest.type == "lxc"]
 
-        for node in inventory.nodes:
-            series = id_series(node.id)
-            cpu_limit.add(series, node.maxcpu)
-            mem_size.add(series, node.maxmem)
-            disk_size.add(series, node.maxdisk)
-            if node.online:  # offline nodes report no usage; 0 would read as idle
-                cpu_ratio.add(series, node.cpu)
-                mem_used.add(series, node.mem)
-                disk_used.add(series, node.disk)
-                uptime.add(series, node.uptime)
-            ha_state.add_state(series, node.hastate, NODE_HA_STATES)
-
-        for guest in inventory.guests:
-            guest_id = guest.id
-            series = id_series(guest_id)
-            cpu_ratio.add(series, guest.cpu)
-            cpu_limit.add(series, guest.maxcpu)
-            mem_used.add(series, guest.mem)
-            mem_size.add(series, guest.maxmem)
-            if guest.type == "lxc" or zeros:  # qemu always reports disk 0
-                disk_used.add(series, guest.disk)
-            disk_size.add(series, guest.maxdisk)
-            uptime.add(series, guest.uptime)
-            for field, family in counters:
-                family.add(series, getattr(guest, field))
-            for field, family in deprecated:
-                family.add(series, getattr(guest, field))
-            tags = sorted(guest.tags)
-            guest_info.add(Series({"id": guest_id, "node": guest.node, "name": guest.name, "type": guest.type,
-                                   "template": "1" if guest.template else "0", "tags": ";".join(tags)}), 1)
-            for tag in tags:
-                tag_info.add(Series({"id": guest_id, "tag": tag}), 1)
-            if guest.pool:
-                pool_info.add(Series({"id": guest_id, "pool": guest.pool}), 1)
-            ha_state.add_state(series, guest.hastate, GUEST_HA_STATES)
-            lock_state.add_state(series, guest.lock, LOCK_STATES)
-
-        for storage in inventory.storages:
-            series = id_series(storage.id)
-            disk_used.add(series, storage.disk)
-            disk_size.add(series, storage.maxdisk)
-            storage_shared.add(series, 1 if storage.shared else 0)
-            storage_info.add(Series({"id": storage.id, "node": storage.node, "storage": storage.storage,
-                                     "content": ",".join(sorted(storage.content)), "plugintype": storage.plugintype}), 1)
-
+        gauges = {key: FastFamily(name, text) for key, (name, text) in ID_GAUGES.items()}
+        for key, family in gauges.items():
+            if key in ("cpu", "mem", "uptime"):
+                family.extend(online_ids, [getattr(node, key) for node in online])
+            elif key == "disk":
+                family.extend(online_ids, [node.disk for node in online])
+            else:
+                family.extend(node_ids, [getattr(node, key) for node in nodes])
+            if key == "disk":
+                family.extend([series for series, _ in disk_guests], [disk for _, disk in disk_guests])
+            else:
+                family.extend(guest_ids, [getattr(guest, key) for guest in guests])
+            if key in ("disk", "maxdisk"):
+                family.extend(storage_ids, [getattr(storage, key) for storage in storages])
         yield from gauges.values()
-        yield from (family for _, family in counters + deprecated)
-        yield from info.values()
-        yield from (ha_state, lock_state)
 
+        deprecated = self._options.deprecated
+        counters = [FastFamily(name, text, "counter") for _, name, text in GUEST_COUNTERS]
+        for (field, _, _), counter in zip(GUEST_COUNTERS, counters, strict=True):
+            counter.extend(guest_ids, [getattr(guest, field) for guest in guests])
+        yield from counters
+        if deprecated:
+            yield from (counter.mirror(DEPRECATED_GAUGE.get(name, name), f"{text}; DEPRECATED: use {name}_total")
+                        for (_, name, text), counter in zip(GUEST_COUNTERS, counters, strict=True))
+
+        guest_info = FastFamily("pve_guest_info", "Guest info")
+        tag_info = FastFamily("pve_guest_tag_info", "One series per guest tag")
+        pool_info = FastFamily("pve_guest_pool_info", "The pool of a guest")
+        tags = [sorted(guest.tags) for guest in guests]
+        guest_info.extend([label_series((("id", guest.id), ("node", guest.node), ("name", guest.name),
+                                         ("type", guest.type), ("template", "1" if guest.template else "0"),
+                                         ("tags", ";".join(held))))
+                           for guest, held in zip(guests, tags, strict=True)], [1] * len(guests))
+        tag_series = [label_series((("id", guest.id), ("tag", tag))) for guest, held in zip(guests, tags, strict=True)
+                      for tag in held]
+        tag_info.extend(tag_series, [1] * len(tag_series))
+        pool_series = [label_series((("id", guest.id), ("pool", guest.pool))) for guest in guests if guest.pool]
+        pool_info.extend(pool_series, [1] * len(pool_series))
+        storage_info = FastFamily("pve_storage_info", "Storage info")
+        storage_info.extend([label_series((("id", storage.id), ("node", storage.node), ("storage", storage.storage),
+                                           ("content", ",".join(sorted(storage.content))),
+                                           ("plugintype", storage.plugintype)))
+                             for storage in storages], [1] * len(storages))
+        storage_shared = FastFamily("pve_storage_shared", "1 if the storage is shared among the cluster's nodes")
+        storage_shared.extend(storage_ids, [1 if storage.shared else 0 for storage in storages])
+        yield from (guest_info, tag_info, pool_info, storage_info, storage_shared)
+
+        ha_state = StateFamily("pve_ha_state", "1 for the current HA state of an HA-managed guest or node", zeros)
+        ha_state.add_states(node_ids, [node.hastate for node in nodes], NODE_HA_STATES)
+        ha_state.add_states(guest_ids, [guest.hastate for guest in guests], GUEST_HA_STATES)
+        lock_state = StateFamily("pve_lock_state", "1 for the guest's current config lock", zeros)
+        lock_state.add_states(guest_ids, [guest.lock for guest in guests], LOCK_STATES)
+        yield from (ha_state, lock_state)

@@ -27,11 +27,10 @@ class StatusCollector(ResultCollector):
         status = cluster_status(self._result)
         if status is not None and status.name is not None:
             up.add(id_series(cluster_id(status.name)), 1 if status.quorate else 0)
-        for node in inventory.nodes:
-            answered = node.online and not self._result.failed(NODE_STATUS, node.name)
-            up.add(id_series(node.id), 1 if answered else 0)
-        for guest in inventory.guests:
-            up.add(id_series(guest.id), 1 if guest.running else 0)
-        for storage in inventory.storages:
-            up.add(id_series(storage.id), 1 if storage.status == "available" else 0)
+        nodes, guests, storages = inventory.nodes, inventory.guests, inventory.storages
+        up.extend([id_series(node.id) for node in nodes],
+                  [1 if node.online and not self._result.failed(NODE_STATUS, node.name) else 0 for node in nodes])
+        up.extend([id_series(guest.id) for guest in guests], [1 if guest.running else 0 for guest in guests])
+        up.extend([id_series(storage.id) for storage in storages],
+                  [1 if storage.status == "available" else 0 for storage in storages])
         yield up

@@ -69,7 +69,9 @@ def _config(tmp_path: Path, sim: RunningSimulator, llm: RunningLlm, prometheus: 
     block = {"provider": llm.provider, "model": "test-model", "base_url": llm.url, "api_key_file": "ai.key",
              "timeout": 10, **ai}
     optional: dict[str, Any] = {"prometheus": prometheus} if prometheus else {}
-    return write_config(tmp_path, sim, ai=block, **optional)
+    # Our own plan is shown beside the AI's, but these tests are about the AI's: the greedy plan
+    # (search off) stands for ours, the local search would only cost each test its CPU time.
+    return write_config(tmp_path, sim, ai=block, policy={"search": "off"}, **optional)
 
 
 def _advise(capsys: pytest.CaptureFixture[str], config: Path, *args: str) -> tuple[int, str, str]:

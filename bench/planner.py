@@ -519,6 +519,7 @@ def main() -> None:
     bench_policy = Policy(trigger=0.0, max_moves=10_000, max_moves_per_node=10_000, max_copy=1 << 60,
                           max_copy_per_node=1 << 60, max_migration_seconds=1e12, max_migration_seconds_per_node=1e12)
     summary = []
+    defaults: list[tuple[Scenario, Result]] = []  # each scenario's plan with the defaults
     reach: list[tuple[str | int, ...]] = []  # scenario, method, ProxLB moves, ours; then the same from the common start
     for sc in scenarios():
         before = Constraints(sc.model, sc.rules, Policy())
@@ -528,6 +529,7 @@ def main() -> None:
         results = [ours(sc, Policy(), f"pvebalance (defaults, search {Policy().search})", repeat),
                    ours(sc, bench_policy, "pvebalance (no trigger, no budget)", repeat)]
         full = results[1]
+        defaults.append((sc, results[0]))
         results += [ours(sc, Policy(search=effort), f"pvebalance (defaults, search {effort})", repeat)
                     for effort in SEARCH_EFFORTS if effort != Policy().search]
         for method in ("memory", "cpu"):
@@ -609,9 +611,47 @@ def main() -> None:
         common_cells = f"{entry[4]} | {entry[5]}" if len(entry) > 4 else "- | -"
         lines.append(f"| {scenario_name} | {proxlb_method} | {theirs} | {mine} | {common_cells} |")
     lines.append("")
+    lines += _targets(defaults, summary, reach)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text("\n".join(lines), encoding="utf-8")
     print(RESULTS.read_text(encoding="utf-8"))
+
+
+# Issue 11's targets for the default plan: planning time by cluster size, in CPU seconds.
+TIME_TARGETS = (("demo", 60, 0.3), ("1,000 guests / 16 nodes", 1000, 1.0), ("10,000 guests / 64 nodes", 10000, 10.0))
+
+
+def _targets(defaults: Sequence[tuple[Scenario, Result]], summary: Sequence[tuple[str, int, float, float, float]],
+             reach: Sequence[tuple[str | int, ...]]) -> list[str]:
+    """The targets, each met or missed with its figures."""
+    def verdict(ok: bool) -> str:
+        return "met" if ok else "MISSED"
+
+    lines = ["## Targets", ""]
+    for label, guests, limit in TIME_TARGETS:
+        for sc, result in defaults:
+            if len(sc.model.guests) == guests:
+                lines.append(f"- {label} planned with the defaults in {result.seconds * 1000:.0f} ms of CPU "
+                             f"(target < {limit:g} s): {verdict(result.seconds < limit)}.")
+    effort = Policy().search
+    rows = [entry for entry in summary if entry[0].endswith(f"(search {effort})")]
+    # within 2% of the optimum's imbalance, or 0.002 absolute
+    close = [(name, moves, got, best) for name, moves, _, got, best in rows if got <= best * 1.02 or got - best <= 0.002]
+    worst = max(rows, key=lambda entry: entry[3] - entry[4]) if rows else None
+    if worst is not None:
+        lines.append(f"- At the default effort ({effort}), {len(close)} of {len(rows)} equal-budget rows within 2% "
+                     f"(or 0.002) of the ILP optimum; the farthest: {worst[0]}, {worst[1]} moves, "
+                     f"{worst[3]:.4f} vs {worst[4]:.4f}: {verdict(len(close) == len(rows))}.")
+    more = []
+    for entry in reach:
+        common = len(entry) > 4
+        theirs, mine = (entry[4], entry[5]) if common else (entry[2], entry[3])
+        if int(str(mine).split()[0]) > int(theirs):
+            more.append(f"{entry[0]} {entry[1]}: {mine} vs {theirs}{' (common start)' if common else ''}")
+    lines.append(f"- Never more moves than ProxLB needs to reach ProxLB's balance (from the common start where "
+                 f"there are rules to repair, else from the snapshot): "
+                 f"{verdict(not more)}{': ' + '; '.join(more) if more else ''}.")
+    return [*lines, ""]
 
 
 def _missed(before: float, got: float, best: float) -> str:

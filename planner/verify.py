@@ -41,7 +41,8 @@ def _after_is_what_the_moves_make(model: ClusterModel, plan: Plan) -> list[str]:
             mem.update({node: demand[vmid].mem, home[vmid]: -demand[vmid].mem})
             vcpus.update({node: demand[vmid].vcpus, home[vmid]: -demand[vmid].vcpus})
     before = {n.name: n for n in plan.nodes_before}
-    errors = []
+    errors = [f"end of plan: {name} has figures before but none after"
+              for name in sorted(set(before) - {n.name for n in plan.nodes_after})]
     for after in plan.nodes_after:
         was = before.get(after.name)
         if was is None or after.mem_bytes - was.mem_bytes != mem[after.name] or abs(after.vcpus - was.vcpus - vcpus[after.name]) > 1e-6:

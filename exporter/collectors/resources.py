@@ -61,10 +61,8 @@ class ResourcesCollector(ResultCollector):
 
         gauges = {key: FastFamily(name, text) for key, (name, text) in ID_GAUGES.items()}
         for key, family in gauges.items():
-            if key in ("cpu", "mem", "uptime"):
+            if key in ("cpu", "mem", "uptime", "disk"):
                 family.extend(online_ids, [getattr(node, key) for node in online])
-            elif key == "disk":
-                family.extend(online_ids, [node.disk for node in online])
             else:
                 family.extend(node_ids, [getattr(node, key) for node in nodes])
             if key == "disk":

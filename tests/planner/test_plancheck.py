@@ -2,6 +2,7 @@
 
 import dataclasses
 
+from planner.framework import plan
 from planner.model import Move, MoveKind, Plan
 from planner.policy import Policy
 from planner.rules import RuleSet, load_rules
@@ -79,3 +80,17 @@ def test_an_affinity_group_may_only_come_apart_while_it_moves() -> None:
         "step 2 (202 pve2 -> pve1): moves another guest while affinity group 'x' (tag plb_affinity_x) is still split"
     ]
     assert run(step(200, "pve1", "pve2")) == ["end of plan: affinity group 'x' (tag plb_affinity_x) is left split"]
+
+
+def test_a_plan_whose_figures_after_are_not_its_moves_is_refused() -> None:
+    """A plan shows what applying it leaves: figures after that its moves do not make are an error."""
+    model = cluster([node("pve1"), node("pve2")], [guest(200, "pve1", 4, 8), guest(201, "pve1", 4, 8)])
+    made = plan(model, RuleSet(), Policy())
+    assert made.moves and verify_plan(model, RuleSet(), Policy(), made) == []
+    unmoved = dataclasses.replace(made, nodes_after=made.nodes_before)  # the moves, but no change shown
+    problems = verify_plan(model, RuleSet(), Policy(), unmoved)
+    assert problems and all(p.startswith("end of plan: ") and "as the plan says, but its moves leave it" in p
+                            for p in problems)
+    missing = dataclasses.replace(made, nodes_after=made.nodes_after[1:])
+    assert f"end of plan: {made.nodes_after[0].name} has figures before but none after" in verify_plan(
+        model, RuleSet(), Policy(), missing)

@@ -165,7 +165,7 @@ def test_a_capture_is_rehearsed_as_the_readme_says(tmp_path: Path) -> None:
     with _serving(args, cwd=tmp_path) as (started, pid):
         token_file = Path(started["token_file"])
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600 and "root@pam!rehearse" in started["tokens"]
-        assert started["time_scale"] == 60  # constant loads: migrations finish 60x sooner, nothing else changes
+        assert started["time_scale"] == 60  # constant loads: migrations finish 60x sooner
         secret = token_file.read_text().strip()
         assert secret not in Path(f"/proc/{pid}/cmdline").read_bytes().decode() and secret not in json.dumps(started)
         assert _get(started, "/version", f"root@pam!rehearse={secret}").json()["data"]["version"] == "9.0.10"

@@ -10,6 +10,8 @@ import pytest
 import yaml
 
 from controller.cli import main
+from pveapi.client import PveClient
+from pveapi.errors import ApiError
 from tests.controller.conftest import write_config
 from tests.support.sim import RunningSimulator, running_simulator
 
@@ -81,3 +83,15 @@ def test_a_tls_failure_says_what_to_do_and_nothing_unrelated(frozen_sim: Running
     assert code == 2 and out == "" and len(lines) == 1 and "Traceback" not in err
     assert lines[0].endswith("TLS certificate verification failed - install the cluster's CA or set verify_ssl: false")
     assert "check the host, port" not in err
+
+
+def test_a_ca_file_removed_while_running_is_an_api_error_not_a_crash(frozen_sim: RunningSimulator, tmp_path: Path) -> None:
+    """The lease renewer and the loop catch ApiError: a bare OSError from requests killed the thread."""
+    ca = tmp_path / "ca.pem"
+    ca.write_bytes(Path(frozen_sim.ca_path).read_bytes())
+    client = PveClient(frozen_sim.connection_settings(verify_ssl=str(ca)))
+    assert client.get("/version")["version"]
+    ca.unlink()
+    with pytest.raises(ApiError) as raised:
+        client.get("/version")
+    assert str(raised.value).endswith("the CA file that proxmox.verify_ssl names cannot be read - check it exists and is readable")

@@ -54,7 +54,10 @@ def test_an_applied_plan_is_measured_against_prometheus_at_every_horizon(tmp_pat
             path = write_config(tmp_path, sim, prometheus={"url": prom.url, "window": "1h", "max_data_age": "10m"},
                                 run=AUTO, apply=APPLY)
             controller = _controller(sim, path, prom.url)
-            summary = controller.cycle()
+            try:
+                summary = controller.cycle()
+            finally:
+                controller.release()  # its lease renewer would outlive the simulator
             assert summary.result == "applied" and summary.report is not None and summary.report.count("succeeded")
             before = _metrics(controller)
         [outcome] = OutcomeLog.load(controller.config.run.state_file).outcomes
@@ -69,7 +72,10 @@ def test_an_applied_plan_is_measured_against_prometheus_at_every_horizon(tmp_pat
         sim.set_time(outcome.applied_at + HORIZONS[-1] + 60)
         with running_prometheus(tsdb) as prom:
             later = _controller(sim, path, prom.url)
-            later.cycle()
+            try:
+                later.cycle()
+            finally:
+                later.release()
             after = _metrics(later)
     [first, *_] = OutcomeLog.load(later.config.run.state_file).outcomes
     assert sorted(first.observed) == ["1h", "24h", "5m"]

@@ -95,7 +95,10 @@ def test_pressure_relieves_a_node_that_stalls_at_moderate_utilisation(tmp_path: 
             assert config.prometheus is not None
             controller = Controller(config, PveClient(config.proxmox), PromQL(config.prometheus), clock=sim.clock,
                                     sleep=sim.advance)
-            summary = controller.cycle()  # pressure_weight 2: carries out the plan
+            try:
+                summary = controller.cycle()  # pressure_weight 2: carries out the plan
+            finally:
+                controller.release()  # its lease renewer would outlive the simulator
         assert summary.result == "applied" and summary.report is not None
         applied = sim.clock()
         backfill(sim.connection_settings(), sim.admin_url, applied, applied + HOUR, 60, tsdb, PSI)

@@ -74,15 +74,15 @@ class Context:
 
     # --- the budget -----------------------------------------------------------------------
 
-    def charge(self, vmid: int, source: str, relief: bool = False) -> Charge:
-        """What moving `vmid` off `source` costs; a relief move (cause relief) is not counted per node."""
-        # Charged before the target is known: the source's own bwlimit (or the global one) times it.
-        return Charge(self.copy_bytes(vmid), self.est_seconds(vmid, source, source), counted_per_node=not relief)
+    def charge(self, vmid: int, source: str, target: str, relief: bool = False) -> Charge:
+        """What moving `vmid` from `source` to `target` costs (timed as the move shows it, with both
+        nodes' bwlimits); a relief move (cause relief) is not counted per node."""
+        return Charge(self.copy_bytes(vmid), self.est_seconds(vmid, source, target), counted_per_node=not relief)
 
     def refusal(self, vmid: int, target: str, relief: bool = False) -> str | None:
         """The budget limit a balancing move of `vmid` to `target` would cross, or None."""
         source = self.state.where[vmid]
-        return self.budget.refusal(self.charge(vmid, source, relief), source, target)
+        return self.budget.refusal(self.charge(vmid, source, target, relief), source, target)
 
     def admits(self, steps: Sequence[tuple[int, str]]) -> bool:
         """Whether the budget takes all these balancing moves, made in this order."""
@@ -90,7 +90,7 @@ class Context:
         where = dict((v, self.state.where[v]) for v, _ in steps)
         ok = True
         for vmid, target in steps:
-            charge = self.charge(vmid, where[vmid])
+            charge = self.charge(vmid, where[vmid], target)
             why = self.budget.refusal(charge, where[vmid], target)
             if why is not None:
                 self.refused.add(why)
@@ -159,7 +159,7 @@ class Context:
     def commit(self, vmid: int, target: str, why: Why) -> Move | None:
         """Admit and make one move; None when the budget refuses it (never a mandatory one)."""
         source = self.state.where[vmid]
-        charge = self.charge(vmid, source, relief=why.cause is Cause.RELIEF)
+        charge = self.charge(vmid, source, target, relief=why.cause is Cause.RELIEF)
         if why.cause.kind is not MoveKind.MANDATORY:
             refused = self.budget.refusal(charge, source, target)
             if refused is not None:

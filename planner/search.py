@@ -73,13 +73,13 @@ class _Search:
         # search may also repair a rule with another guest than greedy did.
         # When balancing did not run, the search may place the mandatory moves better, no more.
         self.budget = Budget(ctx.policy if ctx.balancing else replace(ctx.policy, max_moves=0))
-        self._charges: dict[int, Charge] = {}
+        self._charges: dict[tuple[int, str], Charge] = {}
         for m in ctx.moves:
             if m.kind is MoveKind.MANDATORY:
-                self.budget.spend(self._charge(m.vmid), m.source, m.target, -1)
+                self.budget.spend(self._charge(m.vmid, m.target), m.source, m.target, -1)
         for vmid, home in origin.items():
             if state.where[vmid] != home:
-                self.budget.spend(self._charge(vmid), home, state.where[vmid])
+                self.budget.spend(self._charge(vmid, state.where[vmid]), home, state.where[vmid])
         self.tried = 0
         self.kind = {id(g): False for g in rules.apart} | {id(g): True for g in rules.together}
         self.level = {id(g): g.violation(self.kind[id(g)]) for g in (*rules.apart, *rules.together)}
@@ -107,12 +107,13 @@ class _Search:
         self.may = {v: frozenset(i for i, n in enumerate(self.nodes)
                                  if v not in rules.allowed or n.name in rules.allowed[v]) for v in self.guests}
 
-    def _charge(self, vmid: int) -> Charge:
-        """What the guest's move from home costs: the same whatever its target, so kept."""
-        charge = self._charges.get(vmid)
+    def _charge(self, vmid: int, target: str) -> Charge:
+        """What the guest's move from home to `target` costs (kept: asked again on every change)."""
+        charge = self._charges.get((vmid, target))
         if charge is None:
-            charge = self._charges[vmid] = self.ctx.charge(vmid, self.origin[vmid],
-                                                           relief=self.origin[vmid] in self.ctx.hot_at_start)
+            home = self.origin[vmid]
+            charge = self._charges[vmid, target] = self.ctx.charge(vmid, home, target,
+                                                                  relief=home in self.ctx.hot_at_start)
         return charge
 
     def _room(self) -> int:
@@ -213,11 +214,10 @@ class _Search:
     def _shift(self, change: Change) -> None:
         for vmid, target in change:
             home, was = self.origin[vmid], self.ctx.state.where[vmid]
-            charge = self._charge(vmid)
             if was != home:
-                self.budget.spend(charge, home, was, -1)
+                self.budget.spend(self._charge(vmid, was), home, was, -1)
             if target != home:
-                self.budget.spend(charge, home, target)
+                self.budget.spend(self._charge(vmid, target), home, target)
             self.ctx.shift(vmid, target)
 
     def _allowed(self, change: Change, before: dict[str, tuple[int, float, float]]) -> bool:

@@ -51,3 +51,15 @@ def test_plans_are_the_same_whatever_the_search_effort_is_asked_twice() -> None:
     for effort in ("off", "quick", "thorough"):
         policy = Policy(search=effort)
         assert plan(hot_cluster(), RuleSet(), policy) == plan(hot_cluster(), RuleSet(), policy)
+
+
+def test_the_time_budget_charges_a_move_as_long_as_the_plan_shows_it() -> None:
+    """A target's own bwlimit slows the migration: the budget must count that time, not the source's."""
+    model = cluster([node("a", mem_gib=64), node("b", mem_gib=64)],
+                    [guest(100, "a", 4, 8), guest(101, "a", 4, 8), guest(102, "a", 4, 8)])
+    fast = plan(model, RuleSet(), Policy(search="off"))
+    assert fast.moves and all(m.target == "b" for m in fast.moves)
+    slow_policy = Policy(search="off", node_bwlimit={"b": 1000})  # KiB/s: 8 GiB takes over 2 hours
+    slow = plan(model, RuleSet(), slow_policy)
+    assert slow.moves == ()
+    assert any("max_migration_seconds" in n for n in slow.notes)

@@ -233,7 +233,7 @@ def _apply(args: argparse.Namespace) -> int:
         with Progress("apply: preparing", quiet_for=PLAN_QUIET) as progress:
             progress.update(note="reading cooldowns from the state file and the cluster's task list")
             state = LoopState.load(config.run.state_file, cluster_identity(client), writable=not args.dry_run)
-            outcomes = OutcomeLog.load(config.run.state_file, config.run.outcomes_kept)  # before migrating: a bad file stops here
+            outcomes = OutcomeLog.load(config.run.state_file, config.run.outcomes_kept, writable=not args.dry_run)  # before migrating: a bad file stops here
             hold = cooldown_holds(client, config, state)
             cycle = None if reviewed is not None else run_cycle(client, promql, config, hold, on_step=_noting(progress))
         plan = reviewed.plan if reviewed is not None else cycle.plan if cycle is not None else None

@@ -7,11 +7,10 @@ of `apply` and `run`. While a node is drained every plan treats it as a maintena
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from controller.jsonfile import read_json, write_json
 from planner.rules import MaintenanceRule, RuleSet
 from pveapi.errors import ConfigError
 
@@ -31,13 +30,10 @@ class DrainState:
     @classmethod
     def load(cls, state_file: Path) -> DrainState:
         path = drain_path(state_file)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        # Refused rather than forgotten when unreadable: guests could be placed on a node under maintenance.
+        data = read_json(path, "drain state", "drained nodes are then forgotten")
+        if data is None:
             return cls(path)
-        except (OSError, ValueError) as exc:
-            # Refuse rather than forget a drain: guests could be placed on a node under maintenance.
-            raise ConfigError(f"drain state {path}: unreadable ({exc}); fix or remove it (drained nodes are then forgotten)") from None
         try:
             nodes = dict(data["nodes"])
             return cls(
@@ -49,22 +45,11 @@ class DrainState:
             raise ConfigError(f"drain state {path}: not a pvebalance drain file; fix or remove it") from None
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
         nodes = {
             node: {"since": since, "guests": {str(v): at for v, at in sorted(self.came_from.get(node, {}).items())}}
             for node, since in sorted(self.since.items())
         }
-        with tmp.open("w", encoding="utf-8") as handle:
-            handle.write(json.dumps({"version": 1, "nodes": nodes}, indent=1) + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())  # on disk before it replaces the old file: a crash leaves one or the other
-        os.replace(tmp, self.path)
-        directory = os.open(self.path.parent, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power loss
-        finally:
-            os.close(directory)
+        write_json(self.path, {"version": 1, "nodes": nodes}, "drain state")
 
     @property
     def drained(self) -> frozenset[str]:

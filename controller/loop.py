@@ -72,7 +72,7 @@ class Controller:
         self.sleep = sleep
         self.dry_run = dry_run
         self._state: LoopState | None = None  # read at the first cycle: the API may be down at start
-        self.outcomes = OutcomeLog.load(config.run.state_file, config.run.outcomes_kept)
+        self.outcomes = OutcomeLog.load(config.run.state_file, config.run.outcomes_kept, writable=not dry_run)
         self.outcome_metrics = OutcomeMetrics(self.metrics.registry)
         self.lock = ControllerLock(config.run.state_file)
         # Every mode may migrate: automatic in the loop, manual when an operator asks through the API.

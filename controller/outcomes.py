@@ -13,8 +13,6 @@ newest `run.outcomes_kept`), replaced atomically like it.
 
 from __future__ import annotations
 
-import json
-import os
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from controller.executor import ApplyReport
 from controller.forecast import duration_text
+from controller.jsonfile import read_json, write_json
 from controller.promql import PrometheusError, PromQL
 from planner.model import Move, Plan
 from planner.placement import imbalance
@@ -101,27 +100,24 @@ class OutcomeLog:
     path: Path
     kept: int = 20
     outcomes: list[PlanOutcome] = field(default_factory=list)
+    writable: bool = True  # False for dry runs: they change nothing on disk
 
     @classmethod
-    def load(cls, state_file: Path, kept: int = 20) -> OutcomeLog:
+    def load(cls, state_file: Path, kept: int = 20, writable: bool = True) -> OutcomeLog:
         path = outcomes_path(state_file)
+        data = read_json(path, "outcome file", "past outcomes are then lost")
+        if data is None:
+            return cls(path, kept, writable=writable)
         try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
-            return cls(path, kept)
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"outcome file {path}: unreadable ({exc}); fix or remove it (past outcomes are then lost)") from None
-        try:
-            return cls(path, kept, [PlanOutcome.from_dict(o) for o in data["outcomes"]][-kept:])
+            return cls(path, kept, [PlanOutcome.from_dict(o) for o in data["outcomes"]][-kept:], writable)
         except (KeyError, TypeError, ValueError, AttributeError):
             raise ConfigError(f"outcome file {path}: not a pvebalance outcome file; fix or remove it") from None
 
     def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        payload = {"version": 1, "outcomes": [o.to_dict() for o in self.outcomes[-self.kept:]]}
-        tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-        os.replace(tmp, self.path)
+        if not self.writable:
+            return
+        write_json(self.path, {"version": 1, "outcomes": [o.to_dict() for o in self.outcomes[-self.kept:]]},
+                   "outcome file")
 
     def add(self, outcome: PlanOutcome) -> None:
         self.outcomes = [*self.outcomes, outcome][-self.kept:]

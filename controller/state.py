@@ -12,7 +12,6 @@ other hosts, or with other state files, are kept out by the cluster lease (contr
 from __future__ import annotations
 
 import fcntl
-import json
 import os
 import socket
 import time
@@ -21,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
+from controller.jsonfile import read_json, unwritable, write_json
 from pveapi.errors import ConfigError, PvebalanceError
 
 AUTOMATION_MODES = ("manual", "automatic", "paused")  # paused: nothing migrates, not even on request
@@ -45,15 +45,10 @@ class LoopState:
 
     @classmethod
     def load(cls, path: Path, cluster: str, writable: bool = True) -> LoopState:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except FileNotFoundError:
+        # Refused rather than forgotten when unreadable: guests could move again too soon.
+        data = read_json(path, "state file", "cooldowns it holds are then lost")
+        if data is None:
             return cls(path, cluster, writable=writable)
-        except (OSError, ValueError) as exc:
-            # Refuse rather than forget cooldowns: guests could move again too soon.
-            raise ConfigError(
-                f"state file {path}: unreadable ({exc}); fix or remove it (cooldowns it holds are then lost)"
-            ) from None
         try:
             owner = data.get("cluster")  # absent in files written before version 2: adopted
             moved = {int(k): float(v) for k, v in dict(data.get("moved", {})).items()}
@@ -76,13 +71,7 @@ class LoopState:
             return
         payload = {"version": 2, "cluster": self.cluster, "moved": {str(k): v for k, v in sorted(self.moved.items())},
                    "above_trigger_since": self.above_trigger_since, "automation": self.automation}
-        tmp = self.path.with_name(self.path.name + ".tmp")
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp.write_text(json.dumps(payload, indent=1) + "\n", encoding="utf-8")
-            os.replace(tmp, self.path)
-        except OSError as exc:
-            raise ConfigError(_unwritable(self.path, exc)) from None
+        write_json(self.path, payload, "state file")
 
     def record_move(self, vmid: int, at: float) -> None:
         self.moved[vmid] = at
@@ -118,7 +107,7 @@ class ControllerLock:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             handle = self.path.open("a+", encoding="utf-8")
         except OSError as exc:
-            raise ConfigError(_unwritable(self.path, exc)) from None
+            raise ConfigError(unwritable(self.path, exc, "state file")) from None
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -141,7 +130,3 @@ class ControllerLock:
             self._file.close()
             self._file = None
 
-
-def _unwritable(path: Path, exc: OSError) -> str:
-    return (f"state file {path}: cannot write it ({exc.strerror or exc}); make {path.parent} writable "
-            "for this user or set run.state_file")

@@ -184,7 +184,7 @@ def test_a_state_file_of_another_cluster_is_refused(tmp_path: Path, capsys: pyte
 
 def test_dry_runs_write_nothing(frozen_sim: RunningSimulator, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     config = write_config(tmp_path, frozen_sim, run={"state_file": "state/state.json"})
-    for command in (["plan"], ["apply", "--dry-run"]):
+    for command in (["plan"], ["apply", "--dry-run"], ["run", "--once", "--dry-run"]):
         code, out, err = _cli(capsys, "--config", str(config), *command)
         assert code == 0, out + err
     assert not (tmp_path / "state").exists()

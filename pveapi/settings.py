@@ -76,7 +76,7 @@ class ConnectionSettings:
             raise ConfigError(f"{where}: expected a mapping with host, user and a token")
         values.reject_unknown(data, _KNOWN_KEYS, where)
         host = api_host(data.get("host"), f"{where}.host")
-        user = _required(data.get("user"), f"{where}.user")
+        user = values.text(data.get("user"), f"{where}.user")
         if "@" not in user:
             raise ConfigError(f"{where}.user: {user!r} must name a realm, e.g. root@pam or balancer@pve")
         token_name = values.text(data["token_name"], f"{where}.token_name") if data.get("token_name") is not None else None
@@ -118,7 +118,7 @@ def api_host(value: Any, where: str) -> str:
     brackets. Anything else a URL can carry (http, user@, a path, ?query, #fragment) is refused:
     the API token would be sent wherever it pointed.
     """
-    given = _required(value, where)
+    given = values.text(value, where)
     raw = given
     if "://" not in raw:
         bare_ipv6 = raw.count(":") > 1 and not raw.startswith("[")
@@ -145,12 +145,6 @@ def verify_ssl(value: Any, where: str) -> bool | str:
     if isinstance(value, str) and value.strip():
         return value.strip()
     raise ConfigError(f"{where}: expected true, false or the path of a CA bundle, got {values.found(value)}")
-
-
-def _required(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not value.strip():
-        raise ConfigError(f"{where}: required, as a non-empty string")
-    return value.strip()
 
 
 def read_secret(

@@ -61,11 +61,11 @@ def translate(exc: Exception, endpoint: str) -> ApiError:
     if isinstance(exc, requests.RequestException):  # an answer cut off or undecodable, a redirect loop
         return ApiError(ErrorKind.BAD_ANSWER, endpoint, f"the answer could not be read ({type(exc).__name__})")
     if isinstance(exc, OSError):
-        # requests raises a bare OSError when the CA bundle verify_ssl names cannot be read (the
-        # file was removed or replaced while we run): nothing was sent.
+        # requests raises a bare OSError when the CA bundle cannot be read (the file verify_ssl
+        # names, or the system's, removed or replaced while we run): nothing was sent.
         return ApiError(ErrorKind.UNREACHABLE, endpoint,
-                        "the CA file that proxmox.verify_ssl names cannot be read - check it exists and is readable",
-                        hint=False)
+                        f"the CA bundle cannot be read ({exc.strerror or exc}) - check the file verify_ssl names "
+                        "exists and is readable", hint=False)
     if isinstance(exc, RecursionError):  # JSON nested deeper than the decoder follows
         return ApiError(ErrorKind.BAD_ANSWER, endpoint, "the answer is nested too deeply to be a Proxmox answer")
     if isinstance(exc, (ValueError, KeyError, TypeError)):

@@ -230,12 +230,9 @@ class StateFamily(FastFamily):
         self._zeros = zeros
         self._runs: list[tuple[tuple[str, ...], list[Series], list[str | None]]] = []
 
-    def add_state(self, series: Series, held: str | None, known: tuple[str, ...]) -> None:
-        """`series` labels the resource by `id` alone; a `held` that is not a string renders as its text."""
-        self.add_states([series], [held], known)
-
     def add_states(self, series: Iterable[Series], held: Iterable[str | None], known: tuple[str, ...]) -> None:
-        """`add_state` for each resource of `series` and its state in `held`, in order."""
+        """Each resource of `series` (labelled by `id` alone) holds its state in `held`, in order; a
+        state that is not a string renders as its text."""
         if not self._runs or self._runs[-1][0] != known:
             self._runs.append((known, [], []))
         run_series, run_held = self._runs[-1][1], self._runs[-1][2]

@@ -94,4 +94,5 @@ def test_a_ca_file_removed_while_running_is_an_api_error_not_a_crash(frozen_sim:
     ca.unlink()
     with pytest.raises(ApiError) as raised:
         client.get("/version")
-    assert str(raised.value).endswith("the CA file that proxmox.verify_ssl names cannot be read - check it exists and is readable")
+    assert "the CA bundle cannot be read" in str(raised.value)
+    assert str(raised.value).endswith("- check the file verify_ssl names exists and is readable")

@@ -7,14 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 
 from pveapi.inventory import Inventory
 
 from ..scrape import Call
 from .base import ResultCollector
-from .families import gauge
+from .families import FastFamily, label_series
 
 CONCERN = "pressure"
 GUEST_CONCERN = "guest_pressure"
@@ -67,19 +66,23 @@ class PressureCollector(ResultCollector):
         inventory = self._result.inventory
         if inventory is None:
             return
-        labels = ["id", "resource", "kind"]
-        pressure = gauge("pve_node_pressure_ratio", "Pressure stall information (PSI avg10), PVE 9", labels)
+        pressure = FastFamily("pve_node_pressure_ratio", "Pressure stall information (PSI avg10), PVE 9")
         for node in inventory.online_nodes:
             self._add(pressure, node.id, self._result.answer(CONCERN, node.name))
         yield pressure
-        guests = gauge("pve_guest_pressure_ratio", "A running guest's own pressure stall (PSI avg10, its cgroup), PVE 9",
-                       labels)
+        # Five or six series per running guest: the fast encoder's, as the /cluster/resources families.
+        guests = FastFamily("pve_guest_pressure_ratio",
+                            "A running guest's own pressure stall (PSI avg10, its cgroup), PVE 9")
+        lists: dict[tuple[str, str], Mapping[int, Figures]] = {}
         for guest in inventory.guests:
-            listed = self._result.answer(GUEST_CONCERN, f"{guest.node}/{guest.type}") or {}
+            key = (guest.node, guest.type)
+            listed = lists.get(key)
+            if listed is None:
+                listed = lists[key] = self._result.answer(GUEST_CONCERN, f"{guest.node}/{guest.type}") or {}
             self._add(guests, guest.id, listed.get(guest.vmid))
         yield guests
 
     @staticmethod
-    def _add(family: GaugeMetricFamily, resource_id: str, figures: Figures | None) -> None:
+    def _add(family: FastFamily, resource_id: str, figures: Figures | None) -> None:
         for (resource, kind), value in sorted((figures or {}).items()):
-            family.add_metric([resource_id, resource, kind], value)
+            family.add(label_series((("id", resource_id), ("kind", kind), ("resource", resource))), value)

@@ -123,7 +123,9 @@ def pveum_main(argv: list[str]) -> int:
                                    verify=args.ca or True, timeout=30)
             body = answer.json()
         except (requests.RequestException, OSError, ValueError) as exc:
-            raise ConfigError(f"{url}: no simulator answered: {exc}") from None
+            # the class names the failure (refused, TLS, no scheme...); requests' text is a paragraph
+            raise ConfigError(f"{url}: no simulator answered ({type(exc).__name__}) - check --url "
+                              "(the `url` of the simulator's start event, without /api2/json) and --ca") from None
         if answer.status_code != 200:
             raise ConfigError(str(body.get("error") if isinstance(body, dict) else body))
     except PvebalanceError as exc:

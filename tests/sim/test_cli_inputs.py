@@ -20,6 +20,7 @@ import pytest
 import requests
 import yaml
 
+from testkit.processes import free_port
 from tests.support.sim import running_simulator
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -228,3 +229,9 @@ def test_pveum_subcommand_sets_up_a_token_on_a_running_simulator(tmp_path: Path)
         assert wrong_ca.returncode == 2 and "Traceback" not in wrong_ca.stderr
         assert wrong_ca.stderr.strip().splitlines() == [
             f"pvebalance-sim pveum: --ca {tmp_path / 'no-such.pem'}: no such file; pass the `cert` path of the simulator's start event"]
+    closed = f"https://127.0.0.1:{free_port()}"  # nothing listens there
+    unreachable = subprocess.run([SIM, "pveum", "--url", closed, "user", "add", "y@pve"],
+                                 capture_output=True, text=True, timeout=60, check=False)
+    assert unreachable.returncode == 2 and unreachable.stderr.strip().splitlines() == [
+        f"pvebalance-sim pveum: {closed}/_sim/pveum: no simulator answered (ConnectionError) - check --url "
+        "(the `url` of the simulator's start event, without /api2/json) and --ca"]

@@ -193,12 +193,19 @@ class Controller:
         if mode != "automatic" and not self.acting.locked():
             self.release()  # another controller may migrate now
 
+    @property
+    def paused(self) -> str | None:
+        """Why nothing may migrate, when automation is paused; else None."""
+        if self.automation == "paused":
+            return "automation is paused: nothing migrates until PUT /api/v1/automation sets manual or automatic"
+        return None
+
     def may_act(self) -> str | None:
         """None when a migration run may start now (the caller holds `acting`); else why not."""
         if self.stopping.is_set():
             return "the controller is stopping"
-        if self.automation == "paused":
-            return "automation is paused: nothing migrates until PUT /api/v1/automation sets manual or automatic"
+        if self.paused is not None:
+            return self.paused
         if self.dry_run:
             return None
         return None if self._hold_lock() else self.busy_reason

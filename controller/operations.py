@@ -230,6 +230,7 @@ class Operations:
             raise ApiRefusal(404, f"no plan {plan_id} here: GET /api/v1/plan or POST /api/v1/plan shows the plans that can be applied")
         if not reviewed.plan.moves:
             raise ApiRefusal(409, f"plan {plan_id} has no moves: nothing to do")
+        self._refuse_if_paused()
         c = self.controller
         hold = cooldown_holds(c.client, c.config, c.state)
         observation = observe(c.client, c.promql)
@@ -249,6 +250,7 @@ class Operations:
     def migrate(self, body: Any, who: str) -> dict[str, Any]:
         """A person's migrations: each checked exactly like a planned move, in the order given."""
         asked = _requested(body)
+        self._refuse_if_paused()
         c = self.controller
         hold = cooldown_holds(c.client, c.config, c.state)
         observation = observe(c.client, c.promql)
@@ -303,6 +305,11 @@ class Operations:
             return result.report
 
         return {**self._start((), who, f"{verb} {node}", carry_out), "node": node}
+
+    def _refuse_if_paused(self) -> None:
+        """Paused comes before any other reason: the rest would not matter while it holds."""
+        if self.controller.paused is not None:
+            raise ApiRefusal(409, self.controller.paused)
 
     def _start(self, moves: Sequence[Move], who: str, what: str,
                carry_out: Callable[[ExecutorFor], ApplyReport | None]) -> dict[str, Any]:

@@ -212,8 +212,11 @@ def test_plans_migrations_and_automation(run: Run, sim: RunningSimulator) -> Non
     # Paused: nothing migrates, not even on request; kept across a restart.
     assert run.send("PUT", "/api/v1/automation", body={"mode": "sideways"}).status_code == 400
     assert run.send("PUT", "/api/v1/automation", body={"mode": "paused"}).json() == {"automation": "paused"}
+    # Paused is the reason given, before any rule or cooldown (139 may be in the plan just applied).
     refused = run.send("POST", "/api/v1/migrations", body={"vmid": 139, "target": "pve5"})
     assert refused.status_code == 409 and "paused" in refused.json()["error"]
+    again = run.send("POST", f"/api/v1/plan/{plan['plan_id']}/apply")
+    assert again.status_code == 409 and "paused" in again.json()["error"]
     run.stop()
     run.start()
     assert run.get("/health").json()["automation"] == "paused"

@@ -10,14 +10,17 @@ proves it with random names, label values and values). prometheus-client's encod
 
 What stays the same from one scrape to the next is kept in bounded LRU caches: label sets
 (`id_series`, `label_series`) and each resource's block of 0/1 state series for the state it
-holds (`StateFamily`). Values change every scrape and are never cached.
+holds (`StateFamily`); and the text of a family whose rows are all as they were (`_KeptTexts`:
+sizes, vCPUs, info series), which is then the same bytes object, so its gzip is kept too
+(exporter.compression). A family whose values moved is written afresh.
 """
 
 from __future__ import annotations
 
 import threading
+from array import array
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
 from typing import Any, NamedTuple
 
@@ -178,8 +181,19 @@ class FastFamily(Metric):
         return f"# HELP {exposed} {documentation}\n# TYPE {exposed} {self.type}\n"
 
     def encoded(self) -> Part:
-        """`text()` as UTF-8; never kept (its values change between scrapes)."""
-        return Part(self.text().encode("utf-8"), kept=False)
+        """`text()` as UTF-8, kept: while the family has the same rows as in the last scrape (the
+        same Series objects, values that write the same), the same bytes object as then, so their
+        gzip is kept too. Sizes, vCPUs and info series rarely change; usage changes every scrape."""
+        rows = self._rows
+        try:
+            # A value's text is floatToGoString(float(value)), so equal doubles write the same
+            # (-0.0 and 0.0 differ here, as in their text; a NaN's bits stay its own).
+            values = array("d", rows.values).tobytes()
+        except (TypeError, OverflowError):  # not a number, or past a double: rendered afresh
+            return Part(self.text().encode("utf-8"), kept=False)
+        head = self._head(escape_metric_name(self._sample_name))
+        key = (head, len(rows.series), rows.series[0].text if rows.series else "")
+        return Part(_KEPT.encoded(key, (list(rows.series), values), self.text), kept=True)
 
     def text(self) -> str:
         """This family in the text format, exactly as generate_latest writes it."""
@@ -267,36 +281,39 @@ class StateFamily(FastFamily):
     def encoded(self) -> Part:
         """`text()` as UTF-8, kept: while no resource changes its state, the same bytes object as
         the last scrape's (`_KeptTexts`), so what is made of them (their gzip) can be kept too."""
-        return Part(_KEPT.encoded(self._blocks()), kept=True)
+        blocks = self._blocks()
+        return Part(_KEPT.encoded((len(blocks), blocks[0], blocks[-1]), blocks, lambda: "".join(blocks)), kept=True)
 
 
 class _KeptTexts:
-    """The UTF-8 text of the last few state families, by their blocks: the blocks come from the
-    `_StateBlocks` caches, so an unchanged family's list holds the very same strings and compares
-    in one pass of identity checks. A few large families (2 per cluster), so few entries."""
+    """The UTF-8 text of the last families encoded, each under a key that buckets it (its head, its
+    size), kept while what it is made of stays equal: its rows, or a state family's blocks, which
+    come from the `_StateBlocks` caches, so an unchanged family's list holds the very same strings
+    and compares in one pass of identity checks."""
 
     def __init__(self, size: int) -> None:
         self._size = size
-        self._texts: OrderedDict[tuple[int, str, str], tuple[list[str], bytes]] = OrderedDict()
+        self._texts: OrderedDict[Hashable, tuple[object, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def encoded(self, blocks: list[str]) -> bytes:
-        key = (len(blocks), blocks[0], blocks[-1])  # a bucket; the whole list decides
+    def encoded(self, key: Hashable, made_of: object, render: Callable[[], str]) -> bytes:
         with self._lock:
             kept = self._texts.get(key)
-            if kept is not None and kept[0] == blocks:
+            if kept is not None and kept[0] == made_of:
                 self._texts.move_to_end(key)
                 return kept[1]
-        text = "".join(blocks).encode("utf-8")
+        text = render().encode("utf-8")
         with self._lock:
-            self._texts[key] = (blocks, text)
+            self._texts[key] = (made_of, text)
             self._texts.move_to_end(key)
             while len(self._texts) > self._size:
                 self._texts.popitem(last=False)
         return text
 
 
-_KEPT = _KeptTexts(8)
+# About 30 families per scrape of /cluster/resources: a few clusters' worth. An entry holds its
+# family's text (some 0.5 MB at 10,000 guests) until it is pushed out.
+_KEPT = _KeptTexts(64)
 
 
 class _Only:

@@ -7,6 +7,7 @@ serve the present (status, /cluster/resources) and the past (rrddata).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from .cluster import GuestState, NodeState, SimCluster
@@ -179,6 +180,12 @@ def load_averages(cluster: SimCluster, node: NodeState, t: float) -> tuple[str, 
 
     averages = []
     for window in (60, 300, 900):
-        samples = [runnable(t - window * i / 3) for i in range(3)]  # node figures are memoised
+        # Three instants a third of the window apart, on that step's grid: the next status calls
+        # ask for the same instants (node figures are memoised), so a node answers in about the
+        # time it takes to figure one instant, not seven, as a real node answers from its kernel's
+        # counters. A real load average lags too (it is smoothed over its window).
+        step = window / 3
+        last = math.floor(t / step) * step
+        samples = [runnable(last - step * i) for i in range(3)]
         averages.append(f"{sum(samples) / len(samples):.2f}")
     return averages[0], averages[1], averages[2]

@@ -46,6 +46,11 @@ PROMETHEUS_HEADERS = {
     "User-Agent": "Prometheus/2.42.0",
     "X-Prometheus-Scrape-Timeout-Seconds": "10",
 }
+# Virtual seconds between two scrapes: past the simulator's status cache tick (10 s, as PVE's),
+# so every scrape reads new usage figures, as scrapes of a real cluster do (its figures move
+# between any two scrapes Prometheus makes). A frozen clock would hand every exporter the same
+# answer again, and whatever an exporter keeps between scrapes would look free.
+SCRAPE_INTERVAL = 15
 
 
 def ensure_bench_requirements() -> None:
@@ -154,6 +159,11 @@ class Sim:
 
     def calls(self) -> int:
         return int(self.get("/requests")["total"])
+
+    def next_interval(self, session: Any) -> None:
+        """One scrape interval on: new figures, built by the simulator before the scrape is timed."""
+        self.post("/clock", {"advance": SCRAPE_INTERVAL})
+        session.get(f"https://{self.host}/api2/json/cluster/resources", timeout=600, verify=self.ca).raise_for_status()
 
     def online_nodes(self) -> int:
         return sum(1 for node in self.get("/state")["nodes"] if node["online"])
@@ -316,6 +326,7 @@ def measure(exporters: list[Exporter], sim: Sim, scrapes: int, label: str, work:
 def scrape_once(cell: Cell, sim: Sim, floor_session: Any, record: bool) -> None:
     import requests
 
+    sim.next_interval(floor_session)
     calls, sim_cpu = sim.calls(), cpu_seconds(sim.process.pid)
     own_cpu = cpu_seconds(cell.process.pid) if cell.process is not None else time.process_time()
     started = time.perf_counter()
@@ -373,7 +384,7 @@ class Crowd:
     rss_mib: float
 
 
-def crowd(exporter: Exporter, work: Path, scrapers: int, seconds: float) -> Crowd:
+def crowd(exporter: Exporter, sim: Sim, work: Path, scrapers: int, seconds: float) -> Crowd:
     """`scrapers` Prometheus-like clients scraping one fresh exporter process back to back for `seconds`."""
     import threading
 
@@ -399,8 +410,13 @@ def crowd(exporter: Exporter, work: Path, scrapers: int, seconds: float) -> Crow
                 latencies.append(time.perf_counter() - started)
                 failed += 0 if ok else 1
 
+    def clock() -> None:  # new figures every second (the answers' building falls on both exporters alike)
+        while time.monotonic() < stop_at:
+            sim.post("/clock", {"advance": SCRAPE_INTERVAL})
+            time.sleep(1.0)
+
     try:
-        threads = [threading.Thread(target=client) for _ in range(scrapers)]
+        threads = [threading.Thread(target=client) for _ in range(scrapers)] + [threading.Thread(target=clock)]
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -417,7 +433,8 @@ def crowd_report(crowds: list[Crowd], label: str) -> list[str]:
     lines = [
         "", f"## {crowds[0].scrapers} concurrent scrapers, {crowds[0].seconds:.0f} s, {label}", "",
         "Each client scrapes back to back with Prometheus' headers (10 s scrape timeout, gzip) and waits up "
-        "to 60 s; every exporter is a fresh process; RSS is its peak over the run.", "",
+        "to 60 s; every exporter is a fresh process; RSS is its peak over the run. The simulator's clock moves "
+        f"{SCRAPE_INTERVAL} s a second, so the figures change every second.", "",
         "| exporter | scrapes | failed | p50 (s) | p99 (s) | max (s) | peak RSS (MiB) |",
         "|---|---|---|---|---|---|---|",
     ]
@@ -440,6 +457,8 @@ def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrap
         f"`.venv/bin/python bench/exporter.py` ({scrapes} rounds after two warm-up rounds; in each round the floor "
         "and every exporter are scraped in turn, so background load on this shared 2-core machine falls on all "
         f"alike; the simulator and every exporter run as separate processes; {seconds:.0f} s in all; {load}). "
+        f"Before each scrape the simulator's clock moves {SCRAPE_INTERVAL} s (a scrape interval, past its 10 s status "
+        "cache), so every scrape reads new usage figures, and the simulator builds them before the scrape is timed. "
         "Every exporter is asked with Prometheus 2.42's scrape headers (`Accept-Encoding: gzip`, a 10 s "
         "`X-Prometheus-Scrape-Timeout-Seconds`), and the answer is decompressed and read whole; "
         f"`{OURS_PLAIN}` is the same process asked with `Accept-Encoding: identity`. "
@@ -531,7 +550,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     print(f"   {row}", file=sys.stderr)
                     rows.append(row)
                 if args.crowd and size == max(int(s) for s in args.sizes.split(",")):
-                    crowds = [crowd(exporter, work, args.crowd, args.crowd_seconds)
+                    crowds = [crowd(exporter, sim, work, args.crowd, args.crowd_seconds)
                               for exporter in exporters(sim, work)[:2]]  # ours and the peer's cluster mode
                     for result in crowds:
                         print(f"   {result}", file=sys.stderr)

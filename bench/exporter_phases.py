@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import gc
 import gzip
+import itertools
 import json
 import os
 import shutil
@@ -32,7 +33,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # The exporter's and bench/exporter.py's code, importable once ROOT is on the path.
-from bench.exporter import TOKEN_NAME, TOKEN_USER, TOKEN_VALUE, make_cert, running_sim  # noqa: E402
+from bench.exporter import SCRAPE_INTERVAL, TOKEN_NAME, TOKEN_USER, TOKEN_VALUE, make_cert, running_sim  # noqa: E402
 from exporter.cli import GC_THRESHOLDS  # noqa: E402
 from exporter.collectors import CollectorOptions, concerns, resources_registry, rest_registry  # noqa: E402
 from exporter.collectors.families import Part, encode, encode_parts  # noqa: E402
@@ -57,15 +58,20 @@ STATUS = "one /nodes/{node}/status call per online node (64) on the target's poo
 ENCODE = "build + encode them with the exporter's encoder (byte-identical), as a scrape does"
 
 
-def median_seconds(phases: list[tuple[str, Callable[[], Any]]], rounds: int) -> list[tuple[str, float]]:
+Phase = tuple[str, Callable[[], Any], Callable[[], Any] | None]  # name, what is timed, what comes first untimed
+
+
+def median_seconds(phases: list[Phase], rounds: int) -> list[tuple[str, float]]:
     """Each round runs every phase once, in turn, so background load falls on all of them alike."""
-    times: dict[str, list[float]] = {name: [] for name, _ in phases}
+    times: dict[str, list[float]] = {name: [] for name, _, _ in phases}
     for _ in range(rounds):
-        for name, action in phases:
+        for name, action, before in phases:
+            if before is not None:
+                before()
             started = time.perf_counter()
             action()
             times[name].append(time.perf_counter() - started)
-    return [(name, statistics.median(times[name])) for name, _ in phases]
+    return [(name, statistics.median(times[name])) for name, _, _ in phases]
 
 
 def streamed_gzip(parts: Iterator[Part], kept: KeptSegments) -> bytes | None:
@@ -99,8 +105,19 @@ def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], i
     def whole_scrape() -> bytes:
         return b"".join(app(dict(environ), lambda status, headers: None))
 
+    def next_interval() -> None:  # new figures (bench/exporter.py's SCRAPE_INTERVAL), built before the timing
+        requests.post(f"https://{host}/_sim/clock", json={"advance": SCRAPE_INTERVAL}, verify=ca, timeout=60).raise_for_status()
+        session.get(f"https://{host}/api2/json/cluster/resources", verify=ca, timeout=600).raise_for_status()
+
     for _ in range(2):  # warm-up: connections, the simulator's caches, /cluster/status and /version
         whole_scrape()
+    # Two scrape intervals' answers, rendered in turn: every render sees figures that moved since
+    # the last one, as every scrape of a real cluster does; what did not move is kept.
+    answers = []
+    for _ in range(2):
+        next_interval()
+        answers.append(parse_resources(target.client.get("/cluster/resources")))
+    turn = itertools.cycle(answers)
     raw = target.client.get("/cluster/resources")
     inventory = parse_resources(raw)
     families = list(resources_registry(inventory, options.collectors).collect())
@@ -112,19 +129,21 @@ def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], i
     status_calls = list(NodeStatusCollector.calls(inventory))
     kept = KeptSegments()
     samples = sum(len(family.samples) for family in families)
-    phases: list[tuple[str, Callable[[], Any]]] = [
+    phases: list[Phase] = [
         ("floor: GET + JSON decode /cluster/resources (requests)",
-         lambda: json.loads(session.get(f"https://{host}/api2/json/cluster/resources", verify=ca).content)),
-        (GET, lambda: target.client.get("/cluster/resources")),
-        (PARSE, lambda: parse_resources(raw)),
-        (f"build its families ({samples:,} samples)", lambda: list(resources_registry(inventory, options.collectors).collect())),
-        (REFERENCE, lambda: generate_latest(prebuilt)),
-        (ENCODE, lambda: encode(resources_registry(inventory, options.collectors).collect())),
-        (STATUS, lambda: target.finish_calls(target.start_calls(status_calls), time.monotonic() + 60)),
-        (OTHERS, lambda: encode(rest_registry(result, options.collectors, target.stats).collect())),
-        (f"gzip level 1 of the whole answer ({len(text) / 1e6:.1f} MB)", lambda: gzip.compress(text, compresslevel=1)),
-        (STREAMED, lambda: streamed_gzip(encode_parts(resources_registry(inventory, options.collectors).collect()), kept)),
-        (WHOLE, whole_scrape),
+         lambda: json.loads(session.get(f"https://{host}/api2/json/cluster/resources", verify=ca).content), None),
+        (GET, lambda: target.client.get("/cluster/resources"), None),
+        (PARSE, lambda: parse_resources(raw), None),
+        (f"build its families ({samples:,} samples)", lambda: list(resources_registry(inventory, options.collectors).collect()),
+         None),
+        (REFERENCE, lambda: generate_latest(prebuilt), None),
+        (ENCODE, lambda: encode(resources_registry(next(turn), options.collectors).collect()), None),
+        (STATUS, lambda: target.finish_calls(target.start_calls(status_calls), time.monotonic() + 60), None),
+        (OTHERS, lambda: encode(rest_registry(result, options.collectors, target.stats).collect()), None),
+        (f"gzip level 1 of the whole answer ({len(text) / 1e6:.1f} MB)", lambda: gzip.compress(text, compresslevel=1), None),
+        (STREAMED, lambda: streamed_gzip(encode_parts(resources_registry(next(turn), options.collectors).collect()), kept),
+         None),
+        (WHOLE, whole_scrape, next_interval),
     ]
     try:
         return median_seconds(phases, rounds), samples
@@ -143,7 +162,9 @@ def report(phases: list[tuple[str, float]], samples: int, rounds: int, load: tup
         f"`.venv/bin/python bench/exporter_phases.py` (simulator `large`, 64 nodes, as a separate process; "
         f"{rounds} rounds in this process with the exporter's code, each running every phase once in turn; "
         f"medians. The machine's 2 cores are shared with other work, so compare within this table; load average "
-        f"at start {load[0]}, at the end {load[1]} (1 / 5 / 15 min)).",
+        f"at start {load[0]}, at the end {load[1]} (1 / 5 / 15 min)). The exporter's encodes render two scrape "
+        f"intervals' answers in turn, and the simulator's clock moves {SCRAPE_INTERVAL} s (untimed) before each whole "
+        "scrape: every render sees usage figures that moved since the last, as on a real cluster.",
         "",
         "| phase | median (s) | x floor |",
         "|---|---|---|",

@@ -18,7 +18,7 @@ import yaml
 from pveapi.errors import ConfigError
 from pveapi.inventory import ha_sid
 from pveapi.tags import parse_tags
-from pveapi.values import choice, count, flag, mapping, number, reject_unknown, size_bytes
+from pveapi.values import choice, count, flag, found, mapping, number, reject_unknown, size_bytes
 from pveapi.values import vmid as read_vmid
 
 from .access import BUILTIN_ROLES, PRIVILEGES, AclEntry, normalize_path
@@ -222,7 +222,10 @@ def _from_data(data: Any, where: str, default_name: str = "scenario") -> Scenari
 
 
 def _build(data: Any, where: str, default_name: str) -> Scenario:
-    if isinstance(data, Mapping) and "data" in data and isinstance(data["data"], list):
+    if isinstance(data, Mapping) and "data" in data:  # a capture as the API wraps it: {"data": [...]}
+        if not isinstance(data["data"], list):
+            raise ConfigError(f"{where}: `data` is {found(data['data'])}, not a list; a capture is the list "
+                              "GET /cluster/resources answers (its `data`), or a scenario mapping with nodes and guests")
         data = data["data"]
     if isinstance(data, list):
         from .capture import scenario_from_capture  # the capture format builds on this module

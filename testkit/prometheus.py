@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -23,6 +22,8 @@ from typing import Any
 import requests
 import yaml
 
+from demoloop.processes import http_ok, wait_until
+from pveapi.errors import PvebalanceError
 from testkit.processes import free_port, stop_process
 
 PROMETHEUS = shutil.which("prometheus") or "/usr/bin/prometheus"
@@ -96,18 +97,11 @@ def running_prometheus(
 
 
 def _wait_ready(url: str, process: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            tail = log_path.read_text(errors="replace").splitlines()[-5:]
-            raise RuntimeError(f"prometheus exited with {process.returncode}: " + " | ".join(tail))
-        try:
-            if requests.get(f"{url}/-/ready", timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"prometheus not ready at {url} after {timeout:.0f} s; see {log_path}")
+    try:
+        wait_until(lambda: http_ok(f"{url}/-/ready"), f"prometheus at {url}", timeout, process)
+    except PvebalanceError as exc:
+        tail = log_path.read_text(errors="replace").splitlines()[-5:]
+        raise RuntimeError(f"{exc}; see {log_path}: " + " | ".join(tail)) from None
 
 
 def openmetrics(samples: Iterable[Sample]) -> str:

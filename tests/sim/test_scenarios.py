@@ -40,6 +40,7 @@ def run_cli(*args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]
         ("no-nodes.yaml", "guests: []\n", "needs at least one node"),
         ("bad-size.yaml", "nodes: [{name: pve1, cores: 8, memory: lots}]\n", "node pve1.memory: expected a size such as 8GiB or 512MiB (binary; 8GB is decimal), at most 1EiB, got 'lots'"),
         ("not-capture.json", '[{"type": "qemu", "vmid": "x", "node": "a"}]', "not a /cluster/resources capture"),
+        ("wrapped-number.json", '{"data": 5}', "`data` is 5, not a list; a capture is the list GET /cluster/resources answers"),
         ("yes-start.yaml", "start: yes\n" + GOOD_NODE, "start: expected an epoch or an ISO time"),
         ("list-start.yaml", "start: [1]\n" + GOOD_NODE, "start: expected an epoch or an ISO time"),
         ("replica-guest.yaml", GOOD_NODE + "replication: [{guest: 100, target: pve1}]\n",

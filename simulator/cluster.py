@@ -77,6 +77,10 @@ class NodeState:
     def online_at(self, t: float) -> bool:
         return _value_at(self.history, t)
 
+    def online_throughout(self, start: float, end: float) -> bool:
+        """Online at `start` and never offline until `end` (a migration's peer must stay up)."""
+        return self.online_at(start) and not any(start < since <= end and not up for since, up in self.history)
+
 
 @dataclass
 class MigrationFailure:
@@ -299,9 +303,10 @@ class SimCluster:
         if guest.hastate == "migrate":
             guest.hastate = "started"
         failure = self._failure_for(guest.spec.vmid)
-        if failure is None and not self.nodes[target].online:
+        # A node lost while the task ran ends it, even if it is back: the copy's connection broke.
+        if failure is None and not self.nodes[target].online_throughout(task.starttime, at):
             failure = "migration aborted"
-        if failure is None and not self.nodes[source].online:
+        if failure is None and not self.nodes[source].online_throughout(task.starttime, at):
             failure = "migration problems"
         self.version += 1
         if failure is not None:

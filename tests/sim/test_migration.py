@@ -158,6 +158,19 @@ def test_node_going_offline_mid_migration_fails_the_task(demo: RunningSimulator)
     assert api.nodes("pve5").status.get()["uptime"] < 60  # back, freshly booted
 
 
+def test_a_target_lost_and_back_while_the_migration_ran_still_fails_it(demo: RunningSimulator) -> None:
+    api = token_api(demo)
+    now = demo.clock()
+    upid = api.nodes("pve1").qemu(100).migrate.post(target="pve5", online=1)
+    demo.inject_fault({"type": "node_offline", "node": "pve5", "at": now + 1, "until": now + 2})
+    demo.advance(30)
+    status = api.nodes("pve1").tasks(upid).status.get()
+    assert (status["status"], status["exitstatus"]) == ("stopped", "migration aborted")
+    assert api.nodes("pve5").status.get()["uptime"] < 60  # back before the copy ended: still broken
+    [task] = [t for t in demo.tasks() if t["upid"] == upid]
+    assert task["endtime"] > now + 2 and demo.placement()[100] == "pve1"
+
+
 def test_migration_failure_fault_by_guest(demo: RunningSimulator) -> None:
     demo.inject_fault({"type": "migration_failure", "vmids": [101], "message": "migration problems"})
     api = token_api(demo)

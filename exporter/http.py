@@ -100,19 +100,19 @@ class ExporterApp:
                 collection.finish_body(*self._collect(target, deadline, gzipped))
             finally:
                 target.collections.finish(collection)
-            body = collection.body
-        elif collection.done.wait(max(0.0, deadline - time.monotonic())) and collection.body:
-            body = collection.body
-        else:
-            body = self._not_collected(target)
+        waited = leading or collection.done.wait(max(0.0, deadline - time.monotonic()))
         headers = [("Content-Type", CONTENT_TYPE_PLAIN_0_0_4), ("Vary", "Accept-Encoding")]
-        if gzipped and body is collection.body:
+        if not (waited and collection.collected):
+            body = self._not_collected(target)
+        elif gzipped:
             body = collection.gzipped(_GZIP_LEVEL)
             headers.append(("Content-Encoding", "gzip"))
+        else:
+            body = collection.text()
         start_response("200 OK", headers + [("Content-Length", str(len(body)))])
         return [body]
 
-    def _collect(self, target: Target, deadline: float, gzipped: bool) -> tuple[bytes, bytes | None]:
+    def _collect(self, target: Target, deadline: float, gzipped: bool) -> tuple[list[bytes], bytes | None]:
         """One scrape of `target`, rendered, and gzipped if the scrape asks for it; done by the
         first of the scrapes waiting for it. A later scrape that wants gzip from a plain
         collection gets it compressed then, once for all (Collection.gzipped)."""
@@ -145,7 +145,7 @@ class ExporterApp:
         finally:  # the compressing thread ends even if rendering failed
             zipped = stream.close() if stream is not None else None
         target.render_seconds = rendering
-        return b"".join(parts), zipped
+        return parts, zipped
 
     def _not_collected(self, target: Target) -> bytes:
         """The answer of a scrape whose deadline passed while another scrape's collection ran."""

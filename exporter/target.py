@@ -82,19 +82,32 @@ class Collection:
 
     def __init__(self) -> None:
         self.done = threading.Event()
-        self.body = b""  # the text exposition; empty if the collection failed
+        self._parts: list[bytes] = []  # the text exposition, family by family; none if the collection failed
+        self._text: bytes | None = None
         self._gzipped: bytes | None = None
         self._lock = threading.Lock()
 
-    def finish_body(self, body: bytes, gzipped: bytes | None) -> None:
+    def finish_body(self, parts: list[bytes], gzipped: bytes | None) -> None:
         """The answer, and its gzip when it was compressed while being rendered (GzipStream)."""
-        self.body, self._gzipped = body, gzipped
+        self._parts, self._gzipped = parts, gzipped
+
+    @property
+    def collected(self) -> bool:
+        return bool(self._parts)
+
+    def text(self) -> bytes:
+        """The text exposition, joined once for the scrapes that ask for it plain (Prometheus asks
+        for gzip: then the 20 MB of a 10,000-guest answer are never joined)."""
+        with self._lock:
+            if self._text is None:
+                self._text = b"".join(self._parts)
+            return self._text
 
     def gzipped(self, level: int) -> bytes:
-        """`body` gzipped, compressed once for all the scrapes that share it."""
+        """The answer gzipped, compressed once for all the scrapes that share it."""
         with self._lock:
             if self._gzipped is None:
-                self._gzipped = gzip.compress(self.body, compresslevel=level)
+                self._gzipped = gzip.compress(self._text or b"".join(self._parts), compresslevel=level)
             return self._gzipped
 
 

@@ -10,6 +10,7 @@ only place a move is admitted; strategies and the search ask the same `refusal` 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from .policy import Policy
@@ -36,21 +37,7 @@ class Budget:
 
     def refusal(self, charge: Charge, source: str, target: str) -> str | None:
         """The limit this move would cross, as the policy key (and the node, for a per-node one); None: it fits."""
-        p = self.policy
-        if self.moves + 1 > p.max_moves:
-            return "max_moves"
-        if self.copy_bytes + charge.copy_bytes > p.max_copy:
-            return "max_copy"
-        if self.seconds + charge.seconds > p.max_migration_seconds:
-            return "max_migration_seconds"
-        for node in (source, target):
-            if charge.counted_per_node and self.node_moves[node] + 1 > p.max_moves_per_node:
-                return f"max_moves_per_node ({node})"
-            if self.node_bytes[node] + charge.copy_bytes > p.max_copy_per_node:
-                return f"max_copy_per_node ({node})"
-            if self.node_seconds[node] + charge.seconds > p.max_migration_seconds_per_node:
-                return f"max_migration_seconds_per_node ({node})"
-        return None
+        return self._crossed(charge, (source, target))
 
     def spend(self, charge: Charge, source: str, target: str, sign: int = 1) -> None:
         """Record a move (`sign` -1 takes one back, as the search does)."""
@@ -66,17 +53,24 @@ class Budget:
 
     def over(self) -> str | None:
         """The first limit the recorded moves cross (the search may pass through such states)."""
+        return self._crossed(None, list(self.node_seconds))  # spend() enters every node it charges in all three
+
+    def _crossed(self, charge: Charge | None, nodes: Iterable[str]) -> str | None:
+        """The first limit crossed with `charge` added (None: as recorded), checking `nodes` for the per-node ones."""
         p = self.policy
-        if self.moves > p.max_moves:
+        moves, copied, seconds = (0, 0, 0.0) if charge is None else (1, charge.copy_bytes, charge.seconds)
+        counted = charge is None or charge.counted_per_node  # a relief move is not counted per node
+        if self.moves + moves > p.max_moves:
             return "max_moves"
-        if self.copy_bytes > p.max_copy:
+        if self.copy_bytes + copied > p.max_copy:
             return "max_copy"
-        if self.seconds > p.max_migration_seconds:
+        if self.seconds + seconds > p.max_migration_seconds:
             return "max_migration_seconds"
-        if any(v > p.max_moves_per_node for v in self.node_moves.values()):
-            return "max_moves_per_node"
-        if any(v > p.max_copy_per_node for v in self.node_bytes.values()):
-            return "max_copy_per_node"
-        if any(v > p.max_migration_seconds_per_node for v in self.node_seconds.values()):
-            return "max_migration_seconds_per_node"
+        for node in nodes:
+            if counted and self.node_moves[node] + moves > p.max_moves_per_node:
+                return f"max_moves_per_node ({node})"
+            if self.node_bytes[node] + copied > p.max_copy_per_node:
+                return f"max_copy_per_node ({node})"
+            if self.node_seconds[node] + seconds > p.max_migration_seconds_per_node:
+                return f"max_migration_seconds_per_node ({node})"
         return None

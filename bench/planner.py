@@ -35,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 
 from planner.constraints import Constraints  # noqa: E402
 from planner.framework import plan  # noqa: E402
-from planner.model import ClusterModel, Move, MoveKind, Plan, Usage  # noqa: E402
+from planner.model import Cause, ClusterModel, Move, MoveKind, Plan, Usage  # noqa: E402
 from planner.placement import Placement  # noqa: E402
 from planner.policy import SEARCH_EFFORTS, Policy  # noqa: E402
 from planner.rules import RuleSet  # noqa: E402
@@ -336,9 +336,10 @@ def proxlb_plan(sc: Scenario, policy: Policy, method: str) -> tuple[list[Move], 
     for guest in data.guests.values():  # ProxLB migrates in this order
         if guest.node_target != guest.node_current:
             g = by_vmid[guest.id]
-            kind = MoveKind.MANDATORY if guest.node_current in model.maintenance else MoveKind.BALANCE
-            moves.append(Move(g.vmid, g.name, g.type, g.node, guest.node_target, kind, "proxlb",
-                              model.guest_usage[g.vmid].mem_bytes, model.guest_usage[g.vmid].cpu_cores, 0.0))
+            cause = Cause.EVACUATION if guest.node_current in model.maintenance else Cause.BALANCE
+            moves.append(Move(g.vmid, g.name, g.type, g.node, guest.node_target, "proxlb",
+                              model.guest_usage[g.vmid].mem_bytes, model.guest_usage[g.vmid].cpu_cores, 0.0,
+                              cause=cause))
     return moves, seconds
 
 
@@ -441,7 +442,7 @@ def _solve(sc: Scenario, policy: Policy, budget: int, mu: float) -> tuple[list[M
         target = next(n.name for n in usable if (v, n.name) in x and x[v, n.name].value() > 0.5)
         if target != home[v]:
             guest = constraints.guests[v]
-            moves.append(Move(v, guest.name, guest.type, home[v], target, MoveKind.BALANCE, "ilp", state.demand[v].mem,
+            moves.append(Move(v, guest.name, guest.type, home[v], target, "ilp", state.demand[v].mem,
                               state.demand[v].cpu, 0.0))
     return moves, seconds, "optimal"
 
@@ -472,7 +473,7 @@ def exhaustive(sc: Scenario, policy: Policy, budget: int) -> float:
         for chosen in itertools.combinations(movable, k):
             options = [[n for n in names if n != state.where[v]] for v in chosen]
             for targets in itertools.product(*options):
-                moves = [Move(v, "", constraints.guests[v].type, state.where[v], t, MoveKind.BALANCE, "", 0, 0, 0)
+                moves = [Move(v, "", constraints.guests[v].type, state.where[v], t, "", 0, 0, 0)
                          for v, t in zip(chosen, targets, strict=True)]
                 final = _final_ok(sc, policy, constraints, moves)
                 if final is not None and final < best:

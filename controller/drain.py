@@ -161,8 +161,7 @@ def _why_not_back(vmid: int, node: str, cycle: Cycle, rules: RuleSet, config: Co
     guest = cycle.observation.inventory.guest(vmid)
     assert guest is not None  # `back` holds only guests the inventory has
     usage = cycle.model.guest_usage[vmid]
-    move = Move(vmid, guest.name, guest.type, guest.node, node, MoveKind.MANDATORY, "return", usage.mem_bytes,
-                usage.cpu_cores, 0.0)
+    move = Move(vmid, guest.name, guest.type, guest.node, node, "return", usage.mem_bytes, usage.cpu_cores, 0.0)
     problems = check_moves(cycle.model, rules, config.policy, [move])
     if problems:
         return "not returned: " + problems[0].split(": ", 1)[-1]

@@ -37,7 +37,7 @@ from controller.promql import PromQL, Statistic
 from controller.reviewed import Reviewed, apply_reviewed, plan_document
 from controller.state import AUTOMATION_MODES
 from planner.constraints import Constraints
-from planner.model import Move, MoveKind, Plan
+from planner.model import Move, Plan
 from planner.rules import ClosedRule, MaintenanceRule, RuleSet
 from planner.verify import check_moves
 from pveapi import values
@@ -262,7 +262,7 @@ class Operations:
             if guest is None:
                 raise ApiRefusal(404, f"guest {vmid} is not in the cluster")
             usage = model.guest_usage[vmid]
-            moves.append(Move(vmid, guest.name, guest.type, guest.node, target, MoveKind.BALANCE,
+            moves.append(Move(vmid, guest.name, guest.type, guest.node, target,
                               f"asked for by {who} through the API", usage.mem_bytes, usage.cpu_cores, 0.0,
                               usage_source=usage.source))
         rules = cycle_rules(c.config, observation, hold)

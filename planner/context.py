@@ -176,7 +176,6 @@ class Context:
             type=guest.type,
             source=source,
             target=target,
-            kind=why.cause.kind,
             reason=reason(why.cause, why.details),
             mem_bytes=demand.mem,
             cpu_cores=round(demand.cpu, 3),

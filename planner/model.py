@@ -86,7 +86,6 @@ class Move:
     type: GuestType
     source: str
     target: str
-    kind: MoveKind
     reason: str  # one sentence a user can read: why this guest, why this target
     mem_bytes: int
     cpu_cores: float
@@ -96,6 +95,11 @@ class Move:
     cause: Cause = Cause.BALANCE
     details: Details = field(default_factory=dict)
     copy_bytes: int = 0  # what the migration copies: memory of a running guest plus local disks
+
+    @property
+    def kind(self) -> MoveKind:
+        """Mandatory or balance: what its cause is (one home, so the two never disagree)."""
+        return self.cause.kind
 
 
 @dataclass(frozen=True)

@@ -207,14 +207,17 @@ def plan_from_dict(data: Any) -> Plan:
                 raise ConfigError(f"{at}.{key}: node {name!r} is not among the plan's nodes")
         if source == target:
             raise ConfigError(f"{at}: source and target are both {source!r}")
+        cause = _cause(move, at)
+        if cause.kind is not MoveKind(kind):  # a plan written by hand or edited: which one was meant?
+            raise ConfigError(f"{at}.kind: {kind} does not go with cause {cause.value!r}, which is {cause.kind.value}")
         moves.append(
             Move(
                 vmid=_int(move, "vmid", at), name=_str(move, "name", at), type=gtype, source=source, target=target,
-                kind=MoveKind(kind), reason=_str(move, "reason", at), mem_bytes=_int(move, "mem_bytes", at),
+                reason=_str(move, "reason", at), mem_bytes=_int(move, "mem_bytes", at),
                 cpu_cores=_num(move, "cpu_cores", at), est_seconds=_num(move, "est_seconds", at),
                 gain=_num(move, "gain", at, low=-values.HUGE),
                 usage_source=_usage_source(move, at),
-                cause=_cause(move, at),
+                cause=cause,
                 details=_details(move, at),
                 copy_bytes=_int(move, "copy_bytes", at),
             )

@@ -16,11 +16,12 @@ from dataclasses import dataclass, replace
 
 from planner.constraints import Constraints
 from planner.context import Context
-from planner.model import Cause, ClusterModel, Move, MoveKind, Plan, Why
+from planner.model import Cause, ClusterModel, Move, Plan, Why
 from planner.placement import Placement, imbalance
 from planner.policy import Policy
 from planner.rules import RuleSet
 from planner.strategies.balance import loads
+from planner.strategies.repair import apart_reason, sharing, together_reason
 from planner.verify import check_moves
 
 from .answer import Suggestion
@@ -85,26 +86,48 @@ def check_suggestions(
             trial = _context(model, rules, policy)
             for vmid, target, reason in accepted:
                 _commit(trial, vmid, target, reason)
-            broken_before = sum(trial.constraints.violations().values())
-            leaves_maintenance = trial.state.where[s.vmid] in trial.constraints.maintenance
+            source = trial.state.where[s.vmid]
+            broken_before = trial.constraints.violations()
+            shared = {id(g): sharing(trial, g, s.vmid) for g in trial.constraints.apart}
             move = _commit(trial, s.vmid, s.target, AI_REASON_PREFIX + (s.reason or "no reason given"))
             if move is None:
                 reject(f"over the plan's budgets: {'; '.join(sorted(trial.refused))}", "budget")
                 continue
             problems = check_moves(model, rules, policy, [*moves, move])
-            repairs = sum(trial.constraints.violations().values()) < broken_before or leaves_maintenance
+            repair = _repaired(trial.constraints, source, s.target, broken_before, shared)
             if problems:
                 why = "; ".join(_without_step(p) for p in problems)
                 reject(why, _category(why))
-            elif move.gain <= 0 and not repairs:
+            elif move.gain <= 0 and repair is None:
                 reject(f"does not lower the imbalance (it would change by {-move.gain:+.4f})", "no_gain")
             else:
                 accepted.append((s.vmid, s.target, move.reason))
-                moves.append(replace(move, kind=MoveKind.MANDATORY) if repairs else move)
+                # A repair is listed as one (mandatory); the reason stays the model's words.
+                moves.append(move if repair is None else replace(move, cause=repair.cause, details=dict(repair.details)))
     final = _context(model, rules, policy)
     for vmid, target, reason in accepted:
         _commit(final, vmid, target, reason)
     return Checked(_plan(model, base, final, moves), tuple(rejected))
+
+
+def _repaired(constraints: Constraints, source: str, target: str, broken_before: Mapping[str, int],
+              shared: Mapping[int, int | None]) -> Why | None:
+    """What the move just made repairs, in the planner's own terms: leaving a maintenance node, or,
+    when hard rules are broken less after it, the first that is (`shared`: who shared the source,
+    per apart group)."""
+    if source in constraints.maintenance:
+        return Why(Cause.EVACUATION, {"node": source})
+    broken_after = constraints.violations()
+    if sum(broken_after.values()) >= sum(broken_before.values()):
+        return None
+    for group in constraints.apart:
+        other = shared[id(group)]
+        if other is not None and broken_after.get(group.label, 0) < broken_before.get(group.label, 0):
+            return apart_reason(group, source, other)
+    for group in constraints.together:
+        if broken_after.get(group.label, 0) < broken_before.get(group.label, 0):
+            return together_reason(group, target)
+    return None
 
 
 def _commit(ctx: Context, vmid: int, target: str, reason: str) -> Move | None:

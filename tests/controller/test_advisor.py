@@ -22,6 +22,7 @@ from controller.observe import cluster_identity
 from controller.state import LoopState
 from exporter.backfill import backfill
 from exporter.collectors import CollectorOptions
+from planner.model import Cause, MoveKind
 from planner.report import plan_from_dict
 from pveapi.client import PveClient
 from testkit.prometheus import running_prometheus
@@ -107,6 +108,10 @@ def test_good_suggestions_become_an_ai_plan_beside_ours(
     saved = plan_from_dict(json.loads((tmp_path / "ai.json").read_text()))  # the format apply --plan reads
     assert [(m.vmid, m.source, m.target) for m in saved.moves] == [(101, "pve1", "pve5"), (117, "pve1", "pve4")]
     assert saved.imbalance_after < saved.imbalance_before
+    # 101 leaves web01's node: a repair of the anti-affinity group, listed as one (mandatory).
+    repair = saved.moves[0]
+    assert (repair.cause, repair.kind, repair.details["problem"], repair.details["other"]) == (
+        Cause.REPAIR, MoveKind.MANDATORY, "apart", 100)
     assert sim.placement() == before  # advice never migrates
     request = llm.requests[0]
     assert request.headers.get("authorization", request.headers.get("x-api-key", "")).endswith(API_KEY)

@@ -3,7 +3,7 @@
 import dataclasses
 
 from planner.framework import plan
-from planner.model import Move, MoveKind, Plan
+from planner.model import Move, Plan
 from planner.policy import Policy
 from planner.rules import RuleSet, load_rules
 from planner.verify import verify_plan
@@ -25,7 +25,7 @@ MODEL = cluster(
 
 
 def step(vmid: int, source: str, target: str, type: GuestType = "qemu") -> Move:
-    return Move(vmid, f"g{vmid}", type, source, target, MoveKind.BALANCE, "test", 2 * GIB, 1.0, 1.0)
+    return Move(vmid, f"g{vmid}", type, source, target, "test", 2 * GIB, 1.0, 1.0)
 
 
 def check(*moves: Move, rules: RuleSet = RuleSet(), policy: Policy = Policy()) -> list[str]:

@@ -162,7 +162,7 @@ def test_a_closed_node_receives_nothing_and_keeps_its_guests() -> None:
     only_pve3 = RuleSet(closed=(ClosedRule(frozenset({"pve3"}), "what-if"),))
     result = checked_plan(model, only_pve3)
     assert result.moves and all(m.target == "pve2" for m in result.moves)
-    step = Move(100, "g100", "qemu", "pve1", "pve3", MoveKind.BALANCE, "by hand", 8 * GIB, 3.0, 0.0)
+    step = Move(100, "g100", "qemu", "pve1", "pve3", "by hand", 8 * GIB, 3.0, 0.0)
     assert check_moves(model, only_pve3, Policy(), (step,)) == [
         "step 1 (100 pve1 -> pve3): target pve3 may not receive guests (what-if)"]
 

@@ -61,6 +61,8 @@ def _broken(sample: Plan, mutate: Callable[[dict[str, Any]], object]) -> dict[st
         (lambda d: d.pop("moves"), "plan.moves: expected a list, got NoneType"),
         (lambda d: d["moves"][0].update(type="docker"), "plan.moves[0].type: expected qemu or lxc, got 'docker'"),
         (lambda d: d["moves"][0].update(kind="urgent"), "plan.moves[0].kind: expected mandatory or balance"),
+        (lambda d: d["moves"][0].update(kind="balance" if d["moves"][0]["kind"] == "mandatory" else "mandatory"),
+         "plan.moves[0].kind: balance does not go with cause 'repair', which is mandatory"),
         (lambda d: d["moves"][0].update(vmid="100"), "plan.moves[0].vmid: expected a whole number"),
         (lambda d: d["moves"][0].update(target="pve9"), "plan.moves[0].target: node 'pve9' is not among the plan's nodes"),
         (lambda d: d["moves"][0].update(target=d["moves"][0]["source"]), "plan.moves[0]: source and target are both"),

@@ -33,14 +33,15 @@ from prometheus_client.registry import Collector, CollectorRegistry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # The exporter's and bench/exporter.py's code, importable once ROOT is on the path.
-from bench.exporter import SCRAPE_INTERVAL, TOKEN_NAME, TOKEN_USER, TOKEN_VALUE, make_cert, running_sim  # noqa: E402
+from bench.exporter import SCRAPE_INTERVAL, TOKEN_NAME, TOKEN_USER, TOKEN_VALUE, Sim, make_cert, running_sim  # noqa: E402
 from exporter.cli import GC_THRESHOLDS  # noqa: E402
 from exporter.collectors import CollectorOptions, concerns, resources_registry, rest_registry  # noqa: E402
-from exporter.collectors.families import Part, encode, encode_parts  # noqa: E402
+from exporter.collectors.families import encode, encode_parts  # noqa: E402
 from exporter.collectors.node_status import NodeStatusCollector  # noqa: E402
 from exporter.compression import GzipStream, KeptSegments  # noqa: E402
 from exporter.config import parse_config  # noqa: E402
 from exporter.http import ExporterApp, ServeOptions  # noqa: E402
+from exporter.kept import KeptTexts, Part  # noqa: E402
 from exporter.scrape import scrape  # noqa: E402
 from pveapi.inventory import parse_resources  # noqa: E402
 
@@ -91,8 +92,9 @@ class Prebuilt(Collector):
         return iter(self._families)
 
 
-def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], int]:
+def measure(sim: Sim, rounds: int) -> tuple[list[tuple[str, float]], int]:
     gc.set_threshold(*GC_THRESHOLDS)  # as `pvebalance-exporter` serves
+    host, ca = sim.host, sim.ca
     config = parse_config({"default": {"host": host, "user": TOKEN_USER, "token_name": TOKEN_NAME,
                                        "token_value": TOKEN_VALUE, "verify_ssl": ca, "timeout": 60}}, "bench")
     options = ServeOptions(CollectorOptions(), scrape_timeout=120)
@@ -105,19 +107,20 @@ def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], i
     def whole_scrape() -> bytes:
         return b"".join(app(dict(environ), lambda status, headers: None))
 
-    def next_interval() -> None:  # new figures (bench/exporter.py's SCRAPE_INTERVAL), built before the timing
-        requests.post(f"https://{host}/_sim/clock", json={"advance": SCRAPE_INTERVAL}, verify=ca, timeout=60).raise_for_status()
-        session.get(f"https://{host}/api2/json/cluster/resources", verify=ca, timeout=600).raise_for_status()
+    def next_interval() -> None:
+        sim.next_interval(session)
 
     for _ in range(2):  # warm-up: connections, the simulator's caches, /cluster/status and /version
         whole_scrape()
-    # Two scrape intervals' answers, rendered in turn: every render sees figures that moved since
-    # the last one, as every scrape of a real cluster does; what did not move is kept.
+    # Two scrape intervals' answers, each phase rendering them in turn with its own kept texts:
+    # every render sees figures that moved since its last one, as every scrape of a real cluster
+    # does; what did not move is kept.
     answers = []
     for _ in range(2):
         next_interval()
         answers.append(parse_resources(target.client.get("/cluster/resources")))
-    turn = itertools.cycle(answers)
+    encode_turn, streamed_turn = itertools.cycle(answers), itertools.cycle(answers)
+    encode_kept, streamed_kept = KeptTexts(), KeptTexts()
     raw = target.client.get("/cluster/resources")
     inventory = parse_resources(raw)
     families = list(resources_registry(inventory, options.collectors).collect())
@@ -137,12 +140,12 @@ def measure(host: str, ca: str, rounds: int) -> tuple[list[tuple[str, float]], i
         (f"build its families ({samples:,} samples)", lambda: list(resources_registry(inventory, options.collectors).collect()),
          None),
         (REFERENCE, lambda: generate_latest(prebuilt), None),
-        (ENCODE, lambda: encode(resources_registry(next(turn), options.collectors).collect()), None),
+        (ENCODE, lambda: encode(resources_registry(next(encode_turn), options.collectors).collect(), encode_kept), None),
         (STATUS, lambda: target.finish_calls(target.start_calls(status_calls), time.monotonic() + 60), None),
         (OTHERS, lambda: encode(rest_registry(result, options.collectors, target.stats).collect()), None),
         (f"gzip level 1 of the whole answer ({len(text) / 1e6:.1f} MB)", lambda: gzip.compress(text, compresslevel=1), None),
-        (STREAMED, lambda: streamed_gzip(encode_parts(resources_registry(next(turn), options.collectors).collect()), kept),
-         None),
+        (STREAMED, lambda: streamed_gzip(encode_parts(resources_registry(next(streamed_turn), options.collectors).collect(),
+                                                      streamed_kept), kept), None),
         (WHOLE, whole_scrape, next_interval),
     ]
     try:
@@ -161,7 +164,7 @@ def report(phases: list[tuple[str, float]], samples: int, rounds: int, load: tup
         "",
         f"`.venv/bin/python bench/exporter_phases.py` (simulator `large`, 64 nodes, as a separate process; "
         f"{rounds} rounds in this process with the exporter's code, each running every phase once in turn; "
-        f"medians. The machine's 2 cores are shared with other work, so compare within this table; load average "
+        f"medians. The machine's 2 cores may carry other work (see the load average), so compare within this table; load average "
         f"at start {load[0]}, at the end {load[1]} (1 / 5 / 15 min)). The exporter's encodes render two scrape "
         f"intervals' answers in turn, and the simulator's clock moves {SCRAPE_INTERVAL} s (untimed) before each whole "
         "scrape: every render sees usage figures that moved since the last, as on a real cluster.",
@@ -178,7 +181,7 @@ def report(phases: list[tuple[str, float]], samples: int, rounds: int, load: tup
         "",
         f"The whole scrape is {times[WHOLE] / floor:.1f}x the floor; the phases it runs (GET, parse, status calls, "
         f"render + streamed gzip, other families) add up to {serial / floor:.1f}x: they hardly overlap, as all but "
-        f"the deflating hold the one interpreter's lock, and on 2 busy cores gzip's thread finds little idle CPU.",
+        f"the deflating hold the one interpreter's lock.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -197,7 +200,7 @@ def main() -> int:
     try:
         cert, key = make_cert(work)
         with running_sim("large", work, cert, key) as sim:
-            phases, samples = measure(sim.host, sim.ca, args.rounds)
+            phases, samples = measure(sim, args.rounds)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     text = report(phases, samples, args.rounds, (load_at_start, load_average()))

@@ -126,13 +126,13 @@ class ExporterApp:
         parts: list[bytes] = []
         rendering = 0.0
         # Each family's text is compressed on another thread as soon as it is rendered; an
-        # unchanged state family's from the last answer's (KeptSegments).
+        # unchanged family's deflate data comes from the last answer's (KeptTexts, KeptSegments).
         stream = GzipStream(_GZIP_LEVEL, target.kept_segments) if gzipped else None
 
         def render(registry: CollectorRegistry) -> None:
             nonlocal rendering
             started = time.monotonic()
-            for part in encode_parts(registry.collect()):
+            for part in encode_parts(registry.collect(), target.kept_texts):
                 parts.append(part.text)
                 if stream is not None:
                     stream.write(part.text, part.kept)

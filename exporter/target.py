@@ -25,6 +25,7 @@ from pveapi.errors import ApiError, ErrorKind
 from pveapi.settings import ConnectionSettings
 
 from .compression import KeptSegments
+from .kept import KeptTexts
 from .scrape import NODE_STATUS, Call, CallKey, ScrapeResult
 
 log = structlog.get_logger("pvebalance.exporter")
@@ -145,6 +146,7 @@ class Target:
         self._lock = threading.Lock()
         self.render_seconds = 0.0  # how long rendering the last answer for this target took
         self.collections = Collections()
+        self.kept_texts = KeptTexts()  # the families of its last answer, reused while unchanged
         self.kept_segments = KeptSegments()  # used by one collection at a time (Collections)
 
     def start_calls(self, calls: Sequence[Call]) -> PendingCalls:

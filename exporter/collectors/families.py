@@ -10,19 +10,17 @@ proves it with random names, label values and values). prometheus-client's encod
 
 What stays the same from one scrape to the next is kept in bounded LRU caches: label sets
 (`id_series`, `label_series`) and each resource's block of 0/1 state series for the state it
-holds (`StateFamily`); and the text of a family whose rows are all as they were (`_KeptTexts`:
-sizes, vCPUs, info series), which is then the same bytes object, so its gzip is kept too
-(exporter.compression). A family whose values moved is written afresh.
+holds (`StateFamily`); and, per target, the text of a family whose rows are all as they were
+(`KeptTexts`: sizes, vCPUs, info series), which is then the same bytes object, so its gzip is
+kept too (exporter.compression). A family whose values moved is written afresh.
 """
 
 from __future__ import annotations
 
-import threading
 from array import array
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from functools import lru_cache
-from typing import Any, NamedTuple
+from typing import Any
 
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import generate_latest
@@ -30,6 +28,8 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics.exposition import escape_label_name, escape_metric_name
 from prometheus_client.samples import Sample
 from prometheus_client.utils import floatToGoString
+
+from ..kept import KeptTexts, Part
 
 ID = ("id",)
 
@@ -85,8 +85,8 @@ class Series:
 
 
 # Label sets and rendered state blocks are kept across scrapes in LRU caches this big: a
-# resource's id, labels and held states rarely change between scrapes, values do (and are never
-# cached). 65,536 covers the two state families of 30,000 guests; a bigger cluster only renders
+# resource's id, labels and held states rarely change between scrapes, values do (a family's
+# text is kept only while all its values stay the same: KeptTexts). 65,536 covers the two state families of 30,000 guests; a bigger cluster only renders
 # more of them afresh. Each entry is one label set or one block of a few lines.
 CACHED_RESOURCES = 65536
 
@@ -180,20 +180,23 @@ class FastFamily(Metric):
         documentation = self.documentation.replace("\\", r"\\").replace("\n", r"\n")
         return f"# HELP {exposed} {documentation}\n# TYPE {exposed} {self.type}\n"
 
-    def encoded(self) -> Part:
-        """`text()` as UTF-8, kept: while the family has the same rows as in the last scrape (the
-        same Series objects, values that write the same), the same bytes object as then, so their
-        gzip is kept too. Sizes, vCPUs and info series rarely change; usage changes every scrape."""
+    def encoded(self, kept: KeptTexts | None = None) -> Part:
+        """`text()` as UTF-8. With `kept` (the target's): while the family has the same rows as in
+        the last scrape (the same Series objects, values that write the same), the same bytes
+        object as then, so their gzip is kept too. Sizes, vCPUs and info series rarely change;
+        usage changes every scrape."""
         rows = self._rows
         try:
             # A value's text is floatToGoString(float(value)), so equal doubles write the same
             # (-0.0 and 0.0 differ here, as in their text; a NaN's bits stay its own).
             values = array("d", rows.values).tobytes()
         except (TypeError, OverflowError):  # not a number, or past a double: rendered afresh
+            kept = None
+        if kept is None:
             return Part(self.text().encode("utf-8"), kept=False)
         head = self._head(escape_metric_name(self._sample_name))
         key = (head, len(rows.series), rows.series[0].text if rows.series else "")
-        return Part(_KEPT.encoded(key, (list(rows.series), values), self.text), kept=True)
+        return kept.encoded(key, (list(rows.series), values), self.text)
 
     def text(self) -> str:
         """This family in the text format, exactly as generate_latest writes it."""
@@ -278,42 +281,13 @@ class StateFamily(FastFamily):
     def text(self) -> str:
         return "".join(self._blocks())
 
-    def encoded(self) -> Part:
-        """`text()` as UTF-8, kept: while no resource changes its state, the same bytes object as
-        the last scrape's (`_KeptTexts`), so what is made of them (their gzip) can be kept too."""
+    def encoded(self, kept: KeptTexts | None = None) -> Part:
+        """`text()` as UTF-8. With `kept`: while no resource changes its state, the same bytes
+        object as the last scrape's, so what is made of them (their gzip) can be kept too."""
         blocks = self._blocks()
-        return Part(_KEPT.encoded((len(blocks), blocks[0], blocks[-1]), blocks, lambda: "".join(blocks)), kept=True)
-
-
-class _KeptTexts:
-    """The UTF-8 text of the last families encoded, each under a key that buckets it (its head, its
-    size), kept while what it is made of stays equal: its rows, or a state family's blocks, which
-    come from the `_StateBlocks` caches, so an unchanged family's list holds the very same strings
-    and compares in one pass of identity checks."""
-
-    def __init__(self, size: int) -> None:
-        self._size = size
-        self._texts: OrderedDict[Hashable, tuple[object, bytes]] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def encoded(self, key: Hashable, made_of: object, render: Callable[[], str]) -> bytes:
-        with self._lock:
-            kept = self._texts.get(key)
-            if kept is not None and kept[0] == made_of:
-                self._texts.move_to_end(key)
-                return kept[1]
-        text = render().encode("utf-8")
-        with self._lock:
-            self._texts[key] = (made_of, text)
-            self._texts.move_to_end(key)
-            while len(self._texts) > self._size:
-                self._texts.popitem(last=False)
-        return text
-
-
-# About 30 families per scrape of /cluster/resources: a few clusters' worth. An entry holds its
-# family's text (some 0.5 MB at 10,000 guests) until it is pushed out.
-_KEPT = _KeptTexts(64)
+        if kept is None:
+            return Part("".join(blocks).encode("utf-8"), kept=False)
+        return kept.encoded((len(blocks), blocks[0], blocks[-1]), blocks, lambda: "".join(blocks))
 
 
 class _Only:
@@ -324,20 +298,13 @@ class _Only:
         return [self._metric]
 
 
-class Part(NamedTuple):
-    """One family's text format, as bytes. `kept`: the same object is handed out again while
-    the family stays the same (a StateFamily), so it may serve as a cache key by identity."""
-
-    text: bytes
-    kept: bool
-
-
-def encode_parts(metrics: Iterable[Metric]) -> Iterator[Part]:
-    """The text format (0.0.4) of `metrics`, one family at a time: generate_latest's bytes, faster for FastFamily."""
+def encode_parts(metrics: Iterable[Metric], kept: KeptTexts | None = None) -> Iterator[Part]:
+    """The text format (0.0.4) of `metrics`, one family at a time: generate_latest's bytes, faster
+    for FastFamily; with `kept`, an unchanged FastFamily is the last scrape's bytes object."""
     for metric in metrics:
-        yield metric.encoded() if isinstance(metric, FastFamily) else Part(generate_latest(_Only(metric)), kept=False)
+        yield metric.encoded(kept) if isinstance(metric, FastFamily) else Part(generate_latest(_Only(metric)), kept=False)
 
 
-def encode(metrics: Iterable[Metric]) -> bytes:
+def encode(metrics: Iterable[Metric], kept: KeptTexts | None = None) -> bytes:
     """The text format (0.0.4) of `metrics` (`encode_parts`, joined)."""
-    return b"".join([part.text for part in encode_parts(metrics)])
+    return b"".join([part.text for part in encode_parts(metrics, kept)])

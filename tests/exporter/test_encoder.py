@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 
 from exporter.collectors.families import FastFamily, Series, StateFamily, encode, go_float
+from exporter.kept import KeptTexts
 
 NAMES = st.from_regex(r"[a-zA-Z_:][a-zA-Z0-9_:]{0,20}", fullmatch=True)
 LABEL_NAMES = st.from_regex(r"[a-zA-Z_][a-zA-Z0-9_]{0,12}", fullmatch=True).filter(lambda n: not n.startswith("__"))
@@ -113,6 +114,7 @@ def test_a_family_encoded_scrape_after_scrape_is_its_samples_each_time(scrapes: 
     # them (0.0 then -0.0, 1 then 1.0, NaN, ...). Unchanged rows give the very bytes of the last
     # scrape, so their gzip is kept; changed ones are written afresh.
     series = [Series({"id": f"qemu/{vmid}"}) for vmid in (100, 101, 102)]
+    kept = KeptTexts()  # the target's
     last: tuple[list[float], bytes] | None = None
     for values in scrapes:
         family = FastFamily("pve_memory_usage_bytes", "Used memory in bytes")
@@ -120,11 +122,26 @@ def test_a_family_encoded_scrape_after_scrape_is_its_samples_each_time(scrapes: 
         expected = GaugeMetricFamily("pve_memory_usage_bytes", "Used memory in bytes", labels=["id"])
         for one, value in zip(series, values, strict=True):
             expected.add_metric([one.labels["id"]], value)
-        part = family.encoded()
-        assert part.kept and part.text == latest([expected])
-        if last is not None and array("d", values).tobytes() == array("d", last[0]).tobytes():  # the same doubles
+        part = family.encoded(kept)
+        assert part.text == latest([expected])
+        unchanged = last is not None and array("d", values).tobytes() == array("d", last[0]).tobytes()  # the same doubles
+        assert part.kept == unchanged
+        if last is not None and unchanged:
             assert part.text is last[1]
         last = (values, part.text)
+
+
+def test_a_family_whose_later_label_set_changed_is_written_afresh() -> None:
+    # Same name, size, first series and values: only the second guest is another one now.
+    kept = KeptTexts()
+    first, other, third = (Series({"id": f"qemu/{vmid}"}) for vmid in (100, 101, 102))
+    for second in (other, third):
+        family = FastFamily("pve_memory_size_bytes", "Memory size in bytes")
+        family.extend([first, second], [2.0, 2.0])
+        expected = GaugeMetricFamily("pve_memory_size_bytes", "Memory size in bytes", labels=["id"])
+        for one in (first, second):
+            expected.add_metric([one.labels["id"]], 2.0)
+        assert family.encoded(kept).text == latest([expected])
 
 
 RESOURCES = st.lists(st.tuples(LABEL_VALUES, st.one_of(st.none(), LABEL_VALUES, st.sampled_from(["started", "backup", ""]))),
@@ -151,7 +168,9 @@ def test_state_family_is_generate_latest_byte_for_byte(runs: list[tuple[list[tup
                 expected.add_metric([resource_id, state], value)
     assert encode([family]) == latest([expected])
     assert encode([family]) == latest([expected])  # again, from the blocks kept for the next scrape
-    assert family.encoded().text is family.encoded().text  # unchanged: the very bytes, so their gzip is kept
+    kept = KeptTexts()
+    once, again = family.encoded(kept), family.encoded(kept)
+    assert again.text is once.text and again.kept and not once.kept  # unchanged: the very bytes, so their gzip is kept
     assert latest([family]) == latest([expected])
 
 

@@ -281,7 +281,7 @@ class SimCluster:
         duration = self.migration_seconds(guest, options)
         log.info("migration_started", vmid=spec.vmid, node=source, target=target, task=task.upid,
                  seconds=round(duration, 1))
-        self.schedule(now + duration, lambda at: self._finish_migration(guest, source, target, task, at))
+        self.schedule(now + duration, lambda at: self._finish_migration(guest, source, target, task, now, at))
         if guest.status != "stopped" and spec.type == "qemu":
             self._log_ram_transfer(task, spec.memory, self.migration_bandwidth(options), now + duration)
         return task.upid
@@ -298,15 +298,16 @@ class SimCluster:
 
             self.schedule(end - seconds + seconds * step / PROGRESS_LINES, line)
 
-    def _finish_migration(self, guest: GuestState, source: str, target: str, task: Task, at: float) -> None:
+    def _finish_migration(self, guest: GuestState, source: str, target: str, task: Task, started: float,
+                          at: float) -> None:
         guest.lock = None
         if guest.hastate == "migrate":
             guest.hastate = "started"
         failure = self._failure_for(guest.spec.vmid)
         # A node lost while the task ran ends it, even if it is back: the copy's connection broke.
-        if failure is None and not self.nodes[target].online_throughout(task.starttime, at):
+        if failure is None and not self.nodes[target].online_throughout(started, at):
             failure = "migration aborted"
-        if failure is None and not self.nodes[source].online_throughout(task.starttime, at):
+        if failure is None and not self.nodes[source].online_throughout(started, at):
             failure = "migration problems"
         self.version += 1
         if failure is not None:

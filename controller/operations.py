@@ -230,7 +230,7 @@ class Operations:
             raise ApiRefusal(404, f"no plan {plan_id} here: GET /api/v1/plan or POST /api/v1/plan shows the plans that can be applied")
         if not reviewed.plan.moves:
             raise ApiRefusal(409, f"plan {plan_id} has no moves: nothing to do")
-        self._refuse_if_paused()
+        self._refuse_if_paused(reviewed.plan.moves, who, f"plan {plan_id}")
         c = self.controller
         hold = cooldown_holds(c.client, c.config, c.state)
         observation = observe(c.client, c.promql)
@@ -250,7 +250,6 @@ class Operations:
     def migrate(self, body: Any, who: str) -> dict[str, Any]:
         """A person's migrations: each checked exactly like a planned move, in the order given."""
         asked = _requested(body)
-        self._refuse_if_paused()
         c = self.controller
         hold = cooldown_holds(c.client, c.config, c.state)
         observation = observe(c.client, c.promql)
@@ -265,6 +264,7 @@ class Operations:
             moves.append(Move(vmid, guest.name, guest.type, guest.node, target,
                               f"asked for by {who} through the API", usage.mem_bytes, usage.cpu_cores, 0.0,
                               usage_source=usage.source))
+        self._refuse_if_paused(moves, who, "request")
         rules = cycle_rules(c.config, observation, hold)
         problems = check_moves(model, rules, c.config.policy, moves)  # hard rules, memory, cooldown
         if problems:
@@ -306,10 +306,13 @@ class Operations:
 
         return {**self._start((), who, f"{verb} {node}", carry_out), "node": node}
 
-    def _refuse_if_paused(self) -> None:
-        """Paused comes before any other reason: the rest would not matter while it holds."""
-        if self.controller.paused is not None:
-            raise ApiRefusal(409, self.controller.paused)
+    def _refuse_if_paused(self, moves: Sequence[Move], who: str, what: str) -> None:
+        """Paused comes before any other reason (the rest would not matter while it holds); the
+        moves are shown as not started, with it, as any refused run's are."""
+        why = self.controller.paused
+        if why is not None:
+            _not_started(self.controller.migration_log.new_run(moves, who, what), moves, why)
+            raise ApiRefusal(409, why)
 
     def _start(self, moves: Sequence[Move], who: str, what: str,
                carry_out: Callable[[ExecutorFor], ApplyReport | None]) -> dict[str, Any]:

@@ -217,6 +217,8 @@ def test_plans_migrations_and_automation(run: Run, sim: RunningSimulator) -> Non
     assert refused.status_code == 409 and "paused" in refused.json()["error"]
     again = run.send("POST", f"/api/v1/plan/{plan['plan_id']}/apply")
     assert again.status_code == 409 and "paused" in again.json()["error"]
+    refusals = run.settled()[:1 + len(plan["moves"])]  # shown as not started, with the reason
+    assert {m["state"] for m in refusals} == {"not_started"} and 139 in {m["vmid"] for m in refusals}
     run.stop()
     run.start()
     assert run.get("/health").json()["automation"] == "paused"

@@ -208,7 +208,11 @@ def plan_from_dict(data: Any) -> Plan:
         if source == target:
             raise ConfigError(f"{at}: source and target are both {source!r}")
         cause = _cause(move, at)
-        if cause.kind is not MoveKind(kind):  # a plan written by hand or edited: which one was meant?
+        # A plan written by hand or edited: which one was meant? (The advisor's repairs were saved
+        # as mandatory with cause balance before a move's kind came from its cause; such a move
+        # is read as its cause says, balance: it waits for a migration window like any other.)
+        legacy = (MoveKind(kind), cause) == (MoveKind.MANDATORY, Cause.BALANCE)
+        if cause.kind is not MoveKind(kind) and not legacy:
             raise ConfigError(f"{at}.kind: {kind} does not go with cause {cause.value!r}, which is {cause.kind.value}")
         moves.append(
             Move(

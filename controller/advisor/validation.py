@@ -21,7 +21,7 @@ from planner.placement import Placement, imbalance
 from planner.policy import Policy
 from planner.rules import RuleSet
 from planner.strategies.balance import loads
-from planner.strategies.repair import apart_reason, sharing, together_reason
+from planner.strategies.repair import repair_reason
 from planner.verify import check_moves
 
 from .answer import Suggestion
@@ -86,15 +86,12 @@ def check_suggestions(
             trial = _context(model, rules, policy)
             for vmid, target, reason in accepted:
                 _commit(trial, vmid, target, reason)
-            source = trial.state.where[s.vmid]
-            broken_before = trial.constraints.violations()
-            shared = {id(g): sharing(trial, g, s.vmid) for g in trial.constraints.apart}
+            repair = repair_reason(trial, s.vmid, s.target)  # what it repairs, in the planner's own terms
             move = _commit(trial, s.vmid, s.target, AI_REASON_PREFIX + (s.reason or "no reason given"))
             if move is None:
                 reject(f"over the plan's budgets: {'; '.join(sorted(trial.refused))}", "budget")
                 continue
             problems = check_moves(model, rules, policy, [*moves, move])
-            repair = _repaired(trial.constraints, source, s.target, broken_before, shared)
             if problems:
                 why = "; ".join(_without_step(p) for p in problems)
                 reject(why, _category(why))
@@ -108,26 +105,6 @@ def check_suggestions(
     for vmid, target, reason in accepted:
         _commit(final, vmid, target, reason)
     return Checked(_plan(model, base, final, moves), tuple(rejected))
-
-
-def _repaired(constraints: Constraints, source: str, target: str, broken_before: Mapping[str, int],
-              shared: Mapping[int, int | None]) -> Why | None:
-    """What the move just made repairs, in the planner's own terms: leaving a maintenance node, or,
-    when hard rules are broken less after it, the first that is (`shared`: who shared the source,
-    per apart group)."""
-    if source in constraints.maintenance:
-        return Why(Cause.EVACUATION, {"node": source})
-    broken_after = constraints.violations()
-    if sum(broken_after.values()) >= sum(broken_before.values()):
-        return None
-    for group in constraints.apart:
-        other = shared[id(group)]
-        if other is not None and broken_after.get(group.label, 0) < broken_before.get(group.label, 0):
-            return apart_reason(group, source, other)
-    for group in constraints.together:
-        if broken_after.get(group.label, 0) < broken_before.get(group.label, 0):
-            return together_reason(group, target)
-    return None
 
 
 def _commit(ctx: Context, vmid: int, target: str, reason: str) -> Move | None:

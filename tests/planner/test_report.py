@@ -54,6 +54,15 @@ def _broken(sample: Plan, mutate: Callable[[dict[str, Any]], object]) -> dict[st
     return data
 
 
+def test_an_advisor_plan_saved_before_kinds_came_from_causes_still_loads(sample: Plan) -> None:
+    # Its repairs were written as mandatory with cause balance; they are read as balance moves.
+    data = plan_to_dict(sample)
+    move = next(m for m in data["moves"] if m["cause"] == "balance")
+    move["kind"] = "mandatory"
+    loaded = plan_from_dict(data)
+    assert next(m for m in loaded.moves if m.vmid == move["vmid"]).kind is MoveKind.BALANCE
+
+
 @pytest.mark.parametrize(
     ("mutate", "message"),
     [

@@ -140,20 +140,22 @@ def _pruned(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, o
     stays cheap) when together they still gain no more than they cost, else the first alone."""
     while True:
         final = _spread(ctx)
+        home = _homes(ctx, origin)
         weak: list[tuple[frozenset[int], float]] = []  # unit, what it must gain
         taken: set[int] = set()
         for unit in _units(ctx.moves):
             if unit & taken:
                 continue
             due = _due(ctx, unit)
-            if _spread_without(ctx, unit, origin) - final <= due:
+            if _spread_without(ctx, unit, home) - final <= due:
                 weak.append((unit, due))
                 taken |= unit
         if not weak:
             return ctx
-        if len(weak) > 1 and _spread_without(ctx, frozenset(taken), origin) - final > sum(d for _, d in weak):
+        if len(weak) > 1 and _spread_without(ctx, frozenset(taken), home) - final > sum(d for _, d in weak):
             weak, taken = weak[:1], set(weak[0][0])  # together they earn their place: the first only
-        placement = {v: n for v, n in ctx.state.where.items() if n != origin[v] and v not in taken}
+        placement = {v: (home[v] if v in taken else n) for v, n in ctx.state.where.items()}
+        placement = {v: n for v, n in placement.items() if n != origin[v]}
         pruned = _replay(model, rules, policy, placement, ctx)
         if pruned is None:
             return ctx
@@ -163,6 +165,17 @@ def _pruned(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, o
                             f"their cost (imbalance {pruned.state.imbalance():.4f} without, "
                             f"{ctx.state.imbalance():.4f} with)")
         ctx = pruned
+
+
+def _homes(ctx: Context, origin: dict[int, str]) -> dict[int, str]:
+    """Where each guest stays when its balancing moves are left out: where its moves that are
+    never left out (mandatory, soft rule) take it, else where it is in the observed cluster. A
+    guest evacuated and then balanced on keeps its evacuation."""
+    home = dict(origin)
+    for m in ctx.moves:
+        if m.kind is MoveKind.MANDATORY or m.cause is Cause.SOFT_RULE:
+            home[m.vmid] = m.target
+    return home
 
 
 def _spread(ctx: Context) -> float:
@@ -182,11 +195,11 @@ def _due(ctx: Context, unit: frozenset[int]) -> float:
     return max(0.0, due) / (s1 * s1)
 
 
-def _spread_without(ctx: Context, unit: frozenset[int], origin: dict[int, str]) -> float:
-    """S2 / S1^2 if the guests of `unit` stayed home (the state is put back)."""
+def _spread_without(ctx: Context, unit: frozenset[int], home: dict[int, str]) -> float:
+    """S2 / S1^2 if the guests of `unit` stayed home (`_homes`; the state is put back)."""
     undo = [(v, ctx.state.where[v]) for v in sorted(unit)]
     for v in sorted(unit):
-        ctx.shift(v, origin[v])
+        ctx.shift(v, home[v])
     without = _spread(ctx)
     for v, there in undo:
         ctx.shift(v, there)

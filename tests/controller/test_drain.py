@@ -23,7 +23,7 @@ from planner.rules import RuleSet
 from pveapi.client import PveClient
 from pveapi.errors import ConfigError
 from tests.controller.conftest import Watch, demo_rules_broken, write_config
-from tests.support.sim import RunningSimulator
+from tests.support.sim import RunningSimulator, running_simulator
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST = {"apply": {"poll_interval": 5, "max_in_flight": 2, "max_in_flight_per_node": 1}}
@@ -72,6 +72,22 @@ def test_drain_then_undrain_returns_every_guest_that_can_and_says_why_for_the_ot
     assert set(why) == {kept} and "apart" in why[kept], why
     assert watch.problems == [] and demo_rules_broken(placement) == []
     assert DrainState.load(config.run.state_file).drained == frozenset()
+
+
+# A start at which the demo's drain plan evacuates 139 to pve4 and then balances it on to pve5;
+# leaving that balancing step out (it gains less than it costs) must not undo the evacuation.
+EVACUATED_THEN_BALANCED = 1796137650
+
+
+def test_a_guest_evacuated_then_balanced_on_still_leaves_the_drained_node(make_config: Callable[..., Config]) -> None:
+    with running_simulator("demo", time_scale=0, start=EVACUATED_THEN_BALANCED) as sim:
+        config = make_config(sim, **FAST)
+        client = PveClient(config.proxmox)
+        watch = Watch(sim, client)
+        drained = drain_node("pve3", config, client, None, _executor(client, config, watch))
+        assert drained.report is not None and drained.report.count("failed") == 0
+        assert {v for v, n in sim.placement().items() if n == "pve3"} == STAYS_ON_PVE3
+        assert watch.problems == []
 
 
 def test_drain_dry_run_changes_nothing_and_unknown_or_undrained_nodes_are_one_line(

@@ -13,7 +13,6 @@ import json
 import os
 import shutil
 import signal
-import socket
 import stat
 import subprocess
 import time
@@ -25,6 +24,7 @@ import pytest
 import requests
 import yaml
 
+from testkit.processes import free_port
 from tests.package.debroot import depends_names, in_root, make_root, unit, unit_command
 from tests.support.sim import running_simulator
 
@@ -77,12 +77,6 @@ def debian_root(root_in_making: tuple[Path, Future[None]], deb: Path) -> Path:
     installed = in_root(root, "dpkg", "--install", f"/tmp/{deb.name}")
     assert installed.returncode == 0, installed.stdout + installed.stderr
     return root
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _write_keeping_mode(path: Path, text: str) -> None:
@@ -165,7 +159,7 @@ def _point_at(debian_root: Path, sim_host: str, ca_path: str, token_value: str) 
     exporter = yaml.safe_load((etc / "exporter.yml").read_text(encoding="utf-8"))
     exporter["default"].update(host=sim_host, user="root@pam", token_name="test")
     _write_keeping_mode(etc / "exporter.yml", yaml.safe_dump(exporter))
-    ports = {"exporter": _free_port(), "controller": _free_port()}
+    ports = {"exporter": free_port(), "controller": free_port()}
     controller = yaml.safe_load((etc / "config.yaml").read_text(encoding="utf-8"))
     controller["proxmox"].update(host=sim_host, user="root@pam", token_name="test")
     controller["run"]["listen"] = f"127.0.0.1:{ports['controller']}"

@@ -26,6 +26,7 @@ import requests
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench import arguments  # noqa: E402
 from controller.config import parse_config  # noqa: E402
 from controller.cycle import run_cycle  # noqa: E402
 from controller.observe import observe  # noqa: E402
@@ -77,8 +78,8 @@ def start_simulator(scenario: str, port: int) -> tuple[subprocess.Popen[str], di
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="large", help="a simulator scenario (demo, large or a file)")
-    parser.add_argument("--runs", type=int, default=5, help="timed repetitions of each step")
-    parser.add_argument("--port", type=int, default=18302, help="the simulator's port")
+    parser.add_argument("--runs", type=arguments.count, default=5, help="timed repetitions of each step")
+    parser.add_argument("--port", type=arguments.port, default=18302, help="the simulator's port")
     args = parser.parse_args()
     server, started = start_simulator(args.scenario, args.port)
     try:

@@ -28,6 +28,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+from bench import arguments  # noqa: E402
 from testkit.processes import free_port, stop_process  # noqa: E402 - needs ROOT on the path
 
 BIN = Path(sys.executable).parent
@@ -520,11 +521,13 @@ def report(rows: list[Row], online: dict[str, int], sizes: dict[str, int], scrap
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="500,2000,10000", help="guest counts; 10000 is the built-in `large`")
-    parser.add_argument("--scrapes", type=int, default=7)
-    parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument("--crowd", type=int, default=20, help="concurrent scrapers on the largest size (0: skip)")
-    parser.add_argument("--crowd-seconds", type=float, default=30.0)
+    parser.add_argument("--sizes", type=arguments.counts, default=[500, 2000, 10000],
+                        help="guest counts, comma-separated; 10000 is the built-in `large`")
+    parser.add_argument("--scrapes", type=arguments.count, default=7)
+    parser.add_argument("--output", type=arguments.output_file, default=RESULTS)
+    parser.add_argument("--crowd", type=arguments.count_or_none, default=20,
+                        help="concurrent scrapers on the largest size (0: skip)")
+    parser.add_argument("--crowd-seconds", type=arguments.seconds, default=30.0)
     args = parser.parse_args(argv)
     ensure_bench_requirements()
     started = time.monotonic()
@@ -536,7 +539,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     load = "load average at start {:.1f} / {:.1f} / {:.1f}".format(*os.getloadavg())
     try:
         cert, key = make_cert(work)
-        for size in (int(s) for s in args.sizes.split(",")):
+        for size in args.sizes:
             scenario = (
                 Scenario("10,000 guests / 64 nodes (large)", 10000, 64, "large") if size == 10000
                 else Scenario(f"{size:,} guests / {max(4, size // 125)} nodes", size, max(4, size // 125),
@@ -549,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 for row in measure(exporters(sim, work), sim, args.scrapes, scenario.label, work):
                     print(f"   {row}", file=sys.stderr)
                     rows.append(row)
-                if args.crowd and size == max(int(s) for s in args.sizes.split(",")):
+                if args.crowd and size == max(args.sizes):
                     crowds = [crowd(exporter, sim, work, args.crowd, args.crowd_seconds)
                               for exporter in exporters(sim, work)[:2]]  # ours and the peer's cluster mode
                     for result in crowds:
@@ -559,7 +562,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         shutil.rmtree(work, ignore_errors=True)
     load += ", at the end {:.1f} / {:.1f} / {:.1f} (1 / 5 / 15 min, 2 cores)".format(*os.getloadavg())
     text = report(rows, online, sizes, args.scrapes, time.monotonic() - started, crowd_lines, load)
-    args.output.parent.mkdir(parents=True, exist_ok=True)
     args.output.write_text(text)
     print(text)
     return 0

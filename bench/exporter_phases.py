@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector, CollectorRegistry
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 # The exporter's and bench/exporter.py's code, importable once ROOT is on the path.
+from bench import arguments  # noqa: E402
 from bench.exporter import SCRAPE_INTERVAL, TOKEN_NAME, TOKEN_USER, TOKEN_VALUE, Sim, make_cert, running_sim  # noqa: E402
 from exporter.cli import GC_THRESHOLDS  # noqa: E402
 from exporter.collectors import CollectorOptions, concerns, resources_registry, rest_registry  # noqa: E402
@@ -192,8 +193,8 @@ def load_average() -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--rounds", type=arguments.count, default=7)
+    parser.add_argument("--output", type=arguments.output_file, default=RESULTS)
     args = parser.parse_args()
     load_at_start = load_average()
     work = Path(tempfile.mkdtemp(prefix="bench-phases-"))

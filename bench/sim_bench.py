@@ -20,6 +20,9 @@ from pathlib import Path
 import requests
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from bench import arguments  # noqa: E402 - needs ROOT on the path
+
 TOKEN = "root@pam!bench=00000000-0000-4000-8000-00000000be9c"
 
 
@@ -41,8 +44,8 @@ def row(name: str, samples: list[float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scenario", default="large")
-    parser.add_argument("--runs", type=int, default=50)
-    parser.add_argument("--port", type=int, default=18001)
+    parser.add_argument("--runs", type=arguments.count, default=50)
+    parser.add_argument("--port", type=arguments.port, default=18001)
     args = parser.parse_args()
     server = subprocess.Popen(
         [sys.executable, "-m", "simulator.cli", "--scenario", args.scenario, "--port", str(args.port),

@@ -204,8 +204,9 @@ class Controller:
         """None when a migration run may start now (the caller holds `acting`); else why not."""
         if self.stopping.is_set():
             return "the controller is stopping"
-        if self.paused is not None:
-            return self.paused
+        paused = self.paused
+        if paused is not None:
+            return paused
         if self.dry_run:
             return None
         return None if self._hold_lock() else self.busy_reason

@@ -7,7 +7,7 @@ families already rendered are compressed while the rest are rendered and the nod
 Half of those bytes are the 0/1 state series (pve_ha_state, pve_lock_state), which stay the
 same while no guest changes state, and more are sizes, vCPUs and info series, which rarely
 change; a family's text is then the very same bytes object as last time (`kept`,
-exporter.collectors.families.Part).
+exporter.kept.KeptTexts).
 Such a part is deflated once on its own and spliced into later answers: the live compressor
 ends its data with a full flush (byte-aligned, no reference back across it), the part's own
 deflate data follows (made from a fresh compressor, ending with a full flush too), and the live

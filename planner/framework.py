@@ -154,8 +154,8 @@ def _pruned(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, o
             return ctx
         if len(weak) > 1 and _spread_without(ctx, frozenset(taken), home) - final > sum(d for _, d in weak):
             weak, taken = weak[:1], set(weak[0][0])  # together they earn their place: the first only
-        placement = {v: (home[v] if v in taken else n) for v, n in ctx.state.where.items()}
-        placement = {v: n for v, n in placement.items() if n != origin[v]}
+        kept = {v: (home[v] if v in taken else n) for v, n in ctx.state.where.items()}
+        placement = {v: n for v, n in kept.items() if n != origin[v]}  # what is left to move
         pruned = _replay(model, rules, policy, placement, ctx)
         if pruned is None:
             return ctx

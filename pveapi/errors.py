@@ -14,6 +14,10 @@ from enum import Enum
 class PvebalanceError(Exception):
     """Base of every error pvebalance reports to a user as one clear line."""
 
+    def __str__(self) -> str:
+        # One line whatever the message quotes: a key or value from a file may hold line breaks.
+        return super().__str__().replace("\r", "\\r").replace("\n", "\\n")
+
 
 class ConfigError(PvebalanceError):
     """A configuration, rules or scenario file (or value) is wrong; the message says how."""

@@ -8,7 +8,7 @@ import math
 from dataclasses import fields, is_dataclass
 from typing import Any
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from controller.config import _APPLY_KEYS, _PROM_KEYS, _RUN_KEYS, parse_config
@@ -84,6 +84,7 @@ def test_controller_config_values(block: str, key: st.DataObject, value: Any) ->
 
 @SETTINGS
 @given(key=st.sampled_from(POLICY_KEYS), value=hostile)
+@example(key="node_headroom", value={"": {"\n": 0.0}})  # a key holding a line break: still one line
 def test_policy_values(key: str, value: Any) -> None:
     try:
         policy = Policy.from_mapping({key: value}, "policy")

@@ -79,7 +79,8 @@ def recording_rule_passes(rule_files: Sequence[Path], interval: float) -> list[s
     passes: dict[int, list[Mapping[str, Any]]] = {}
     for rule in recording:
         passes.setdefault(level_of(rule), []).append(rule)
-    return [yaml.safe_dump({"groups": [{"name": f"pass-{n}", "interval": f"{interval:g}s", "rules": passes[n]}]},
+    # One group name for every pass (see LocalStack.backfill_rules for why).
+    return [yaml.safe_dump({"groups": [{"name": "backfill", "interval": f"{interval:g}s", "rules": passes[n]}]},
                            sort_keys=False) for n in sorted(passes)]
 
 

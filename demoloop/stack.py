@@ -105,10 +105,13 @@ class LocalStack:
         """History through the exporter's collector into Prometheus' data directory; its summary
         line. Its samples carry the `job` and `instance` labels the live scrapes will carry, so
         live series continue the history as on a real stack. Its progress goes to stderr."""
-        self.history = (time.time() - hours * 3600, time.time())
+        # A whole second, given to the exporter as --end: the rules' backfill starts at exactly
+        # the first sample, so its first evaluation finds one.
+        end = float(int(time.time()))
+        self.history = (end - hours * 3600, end)
         done = subprocess.run(
             [str(BIN / "pvebalance-exporter"), "backfill", f"--config.file={self.exporter_file}",
-             f"--sim-admin-url={self.sim.admin_url}", f"--hours={hours:g}", f"--step={step:g}",
+             f"--sim-admin-url={self.sim.admin_url}", f"--hours={hours:g}", f"--step={step:g}", f"--end={end:.0f}",
              f"--output={self.workdir / 'tsdb'}", f"--label=job={EXPORTER_JOB}",
              f"--label=instance={self.exporter_instance}", "--log.format=json", "--log.level=warning"],
             stdout=subprocess.PIPE, text=True, check=False,  # stderr: its progress and errors, as they come
@@ -129,7 +132,10 @@ class LocalStack:
         with Progress("recording rules", len(passes), "passes") as progress:
             for number, text in enumerate(passes, start=1):
                 progress.update(number - 1, f"pass {number}: promtool create-blocks-from rules")
-                rules = self._write(f"rules-pass-{number}.yml", text)
+                # One file for every pass: promtool offsets a group's evaluations within its
+                # interval by a hash of the group's name and file, so with one of each every pass
+                # evaluates at the instants where the previous pass wrote its samples.
+                rules = self._write("rules-backfill.yml", text)
                 with tempfile.TemporaryDirectory(dir=self.workdir) as blocks:
                     done = subprocess.run(
                         [str(shutil.which("promtool")), "tsdb", "create-blocks-from", "rules", "--quiet",

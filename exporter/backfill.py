@@ -10,6 +10,7 @@ averages, not the present at an arbitrary past time.
 
 from __future__ import annotations
 
+import math
 import shutil
 import subprocess
 import tempfile
@@ -161,7 +162,7 @@ def backfill(
     (to where it would be had it kept running). `on_step(done, total, timestamp)` follows each
     step, for progress.
     """
-    if step <= 0 or end < start:
+    if not (math.isfinite(start) and math.isfinite(end) and math.isfinite(step)) or step <= 0 or end < start:
         raise ConfigError(f"backfill: need step > 0 and start <= end (got step {step}, {end - start:.0f} s of history)")
     if shutil.which(promtool) is None:
         raise ConfigError(f"backfill: {promtool} not found; install Prometheus (Debian: apt-get install prometheus)")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import math
 import os
 import platform
 import re
@@ -19,11 +20,11 @@ from types import FrameType
 import structlog
 
 from pveapi.client import PveClient
-from pveapi.errors import ApiError, ErrorKind, PvebalanceError
+from pveapi.errors import ApiError, ConfigError, ErrorKind, PvebalanceError
 from pveapi.logsetup import configure_logging
 from pveapi.progress import Progress
 from pveapi.settings import Secret
-from pveapi.values import count, number
+from pveapi.values import HOUR, YEAR, count, duration, number
 from pveapi.version import version_text
 
 from .backfill import SimClock, backfill
@@ -105,8 +106,11 @@ def _backfill_parser() -> argparse.ArgumentParser:
     parser.add_argument("--sim-admin-token-env", default=None,
                         help="environment variable holding the simulator's --admin-token, if it has one")
     parser.add_argument("--module", default=None, help="config module to connect with (default: the default module)")
-    parser.add_argument("--hours", type=float, default=24.0, help="history to write, ending at the simulator's now or the wall clock, whichever is earlier (default 24)")
+    parser.add_argument("--hours", type=float, default=24.0, help="history to write, up to --end (default 24)")
     parser.add_argument("--step", type=float, default=60.0, help="seconds between samples (default 60)")
+    parser.add_argument("--end", type=float, default=None, metavar="EPOCH",
+                        help="Unix time of the last sample (default, and latest allowed: the simulator's now or "
+                             "the wall clock, whichever is earlier)")
     parser.add_argument("--output", type=Path, required=True, help="Prometheus' data directory (--storage.tsdb.path)")
     parser.add_argument("--promtool", default="promtool", help="promtool binary (default: promtool on the PATH)")
     parser.add_argument("--label", action="append", default=[], metavar="NAME=VALUE",
@@ -216,10 +220,16 @@ def run_backfill(args: argparse.Namespace) -> int:
             raise PvebalanceError(f"--sim-admin-token-env: environment variable {args.sim_admin_token_env} is not set")
         token = Secret(value)
     labels = dict(_label(text) for text in args.label)
+    hours = number(args.hours, "--hours", 0, YEAR / HOUR)
+    step = duration(args.step, "--step")
     sim_now, _ = SimClock(args.sim_admin_url, settings.verify_ssl, token).get()
     # Prometheus stamps live scrapes with the wall clock: history past it (a simulator running
     # faster than real time is ahead) would make the first live samples "out of bounds".
-    end = min(sim_now, time.time())
+    latest = min(sim_now, time.time())
+    end = latest if args.end is None else args.end
+    if not math.isfinite(end) or not hours * HOUR <= end <= latest:
+        raise ConfigError(f"--end: expected a Unix time from {hours * HOUR:.0f} to {latest:.0f} (the simulator's "
+                          f"now or the wall clock, whichever is earlier), got {args.end:g}")
     with Progress("backfill", unit="steps") as progress:
 
         def on_step(done: int, total: int, at: float) -> None:
@@ -227,7 +237,7 @@ def run_backfill(args: argparse.Namespace) -> int:
             progress.update(done, note, total)
 
         report = backfill(
-            settings, args.sim_admin_url, end - args.hours * 3600, end, args.step, args.output,
+            settings, args.sim_admin_url, end - hours * HOUR, end, step, args.output,
             _collector_options(args), args.promtool, token, labels, on_step=on_step,
         )
     print(

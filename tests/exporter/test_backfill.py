@@ -111,3 +111,27 @@ def test_backfill_refuses_nonsense_before_touching_the_clock(sim: RunningSimulat
     with pytest.raises(ConfigError, match="not found"):
         backfill(sim.connection_settings(), sim.admin_url, now - 60, now, 60, tmp_path / "data", promtool="no-promtool")
     assert sim.clock() == now
+
+
+@pytest.mark.parametrize(("flag", "says"), [
+    ("--hours=nan", "--hours: expected a number"),
+    ("--hours=-1", "--hours: expected a number"),
+    ("--hours=1e308", "--hours: expected a number"),
+    ("--step=inf", "--step: expected a duration"),
+    ("--step=0", "--step: expected a duration"),
+    ("--end=nan", "--end: expected a Unix time"),
+    ("--end=4102444800", "--end: expected a Unix time"),  # 2100: past the wall clock
+])
+def test_cli_backfill_refuses_a_bad_range_in_one_line(sim: RunningSimulator, tmp_path: Path, flag: str,
+                                                      says: str) -> None:
+    config = tmp_path / "exporter.yml"
+    config.write_text(yaml.safe_dump({"default": module_block(sim, tmp_path / "token")}))
+    before = sim.clock()
+    done = subprocess.run(
+        [sys.executable, "-m", "exporter.cli", "backfill", f"--config.file={config}",
+         f"--sim-admin-url={sim.admin_url}", f"--output={tmp_path / 'data'}", flag],
+        capture_output=True, text=True, cwd=ROOT, timeout=60,
+    )
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert says in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists() and sim.clock() == before

@@ -49,6 +49,12 @@ def _series(prometheus: str, expr: str) -> list[dict[str, Any]]:
     return list(requests.get(f"{prometheus}/api/v1/query", params={"query": expr}, timeout=10).json()["data"]["result"])
 
 
+def _instants(prometheus: str, selector: str) -> list[float]:
+    """The timestamps of the one series `selector` picks, over the last two hours."""
+    (series,) = _series(prometheus, f"{selector}[2h]")
+    return [float(at) for at, _ in series["values"]]
+
+
 def _answers(url: str) -> bool:
     try:
         requests.get(url, timeout=3, verify=False)
@@ -69,6 +75,15 @@ def test_demo_applies_the_plan_shows_the_cluster_balanced_and_stops_everything_o
         history = _series(prometheus.group(1), "count_over_time(pvebalance:cluster_imbalance:ratio[55m] offset 5m)")
         # The recording rules have the backfilled hour, not only the minutes since Prometheus started.
         assert history and float(history[0]["value"][1]) >= 10, history
+        # ... at every 5-minute step of it, in each of the three passes (a rule reading another
+        # rule's series finds them at its own instants).
+        raw = _instants(prometheus.group(1), 'pve_up{id="node/pve1"}')
+        end = raw[0] + 3600  # the backfilled hour's last sample; live samples follow
+        recorded = {rule: len([t for t in _instants(prometheus.group(1), rule) if t <= end]) for rule in
+                    ('pvebalance:node_up:bool{node="pve1"}', 'pvebalance:node_load:ratio{node="pve1"}',
+                     "pvebalance:cluster_imbalance:ratio")}
+        assert len([t for t in raw if t <= end]) == 13 and set(recorded.values()) <= {12, 13}, recorded
+        assert len(set(recorded.values())) == 1, recorded
         # Backfilled and live series carry the labels a real stack has: dashboard 10347's only
         # variable, label_values(pve_node_info, instance), has the exporter as its value...
         instances = requests.get(f"{prometheus.group(1)}/api/v1/label/instance/values",

@@ -5,7 +5,8 @@ No I/O, no clock, no globals: the same input always gives the same plan. Mandato
 every move is checked against the state all earlier moves leave behind and admitted by the
 one budget (planner.budget, asked by `Context.commit`). The local search (planner.search)
 may then find a better final placement, and `prune` drops every balancing move, pair or
-trade whose removal would not make the plan worse by more than its cost.
+trade whose removal would not make the plan worse by more than its cost; a guest still moved
+twice then goes straight to where it ends when an order allows.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
         refined = _pruned(model, rules, policy, refined, origin)
         if (round(refined.state.imbalance(), 9), len(refined.moves)) < (round(plain.state.imbalance(), 9), len(plain.moves)):
             ctx = refined
+    ctx = _direct(model, rules, policy, ctx, origin)
     constraints, state = ctx.constraints, ctx.state
     after = state.snapshot()
     return Plan(
@@ -165,6 +167,21 @@ def _pruned(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, o
                             f"their cost (imbalance {pruned.state.imbalance():.4f} without, "
                             f"{ctx.state.imbalance():.4f} with)")
         ctx = pruned
+
+
+def _direct(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, origin: dict[int, str]) -> Context:
+    """The plan with one migration per guest when some guest moves more than once (made room
+    with, then balanced on; evacuated, then balanced on) and an order of single moves to the same
+    placement exists: each extra live migration copies the guest's memory again for nothing. A
+    staged swap (parked on a third node) has no such order and stays as it is."""
+    if len({m.vmid for m in ctx.moves}) == len(ctx.moves):
+        return ctx
+    direct = _replay(model, rules, policy, {v: n for v, n in ctx.state.where.items() if n != origin[v]}, ctx)
+    if direct is None or len(direct.moves) >= len(ctx.moves):
+        return ctx
+    direct.problems.extend(ctx.problems)
+    direct.notes.extend(ctx.notes)
+    return direct
 
 
 def _homes(ctx: Context, origin: dict[int, str]) -> dict[int, str]:

@@ -128,3 +128,15 @@ def test_local_search_finds_the_better_pair_of_moves_greedy_misses() -> None:
     assert len(result.moves) == 2
     assert sorted(n.cpu_cores for n in result.nodes_after) == [5, 6, 6]
     assert any("refined by local search" in n for n in result.notes)
+
+
+def test_a_guest_evacuated_and_then_balanced_on_migrates_once_straight_to_where_it_ends() -> None:
+    nodes = [node("n0", cpus=8, mem_gib=16), node("n1", cpus=16, mem_gib=64), node("n2", cpus=8, mem_gib=32)]
+    guests = [guest(100, "n2", 2.6, 9.8, tags=["plb_pin_n1"]), guest(101, "n0", 1.0, 3.3, vcpus=8),
+              guest(102, "n0", 0, 0.7, status="stopped", vcpus=2)]
+    result = checked_plan(cluster(nodes, guests, maintenance=["n0"]),
+                          policy=Policy(trigger=0.2, min_gain=0.0, max_moves=4, max_moves_per_node=2))
+    # Greedy evacuates 101 to n1 and, once the pinned 100 is there too, balances it on to n2:
+    # two live migrations where one reaches the same placement.
+    assert [(m.vmid, m.source, m.target, m.cause) for m in result.moves] == [
+        (100, "n2", "n1", Cause.REPAIR), (101, "n0", "n2", Cause.EVACUATION), (102, "n0", "n1", Cause.EVACUATION)]

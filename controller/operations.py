@@ -403,11 +403,8 @@ def what_if(config: Config, overrides: Any) -> Config:
                 raise ConfigError(f"plan overrides.window: must be one of {', '.join(WINDOWS)}, got {window!r}")
             statistic = Statistic.parse(overrides["statistic"], "plan overrides.statistic") if "statistic" in overrides else prometheus.statistic
             prometheus = replace(prometheus, window=window, statistic=statistic)
-        policy = config.policy
-        if "trigger" in overrides:
-            policy = replace(policy, trigger=values.number(overrides["trigger"], "plan overrides.trigger", 0.0, 1.0))
-        if "max_moves" in overrides:
-            policy = replace(policy, max_moves=values.count(overrides["max_moves"], "plan overrides.max_moves"))
+        policy = config.policy.overridden({k: overrides[k] for k in ("trigger", "max_moves") if k in overrides},
+                                          "plan overrides")
         rules = config.rules
         if overrides.get("drain"):
             drain = values.name_list(overrides["drain"], "plan overrides.drain")

@@ -5,7 +5,7 @@ and the limits no plan may cross. Read from the `policy:` block of the config.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import Any
 
@@ -109,8 +109,13 @@ class Policy:
 
         Raises ConfigError naming the key and the expected value on the first bad entry.
         """
+        return cls().overridden(data, where)
+
+    def overridden(self, data: Mapping[str, Any] | None, where: str) -> Policy:
+        """This policy with the keys of `data` read as the `policy:` block reads them (a what-if
+        plan's overrides come through here too, so they are checked the same way)."""
         data = values.mapping(data, where)
-        known = {f.name for f in fields(cls)}
+        known = {f.name for f in fields(self)}
         values.reject_unknown(data, known, where)
         kwargs: dict[str, Any] = {}
         for key, raw in data.items():
@@ -143,18 +148,19 @@ class Policy:
             elif key == "allow_local_disks":
                 kwargs[key] = values.flag(raw, at)
             elif key == "memory_headroom":
-                kwargs[key] = _headroom(raw, at, Headroom())
+                kwargs[key] = _headroom(raw, at, self.memory_headroom)
             elif key == "node_headroom":
-                base = kwargs.get("memory_headroom") or _headroom(data.get("memory_headroom"), where, Headroom())
+                base = kwargs.get("memory_headroom") or _headroom(data.get("memory_headroom"), where, self.memory_headroom)
                 per_node = values.mapping(raw, at)
                 kwargs[key] = MappingProxyType(
                     {str(n): _headroom(v, f"{at}.{n}", base) for n, v in sorted(per_node.items())}
                 )
-        policy = cls(**kwargs)
+        policy = replace(self, **kwargs)
         if policy.cpu_weight + policy.memory_weight <= 0:
             raise ConfigError(f"{where}: cpu_weight and memory_weight cannot both be 0")
         if policy.stop_below > policy.trigger:
-            raise ConfigError(f"{where}.target_imbalance: must not be above trigger ({policy.trigger:g})")
+            raise ConfigError(f"{where}.target_imbalance: must not be above trigger ({policy.trigger:g}); "
+                              f"it is {policy.stop_below:g}")
         return policy
 
 

@@ -359,6 +359,10 @@ def test_a_what_if_plan_leaving_a_node_out(run: Run) -> None:
     # A what-if trigger above the imbalance: no balancing, and a bad one is a 400, not a 500.
     calm = run.send("POST", "/api/v1/plan", body={"trigger": 0.99})
     assert calm.status_code == 200 and not [m for m in calm.json()["moves"] if m["kind"] == "balance"]
+    # Checked as the config's policy block is: no more moves than a config may ask for.
+    many = run.send("POST", "/api/v1/plan", body={"max_moves": 10**8})
+    assert many.status_code == 400 and "plan overrides.max_moves: expected a whole number from 0 to 100000" \
+        in many.json()["error"], many.text
     for bad_json in ('{"trigger": 1.5}', '{"trigger": "high"}', '{"trigger": NaN}'):
         answer = requests.post(run.url + "/api/v1/plan", data=bad_json, timeout=60,
                                headers={**_auth(OPERATOR), "Content-Type": "application/json"})

@@ -89,3 +89,17 @@ def test_search_effort_and_cost_budgets_are_read_and_bad_ones_refused() -> None:
         Policy.from_mapping({"search": "hard"}, "policy")
     with pytest.raises(ConfigError, match=r"policy.max_inflow: expected a whole number from 1 to 100000, got 0"):
         Policy.from_mapping({"max_inflow": 0}, "policy")
+
+
+def test_overrides_are_read_as_the_block_is_and_checked_against_the_rest_of_the_policy() -> None:
+    # A what-if plan's trigger below the configured target_imbalance would start balancing at a
+    # figure it is told to stop above: refused, as the same block in the config is.
+    policy = Policy.from_mapping({"trigger": 0.2, "target_imbalance": 0.1, "memory_headroom": "8G"}, "policy")
+    with pytest.raises(ConfigError, match=r"^plan overrides.target_imbalance: must not be above trigger \(0.05\)"):
+        policy.overridden({"trigger": 0.05}, "plan overrides")
+    with pytest.raises(ConfigError, match="^plan overrides.max_moves: expected a whole number from 0 to 100000"):
+        policy.overridden({"max_moves": 10**8}, "plan overrides")
+    # What is not overridden stays as configured.
+    lower = policy.overridden({"max_moves": 3, "trigger": 0.15}, "plan overrides")
+    assert (lower.max_moves, lower.trigger, lower.target_imbalance) == (3, 0.15, 0.1)
+    assert lower.memory_headroom == Headroom(fraction=0.0, bytes=8 * GIB)

@@ -5,8 +5,8 @@ No I/O, no clock, no globals: the same input always gives the same plan. Mandato
 every move is checked against the state all earlier moves leave behind and admitted by the
 one budget (planner.budget, asked by `Context.commit`). The local search (planner.search)
 may then find a better final placement, and `prune` drops every balancing move, pair or
-trade whose removal would not make the plan worse by more than its cost; a guest still moved
-twice then goes straight to where it ends when an order allows.
+trade whose removal would not make the plan worse by more than its cost. A guest greedy moves
+twice goes straight to where it ends when an order allows (`_direct`).
 """
 
 from __future__ import annotations
@@ -22,16 +22,18 @@ from .placement import Placement, imbalance
 from .policy import Policy
 from .rules import RuleSet
 from .strategies import STRATEGIES
-from .strategies.balance import stopped_note
+from .strategies.balance import resume, stopped_note
+
+_DIRECT_ROUNDS = 4  # resumed balancing may move a guest twice again; each round removes some
 
 
 def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     """Plan moves for `model`. Tag rules (ignore, exclude_*, plb_*) are read from the guests
     here; pass the config and HA rules in `rules`."""
+    origin = {g.vmid: g.node for g in model.guests}
     ctx = _start(model, rules, policy)
     before = ctx.state.snapshot()
-    _run(ctx)
-    origin = {g.vmid: g.node for g in model.guests}
+    ctx = _greedy(model, rules, policy, origin, ctx)
     # `improve` searches on the greedy plan's final state; when it finds something better the
     # plan is rebuilt from the observed cluster so every step is committed (and checked) in order.
     greedy, was = ctx, ctx.state.imbalance()
@@ -41,13 +43,13 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
     # The search walks greedy's own state and leaves it where it ended (away from greedy's
     # moves) once it has tried anything: greedy's plan is then made again, pruned, and the
     # refined plan is kept only when it is still better after its own pruning.
-    plain = _pruned(model, rules, policy, _run(_start(model, rules, policy)) if tried else greedy, origin)
+    again = _greedy(model, rules, policy, origin, _start(model, rules, policy)) if tried else greedy
+    plain = _pruned(model, rules, policy, again, origin)
     ctx = plain
     if refined is not None:
         refined = _pruned(model, rules, policy, refined, origin)
         if (round(refined.state.imbalance(), 9), len(refined.moves)) < (round(plain.state.imbalance(), 9), len(plain.moves)):
             ctx = refined
-    ctx = _direct(model, rules, policy, ctx, origin)
     constraints, state = ctx.constraints, ctx.state
     after = state.snapshot()
     return Plan(
@@ -74,10 +76,12 @@ def _start(model: ClusterModel, rules: RuleSet, policy: Policy) -> Context:
     return Context(Placement(model, policy, constraints.maintenance, constraints.reservations), constraints, policy)
 
 
-def _run(ctx: Context) -> Context:
+def _greedy(model: ClusterModel, rules: RuleSet, policy: Policy, origin: dict[int, str], ctx: Context) -> Context:
+    """The strategies' plan from the fresh `ctx`, with one migration per guest where an order
+    allows (`_direct`)."""
     for strategy in STRATEGIES:
         strategy(ctx)
-    return ctx
+    return _direct(model, rules, policy, ctx, origin)
 
 
 def _replay(model: ClusterModel, rules: RuleSet, policy: Policy, final: dict[int, str], greedy: Context) -> Context | None:
@@ -171,17 +175,27 @@ def _pruned(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, o
 
 def _direct(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, origin: dict[int, str]) -> Context:
     """The plan with one migration per guest when some guest moves more than once (made room
-    with, then balanced on; evacuated, then balanced on) and an order of single moves to the same
-    placement exists: each extra live migration copies the guest's memory again for nothing. A
-    staged swap (parked on a third node) has no such order and stays as it is."""
-    if len({m.vmid for m in ctx.moves}) == len(ctx.moves):
-        return ctx
-    direct = _replay(model, rules, policy, {v: n for v, n in ctx.state.where.items() if n != origin[v]}, ctx)
-    if direct is None or len(direct.moves) >= len(ctx.moves):
-        return ctx
-    direct.problems.extend(ctx.problems)
-    direct.notes.extend(ctx.notes)
-    return direct
+    with, then balanced on; evacuated, then balanced on) and the replay finds an order of single
+    moves to the same placement: each extra live migration copies the guest's memory again for
+    nothing. Budget the extra moves spent goes back to balancing, which resumes from there. A
+    staged swap (parked on a third node) has no such order and keeps its moves."""
+    for _ in range(_DIRECT_ROUNDS):
+        moves = Counter(m.vmid for m in ctx.moves)
+        twice = sorted(v for v, n in moves.items() if n > 1)
+        if not twice:
+            return ctx
+        direct = _replay(model, rules, policy, {v: n for v, n in ctx.state.where.items() if n != origin[v]}, ctx)
+        if direct is None or len(direct.moves) >= len(ctx.moves):
+            return ctx
+        direct.problems.extend(ctx.problems)
+        stopped = [n for n in ctx.notes if n.startswith("balancing stopped")]
+        direct.notes.extend(n for n in ctx.notes if n not in stopped)
+        direct.notes.append(f"one migration each for {', '.join(map(str, twice))}: greedy moved them twice, "
+                            "the plan takes them straight to where they end")
+        if stopped:  # balancing ran: it goes on with what the saved moves left of the budget
+            resume(direct)
+        ctx = direct
+    return ctx
 
 
 def _homes(ctx: Context, origin: dict[int, str]) -> dict[int, str]:

@@ -159,8 +159,10 @@ class Policy:
         if policy.cpu_weight + policy.memory_weight <= 0:
             raise ConfigError(f"{where}: cpu_weight and memory_weight cannot both be 0")
         if policy.stop_below > policy.trigger:
-            raise ConfigError(f"{where}.target_imbalance: must not be above trigger ({policy.trigger:g}); "
-                              f"it is {policy.stop_below:g}")
+            if "trigger" in data and "target_imbalance" not in data:  # an override of the trigger alone
+                raise ConfigError(f"{where}.trigger: must not be below target_imbalance ({policy.stop_below:g}), "
+                                  f"got {policy.trigger:g}")
+            raise ConfigError(f"{where}.target_imbalance: must not be above trigger ({policy.trigger:g})")
         return policy
 
 

@@ -36,6 +36,13 @@ def balance(ctx: Context) -> None:
     ctx.balancing = True
     if hot:
         ctx.notes.append(f"above a high-water mark: {', '.join(hot)}")
+    resume(ctx)
+
+
+def resume(ctx: Context) -> None:
+    """Balance from where the plan stands until the imbalance is low enough, no move is worth
+    its cost or the budget refuses; the note says which."""
+    state, policy = ctx.state, ctx.policy
     while True:
         current = state.imbalance()
         if current <= 0 or (current <= policy.stop_below and not any(state.hot(n) for n in state.active)):

@@ -140,3 +140,4 @@ def test_a_guest_evacuated_and_then_balanced_on_migrates_once_straight_to_where_
     # two live migrations where one reaches the same placement.
     assert [(m.vmid, m.source, m.target, m.cause) for m in result.moves] == [
         (100, "n2", "n1", Cause.REPAIR), (101, "n0", "n2", Cause.EVACUATION), (102, "n0", "n1", Cause.EVACUATION)]
+    assert any(n.startswith("one migration each for 101:") for n in result.notes), result.notes

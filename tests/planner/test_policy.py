@@ -95,7 +95,7 @@ def test_overrides_are_read_as_the_block_is_and_checked_against_the_rest_of_the_
     # A what-if plan's trigger below the configured target_imbalance would start balancing at a
     # figure it is told to stop above: refused, as the same block in the config is.
     policy = Policy.from_mapping({"trigger": 0.2, "target_imbalance": 0.1, "memory_headroom": "8G"}, "policy")
-    with pytest.raises(ConfigError, match=r"^plan overrides.target_imbalance: must not be above trigger \(0.05\)"):
+    with pytest.raises(ConfigError, match=r"^plan overrides.trigger: must not be below target_imbalance \(0.1\), got 0.05$"):
         policy.overridden({"trigger": 0.05}, "plan overrides")
     with pytest.raises(ConfigError, match="^plan overrides.max_moves: expected a whole number from 0 to 100000"):
         policy.overridden({"max_moves": 10**8}, "plan overrides")

@@ -152,3 +152,14 @@ def test_every_guest_left_on_a_maintenance_node_is_accounted_for(data: st.DataOb
         return any(p.startswith(f"guest {vmid} ") or any(p.startswith(label) for label in labels) for p in result.problems)
 
     assert all(named(v) for v in left), ([v for v in left if not named(v)], result.problems)
+
+
+@settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(clusters(), policies)
+def test_a_plan_that_balanced_says_once_why_balancing_stopped(model: ClusterModel, policy: Policy) -> None:
+    # Also when greedy's plan was replayed with one migration per guest: balancing resumes with
+    # the budget the saved moves left, so the reason it gives is the final plan's, not greedy's.
+    result = plan(model, RuleSet(), policy)
+    balanced = not any(n.endswith("no balancing moves") for n in result.notes)
+    stopped = [n for n in result.notes if n.startswith("balancing stopped")]
+    assert len(stopped) == (1 if balanced else 0), result.notes

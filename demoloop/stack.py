@@ -105,13 +105,14 @@ class LocalStack:
         """History through the exporter's collector into Prometheus' data directory; its summary
         line. Its samples carry the `job` and `instance` labels the live scrapes will carry, so
         live series continue the history as on a real stack. Its progress goes to stderr."""
-        # A whole second, given to the exporter as --end: the rules' backfill starts at exactly
-        # the first sample, so its first evaluation finds one.
-        end = float(int(time.time()))
+        # A whole second, given to the exporter as --end (the earlier of the wall clock and the
+        # simulator's, as the exporter's own default): the rules' backfill starts from the first
+        # sample, so its first evaluation finds one.
+        end = float(int(min(time.time(), self.sim.clock.now())))
         self.history = (end - hours * 3600, end)
         done = subprocess.run(
             [str(BIN / "pvebalance-exporter"), "backfill", f"--config.file={self.exporter_file}",
-             f"--sim-admin-url={self.sim.admin_url}", f"--hours={hours:g}", f"--step={step:g}", f"--end={end:.0f}",
+             f"--sim-admin-url={self.sim.admin_url}", f"--hours={hours!r}", f"--step={step!r}", f"--end={end:.0f}",
              f"--output={self.workdir / 'tsdb'}", f"--label=job={EXPORTER_JOB}",
              f"--label=instance={self.exporter_instance}", "--log.format=json", "--log.level=warning"],
             stdout=subprocess.PIPE, text=True, check=False,  # stderr: its progress and errors, as they come

@@ -24,7 +24,7 @@ from pveapi.errors import ApiError, ConfigError, ErrorKind, PvebalanceError
 from pveapi.logsetup import configure_logging
 from pveapi.progress import Progress
 from pveapi.settings import Secret
-from pveapi.values import HOUR, YEAR, count, duration, number
+from pveapi.values import HOUR, YEAR, count, number
 from pveapi.version import version_text
 
 from .backfill import SimClock, backfill
@@ -221,15 +221,18 @@ def run_backfill(args: argparse.Namespace) -> int:
         token = Secret(value)
     labels = dict(_label(text) for text in args.label)
     hours = number(args.hours, "--hours", 0, YEAR / HOUR)
-    step = duration(args.step, "--step")
+    step = number(args.step, "--step", 0.001, YEAR)
     sim_now, _ = SimClock(args.sim_admin_url, settings.verify_ssl, token).get()
     # Prometheus stamps live scrapes with the wall clock: history past it (a simulator running
     # faster than real time is ahead) would make the first live samples "out of bounds".
     latest = min(sim_now, time.time())
+    if args.end is None and latest < hours * HOUR:
+        raise ConfigError(f"--hours: {hours:g} h of history would start before 1970 (the simulator's clock is at "
+                          f"{latest:.0f}); ask for fewer hours or start the simulator later")
     end = latest if args.end is None else args.end
     if not math.isfinite(end) or not hours * HOUR <= end <= latest:
-        raise ConfigError(f"--end: expected a Unix time from {hours * HOUR:.0f} to {latest:.0f} (the simulator's "
-                          f"now or the wall clock, whichever is earlier), got {args.end:g}")
+        raise ConfigError(f"--end: expected a Unix time from {hours * HOUR:.0f} (--hours after 1970) to {latest:.0f} "
+                          f"(the simulator's now or the wall clock, whichever is earlier), got {end:g}")
     with Progress("backfill", unit="steps") as progress:
 
         def on_step(done: int, total: int, at: float) -> None:

@@ -117,8 +117,8 @@ def test_backfill_refuses_nonsense_before_touching_the_clock(sim: RunningSimulat
     ("--hours=nan", "--hours: expected a number"),
     ("--hours=-1", "--hours: expected a number"),
     ("--hours=1e308", "--hours: expected a number"),
-    ("--step=inf", "--step: expected a duration"),
-    ("--step=0", "--step: expected a duration"),
+    ("--step=inf", "--step: expected a number"),
+    ("--step=0", "--step: expected a number"),
     ("--end=nan", "--end: expected a Unix time"),
     ("--end=4102444800", "--end: expected a Unix time"),  # 2100: past the wall clock
 ])
@@ -135,3 +135,21 @@ def test_cli_backfill_refuses_a_bad_range_in_one_line(sim: RunningSimulator, tmp
     assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
     assert says in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "data").exists() and sim.clock() == before
+
+
+def test_cli_backfill_from_a_simulator_started_near_1970_says_so_in_one_line(sim: RunningSimulator,
+                                                                            tmp_path: Path) -> None:
+    config = tmp_path / "exporter.yml"
+    config.write_text(yaml.safe_dump({"default": module_block(sim, tmp_path / "token")}))
+    before = sim.clock()
+    sim.set_time(1000)  # `pvebalance-sim --start 0` is a valid start
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "exporter.cli", "backfill", f"--config.file={config}",
+             f"--sim-admin-url={sim.admin_url}", f"--output={tmp_path / 'data'}", "--hours=1"],
+            capture_output=True, text=True, cwd=ROOT, timeout=60,
+        )
+    finally:
+        sim.set_time(before)
+    assert done.returncode == 2 and done.stderr.strip().count("\n") == 0, done.stderr
+    assert "--hours: 1 h of history would start before 1970" in done.stderr, done.stderr

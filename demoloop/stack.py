@@ -106,8 +106,8 @@ class LocalStack:
         line. Its samples carry the `job` and `instance` labels the live scrapes will carry, so
         live series continue the history as on a real stack. Its progress goes to stderr."""
         # A whole second, given to the exporter as --end (the earlier of the wall clock and the
-        # simulator's, as the exporter's own default): the rules' backfill starts from the first
-        # sample, so its first evaluation finds one.
+        # simulator's, as the exporter's own default): the rules' backfill starts there too, so its
+        # first evaluation (within one step after it) finds a sample.
         end = float(int(min(time.time(), self.sim.clock.now())))
         self.history = (end - hours * 3600, end)
         done = subprocess.run(

@@ -113,7 +113,9 @@ class Policy:
 
     def overridden(self, data: Mapping[str, Any] | None, where: str) -> Policy:
         """This policy with the keys of `data` read as the `policy:` block reads them (a what-if
-        plan's overrides come through here too, so they are checked the same way)."""
+        plan's overrides come through here too, so they are checked the same way). Per-node
+        headroom already read is kept as it is: overriding `memory_headroom` alone does not
+        change the `node_headroom` entries that inherited from the old one."""
         data = values.mapping(data, where)
         known = {f.name for f in fields(self)}
         values.reject_unknown(data, known, where)

@@ -29,6 +29,9 @@ class Context:
         self.moves: list[Move] = []
         self.problems: list[str] = []
         self.notes: list[str] = []
+        # Why balancing stopped, apart from the notes: a plan rebuilt from this one's placement
+        # (refined, pruned, one migration per guest) states its own reason instead.
+        self.stopped: str | None = None
         self.refused: set[str] = set()  # budget limits that refused a move: the notes name them
         self.balancing = False  # the balance strategy ran (imbalance above the trigger or a node hot)
         self.hot_at_start = frozenset(n.name for n in state.active if state.hot(n))

@@ -65,7 +65,7 @@ def plan(model: ClusterModel, rules: RuleSet, policy: Policy) -> Plan:
         problems=tuple(constraints.problems + ctx.problems),
         sources=dict(sorted(Counter(u.source for u in model.guest_usage.values()).items())),
         window=model.window,
-        notes=tuple(constraints.compatibility_notes() + ctx.notes),
+        notes=tuple(constraints.compatibility_notes() + ctx.notes + ([ctx.stopped] if ctx.stopped else [])),
         search=policy.search,
         search_rounds=tried,
     )
@@ -104,13 +104,12 @@ def _refined(
     if ctx is None or ctx.state.imbalance() >= was:
         return None
     ctx.problems.extend(greedy.problems)
-    # Why greedy's balancing stopped describes greedy's end, not this plan's: the next note does.
-    ctx.notes.extend(n for n in greedy.notes if not n.startswith("balancing stopped"))
+    ctx.notes.extend(greedy.notes)
     ctx.notes.append(f"plan refined by local search: imbalance {was:.3f} -> {ctx.state.imbalance():.3f} "
                      f"with {len(ctx.moves)} moves (greedy: {len(greedy.moves)})")
-    if any(n.startswith("balancing stopped") for n in greedy.notes):
+    if greedy.stopped:  # greedy's reason describes greedy's end, not this plan's
         ctx.refused |= greedy.refused
-        ctx.notes.append(stopped_note(ctx, ctx.state.imbalance()))
+        ctx.stopped = stopped_note(ctx, ctx.state.imbalance())
     return ctx
 
 
@@ -167,6 +166,7 @@ def _pruned(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, o
             return ctx
         pruned.problems.extend(ctx.problems)
         pruned.notes.extend(ctx.notes)
+        pruned.stopped = ctx.stopped
         pruned.notes.append(f"left out the move(s) of {', '.join(map(str, sorted(taken)))}: they gain less than "
                             f"their cost (imbalance {pruned.state.imbalance():.4f} without, "
                             f"{ctx.state.imbalance():.4f} with)")
@@ -188,11 +188,10 @@ def _direct(model: ClusterModel, rules: RuleSet, policy: Policy, ctx: Context, o
         if direct is None or len(direct.moves) >= len(ctx.moves):
             return ctx
         direct.problems.extend(ctx.problems)
-        stopped = [n for n in ctx.notes if n.startswith("balancing stopped")]
-        direct.notes.extend(n for n in ctx.notes if n not in stopped)
+        direct.notes.extend(ctx.notes)
         direct.notes.append(f"one migration each for {', '.join(map(str, twice))}: greedy moved them twice, "
                             "the plan takes them straight to where they end")
-        if stopped:  # balancing ran: it goes on with what the saved moves left of the budget
+        if ctx.stopped:  # balancing ran: it goes on with what the saved moves left of the budget
             resume(direct)
         ctx = direct
     return ctx

@@ -46,14 +46,14 @@ def resume(ctx: Context) -> None:
     while True:
         current = state.imbalance()
         if current <= 0 or (current <= policy.stop_below and not any(state.hot(n) for n in state.active)):
-            ctx.notes.append(f"balancing stopped: imbalance {current:.3f} is at or below {policy.stop_below:g}")
+            ctx.stopped = f"balancing stopped: imbalance {current:.3f} is at or below {policy.stop_below:g}"
             return
         # Relief first: a move off a node above a high-water mark, before any plain balancing.
         if any(state.hot(n) for n in state.active) and _best_move(ctx, current, relief=True):
             continue
         if _best_move(ctx, current) or _best_swap(ctx, current):
             continue
-        ctx.notes.append(stopped_note(ctx, current))
+        ctx.stopped = stopped_note(ctx, current)
         return
 
 

@@ -25,8 +25,7 @@ class KeptTexts:
     """A target's last encoded families, each under a key that buckets it (its head, its size),
     with what it is made of: its rows, or a state family's blocks (from the `_StateBlocks` caches,
     so an unchanged family's list holds the very same strings and compares in one pass of
-    identity checks). A family made of the same again gets the same bytes object. One per target
-    (exporter.target), so targets scraped in turn do not push each other's out."""
+    identity checks). A family made of the same again gets the same bytes object."""
 
     # About 30 families per answer; each entry holds its family's text (some 0.5 MB at 10,000
     # guests) until the family is encoded again.

@@ -86,8 +86,9 @@ class Series:
 
 # Label sets and rendered state blocks are kept across scrapes in LRU caches this big: a
 # resource's id, labels and held states rarely change between scrapes, values do (a family's
-# text is kept only while all its values stay the same: KeptTexts). 65,536 covers the two state families of 30,000 guests; a bigger cluster only renders
-# more of them afresh. Each entry is one label set or one block of a few lines.
+# text is kept only while all its values stay the same: KeptTexts). 65,536 covers the two state
+# families of 30,000 guests; a bigger cluster only renders more of them afresh. Each entry is
+# one label set or one block of a few lines.
 CACHED_RESOURCES = 65536
 
 
@@ -185,14 +186,14 @@ class FastFamily(Metric):
         the last scrape (the same Series objects, values that write the same), the same bytes
         object as then, so their gzip is kept too. Sizes, vCPUs and info series rarely change;
         usage changes every scrape."""
+        if kept is None:
+            return Part(self.text().encode("utf-8"), kept=False)
         rows = self._rows
         try:
             # A value's text is floatToGoString(float(value)), so equal doubles write the same
             # (-0.0 and 0.0 differ here, as in their text; a NaN's bits stay its own).
             values = array("d", rows.values).tobytes()
         except (TypeError, OverflowError):  # not a number, or past a double: rendered afresh
-            kept = None
-        if kept is None:
             return Part(self.text().encode("utf-8"), kept=False)
         head = self._head(escape_metric_name(self._sample_name))
         key = (head, len(rows.series), rows.series[0].text if rows.series else "")

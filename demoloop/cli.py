@@ -20,10 +20,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from pveapi.errors import PvebalanceError
+from pveapi.errors import ConfigError, PvebalanceError
 from pveapi.logsetup import configure_logging
 from pveapi.progress import duration
+from pveapi.values import DAY, HOUR, YEAR, number
 from pveapi.version import version_text
+from simulator.validation import MAX_TIME_SCALE
 
 from .stack import LocalStack, prometheus_installed
 
@@ -144,6 +146,14 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    try:  # NaN, infinity and the absurd, before anything starts
+        number(args.hours, "--hours", 0, YEAR / HOUR)
+        number(args.step, "--step", 0, DAY)
+        if args.time_scale is not None:
+            number(args.time_scale, "--time-scale", 0, MAX_TIME_SCALE)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
     if args.hours <= 0 or args.step <= 0:
         print(f"{PROG}: --hours and --step must be positive", file=sys.stderr)
         return 2

@@ -14,7 +14,10 @@ import time
 from pathlib import Path
 from typing import IO, Any
 
+import pytest
 import requests
+
+from demoloop.cli import main
 
 DEMO = str(Path(sys.executable).parent / "pvebalance-demo")
 
@@ -139,3 +142,17 @@ def test_demo_without_prometheus_plans_on_live_figures_and_says_so(tmp_path: Pat
     assert "prometheus  NOT FOUND on the PATH (Debian: apt-get install prometheus)" in done.stdout
     assert "== pvebalance plan (live figures) ==" in done.stdout
     assert re.search(r"^Moves \(\d+, in this order", done.stdout, re.M), done.stdout
+
+
+@pytest.mark.parametrize(("flag", "says"), [
+    (["--hours", "nan"], "--hours: expected a number from 0 to 8784, got nan"),
+    (["--hours", "1e308"], "--hours: expected a number from 0 to 8784"),
+    (["--step", "inf"], "--step: expected a number from 0 to 86400, got inf"),
+    (["--time-scale", "nan"], "--time-scale: expected a number from 0"),
+    (["--hours", "0"], "--hours and --step must be positive"),
+])
+def test_a_bad_demo_flag_is_one_line_before_anything_starts(flag: list[str], says: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(flag) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"pvebalance-demo: {says}") and err.strip().count("\n") == 0, err
